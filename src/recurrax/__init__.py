@@ -1,0 +1,19 @@
+"""recurrax: pure recurrent cells, one scan engine, Flax NNX modules and optax training."""
+
+from recurrax._scan import scan
+from recurrax.cells import GRU, LSTM, Cell, LinearCell, LSTMCarry, SimpleRNN, gru, lstm, simple_rnn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "Cell",
+    "LSTMCarry",
+    "LinearCell",
+    "SimpleRNN",
+    "gru",
+    "lstm",
+    "scan",
+    "simple_rnn",
+]

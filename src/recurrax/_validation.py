@@ -1,0 +1,105 @@
+"""Checks that turn bad input into one clear error before anything is traced.
+
+Each message names the argument, what it got and what it expected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(value: Any) -> bool:
+    """True when ``value``'s contents are known now (not a tracer under jit/grad)."""
+    return not isinstance(value, jax.core.Tracer)
+
+
+def as_array(value: Any, name: str) -> jax.Array | np.ndarray:
+    if isinstance(value, (jax.Array, np.ndarray)):
+        return value
+    try:
+        return np.asarray(value)
+    except Exception as err:  # noqa: BLE001 — any conversion failure is the same user error
+        raise TypeError(f"{name} must be an array, got {type(value).__name__}") from err
+
+
+def check_sequence(xs: Any, name: str, *, time_major: bool, features: int | None) -> jax.Array:
+    """Checks a sequence input ``[*B, T, D]`` (or ``[T, *B, D]``) and returns it as an array."""
+    layout = "[T, *B, D] (time-major)" if time_major else "[*B, T, D] (batch-major)"
+    xs = as_array(xs, name)
+    if not jnp.issubdtype(xs.dtype, jnp.inexact):
+        raise TypeError(
+            f"{name} must have a floating dtype, got {xs.dtype}; "
+            "cast it (e.g. xs.astype(jnp.float32)) or embed integer tokens first"
+        )
+    if xs.ndim < 2:
+        raise ValueError(f"{name} must have shape {layout} with at least 2 dims, got shape {tuple(xs.shape)}")
+    time_axis = 0 if time_major else xs.ndim - 2
+    if xs.shape[time_axis] == 0:
+        raise ValueError(f"{name} has zero time steps (shape {tuple(xs.shape)}, layout {layout})")
+    if features is not None and xs.shape[-1] != features:
+        raise ValueError(
+            f"{name} has {xs.shape[-1]} features (shape {tuple(xs.shape)}), but the parameters expect "
+            f"{features} (layout {layout})"
+        )
+    return jnp.asarray(xs)
+
+
+def check_lengths(lengths: Any, batch_shape: tuple[int, ...], num_steps: int) -> jax.Array:
+    """Checks per-example ``lengths[*B]`` with values in ``[1, T]``."""
+    lengths = as_array(lengths, "lengths")
+    if tuple(lengths.shape) != tuple(batch_shape):
+        raise ValueError(
+            f"lengths must have the batch shape {tuple(batch_shape)}, got shape {tuple(lengths.shape)}"
+        )
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if is_concrete(lengths) and lengths.size:
+        low, high = int(np.min(np.asarray(lengths))), int(np.max(np.asarray(lengths)))
+        if low < 1:
+            raise ValueError(f"lengths must be >= 1 (zero-length sequences have no output), got min {low}")
+        if high > num_steps:
+            raise ValueError(f"lengths must be <= the sequence length T={num_steps}, got max {high}")
+    return jnp.asarray(lengths)
+
+
+def check_mask_like(
+    mask: Any, name: str, batch_shape: tuple[int, ...], num_steps: int, time_major: bool
+) -> jax.Array:
+    """Checks a boolean per-step array ``[*B, T]`` (or ``[T, *B]``)."""
+    mask = as_array(mask, name)
+    expected = (num_steps, *batch_shape) if time_major else (*batch_shape, num_steps)
+    if tuple(mask.shape) != expected:
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(mask.shape)}")
+    if mask.dtype != jnp.bool_:
+        raise TypeError(f"{name} must be boolean, got dtype {mask.dtype}")
+    return jnp.asarray(mask)
+
+
+def check_initial_carry(carry: Any, expected: Any, batch_shape: tuple[int, ...]) -> None:
+    """Checks that ``carry`` has the structure, shapes and dtypes of ``expected``."""
+    got_leaves, got_tree = jax.tree.flatten(carry)
+    want_leaves, want_tree = jax.tree.flatten(expected)
+    if got_tree != want_tree:
+        raise ValueError(f"initial_carry has structure {got_tree}, but the cell's carry is {want_tree}")
+    for i, (got, want) in enumerate(zip(got_leaves, want_leaves, strict=True)):
+        got_shape = tuple(np.shape(got))
+        if got_shape != tuple(want.shape):
+            raise ValueError(
+                f"initial_carry leaf {i} has shape {got_shape}, expected {tuple(want.shape)} "
+                f"for batch shape {tuple(batch_shape)}"
+            )
+        got_dtype = jnp.result_type(got)
+        if got_dtype != want.dtype:
+            raise TypeError(
+                f"initial_carry leaf {i} has dtype {got_dtype}, expected {want.dtype} "
+                "(make it with cell.initial_carry(batch_shape))"
+            )
+
+
+def check_choice(value: Any, name: str, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

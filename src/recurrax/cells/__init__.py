@@ -1,0 +1,25 @@
+"""Pure recurrent cells: parameters and carries are plain pytrees."""
+
+from recurrax.cells._base import Carry, Cell, LinearCell, Params, tree_where
+from recurrax.cells._gru import GRU, gru
+from recurrax.cells._initializers import GateBlocksOrthogonal, chrono_bias
+from recurrax.cells._lstm import LSTM, LSTMCarry, layer_norm, lstm
+from recurrax.cells._simple_rnn import SimpleRNN, simple_rnn
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "Carry",
+    "Cell",
+    "GateBlocksOrthogonal",
+    "LSTMCarry",
+    "LinearCell",
+    "Params",
+    "SimpleRNN",
+    "chrono_bias",
+    "gru",
+    "layer_norm",
+    "lstm",
+    "simple_rnn",
+    "tree_where",
+]

@@ -1,0 +1,101 @@
+"""The Elman recurrent network (Elman, 1990)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Literal
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from recurrax.cells._base import Array, Cell, Params
+from recurrax.cells._initializers import (
+    GateBlocksOrthogonal,
+    Initializer,
+    default_bias_init,
+    default_kernel_init,
+)
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SimpleRNN(Cell):
+    """Elman RNN cell: ``h' = act(x W_x + h W_h + b)``, ``act`` tanh or relu.
+
+    The plain recurrent network whose gradients vanish (or explode) through
+    time; kept as the baseline that the gated cells improve on.
+    """
+
+    activation: Literal["tanh", "relu"] = "tanh"
+    kernel_init: Initializer = default_kernel_init
+    recurrent_init: Initializer = GateBlocksOrthogonal(1)
+    bias_init: Initializer = default_bias_init
+
+    supports_input_projection: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+
+    def init(self, key: Array, input_size: int) -> Params:
+        H, dt = self.hidden_size, self.param_dtype
+        k_in, k_rec, k_b = jax.random.split(key, 3)
+        return {
+            "input_kernel": self.kernel_init(k_in, (input_size, H), dt),
+            "recurrent_kernel": self.recurrent_init(k_rec, (H, H), dt),
+            "bias": self.bias_init(k_b, (H,), dt),
+        }
+
+    def input_size(self, params: Params) -> int:
+        return int(params["input_kernel"].shape[0])
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
+        return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
+
+    def project_inputs(self, params: Params, xs: Array) -> Array:
+        dt = self.compute_dtype(xs, params["input_kernel"])
+        return jnp.matmul(xs.astype(dt), params["input_kernel"].astype(dt)) + params["bias"].astype(dt)
+
+    def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
+        dt = projected_x.dtype
+        z = projected_x + jnp.matmul(carry.astype(dt), params["recurrent_kernel"].astype(dt))
+        h = _ACTIVATIONS[self.activation](z)
+        return h.astype(carry.dtype), h
+
+    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
+        return self.step_projected(params, carry, self.project_inputs(params, x))
+
+
+def simple_rnn(
+    hidden_size: int,
+    *,
+    activation: Literal["tanh", "relu"] = "tanh",
+    kernel_init: Initializer = default_kernel_init,
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = default_bias_init,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    carry_dtype: DTypeLike | None = None,
+) -> SimpleRNN:
+    """An Elman RNN cell, ``h' = act(x W_x + h W_h + b)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.simple_rnn(4, activation="relu")
+      >>> params = cell.init(jax.random.key(0), input_size=2)
+      >>> recurrax.scan(cell, params, jnp.ones((6, 2)))[0].shape
+      (6, 4)
+    """
+    return SimpleRNN(
+        hidden_size=hidden_size,
+        activation=activation,
+        kernel_init=kernel_init,
+        recurrent_init=recurrent_init or GateBlocksOrthogonal(1),
+        bias_init=bias_init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        carry_dtype=carry_dtype,
+    )
