@@ -75,9 +75,11 @@ def scan(
       hoist_input_projection: apply the input matmul to all steps before the
         loop (default: whenever the cell supports it).
       return_carries: also return the carry after every step.
-      carry_perturbation: a pytree shaped like the stacked carries that is
-        added to the carry after each step. Zeros change nothing, but the
-        gradient with respect to it is ``∂L/∂carry_t`` — gradient flow through time.
+      carry_perturbation: a pytree shaped like the stacked carries whose entry
+        ``t`` is added to the carry that step ``t`` receives. Zeros change
+        nothing, but the gradient with respect to entry ``t`` is ∂L/∂(the state
+        entering step t), through every later output and the final carry —
+        gradient flow through time, without changing the model.
 
     Example:
       >>> import jax, jax.numpy as jnp, recurrax
@@ -132,8 +134,8 @@ def scan(
     resets_tm = None if resets is None else to_time_major(resets)
     valid_tm = None
     if lengths is not None:
-        steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
-        valid_tm = steps < lengths
+        steps = jnp.arange(num_steps, dtype=lengths.dtype).reshape((num_steps,) + (1,) * len(batch_shape))
+        valid_tm = steps < lengths[None]
 
     reverse_index = None
     if reverse:
@@ -207,14 +209,14 @@ def _sequential_scan(
 ) -> tuple[Array, Carry, Carry | None]:
     def body(carry: Carry, inputs: tuple) -> tuple[Carry, Any]:
         x, valid, reset, perturbation = inputs
+        if perturbation is not None:
+            carry = jax.tree.map(jnp.add, carry, perturbation)
         start = carry if reset is None else tree_where(reset, initial_carry, carry)
         new_carry, y = step(start, x)
         if valid is not None:
             # Past an example's end its carry freezes and its outputs are zero.
             new_carry = tree_where(valid, new_carry, carry)
             y = tree_where(valid, y, jax.tree.map(jnp.zeros_like, y))
-        if perturbation is not None:
-            new_carry = jax.tree.map(jnp.add, new_carry, perturbation)
         return new_carry, ((y, new_carry) if keep_carries else (y, None))
 
     if remat:
@@ -271,10 +273,11 @@ def _reverse_within_lengths_index(num_steps: int, batch_shape: tuple[int, ...], 
 
     It is its own inverse, so the same gather puts outputs back in place.
     """
-    steps = np.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
     if lengths is None:
+        steps = np.arange(num_steps, dtype=np.int32).reshape((num_steps,) + (1,) * len(batch_shape))
         return jnp.broadcast_to(jnp.asarray(num_steps - 1 - steps), (num_steps, *batch_shape))
-    return jnp.where(steps < lengths, lengths - 1 - steps, steps)
+    steps = jnp.arange(num_steps, dtype=lengths.dtype).reshape((num_steps,) + (1,) * len(batch_shape))
+    return jnp.where(steps < lengths[None], lengths[None] - 1 - steps, steps)
 
 
 def _gather_time(tree: Any, index: Array) -> Any:

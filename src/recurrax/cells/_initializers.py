@@ -37,8 +37,10 @@ class GateBlocksOrthogonal:
         width = cols // self.num_gates
         orthogonal = jax.nn.initializers.orthogonal(self.scale)
         keys = jax.random.split(key, self.num_gates)
-        blocks = [orthogonal(k, (rows, width), dtype) for k in keys]
-        return jnp.concatenate(blocks, axis=1)
+        # QR has no bf16/f16 kernel: draw in at least float32, then cast.
+        draw_dtype = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+        blocks = [orthogonal(k, (rows, width), draw_dtype) for k in keys]
+        return jnp.concatenate(blocks, axis=1).astype(dtype)
 
 
 def chrono_bias(key: jax.Array, hidden_size: int, max_timescale: float, dtype: DTypeLike) -> jax.Array:

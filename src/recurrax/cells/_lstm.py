@@ -30,7 +30,7 @@ class LSTMCarry(NamedTuple):
 
 def layer_norm(x: Array, scale: Array, bias: Array | None = None, eps: float = _LAYER_NORM_EPS) -> Array:
     """Normalises the last axis of ``x`` (statistics in at least float32)."""
-    stats_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    stats_dtype = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
     xf = x.astype(stats_dtype)
     mean = jnp.mean(xf, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)

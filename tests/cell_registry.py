@@ -1,0 +1,86 @@
+"""One registry of every public cell; it drives the cross-cutting tests.
+
+``test_registry_covers_every_public_cell`` fails when a public cell class is
+missing here, so a new cell cannot skip jit/grad/dtype/lengths testing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import recurrax
+import numpy_reference as ref
+
+# Shapes shared by every cross-cutting test, so XLA compiles are reused.
+BATCH, STEPS, FEATURES, HIDDEN, PROJ = 3, 6, 3, 5, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class CellCase:
+    name: str
+    make: Callable[..., recurrax.Cell]  # make(**dtype_kwargs) -> cell
+    reference_step: Callable[..., Any] | None = None  # numpy step(params, carry, x)
+    linear: bool = False
+
+
+CELL_CASES: list[CellCase] = [
+    CellCase(
+        "simple_rnn_tanh",
+        lambda **kw: recurrax.simple_rnn(HIDDEN, **kw),
+        partial(ref.simple_rnn_step, activation="tanh"),
+    ),
+    CellCase(
+        "simple_rnn_relu",
+        lambda **kw: recurrax.simple_rnn(HIDDEN, activation="relu", **kw),
+        partial(ref.simple_rnn_step, activation="relu"),
+    ),
+    CellCase("lstm", lambda **kw: recurrax.lstm(HIDDEN, **kw), ref.lstm_step),
+    CellCase(
+        "lstm_peephole",
+        lambda **kw: recurrax.lstm(HIDDEN, peephole=True, **kw),
+        partial(ref.lstm_step, peephole=True),
+    ),
+    CellCase(
+        "lstm_layer_norm",
+        lambda **kw: recurrax.lstm(HIDDEN, layer_norm=True, **kw),
+        partial(ref.lstm_step, layer_norm=True),
+    ),
+    CellCase(
+        "lstm_proj",
+        lambda **kw: recurrax.lstm(HIDDEN, proj_size=PROJ, **kw),
+        partial(ref.lstm_step, proj=True),
+    ),
+    CellCase("gru", lambda **kw: recurrax.gru(HIDDEN, **kw), partial(ref.gru_step, reset_after=True)),
+    CellCase(
+        "gru_reset_before",
+        lambda **kw: recurrax.gru(HIDDEN, reset_after=False, **kw),
+        partial(ref.gru_step, reset_after=False),
+    ),
+]
+
+
+def randomized_params(cell: recurrax.Cell, key: jax.Array, input_size: int = FEATURES) -> Any:
+    """Initial params plus noise on every leaf: zero biases would hide a missing bias."""
+    params = cell.init(key, input_size)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+    noisy = [
+        leaf + jax.random.uniform(k, leaf.shape, jnp.float32, -0.3, 0.3).astype(leaf.dtype)
+        if jnp.issubdtype(leaf.dtype, jnp.floating)
+        else leaf
+        for leaf, k in zip(leaves, keys, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, noisy)
+
+
+def carry_to_numpy(carry: Any) -> Any:
+    """recurrax carries (NamedTuples) as plain tuples/arrays for the numpy references."""
+    if isinstance(carry, tuple):
+        return tuple(carry)
+    return carry

@@ -1,0 +1,27 @@
+"""Test setup that makes silent bugs loud.
+
+Strict dtype promotion (a float64 constant silently widening a float32
+computation, or an int meeting a float, is usually a bug), warnings are errors
+(pyproject), and float64 is switched on only inside the tests that ask for it.
+Rank promotion stays allowed: adding a ``[H]`` bias to ``[*B, H]`` activations
+for any number of batch dims is the library's normal broadcasting.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture
+def x64():
+    """Runs the test with float64 enabled (for gradient checks and tight parity)."""
+    with jax.enable_x64(True):
+        yield

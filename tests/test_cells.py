@@ -1,0 +1,167 @@
+"""Cross-cutting tests over every registered cell: numpy reference, gradients, dtypes."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import recurrax
+import recurrax.cells
+from cell_registry import BATCH, CELL_CASES, FEATURES, STEPS, CellCase, carry_to_numpy, randomized_params
+from numpy_reference import scan_loop
+
+CASE_IDS = [case.name for case in CELL_CASES]
+LENGTHS = np.array([6, 4, 1])
+RESETS = np.zeros((BATCH, STEPS), bool)
+RESETS[0, 3] = RESETS[1, 1] = True
+
+
+def _inputs(dtype=jnp.float32) -> jax.Array:
+    return jax.random.normal(jax.random.key(7), (BATCH, STEPS, FEATURES), dtype)
+
+
+def test_registry_covers_every_public_cell():
+    public = {
+        obj
+        for name in recurrax.cells.__all__
+        if inspect.isclass(obj := getattr(recurrax.cells, name))
+        and issubclass(obj, recurrax.Cell)
+        and not inspect.isabstract(obj)
+    }
+    registered = {type(case.make()) for case in CELL_CASES}
+    assert public <= registered, f"cells missing from tests/cell_registry.py: {public - registered}"
+
+
+@pytest.mark.parametrize("case", CELL_CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_matches_numpy_reference_loop(case: CellCase, reverse: bool, x64):
+    """The engine with lengths and resets equals the documented loop over the numpy step."""
+    if case.reference_step is None:
+        pytest.skip(f"{case.name} is checked against its own reference elsewhere")
+    cell = case.make(param_dtype=jnp.float64)
+    params = randomized_params(cell, jax.random.key(0))
+    xs = _inputs(jnp.float64)
+    c0 = jax.tree.map(
+        lambda a: jax.random.normal(jax.random.key(3), a.shape, a.dtype), cell.initial_carry((BATCH,))
+    )
+    ys, final = recurrax.scan(
+        cell, params, xs, initial_carry=c0, lengths=LENGTHS, resets=RESETS, reverse=reverse
+    )
+    np_params = jax.tree.map(np.asarray, params)
+    ref_ys, ref_final = scan_loop(
+        lambda c, x: case.reference_step(np_params, c, x),
+        np.asarray(xs),
+        carry_to_numpy(c0),
+        lengths=LENGTHS,
+        resets=RESETS,
+        reverse=reverse,
+    )
+    np.testing.assert_allclose(ys, ref_ys, atol=1e-12, rtol=1e-12)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-12, rtol=1e-12), carry_to_numpy(final), ref_final
+    )
+
+
+@pytest.mark.parametrize("case", CELL_CASES, ids=CASE_IDS)
+def test_gradients_match_finite_differences(case: CellCase, x64):
+    cell = case.make(param_dtype=jnp.float64)
+    params = randomized_params(cell, jax.random.key(1))
+    xs = _inputs(jnp.float64)[:2, :4]
+
+    def loss(params, xs):
+        ys, carry = recurrax.scan(cell, params, xs, lengths=jnp.array([4, 2]))
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(carry))
+
+    check_grads(loss, (params, xs), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", CELL_CASES, ids=CASE_IDS)
+def test_bfloat16_compute_stays_close_to_float32(case: CellCase):
+    cell32 = case.make()
+    cell16 = case.make(dtype=jnp.bfloat16)
+    params = randomized_params(cell32, jax.random.key(2))
+    xs = _inputs()
+    ys32, _ = recurrax.scan(cell32, params, xs)
+    ys16, carry16 = recurrax.scan(cell16, params, xs)
+    assert ys16.dtype == jnp.bfloat16
+    # The recurrence accumulates in float32 even when the matmuls run in bf16.
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(carry16))
+    np.testing.assert_allclose(np.asarray(ys16, np.float32), ys32, atol=5e-2)
+
+
+def test_param_dtype_controls_storage():
+    cell = recurrax.lstm(4, param_dtype=jnp.bfloat16, peephole=True, layer_norm=True, proj_size=2)
+    params = cell.init(jax.random.key(0), 3)
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
+
+
+def test_lstm_parameter_shapes():
+    cell = recurrax.lstm(5, peephole=True, layer_norm=True, proj_size=3)
+    shapes = jax.tree.map(jnp.shape, cell.init(jax.random.key(0), 2))
+    assert shapes == {
+        "input_kernel": (2, 20),
+        "recurrent_kernel": (3, 20),
+        "bias": (20,),
+        "peephole": (3, 5),
+        "input_norm_scale": (20,),
+        "recurrent_norm_scale": (20,),
+        "cell_norm_scale": (5,),
+        "cell_norm_bias": (5,),
+        "projection_kernel": (5, 3),
+    }
+
+
+def test_gru_and_rnn_parameter_shapes():
+    gru = jax.tree.map(jnp.shape, recurrax.gru(4).init(jax.random.key(0), 2))
+    assert gru == {"input_kernel": (2, 12), "recurrent_kernel": (4, 12), "input_bias": (12,), "recurrent_bias": (12,)}
+    rnn = jax.tree.map(jnp.shape, recurrax.simple_rnn(4).init(jax.random.key(0), 2))
+    assert rnn == {"input_kernel": (2, 4), "recurrent_kernel": (4, 4), "bias": (4,)}
+
+
+def test_forget_bias_and_orthogonal_recurrent_blocks():
+    H = 6
+    params = recurrax.lstm(H, forget_bias=1.0).init(jax.random.key(0), 3)
+    np.testing.assert_array_equal(params["bias"][H : 2 * H], np.ones(H))
+    np.testing.assert_array_equal(params["bias"][:H], np.zeros(H))
+    for k in range(4):
+        block = np.asarray(params["recurrent_kernel"][:, k * H : (k + 1) * H])
+        np.testing.assert_allclose(block.T @ block, np.eye(H), atol=1e-5)
+
+
+def test_chrono_initialisation():
+    H, t_max = 64, 100.0
+    params = recurrax.lstm(H, chrono_max_timescale=t_max).init(jax.random.key(0), 3)
+    forget = np.asarray(params["bias"][H : 2 * H])
+    assert np.all(forget >= 0) and np.all(forget <= np.log(t_max - 1) + 1e-6)
+    np.testing.assert_allclose(params["bias"][:H], -forget)
+    gru = recurrax.gru(H, chrono_max_timescale=t_max).init(jax.random.key(0), 3)
+    update = np.asarray(gru["input_bias"][H : 2 * H])
+    assert np.all(update >= 0) and update.std() > 0.1
+    with pytest.raises(ValueError, match="max_timescale"):
+        recurrax.lstm(H, chrono_max_timescale=1.5).init(jax.random.key(0), 3)
+
+
+def test_equal_cells_compare_equal_so_jit_does_not_retrace():
+    assert recurrax.lstm(8) == recurrax.lstm(8)
+    assert hash(recurrax.gru(8)) == hash(recurrax.gru(8))
+    assert recurrax.lstm(8) != recurrax.lstm(8, peephole=True)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: recurrax.lstm(0), "hidden_size"),
+        (lambda: recurrax.lstm(4.0), "hidden_size"),
+        (lambda: recurrax.lstm(4, proj_size=4), "proj_size"),
+        (lambda: recurrax.simple_rnn(4, activation="sigmoid"), "activation"),
+        (lambda: recurrax.gru(4, dtype=jnp.int32), "dtype"),
+    ],
+)
+def test_bad_cell_options_are_clear_errors(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
