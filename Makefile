@@ -1,0 +1,42 @@
+# The two quick-start commands: `make demo` (set up + main job) and `make test`.
+# Each creates the virtual environment it needs in .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# PyTorch is only a parity-test/benchmark reference. This exact pin takes the
+# CPU build; an unpinned torch would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+DEMO_OUT ?= runs/quickstart
+
+.PHONY: demo test lint bench bench-smoke clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[tasks]'
+	touch $@
+
+$(VENV)/.test-installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[tasks,test,dev,bench]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/recurrax train --task digits-rows --cell lstm --hidden 64 --epochs 12 --batch-size 32 --lr 3e-3 --clip 1.0 --out $(DEMO_OUT)
+
+test: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff format --check src tests benchmarks notebooks
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff format --check src tests benchmarks notebooks
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
