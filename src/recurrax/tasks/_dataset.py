@@ -1,0 +1,182 @@
+"""What every built-in task returns: three splits of arrays and a description.
+
+Shapes (``N`` examples, ``T`` steps, ``D`` input features, ``O`` outputs):
+  inputs   ``[N, T, D]`` float32;
+  targets  regression ``[N, O]`` float32; binary ``[N]`` float32 in {0, 1};
+           multiclass ``[N]`` int32 class ids; per-step tasks add a time axis
+           (``[N, T, O]`` / ``[N, T]``);
+  lengths  ``[N]`` int32 valid steps per example, or ``None`` (all ``T``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import numpy as np
+
+TaskKind = Literal["regression", "binary", "multiclass"]
+TASK_KINDS: tuple[str, ...] = ("regression", "binary", "multiclass")
+BaselineMetric = Literal["mse", "accuracy", "cross_entropy"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    """One split of a task: ``inputs[N, T, D]``, ``targets`` and optional ``lengths[N]``."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    lengths: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inputs, np.ndarray) or self.inputs.ndim != 3 or self.inputs.dtype != np.float32:
+            raise ValueError(f"inputs must be a float32 array [N, T, D], got {_describe(self.inputs)}")
+        n = self.inputs.shape[0]
+        if not isinstance(self.targets, np.ndarray) or self.targets.ndim < 1 or self.targets.shape[0] != n:
+            raise ValueError(f"targets must be an array with {n} rows (one per input), got {_describe(self.targets)}")
+        if self.lengths is not None:
+            lengths = self.lengths
+            if not isinstance(lengths, np.ndarray) or lengths.shape != (n,) or lengths.dtype != np.int32:
+                raise ValueError(f"lengths must be an int32 array [{n}], got {_describe(lengths)}")
+            if n and (lengths.min() < 1 or lengths.max() > self.inputs.shape[1]):
+                raise ValueError(
+                    f"lengths must lie in [1, T={self.inputs.shape[1]}], got [{lengths.min()}, {lengths.max()}]"
+                )
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def subset(self, index: Any) -> Split:
+        """The examples at ``index`` (an int array, a slice or a boolean mask) as a new split."""
+        return Split(
+            inputs=self.inputs[index],
+            targets=self.targets[index],
+            lengths=None if self.lengths is None else self.lengths[index],
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+    """What a task is, so that models, losses and reports can be built from it.
+
+    Attributes:
+      name: the task's registry name (e.g. ``"adding"``).
+      kind: ``"regression"``, ``"binary"`` or ``"multiclass"``.
+      input_size: ``D``, features per step.
+      seq_len: ``T``, steps per example (the padded length when ``lengths`` vary).
+      num_classes: classes of a multiclass task (2 for binary, ``None`` for regression).
+      num_outputs: model outputs per prediction: ``O`` for regression, 1 for
+        binary (one logit), ``num_classes`` for multiclass (logits).
+      per_step: targets have a time axis (a prediction at every step).
+      baseline_metric: the metric ``baseline`` is measured in.
+      baseline: what a model with no memory of the sequence scores (the bar
+        to beat), e.g. 1/6 MSE for the adding problem.
+      description: one line on the task and its baseline.
+    """
+
+    name: str
+    kind: TaskKind
+    input_size: int
+    seq_len: int
+    num_classes: int | None
+    num_outputs: int
+    per_step: bool
+    baseline_metric: BaselineMetric
+    baseline: float
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A task's ``train``, ``validation`` and ``test`` splits plus its :class:`TaskInfo`."""
+
+    train: Split
+    validation: Split
+    test: Split
+    info: TaskInfo
+
+    def __post_init__(self) -> None:
+        for name in ("train", "validation", "test"):
+            split = getattr(self, name)
+            if split.inputs.shape[1:] != (self.info.seq_len, self.info.input_size):
+                raise ValueError(
+                    f"{name}.inputs has shape {split.inputs.shape}, expected [N, {self.info.seq_len}, "
+                    f"{self.info.input_size}] from the task info"
+                )
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        """The three splits by name, in order train, validation, test."""
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__
+
+
+def check_count(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Checks that ``value`` is an int ``>= minimum`` (bools are not counts)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative int, got {type(seed).__name__} {seed!r}")
+    return int(seed)
+
+
+def check_fraction(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def split_rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
+    """Independent generators for train, validation and test.
+
+    Each split has its own stream, so asking for more test examples does not
+    change the training set.
+    """
+    train, validation, test = np.random.SeedSequence(check_seed(seed)).spawn(3)
+    return np.random.default_rng(train), np.random.default_rng(validation), np.random.default_rng(test)
+
+
+def partition(
+    num_examples: int, *, validation_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shuffles ``range(num_examples)`` by ``seed`` and cuts it into train/validation/test indices."""
+    validation_fraction = check_fraction(validation_fraction, "validation_fraction")
+    test_fraction = check_fraction(test_fraction, "test_fraction")
+    if validation_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            f"validation_fraction + test_fraction must be < 1, got {validation_fraction} + {test_fraction}"
+        )
+    order = np.random.default_rng(check_seed(seed)).permutation(num_examples)
+    num_test = round(num_examples * test_fraction)
+    num_validation = round(num_examples * validation_fraction)
+    if min(num_test, num_validation, num_examples - num_test - num_validation) < 1:
+        raise ValueError(
+            f"{num_examples} examples are too few for validation_fraction={validation_fraction} and "
+            f"test_fraction={test_fraction}: every split needs at least one example"
+        )
+    test = np.sort(order[:num_test])
+    validation = np.sort(order[num_test : num_test + num_validation])
+    train = np.sort(order[num_test + num_validation :])
+    return train, validation, test
+
+
+def majority_accuracy(train_targets: np.ndarray, test_targets: np.ndarray) -> float:
+    """Accuracy on ``test_targets`` of always predicting the most frequent training class."""
+    classes, counts = np.unique(np.asarray(train_targets).astype(np.int64), return_counts=True)
+    majority = classes[np.argmax(counts)]
+    return float(np.mean(np.asarray(test_targets).astype(np.int64) == majority))
