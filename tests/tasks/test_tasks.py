@@ -146,7 +146,7 @@ def test_sentiment_labels_count_words_within_each_length():
             assert np.all(x[:n].sum(-1) == 1.0) and np.all(x[n:] == 0.0)
             words = x[:n].argmax(-1)
             positive, negative = np.sum(words < 2), np.sum((words >= 2) & (words < 4))
-            assert positive != negative and y == float(positive > negative)
+            assert positive != negative and y.shape == (1,) and y[0] == float(positive > negative)
 
 
 def test_sentiment_classes_are_balanced():

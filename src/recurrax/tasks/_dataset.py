@@ -2,9 +2,9 @@
 
 Shapes (``N`` examples, ``T`` steps, ``D`` input features, ``O`` outputs):
   inputs   ``[N, T, D]`` float32;
-  targets  regression ``[N, O]`` float32; binary ``[N]`` float32 in {0, 1};
-           multiclass ``[N]`` int32 class ids; per-step tasks add a time axis
-           (``[N, T, O]`` / ``[N, T]``);
+  targets  regression ``[N, O]`` float32; binary ``[N, 1]`` float32 in {0, 1}
+           (the shape of the model's one logit); multiclass ``[N]`` int32 class
+           ids; per-step tasks add a time axis (``[N, T, O]`` / ``[N, T]``);
   lengths  ``[N]`` int32 valid steps per example, or ``None`` (all ``T``).
 """
 

@@ -38,7 +38,7 @@ def _sentiment_split(
         collected += int(keep.sum())
     tokens = np.concatenate(tokens_parts)[:num_examples]
     lengths = np.concatenate(lengths_parts)[:num_examples].astype(np.int32)
-    labels = np.concatenate(labels_parts)[:num_examples].astype(np.float32)
+    labels = np.concatenate(labels_parts)[:num_examples].astype(np.float32)[:, None]
     # One-hot words; padding (token -1) becomes an all-zero vector.
     inputs = (tokens[..., None] == np.arange(vocab_size)).astype(np.float32)
     return Split(inputs=inputs, targets=labels, lengths=lengths)
@@ -69,7 +69,8 @@ def sentiment(
     LSTM does (``info.baseline``: majority-class accuracy, about 0.5).
 
     Shapes: inputs ``[N, T, V]`` float32 (one-hot words, zero vectors after
-    the end), targets ``[N]`` float32 in {0, 1}, lengths ``[N]`` int32.
+    the end), targets ``[N, 1]`` float32 in {0, 1} (the shape of the one
+    logit a binary model returns), lengths ``[N]`` int32.
 
     Args:
       seq_len: ``T``, the longest review (the padded length).
@@ -84,7 +85,7 @@ def sentiment(
       >>> from recurrax.tasks import sentiment
       >>> data = sentiment(12, num_train=6, num_validation=2, num_test=2)
       >>> data.train.inputs.shape, data.train.targets.shape, data.train.lengths.shape
-      ((6, 12, 20), (6,), (6,))
+      ((6, 12, 20), (6, 1), (6,))
     """
     seq_len = check_count(seq_len, "seq_len")
     min_length = max(1, seq_len // 2) if min_length is None else check_count(min_length, "min_length")
