@@ -206,20 +206,3 @@ def test_split_checks_its_arrays():
         Split(inputs=x, targets=np.zeros(2), lengths=np.array([1, 4], np.int32))
     assert len(Split(inputs=x, targets=np.zeros(2)).subset(np.array([1]))) == 1
 
-
-@pytest.mark.parametrize("module", ["_adding", "_copy", "_digits", "_mnist1d", "_sentiment", "_registry"])
-def test_docstring_examples_run(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(f"recurrax.tasks.{module}"), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
-
-def test_every_public_name_has_a_docstring():
-    import inspect
-
-    for name in tasks.__all__:
-        obj = getattr(tasks, name)
-        if inspect.isfunction(obj) or inspect.isclass(obj):
-            assert obj.__doc__, name
