@@ -205,4 +205,3 @@ def test_split_checks_its_arrays():
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=3\]"):
         Split(inputs=x, targets=np.zeros(2), lengths=np.array([1, 4], np.int32))
     assert len(Split(inputs=x, targets=np.zeros(2)).subset(np.array([1]))) == 1
-
