@@ -1,5 +1,6 @@
 """recurrax: pure recurrent cells, one scan engine, Flax NNX modules and optax training."""
 
+from recurrax import interop  # torch-free until one of its functions is called
 from recurrax._scan import scan
 from recurrax.cells import GRU, LSTM, Cell, LinearCell, LSTMCarry, SimpleRNN, gru, lstm, simple_rnn
 
@@ -13,6 +14,7 @@ __all__ = [
     "LinearCell",
     "SimpleRNN",
     "gru",
+    "interop",
     "lstm",
     "scan",
     "simple_rnn",

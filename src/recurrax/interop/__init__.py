@@ -1,0 +1,9 @@
+"""Interoperability with other frameworks: PyTorch ``nn.RNN``/``nn.LSTM``/``nn.GRU`` weights in and out.
+
+torch is optional and imported only when these functions are called.
+"""
+
+from recurrax.interop._torch_convert import from_torch, to_torch, to_torch_state_dict
+from recurrax.interop._torch_rnn import TorchRNN
+
+__all__ = ["TorchRNN", "from_torch", "to_torch", "to_torch_state_dict"]
