@@ -85,9 +85,31 @@ class TaskInfo:
     baseline: float
     description: str
 
+    @property
+    def loss(self) -> str:
+        """The ``recurrax.train`` loss for this kind of task (on logits for classification)."""
+        return _LOSS_BY_KIND[self.kind]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The ``recurrax.train`` metrics worth reporting besides the loss."""
+        return _METRICS_BY_KIND[self.kind]
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"kind must be one of {TASK_KINDS}, got {self.kind!r}")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
         return dataclasses.asdict(self)
+
+
+_LOSS_BY_KIND = {"regression": "mse", "binary": "binary_cross_entropy", "multiclass": "softmax_cross_entropy"}
+_METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "regression": (),
+    "binary": ("binary_accuracy",),
+    "multiclass": ("accuracy",),
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
