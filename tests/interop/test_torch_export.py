@@ -87,7 +87,8 @@ def test_changed_params_export_into_a_given_module_and_match_torch(kind, x64):
     expected_out, expected_state = run_torch(
         target, torch.from_numpy(xs), lengths=LENGTHS, initial_state=torch_state(state0)
     )
-    out, state = trained(jnp.asarray(xs), lengths=jnp.asarray(LENGTHS), initial_state=jax.tree.map(jnp.asarray, state0))
+    run = jax.jit(lambda rnn, xs, lengths, state0: rnn(xs, lengths=lengths, initial_state=state0))
+    out, state = run(trained, jnp.asarray(xs), jnp.asarray(LENGTHS), jax.tree.map(jnp.asarray, state0))
     assert max_abs_diff(out, expected_out) <= TOLERANCE["float64"]
     assert max_abs_diff(state, expected_state) <= TOLERANCE["float64"]
 

@@ -124,19 +124,22 @@ def test_gradients_match_torch_autograd(kind, x64):
     xs_t = torch.from_numpy(xs).requires_grad_(True)
     state_t = jax.tree.map(lambda s: s.requires_grad_(True), torch_state(state0))
     out_t, h_t = run_torch(module, xs_t, lengths=LENGTHS, initial_state=state_t)
-    h_n_t = h_t[0] if is_lstm(kind) else h_t
-    loss_t = (out_t * torch.from_numpy(weights)).sum() + h_n_t.sum()
+    # Through every output: output, h_n, and c_n for the LSTM (weighted unlike h_n).
+    final_t = h_t[0].sum() + 0.5 * h_t[1].sum() if is_lstm(kind) else h_t.sum()
+    loss_t = (out_t * torch.from_numpy(weights)).sum() + final_t
     loss_t.backward()
 
     rnn = from_torch(module)
 
     def loss(rnn, xs, state0):
         out, h = rnn(xs, lengths=jnp.asarray(LENGTHS), initial_state=state0)
-        h_n = h[0] if is_lstm(kind) else h
-        return jnp.sum(out * jnp.asarray(weights)) + jnp.sum(h_n)
+        final = jnp.sum(h[0]) + 0.5 * jnp.sum(h[1]) if is_lstm(kind) else jnp.sum(h)
+        return jnp.sum(out * jnp.asarray(weights)) + final
 
-    assert abs(float(loss(rnn, jnp.asarray(xs), _as_jax(state0))) - loss_t.item()) <= 1e-10
-    g_rnn, g_xs, g_state = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(rnn, jnp.asarray(xs), _as_jax(state0))
+    value, (g_rnn, g_xs, g_state) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(
+        rnn, jnp.asarray(xs), _as_jax(state0)
+    )
+    assert abs(float(value) - loss_t.item()) <= 1e-10
 
     assert max_abs_diff(g_xs, xs_t.grad) <= 1e-10
     assert max_abs_diff(tuple(g_state) if is_lstm(kind) else g_state, jax.tree.map(lambda s: s.grad, state_t)) <= 1e-10
