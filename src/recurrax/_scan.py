@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recurrax._fused import fused_sequential_scan, use_fused_path
 from recurrax._validation import check_initial_carry, check_lengths, check_mask_like, check_sequence
 from recurrax.cells._base import Array, Carry, Cell, Params, tree_where
 
@@ -33,6 +34,7 @@ def scan(
     hoist_input_projection: bool | None = None,
     return_carries: bool = False,
     carry_perturbation: Carry | None = None,
+    fused: bool | None = None,
 ) -> tuple[Array, Carry] | tuple[Array, Carry, Carry]:
     """Runs ``cell`` over the time axis of ``xs``; equal to this Python loop::
 
@@ -80,6 +82,10 @@ def scan(
         nothing, but the gradient with respect to entry ``t`` is ∂L/∂(the state
         entering step t), through every later output and the final carry —
         gradient flow through time, without changing the model.
+      fused: run the plain LSTM / ``reset_after`` GRU on the faster fused path
+        (``recurrax._fused``: same results, weight gradients batched over time).
+        Default ``None``: whenever the cell, dtypes and options allow;
+        ``False``: always the step loop; ``True``: raise where not supported.
 
     Example:
       >>> import jax, jax.numpy as jnp, recurrax
@@ -156,7 +162,24 @@ def scan(
         ys_tm, final_carry, carries_tm = _parallel_linear_scan(
             cell, params, xs_tm, initial_carry, valid_tm, resets_tm
         )
+    elif is_cell and use_fused_path(
+        fused,
+        cell,
+        params,
+        xs_tm,
+        initial_carry,
+        method=method,
+        hoist_input_projection=hoist_input_projection,
+        carry_perturbation=perturbation_tm,
+        return_carries=return_carries,
+    ):
+        ys_tm, final_carry = fused_sequential_scan(
+            cell, params, xs_tm, initial_carry, valid_tm, resets_tm, unroll=unroll, remat=remat
+        )
+        carries_tm = None
     else:
+        if fused:
+            raise ValueError("fused=True needs a recurrax Cell, got a plain step function")
         if is_cell:
             use_projection = cell.supports_input_projection if hoist_input_projection is None else hoist_input_projection
             if use_projection and not cell.supports_input_projection:
