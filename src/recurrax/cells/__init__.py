@@ -4,6 +4,13 @@ from recurrax.cells._base import Carry, Cell, LinearCell, Params, tree_where
 from recurrax.cells._gru import GRU, gru
 from recurrax.cells._initializers import GateBlocksOrthogonal, chrono_bias
 from recurrax.cells._lstm import LSTM, LSTMCarry, layer_norm, lstm
+from recurrax.cells._regularization import (
+    RecurrentDropoutCarry,
+    RegularizedCell,
+    ZoneoutCarry,
+    recurrent_dropout,
+    zoneout,
+)
 from recurrax.cells._simple_rnn import SimpleRNN, simple_rnn
 
 __all__ = [
@@ -15,11 +22,16 @@ __all__ = [
     "LSTMCarry",
     "LinearCell",
     "Params",
+    "RecurrentDropoutCarry",
+    "RegularizedCell",
     "SimpleRNN",
+    "ZoneoutCarry",
     "chrono_bias",
     "gru",
     "layer_norm",
     "lstm",
+    "recurrent_dropout",
     "simple_rnn",
     "tree_where",
+    "zoneout",
 ]

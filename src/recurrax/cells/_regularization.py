@@ -1,0 +1,468 @@
+"""Regularisation of recurrent cells as cell wrappers: recurrent (variational) dropout and zoneout.
+
+A wrapper is itself a :class:`~recurrax.cells.Cell`, so the one scan engine
+runs it unchanged (input projections are still hoisted out of the loop). Its
+randomness lives in its carry, drawn once per sequence by
+``initial_carry(batch_shape, key=key)``:
+
+* :func:`recurrent_dropout` carries one dropout mask per example, so the mask
+  is the same at every step of a sequence (Gal & Ghahramani, 2016);
+* :func:`zoneout` carries one PRNG key per example and splits it at every
+  step, so each step draws a fresh mask that depends on that example only.
+
+Because the randomness is part of the carry it freezes past an example's
+``lengths``, restarts with ``resets`` (a packed episode draws the same masks as
+the same episode run on its own) and can be handed on across truncated-BPTT
+chunks. A carry made without a key holds no randomness, and the wrapper then
+acts as in evaluation: no dropout, and zoneout's expectation. With
+``deterministic=True`` the wrapper always acts so.
+
+Training code draws a fresh key for every batch::
+
+    cell = zoneout(recurrent_dropout(lstm(64), 0.25), 0.1)
+    ys, carry = scan(cell, params, xs, initial_carry=cell.initial_carry((batch,), key=key))
+
+``recurrax.nn`` modules do this for you, from the ``"dropout"`` rng stream.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+import numbers
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from recurrax.cells._base import Array, Carry, Cell, Params
+from recurrax.cells._gru import GRU
+from recurrax.cells._lstm import LSTM
+from recurrax.cells._simple_rnn import SimpleRNN
+
+# Cells whose hidden state h (the part of the carry that feeds the recurrent
+# matmul and is the output) the wrappers know how to find.
+_GATED_CELLS = (SimpleRNN, LSTM, GRU)
+
+
+class RecurrentDropoutCarry(NamedTuple):
+    """Carry of :func:`recurrent_dropout`: the wrapped cell's carry and the example's mask.
+
+    ``mask[*B, P]`` (``P`` the size of ``h``) holds ``0`` or ``1/(1-rate)``;
+    all ones when no key was given or the wrapper is deterministic.
+    """
+
+    inner: Carry
+    mask: Array
+
+
+class ZoneoutCarry(NamedTuple):
+    """Carry of :func:`zoneout`: the wrapped cell's carry and each example's PRNG key.
+
+    ``key[*B, K]`` is raw ``uint32`` key data (``K = 2`` for the default
+    threefry keys), so that the scan engine can select and add it like any
+    other leaf. All zeros means "no key": the wrapper then uses the expectation.
+    """
+
+    inner: Carry
+    key: Array
+
+
+# ------------------------------------------------------------------ hidden state
+def _hidden(cell: Cell, carry: Carry) -> Array:
+    """The hidden state ``h[*B, P]`` inside ``carry``."""
+    if isinstance(cell, RegularizedCell):
+        return _hidden(cell.cell, carry.inner)
+    if isinstance(cell, LSTM):
+        return carry.h
+    return carry
+
+
+def _replace_hidden(cell: Cell, carry: Carry, h: Array) -> Carry:
+    if isinstance(cell, LSTM):
+        return carry._replace(h=h)
+    return h
+
+
+def _check_known_cell(cell: Any, wrapper: str, allowed: tuple[type, ...]) -> None:
+    if not isinstance(cell, Cell):
+        raise TypeError(f"{wrapper} wraps a recurrax Cell, got {type(cell).__name__}")
+    if not isinstance(cell, allowed):
+        names = ", ".join(t.__name__ for t in allowed)
+        raise TypeError(
+            f"{wrapper} supports {names} cells (it must know which part of the carry is the hidden state h), "
+            f"got {type(cell).__name__}"
+        )
+
+
+def _check_rate(rate: Any, name: str, *, allow_one: bool) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(rate).__name__} {rate!r}")
+    rate = float(rate)
+    ok = 0.0 <= rate <= 1.0 if allow_one else 0.0 <= rate < 1.0
+    if not ok:
+        interval = "[0, 1]" if allow_one else "[0, 1)"
+        raise ValueError(f"{name} must be in {interval}, got {rate}")
+    return rate
+
+
+@functools.cache
+def _key_data_shape(impl: str) -> tuple[int, ...]:
+    del impl  # the cache key: the default PRNG implementation
+    return tuple(jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape)
+
+
+def _default_key_data_shape() -> tuple[int, ...]:
+    return _key_data_shape(str(jax.config.jax_default_prng_impl))
+
+
+# ------------------------------------------------------------------ base wrapper
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RegularizedCell(Cell):
+    """A cell wrapped with training-time randomness that lives in its carry.
+
+    The wrapper keeps the cell contract and adds:
+      * ``initial_carry(batch_shape, dtype=None, *, key=None)`` — draws the randomness;
+      * :meth:`wrap_carry` / :meth:`unwrap_carry` / :meth:`replace_base_carry`
+        — convert between the wrapper's carry and the innermost cell's carry;
+      * :meth:`with_deterministic` — the same wrapper(s) in train or eval mode.
+
+    ``hidden_size`` and the dtypes are the wrapped cell's (the constructor
+    functions fill them in).
+    """
+
+    cell: Cell
+    deterministic: bool = False
+
+    is_linear: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cell, Cell):
+            raise TypeError(f"cell must be a recurrax Cell, got {type(self.cell).__name__}")
+        super().__post_init__()
+        if self.hidden_size != self.cell.hidden_size:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must equal the wrapped cell's ({self.cell.hidden_size})"
+            )
+        if not isinstance(self.deterministic, bool):
+            raise TypeError(f"deterministic must be a bool, got {self.deterministic!r}")
+
+    # ------------------------------------------------------------ delegation
+    @property
+    def base_cell(self) -> Cell:
+        """The innermost (unwrapped) cell."""
+        return self.cell.base_cell if isinstance(self.cell, RegularizedCell) else self.cell
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    @property
+    def supports_input_projection(self) -> bool:  # type: ignore[override]
+        return self.cell.supports_input_projection
+
+    def init(self, key: Array, input_size: int) -> Params:
+        return self.cell.init(key, input_size)
+
+    def input_size(self, params: Params) -> int:
+        return self.cell.input_size(params)
+
+    def project_inputs(self, params: Params, xs: Array) -> Array:
+        return self.cell.project_inputs(params, xs)
+
+    # ------------------------------------------------------------ carries
+    def initial_carry(
+        self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None, *, key: Array | None = None
+    ) -> Carry:
+        """The zero state of the wrapped cell plus this sequence's randomness.
+
+        Args:
+          batch_shape: leading batch dims ``*B``.
+          dtype: the state dtype (default: the cell's).
+          key: a PRNG key; without one the carry holds no randomness and the
+            wrapper acts as in evaluation.
+        """
+        return self.wrap_carry(self.base_cell.initial_carry(batch_shape, dtype), key=key)
+
+    @abc.abstractmethod
+    def wrap_carry(self, base_carry: Carry, *, key: Array | None = None) -> Carry:
+        """The wrapper's carry around ``base_carry`` (the innermost cell's carry), with fresh randomness."""
+
+    def unwrap_carry(self, carry: Carry) -> Carry:
+        """The innermost cell's carry inside ``carry`` (any leading dims, e.g. stacked over time)."""
+        inner = carry.inner
+        return self.cell.unwrap_carry(inner) if isinstance(self.cell, RegularizedCell) else inner
+
+    def replace_base_carry(self, carry: Carry, base_carry: Carry) -> Carry:
+        """``carry`` with its innermost cell's carry replaced by ``base_carry``; randomness kept."""
+        if isinstance(self.cell, RegularizedCell):
+            return carry._replace(inner=self.cell.replace_base_carry(carry.inner, base_carry))
+        return carry._replace(inner=base_carry)
+
+    def with_deterministic(self, deterministic: bool) -> RegularizedCell:
+        """This wrapper, and every wrapper inside it, in evaluation (True) or training (False) mode."""
+        inner = self.cell.with_deterministic(deterministic) if isinstance(self.cell, RegularizedCell) else self.cell
+        return dataclasses.replace(self, cell=inner, deterministic=deterministic)
+
+    def _split_key(self, key: Array | None) -> tuple[Array | None, Array | None]:
+        """(key for the wrapped wrapper, key for this one)."""
+        if key is None or not isinstance(self.cell, RegularizedCell):
+            return None, key
+        inner_key, own_key = jax.random.split(key)
+        return inner_key, own_key
+
+    def _wrap_inner(self, base_carry: Carry, key: Array | None) -> Carry:
+        if isinstance(self.cell, RegularizedCell):
+            return self.cell.wrap_carry(base_carry, key=key)
+        return base_carry
+
+
+def _wrapper_fields(cell: Cell) -> dict[str, Any]:
+    return {
+        "hidden_size": cell.hidden_size,
+        "dtype": cell.dtype,
+        "param_dtype": cell.param_dtype,
+        "carry_dtype": cell.carry_dtype,
+    }
+
+
+# ------------------------------------------------------------ recurrent dropout
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecurrentDropout(RegularizedCell):
+    """Variational (recurrent) dropout on the recurrent input ``h_{t-1}``; see :func:`recurrent_dropout`."""
+
+    rate: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_known_cell(self.cell, "recurrent_dropout", _GATED_CELLS)
+        object.__setattr__(self, "rate", _check_rate(self.rate, "rate", allow_one=False))
+
+    def wrap_carry(self, base_carry: Carry, *, key: Array | None = None) -> RecurrentDropoutCarry:
+        h = _hidden(self.cell, base_carry)
+        if key is None or self.deterministic or self.rate == 0.0:
+            return RecurrentDropoutCarry(inner=base_carry, mask=jnp.ones_like(h))
+        keep = 1.0 - self.rate
+        kept = jax.random.bernoulli(key, keep, h.shape)
+        mask = jnp.where(kept, 1.0 / keep, 0.0).astype(h.dtype)
+        return RecurrentDropoutCarry(inner=base_carry, mask=mask)
+
+    def step(self, params: Params, carry: RecurrentDropoutCarry, x: Array) -> tuple[RecurrentDropoutCarry, Array]:
+        # Every supported cell's step is step_projected of project_inputs, and
+        # the GRU correction below needs the projected input.
+        return self.step_projected(params, carry, self.cell.project_inputs(params, x))
+
+    def step_projected(
+        self, params: Params, carry: RecurrentDropoutCarry, projected_x: Array
+    ) -> tuple[RecurrentDropoutCarry, Array]:
+        if self.deterministic:
+            new_inner, y = self.cell.step_projected(params, carry.inner, projected_x)
+            return RecurrentDropoutCarry(new_inner, carry.mask), y
+        h = _hidden(self.cell, carry.inner)
+        h_dropped = h * carry.mask
+        new_inner, y = self.cell.step_projected(params, _replace_hidden(self.cell, carry.inner, h_dropped), projected_x)
+        if isinstance(self.cell, GRU):
+            # A GRU uses h twice: in its matmuls (dropped, as Gal & Ghahramani and
+            # Keras do) and in h' = (1 - z) ⊙ n + z ⊙ h, which must keep the
+            # undropped h or the memory itself would be dropped. The wrapped step
+            # used h_dropped in both; add back z ⊙ (h - h_dropped).
+            z = _gru_update_gate(self.cell, params, h_dropped, projected_x)
+            new_inner = new_inner + z.astype(new_inner.dtype) * (h - h_dropped)
+            y = new_inner.astype(y.dtype)
+        return RecurrentDropoutCarry(new_inner, carry.mask), y
+
+
+def _gru_update_gate(cell: GRU, params: Params, h: Array, projected_x: Array) -> Array:
+    """The GRU's update gate ``z = σ(x W_xz + b_xz + h W_hz + b_hz)``, as :class:`GRU` computes it."""
+    H = cell.hidden_size
+    dt = projected_x.dtype
+    w_hz = params["recurrent_kernel"][:, H : 2 * H].astype(dt)
+    b_hz = params["recurrent_bias"][H : 2 * H].astype(dt)
+    return jax.nn.sigmoid(projected_x[..., H : 2 * H] + (jnp.matmul(h.astype(dt), w_hz) + b_hz))
+
+
+def recurrent_dropout(cell: Cell, rate: float, *, deterministic: bool = False) -> RecurrentDropout:
+    """Wraps ``cell`` with variational dropout on its recurrent input (Gal & Ghahramani, 2016).
+
+    In training, each example draws one mask ``m[*B, P]`` per sequence (kept with
+    probability ``1 - rate``, scaled by ``1/(1 - rate)``) and every step sees
+    ``h_{t-1} ⊙ m`` in place of ``h_{t-1}`` in its recurrent matmul::
+
+        carry, y = cell.step(params, carry with h := h ⊙ m, x)   # LSTM: c is not dropped
+
+    For a GRU, ``h' = (1 - z) ⊙ n + z ⊙ h`` keeps the undropped ``h`` (the
+    dropout acts on the gates' inputs, as in Keras). One mask is shared by all
+    gates, so the recurrent matmul stays one matmul. The mask is in the carry
+    (:class:`RecurrentDropoutCarry`); draw it with
+    ``initial_carry(batch_shape, key=key)``. With ``deterministic=True`` (or a
+    carry made without a key) the wrapper is exactly ``cell``.
+
+    Args:
+      cell: a SimpleRNN, LSTM or GRU cell.
+      rate: probability of dropping each unit of ``h``, in ``[0, 1)``.
+      deterministic: evaluation mode (no dropout).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> from recurrax.cells import recurrent_dropout
+      >>> cell = recurrent_dropout(recurrax.lstm(8), 0.25)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> carry0 = cell.initial_carry((2,), key=jax.random.key(1))
+      >>> ys, carry = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), initial_carry=carry0)
+      >>> ys.shape, carry.mask.shape
+      ((2, 5, 8), (2, 8))
+
+    References:
+      Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in
+      Recurrent Neural Networks", NeurIPS 2016.
+    """
+    if isinstance(cell, RegularizedCell):
+        raise TypeError(
+            f"recurrent_dropout must wrap the plain cell, got a {type(cell).__name__} wrapper; "
+            "put zoneout outside: zoneout(recurrent_dropout(cell, p), rate)"
+        )
+    return RecurrentDropout(cell=cell, rate=rate, deterministic=deterministic, **_wrapper_fields(cell))
+
+
+# ------------------------------------------------------------------ zoneout
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Zoneout(RegularizedCell):
+    """Zoneout on the carry (Krueger et al., 2017); see :func:`zoneout`."""
+
+    rate: Any  # a float, or a pytree of floats with the base carry's structure (hashable: tuples)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_known_cell(self.cell, "zoneout", (*_GATED_CELLS, RecurrentDropout))
+        template = jax.eval_shape(lambda: self.base_cell.initial_carry(()))
+        if isinstance(self.rate, numbers.Real) and not isinstance(self.rate, bool):
+            rates = jax.tree.map(lambda _: float(self.rate), template)
+        else:
+            try:
+                rates = jax.tree.map(lambda r, _: r, self.rate, template)
+            except (ValueError, TypeError) as err:
+                raise ValueError(
+                    f"rate must be a float or have the cell's carry structure {jax.tree.structure(template)}, "
+                    f"got {self.rate!r}"
+                ) from err
+        checked = jax.tree.map(lambda r: _check_rate(r, "rate", allow_one=True), rates)
+        object.__setattr__(self, "_rates", checked)
+
+    @property
+    def rates(self) -> Carry:
+        """The zoneout probability of every leaf of the base carry (same structure)."""
+        return self._rates  # type: ignore[attr-defined]
+
+    def _all_rates(self) -> list[float]:
+        return jax.tree.leaves(self.rates)
+
+    def wrap_carry(self, base_carry: Carry, *, key: Array | None = None) -> ZoneoutCarry:
+        inner_key, own_key = self._split_key(key)
+        inner = self._wrap_inner(base_carry, inner_key)
+        batch_shape = _hidden(self.base_cell, base_carry).shape[:-1]
+        shape = (*batch_shape, *_default_key_data_shape())
+        if own_key is None or self.deterministic or not any(self._all_rates()):
+            return ZoneoutCarry(inner=inner, key=jnp.zeros(shape, jnp.uint32))
+        return ZoneoutCarry(inner=inner, key=jax.random.bits(own_key, shape, jnp.uint32))
+
+    def step(self, params: Params, carry: ZoneoutCarry, x: Array) -> tuple[ZoneoutCarry, Array]:
+        return self._zone(carry, *self.cell.step(params, carry.inner, x))
+
+    def step_projected(self, params: Params, carry: ZoneoutCarry, projected_x: Array) -> tuple[ZoneoutCarry, Array]:
+        return self._zone(carry, *self.cell.step_projected(params, carry.inner, projected_x))
+
+    def _zone(self, carry: ZoneoutCarry, new_inner: Carry, y: Array) -> tuple[ZoneoutCarry, Array]:
+        """Mixes the previous and the wrapped cell's new base carry; the output is the mixed ``h``."""
+        if not any(self._all_rates()):
+            return ZoneoutCarry(new_inner, carry.key), y
+        wrapped = isinstance(self.cell, RegularizedCell)
+        previous = self.cell.unwrap_carry(carry.inner) if wrapped else carry.inner
+        candidate = self.cell.unwrap_carry(new_inner) if wrapped else new_inner
+        expected = jax.tree.map(_expected_zoneout, self.rates, previous, candidate)
+        if self.deterministic:
+            state, next_key = expected, carry.key
+        else:
+            sampled, next_key = self._sample(carry.key, previous, candidate)
+            # A carry made without a key (all-zero key data) acts as in evaluation.
+            no_key = jnp.all(carry.key == 0, axis=-1)
+            state = jax.tree.map(lambda s, e: _where_batch(no_key, e, s), sampled, expected)
+            next_key = jnp.where(no_key[..., None], carry.key, next_key)
+        new_inner = self.cell.replace_base_carry(new_inner, state) if wrapped else state
+        y = _hidden(self.base_cell, state).astype(y.dtype)
+        return ZoneoutCarry(new_inner, next_key), y
+
+    def _sample(self, key_data: Array, previous: Carry, candidate: Carry) -> tuple[Carry, Array]:
+        """Per-example masks for this step (1: keep the previous value) and the next keys."""
+        batch_shape = key_data.shape[:-1]
+        rates, treedef = jax.tree.flatten(self.rates)
+        leaves_prev = treedef.flatten_up_to(previous)
+        leaves_new = treedef.flatten_up_to(candidate)
+        feature_shapes = [leaf.shape[len(batch_shape) :] for leaf in leaves_prev]
+
+        def draw(one_key_data: Array) -> tuple[Array, list[Array]]:
+            keys = jax.random.split(jax.random.wrap_key_data(one_key_data), 1 + len(rates))
+            masks = [
+                jax.random.bernoulli(k, rate, shape)
+                for k, rate, shape in zip(keys[1:], rates, feature_shapes, strict=True)
+            ]
+            return jax.random.key_data(keys[0]), masks
+
+        flat = key_data.reshape(-1, key_data.shape[-1])
+        next_flat, masks_flat = jax.vmap(draw)(flat)
+        masks = [m.reshape(*batch_shape, *shape) for m, shape in zip(masks_flat, feature_shapes, strict=True)]
+        state = [jnp.where(m, p, c) for m, p, c in zip(masks, leaves_prev, leaves_new, strict=True)]
+        return jax.tree.unflatten(treedef, state), next_flat.reshape(key_data.shape)
+
+
+def _expected_zoneout(rate: float, previous: Array, candidate: Array) -> Array:
+    if rate == 0.0:
+        return candidate
+    if rate == 1.0:
+        return previous
+    return rate * previous + (1.0 - rate) * candidate
+
+
+def _where_batch(condition: Array, on_true: Array, on_false: Array) -> Array:
+    cond = condition.reshape(condition.shape + (1,) * (on_true.ndim - condition.ndim))
+    return jnp.where(cond, on_true, on_false)
+
+
+def zoneout(cell: Cell, rate: float | Any, *, deterministic: bool = False) -> Zoneout:
+    """Wraps ``cell`` with zoneout (Krueger et al., 2017): units randomly keep their previous value.
+
+    In training, at every step and for every unit, with probability ``rate``::
+
+        h_t = m_t ⊙ h_{t-1} + (1 - m_t) ⊙ h̃_t,    m_t ~ Bernoulli(rate)
+
+    where ``h̃_t`` is the wrapped cell's new carry (every leaf: for an LSTM both
+    ``h`` and ``c``, each with its own mask) and the output is the new ``h``.
+    At evaluation (``deterministic=True``, or a carry made without a key) the
+    masks are replaced by their expectation:
+    ``h_t = rate ⊙ h_{t-1} + (1 - rate) ⊙ h̃_t``.
+
+    Each example's PRNG key is in the carry (:class:`ZoneoutCarry`); draw it
+    with ``initial_carry(batch_shape, key=key)``.
+
+    Args:
+      cell: a SimpleRNN, LSTM or GRU cell, or one wrapped by :func:`recurrent_dropout`.
+      rate: zoneout probability in ``[0, 1]``, or one per carry leaf with the
+        carry's structure, e.g. ``LSTMCarry(h=0.05, c=0.5)`` (the paper's LSTM setting).
+      deterministic: evaluation mode (the expectation).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> from recurrax.cells import zoneout
+      >>> cell = zoneout(recurrax.lstm(8), recurrax.LSTMCarry(h=0.05, c=0.5))
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> carry0 = cell.initial_carry((2,), key=jax.random.key(1))
+      >>> ys, carry = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), initial_carry=carry0)
+      >>> ys.shape, carry.inner.c.shape
+      ((2, 5, 8), (2, 8))
+
+    References:
+      Krueger et al., "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
+      Activations", ICLR 2017.
+    """
+    return Zoneout(cell=cell, rate=rate, deterministic=deterministic, **_wrapper_fields(cell))

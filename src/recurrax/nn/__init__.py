@@ -1,0 +1,23 @@
+"""Flax NNX modules over the pure cells and the scan engine.
+
+A module owns the ``nnx.Param``\\ s that a cell's ``init`` made and calls
+:func:`recurrax.scan` (or the composition helpers) in ``__call__``; it adds no
+math of its own. Stochastic parts draw from the ``"dropout"`` rng stream and
+follow ``model.train()`` / ``model.eval()``.
+"""
+
+from recurrax.nn._bidirectional import Bidirectional
+from recurrax.nn._layers import GRU, LSTM, SimpleRNN
+from recurrax.nn._probe import carry_probe
+from recurrax.nn._rnn import RNN
+from recurrax.nn._stacked import StackedRNN
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "Bidirectional",
+    "SimpleRNN",
+    "StackedRNN",
+    "carry_probe",
+]
