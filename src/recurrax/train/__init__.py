@@ -1,0 +1,64 @@
+"""Training with optax: optimizers, gradient diagnostics, gradient flow, a fit loop, checkpoints.
+
+* :func:`build_optimizer` — a plain ``optax.GradientTransformation`` with
+  clipping, gradient accumulation and a non-finite guard, all optax parts.
+* :func:`gradient_diagnostics` — per-step norms inside the jitted step.
+* :func:`gradient_flow` — ‖∂L/∂h_t‖ for every step and recurrent layer.
+* :class:`Trainer`, :func:`fit`, :func:`evaluate`, :func:`predict` — the loop,
+  with truncated BPTT (:func:`tbptt_value_and_grad`), callbacks and history.
+* :class:`Checkpointer`, :func:`restore_model` — orbax checkpoints, exact resume.
+* :func:`plot_history`, :func:`plot_gradient_norms`, :func:`plot_gradient_flow` — PNG plots.
+
+orbax and matplotlib are imported only when a checkpoint or a plot is made.
+"""
+
+from recurrax.train._callbacks import Callback, EarlyStopping, LambdaCallback
+from recurrax.train._checkpoint import Checkpointer, CheckpointError, restore_model
+from recurrax.train._diagnostics import gradient_diagnostics, layer_names
+from recurrax.train._gradient_flow import GradientFlowRecorder, gradient_flow
+from recurrax.train._history import History
+from recurrax.train._loop import Trainer, evaluate, fit, predict
+from recurrax.train._losses import (
+    accuracy,
+    binary_accuracy,
+    binary_cross_entropy_with_logits,
+    masked_total,
+    mse,
+    sequence_mask,
+    softmax_cross_entropy,
+)
+from recurrax.train._objective import Objective
+from recurrax.train._optimizers import build_optimizer
+from recurrax.train._plots import plot_gradient_flow, plot_gradient_norms, plot_history
+from recurrax.train._tbptt import tbptt_value_and_grad
+
+__all__ = [
+    "Callback",
+    "CheckpointError",
+    "Checkpointer",
+    "EarlyStopping",
+    "GradientFlowRecorder",
+    "History",
+    "LambdaCallback",
+    "Objective",
+    "Trainer",
+    "accuracy",
+    "binary_accuracy",
+    "binary_cross_entropy_with_logits",
+    "build_optimizer",
+    "evaluate",
+    "fit",
+    "gradient_diagnostics",
+    "gradient_flow",
+    "layer_names",
+    "masked_total",
+    "mse",
+    "plot_gradient_flow",
+    "plot_gradient_norms",
+    "plot_history",
+    "predict",
+    "restore_model",
+    "sequence_mask",
+    "softmax_cross_entropy",
+    "tbptt_value_and_grad",
+]

@@ -1,0 +1,458 @@
+"""Checkpoints with orbax-checkpoint: save, keep the last k and the best, restore exactly.
+
+Layout of a checkpoint directory::
+
+    <directory>/
+      recurrax_checkpoints.json   # index: latest and best step (written with os.replace)
+      <step>/                     # one orbax step, written to a temporary directory
+        model/                    #   and renamed into place when complete, so a run
+        opt_state/                #   killed mid-save leaves the older steps intact
+        meta/                     # JSON: step, history, loop position, shapes of every array
+
+Arrays are stored flat, keyed by their path in the model (``"rnn/params/input_kernel"``),
+so a mismatch is reported by name. PRNG key arrays (the model's dropout RNG
+state) are stored as their raw key data and rewrapped on restore.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from recurrax.train._history import write_atomic
+
+INDEX_FILE = "recurrax_checkpoints.json"
+FORMAT = "recurrax.train.checkpoint/1"
+StepSpec = int | Literal["latest", "best"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: corrupt, or made for a different model or optimizer."""
+
+
+class Restored(NamedTuple):
+    """What :meth:`Checkpointer.restore` returns."""
+
+    step: int
+    path: Path
+    model_state: Any
+    opt_state: Any
+    meta: dict[str, Any]
+
+
+class Checkpointer:
+    """Saves training state every N steps and at the best validation metric, keeping the last k.
+
+    The loop (:class:`~recurrax.train.Trainer`) decides *when* to save from
+    ``every_steps`` and ``monitor``; this class does the writing, the retention
+    (orbax ``LatestN(keep)`` plus ``BestN(1)`` on ``monitor``) and the checks on
+    restore. Saves are synchronous.
+
+    Args:
+      directory: where the steps go (created if missing).
+      every_steps: save when the step count crosses a multiple of this (None: never by count).
+      keep: how many of the most recent checkpoints to keep (the best one is kept as well).
+      monitor: an epoch metric (``"val_loss"``) whose best value gets its own checkpoint.
+      mode: ``"min"`` or ``"max"``: which direction of ``monitor`` is better.
+
+    Example:
+      >>> import tempfile, jax.numpy as jnp
+      >>> ckpt = Checkpointer(tempfile.mkdtemp(), keep=2)
+      >>> _ = ckpt.save(3, model_state={"w": jnp.ones(2)}, opt_state=(), meta={})
+      >>> ckpt.restore(model_target={"w": jnp.zeros(2)}, opt_target=()).model_state["w"].tolist()
+      [1.0, 1.0]
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        every_steps: int | None = None,
+        keep: int = 3,
+        monitor: str | None = None,
+        mode: Literal["min", "max"] = "min",
+    ):
+        if every_steps is not None and (
+            isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1
+        ):
+            raise ValueError(f"every_steps must be a positive int or None, got {every_steps!r}")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep must be a positive int, got {keep!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if monitor is not None and not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a metric name or None, got {monitor!r}")
+        self.directory = Path(directory).absolute()
+        self.every_steps = every_steps
+        self.keep = keep
+        self.monitor = monitor
+        self.mode = mode
+        self._manager: Any = None
+        self.best_step: int | None = None
+        self.best_value: float | None = None
+        index = self._read_index()
+        if index is not None and index.get("monitor") == monitor and index.get("mode") == mode:
+            self.best_step, self.best_value = index.get("best_step"), index.get("best_value")
+
+    # ------------------------------------------------------------------ queries
+    def all_steps(self) -> list[int]:
+        """Steps with a complete checkpoint, oldest first (half-written ones never count)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(s) for s in self._get_manager().all_steps())
+
+    def latest_step(self) -> int | None:
+        """The newest complete step, or None."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def step_path(self, step: int) -> Path:
+        """The directory of one step."""
+        return self.directory / str(step)
+
+    def is_improvement(self, value: float) -> bool:
+        """Whether ``value`` of ``monitor`` beats the best saved so far (NaN never does)."""
+        if math.isnan(value):
+            return False
+        if self.best_value is None:
+            return True
+        return value < self.best_value if self.mode == "min" else value > self.best_value
+
+    # -------------------------------------------------------------------- save
+    def save(
+        self,
+        step: int,
+        *,
+        model_state: Any,
+        opt_state: Any,
+        meta: Mapping[str, Any],
+        metric: float | None = None,
+    ) -> Path:
+        """Writes one checkpoint atomically and returns its path.
+
+        Args:
+          step: the step number (unique; saving the same step twice is an error).
+          model_state: a pytree of arrays (the model's ``nnx.State``, params and the rest).
+          opt_state: the optimizer state (any pytree of arrays).
+          meta: JSON-serialisable data stored with it (history, loop position, ...).
+          metric: the value of ``monitor`` at this step, if it was measured.
+        """
+        import orbax.checkpoint as ocp
+
+        if step in self.all_steps():
+            raise CheckpointError(f"{self.step_path(step)} already exists; checkpoint steps must be unique")
+        model_flat, model_spec = _flatten_named(model_state)
+        opt_flat, opt_spec = _flatten_indexed(opt_state)
+        full_meta = {
+            "format": FORMAT,
+            "step": int(step),
+            "model_spec": model_spec,
+            "opt_spec": opt_spec,
+            "user": dict(meta),
+        }
+        items = {"meta": ocp.args.JsonSave(full_meta)}
+        if model_flat:
+            items["model"] = ocp.args.StandardSave(model_flat)
+        if opt_flat:
+            items["opt_state"] = ocp.args.StandardSave(opt_flat)
+        improved = metric is not None and self.monitor is not None and self.is_improvement(float(metric))
+        metrics = None if metric is None or math.isnan(float(metric)) else {"monitor": float(metric)}
+        self._get_manager().save(int(step), args=ocp.args.Composite(**items), metrics=metrics, force=True)
+        self._get_manager().wait_until_finished()
+        if improved:
+            self.best_step, self.best_value = int(step), float(metric)
+        self._write_index()
+        return self.step_path(step)
+
+    # ----------------------------------------------------------------- restore
+    def restore(
+        self,
+        *,
+        model_target: Any,
+        opt_target: Any = None,
+        step: StepSpec = "latest",
+    ) -> Restored:
+        """Reads a checkpoint into the structure of ``model_target`` (and ``opt_target``).
+
+        Args:
+          model_target: a pytree shaped like the saved model state (the current
+            model's state); shapes and dtypes must match exactly.
+          opt_target: the optimizer state to restore into, or None to skip it.
+          step: a step number, ``"latest"`` or ``"best"``.
+
+        Raises:
+          FileNotFoundError: no such directory or step.
+          CheckpointError: the checkpoint is corrupt or was made for other shapes.
+        """
+        import orbax.checkpoint as ocp
+
+        step = self._resolve_step(step)
+        path = self.step_path(step)
+        manager = self._get_manager()
+        try:
+            meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        except Exception as err:  # whatever orbax raises, it is unreadable
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or incomplete: cannot read its metadata ({err})"
+            ) from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CheckpointError(f"checkpoint {path} is not a recurrax checkpoint (metadata {str(meta)[:200]})")
+
+        model_abstract, model_names = _abstract_named(model_target)
+        _check_spec(path, "model", meta["model_spec"], _spec_of(model_target, model_names))
+        items: dict[str, Any] = {}
+        if model_abstract:
+            items["model"] = ocp.args.StandardRestore(model_abstract)
+        if opt_target is not None:
+            opt_abstract = _abstract_indexed(opt_target)
+            _check_spec(path, "optimizer state", meta["opt_spec"], _spec_of(opt_target, None))
+            if opt_abstract:
+                items["opt_state"] = ocp.args.StandardRestore(opt_abstract)
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(**items)) if items else {}
+        except Exception as err:  # whatever orbax raises, it is unreadable
+            raise CheckpointError(f"checkpoint {path} is corrupt or incomplete: {type(err).__name__}: {err}") from err
+        model_state = _unflatten_named(model_target, restored["model"] if model_abstract else {})
+        opt_state = None
+        if opt_target is not None:
+            opt_state = _unflatten_indexed(opt_target, restored["opt_state"] if "opt_state" in items else {})
+        return Restored(step, path, model_state, opt_state, meta["user"])
+
+    def close(self) -> None:
+        """Releases orbax's resources (saves are already complete)."""
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Checkpointer({str(self.directory)!r}, every_steps={self.every_steps}, keep={self.keep}, "
+            f"monitor={self.monitor!r}, mode={self.mode!r})"
+        )
+
+    # ----------------------------------------------------------------- helpers
+    def _get_manager(self) -> Any:
+        if self._manager is None:
+            import orbax.checkpoint as ocp
+            from orbax.checkpoint import checkpoint_managers as managers
+
+            policies: list[Any] = [managers.LatestN(self.keep)]
+            if self.monitor is not None:
+                policies.append(
+                    managers.BestN(
+                        get_metric_fn=lambda metrics: metrics["monitor"],
+                        reverse=self.mode == "min",
+                        n=1,
+                        keep_checkpoints_without_metrics=False,
+                    )
+                )
+            options = ocp.CheckpointManagerOptions(
+                enable_async_checkpointing=False,
+                preservation_policy=managers.AnyPreservationPolicy(policies),
+                cleanup_tmp_directories=True,
+            )
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
+        return self._manager
+
+    def _resolve_step(self, step: StepSpec) -> int:
+        if not self.directory.is_dir():
+            raise FileNotFoundError(f"no checkpoint directory at {self.directory}")
+        steps = self.all_steps()
+        if not steps:
+            raise FileNotFoundError(f"no complete checkpoint in {self.directory}")
+        if step == "latest":
+            return steps[-1]
+        if step == "best":
+            if self.best_step is None or self.best_step not in steps:
+                raise FileNotFoundError(
+                    f"no best checkpoint in {self.directory} (monitor={self.monitor!r}); steps: {steps}"
+                )
+            return self.best_step
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise TypeError(f"step must be an int, 'latest' or 'best', got {step!r}")
+        if int(step) not in steps:
+            raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; steps: {steps}")
+        return int(step)
+
+    def _read_index(self) -> dict[str, Any] | None:
+        path = self.directory / INDEX_FILE
+        if not path.exists():
+            return None
+        try:
+            index = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"checkpoint index {path} is unreadable: {err}") from err
+        if not isinstance(index, dict) or index.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a recurrax checkpoint index")
+        return index
+
+    def _write_index(self) -> None:
+        index = {
+            "format": FORMAT,
+            "latest_step": self.latest_step(),
+            "best_step": self.best_step,
+            "best_value": self.best_value,
+            "monitor": self.monitor,
+            "mode": self.mode,
+        }
+        write_atomic(self.directory / INDEX_FILE, json.dumps(index))
+
+
+def restore_model(directory: str | os.PathLike[str], model: nnx.Module, *, step: StepSpec = "latest") -> nnx.Module:
+    """Loads a checkpoint's model state into ``model`` (in place, for inference) and returns it.
+
+    ``model`` must have the architecture that was trained (same parameter
+    shapes); build it as for training, then restore. ``step="best"`` needs a
+    run that checkpointed with ``monitor=``.
+    """
+    checkpointer = Checkpointer(directory, monitor=_index_monitor(directory), mode=_index_mode(directory))
+    try:
+        restored = checkpointer.restore(model_target=nnx.as_pure(nnx.state(model)), step=step)
+    finally:
+        checkpointer.close()
+    nnx.update(model, restored.model_state)
+    return model
+
+
+def _index_monitor(directory: str | os.PathLike[str]) -> str | None:
+    path = Path(directory) / INDEX_FILE
+    try:
+        return json.loads(path.read_text()).get("monitor")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _index_mode(directory: str | os.PathLike[str]) -> Literal["min", "max"]:
+    path = Path(directory) / INDEX_FILE
+    try:
+        mode = json.loads(path.read_text()).get("mode")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return "min"
+    return mode if mode in ("min", "max") else "min"
+
+
+# ------------------------------------------------------------ flat array trees
+def _leaf_name(key_path: tuple[Any, ...]) -> str:
+    parts = []
+    for k in key_path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts) or "<root>"
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _storable(x: Any) -> Any:
+    return jax.random.key_data(x) if _is_key(x) else x
+
+
+def _dtype_name(x: Any) -> str:
+    return str(x.dtype) if hasattr(x, "dtype") else str(np.asarray(x).dtype)
+
+
+def _flatten_named(tree: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    flat, spec = {}, {}
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = _leaf_name(key_path)
+        if name in flat:
+            raise ValueError(f"two leaves of the model state are both named {name!r}")
+        flat[name] = _storable(leaf)
+        spec[name] = [list(np.shape(leaf)), _dtype_name(leaf)]
+    return flat, spec
+
+
+def _flatten_indexed(tree: Any) -> tuple[dict[str, Any], list[list[Any]]]:
+    leaves = jax.tree.leaves(tree)
+    flat = {f"{i:05d}": _storable(leaf) for i, leaf in enumerate(leaves)}
+    return flat, [[list(np.shape(leaf)), _dtype_name(leaf)] for leaf in leaves]
+
+
+def _abstract(x: Any) -> jax.ShapeDtypeStruct:
+    data = jax.eval_shape(jax.random.key_data, x) if _is_key(x) else x
+    return jax.ShapeDtypeStruct(np.shape(data), data.dtype)
+
+
+def _abstract_named(tree: Any) -> tuple[dict[str, jax.ShapeDtypeStruct], list[str]]:
+    pairs = jax.tree_util.tree_flatten_with_path(tree)[0]
+    names = [_leaf_name(p) for p, _ in pairs]
+    return {n: _abstract(leaf) for n, (_, leaf) in zip(names, pairs, strict=True)}, names
+
+
+def _abstract_indexed(tree: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    return {f"{i:05d}": _abstract(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
+
+
+def _spec_of(tree: Any, names: list[str] | None) -> Any:
+    leaves = jax.tree.leaves(tree)
+    specs = [[list(np.shape(leaf)), _dtype_name(leaf)] for leaf in leaves]
+    return specs if names is None else dict(zip(names, specs, strict=True))
+
+
+def _restored_leaf(target: Any, value: Any) -> Any:
+    if _is_key(target):
+        return jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(target))
+    return jnp.asarray(value)
+
+
+def _unflatten_named(target: Any, flat: Mapping[str, Any]) -> Any:
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(target)
+    leaves = [_restored_leaf(leaf, flat[_leaf_name(p)]) for p, leaf in pairs]
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def _unflatten_indexed(target: Any, flat: Mapping[str, Any]) -> Any:
+    leaves, treedef = jax.tree.flatten(target)
+    return jax.tree.unflatten(treedef, [_restored_leaf(t, flat[f"{i:05d}"]) for i, t in enumerate(leaves)])
+
+
+def _check_spec(path: Path, what: str, saved: Any, current: Any) -> None:
+    """Raises a CheckpointError that names every leaf whose shape or dtype differs."""
+    problems: list[str] = []
+    if isinstance(current, dict):
+        saved = dict(saved)
+        for name in current.keys() - saved.keys():
+            problems.append(f"{name!r} is in the {what} but not in the checkpoint")
+        for name in saved.keys() - current.keys():
+            problems.append(f"{name!r} is in the checkpoint but not in the {what}")
+        for name in sorted(current.keys() & saved.keys()):
+            problems += _leaf_problem(repr(name), saved[name], current[name])
+    else:
+        if len(saved) != len(current):
+            problems.append(f"the checkpoint has {len(saved)} arrays, the {what} has {len(current)}")
+        else:
+            for i, (s, c) in enumerate(zip(saved, current, strict=True)):
+                problems += _leaf_problem(f"leaf {i}", s, c)
+    if problems:
+        shown = "; ".join(sorted(problems)[:8]) + ("; ..." if len(problems) > 8 else "")
+        raise CheckpointError(f"checkpoint {path} does not match the {what} ({len(problems)} difference(s)): {shown}")
+
+
+def _leaf_problem(label: str, saved: list[Any], current: list[Any]) -> list[str]:
+    (s_shape, s_dtype), (c_shape, c_dtype) = saved, current
+    out = []
+    if list(s_shape) != list(c_shape):
+        out.append(f"{label} has shape {tuple(s_shape)} in the checkpoint but {tuple(c_shape)} now")
+    if s_dtype != c_dtype:
+        out.append(f"{label} has dtype {s_dtype} in the checkpoint but {c_dtype} now")
+    return out

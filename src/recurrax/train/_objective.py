@@ -1,0 +1,149 @@
+"""What training minimises and reports: a loss and metrics of a model on a batch.
+
+A batch is a dict of arrays with a leading example axis: ``"inputs"``
+``[B, T, D]``, ``"targets"`` (``[B, ...]`` or per step ``[B, T, ...]``) and,
+for padded sequences, ``"lengths"`` ``[B]``. Every objective returns its
+numbers as ``(total, count)`` pairs ("stats") so that means over batches and
+epochs are exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from recurrax.train._losses import LOSSES, METRICS, ValueFn, masked_total, resolve
+
+Array = jax.Array
+Batch = Mapping[str, Any]
+Stats = dict[str, tuple[Array, Array]]
+LossFn = Callable[[nnx.Module, Batch], "Array | tuple[Array, Mapping[str, Array]]"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Objective:
+    """A supervised loss plus metrics over ``model(batch["inputs"])``.
+
+    The model is called as ``model(inputs)``, or ``model(inputs, lengths=lengths)``
+    when the batch has ``"lengths"``; a model that returns ``(predictions,
+    carry)`` (a streaming model) has its carry ignored here. Predictions are
+    ``[B, O]`` (one per sequence) or ``[B, T, O]`` (one per step; steps past
+    ``lengths`` are masked out of the loss and the metrics).
+
+    Args:
+      loss: ``"mse"``, ``"binary_cross_entropy"`` (logits), ``"softmax_cross_entropy"``
+        (logits; integer or one-hot targets), or a function
+        ``(predictions, targets) -> values [B] or [B, T]``.
+      metrics: names (the losses, ``"accuracy"``, ``"binary_accuracy"``) or a
+        mapping from name to such a function.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> obj = Objective("softmax_cross_entropy", metrics=["accuracy"])
+      >>> batch = {"targets": jnp.array([0, 1])}
+      >>> stats = obj.stats(jnp.array([[2.0, 0.0], [3.0, 0.0]]), batch)
+      >>> [float(stats["accuracy"][0]), float(stats["accuracy"][1])]
+      [1.0, 2.0]
+    """
+
+    loss: str | ValueFn = "mse"
+    metrics: Sequence[str] | Mapping[str, ValueFn] = ()
+    inputs_key: str = "inputs"
+    targets_key: str = "targets"
+    lengths_key: str = "lengths"
+
+    def __post_init__(self) -> None:
+        resolve(self.loss, "loss", LOSSES)
+        for name, fn in self.metric_functions().items():
+            if name == "loss":
+                raise ValueError("metrics may not be named 'loss' (the loss is always reported under that name)")
+            resolve(fn, f"metric {name!r}", METRICS)
+
+    def metric_functions(self) -> dict[str, str | ValueFn]:
+        """The metrics as a ``{name: function-or-name}`` dict."""
+        if isinstance(self.metrics, Mapping):
+            return dict(self.metrics)
+        if isinstance(self.metrics, str):
+            raise TypeError(f"metrics must be a sequence of names or a mapping, got the string {self.metrics!r}")
+        out: dict[str, str | ValueFn] = {}
+        for m in self.metrics:
+            if not isinstance(m, str):
+                raise TypeError(f"metrics given as a sequence must be names, got {m!r}; use a dict for functions")
+            out[m] = m
+        return out
+
+    def lengths(self, batch: Batch) -> Array | None:
+        """The batch's ``lengths`` ``[B]``, or None."""
+        return batch.get(self.lengths_key)
+
+    def apply(self, model: Any, inputs: Array, lengths: Array | None, **kwargs: Any) -> Any:
+        """Calls the model, passing ``lengths`` only when there are some."""
+        if lengths is not None:
+            kwargs["lengths"] = lengths
+        return model(inputs, **kwargs)
+
+    def predict(self, model: Any, batch: Batch) -> Array:
+        """The model's predictions for ``batch`` (the carry of a streaming model dropped)."""
+        out = self.apply(model, batch[self.inputs_key], self.lengths(batch))
+        return out[0] if isinstance(out, tuple) else out
+
+    def stats(self, predictions: Array, batch: Batch, lengths: Array | None = None) -> Stats:
+        """``{"loss": (total, count), metric: (total, count), ...}`` for these predictions."""
+        targets = batch[self.targets_key]
+        lengths = self.lengths(batch) if lengths is None else lengths
+        out = {"loss": masked_total(resolve(self.loss, "loss", LOSSES)(predictions, targets), lengths)}
+        for name, fn in self.metric_functions().items():
+            out[name] = masked_total(resolve(fn, name, METRICS)(predictions, targets), lengths)
+        return out
+
+    def __call__(self, model: Any, batch: Batch) -> tuple[Array, Stats]:
+        """``(mean loss, stats)`` of ``model`` on ``batch``; the mean loss is what gets differentiated."""
+        stats = self.stats(self.predict(model, batch), batch)
+        total, count = stats["loss"]
+        return total / count, stats
+
+
+def as_objective(loss: str | ValueFn | Objective, metrics: Sequence[str] | Mapping[str, ValueFn]) -> Objective:
+    """Turns fit's ``loss=``/``metrics=`` arguments into an :class:`Objective`."""
+    if isinstance(loss, Objective):
+        if metrics:
+            raise ValueError("pass metrics inside the Objective, not also as metrics=")
+        return loss
+    return Objective(loss, metrics)
+
+
+def stats_from_loss_fn(loss_fn: LossFn) -> Callable[[Any, Batch], tuple[Array, Stats]]:
+    """Adapts a user ``loss_fn(model, batch) -> loss | (loss, metrics)`` to ``(loss, stats)``.
+
+    Its loss and metrics are batch means, so each batch is weighted by its
+    number of examples (the leading size of ``batch``'s arrays).
+    """
+
+    def objective(model: Any, batch: Batch) -> tuple[Array, Stats]:
+        out = loss_fn(model, batch)
+        loss, metrics = out if isinstance(out, tuple) else (out, {})
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"loss_fn must return loss or (loss, dict of metrics), got metrics {type(metrics)}")
+        loss = jnp.asarray(loss)
+        if loss.shape != ():
+            raise ValueError(f"loss_fn must return a scalar loss, got shape {loss.shape}")
+        weight = jnp.asarray(batch_size(batch), jnp.promote_types(loss.dtype, jnp.float32))
+        stats = {"loss": (loss.astype(weight.dtype) * weight, weight)}
+        for name, value in metrics.items():
+            stats[name] = (jnp.asarray(value).astype(weight.dtype) * weight, weight)
+        return loss, stats
+
+    return objective
+
+
+def batch_size(batch: Batch) -> int:
+    """The leading (example) size shared by every array in ``batch``."""
+    sizes = {int(jnp.shape(leaf)[0]) for leaf in jax.tree.leaves(batch) if jnp.ndim(leaf) >= 1}
+    if len(sizes) != 1:
+        raise ValueError(f"every array in a batch must share its leading (example) size, got sizes {sorted(sizes)}")
+    return sizes.pop()
