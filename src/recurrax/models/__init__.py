@@ -1,0 +1,37 @@
+"""Ready-made sequence models whose backbone (LSTM, GRU, …) is picked by one argument.
+
+``SequenceClassifier`` is the classic ``LSTM → Dense(relu) → Dropout → Dense``
+program returning logits; ``SequenceRegressor`` reads a backbone out linearly.
+The backbone registry (:func:`register_backbone`) lets new sequence layers
+plug in by name.
+"""
+
+from recurrax.models._backbones import (
+    Backbone,
+    BackboneFactory,
+    BackboneSpec,
+    backbone_names,
+    backbone_spec,
+    make_backbone,
+    register_backbone,
+)
+from recurrax.models._for_task import model_for_task
+from recurrax.models._readout import READOUTS, Readout, read_out
+from recurrax.models._sequence_models import SequenceClassifier, SequenceModel, SequenceRegressor
+
+__all__ = [
+    "READOUTS",
+    "Backbone",
+    "BackboneFactory",
+    "BackboneSpec",
+    "Readout",
+    "SequenceClassifier",
+    "SequenceModel",
+    "SequenceRegressor",
+    "backbone_names",
+    "backbone_spec",
+    "make_backbone",
+    "model_for_task",
+    "read_out",
+    "register_backbone",
+]

@@ -1,0 +1,126 @@
+"""A small registry of sequence backbones, so that a model swaps LSTM for minGRU, TCN or a Transformer by name.
+
+A backbone maps ``xs[B, T, D]`` (and optional ``lengths[B]``) to features
+``ys[B, T, F]``; steps past an example's length must not influence the steps
+before it (recurrent nets freeze their carry there; attention masks them out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+from flax import nnx
+
+from recurrax.cells import Cell
+
+Array = jax.Array
+
+
+class Backbone(Protocol):
+    """What a model needs from a backbone: ``backbone(xs[B, T, D], lengths=None) -> ys[B, T, F]``."""
+
+    def __call__(self, xs: Array, *, lengths: Array | None = None) -> Array: ...
+
+
+#: ``factory(in_features, hidden_size, *, rngs, **options) -> (module, out_features)``.
+BackboneFactory = Callable[..., tuple[nnx.Module, int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: its factory and a one-line summary."""
+
+    name: str
+    factory: BackboneFactory
+    summary: str
+
+
+_BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, factory: BackboneFactory, *, summary: str, overwrite: bool = False) -> None:
+    """Makes ``factory`` available to every model as ``cell=name``.
+
+    Args:
+      name: the name models and the command line use (e.g. ``"lstm"``).
+      factory: ``factory(in_features, hidden_size, *, rngs, **options)`` returning
+        ``(module, out_features)``, where ``module(xs[B, T, D], lengths=None)``
+        gives ``[B, T, out_features]``.
+      summary: one line for listings such as ``recurrax train --help``.
+      overwrite: replace an existing entry instead of raising.
+
+    Example (a backbone that passes its inputs through)::
+
+        class Identity(nnx.Module):
+            def __call__(self, xs, *, lengths=None):
+                return xs
+
+        register_backbone("identity", lambda d, h, *, rngs: (Identity(), d), summary="no mixing")
+        model = SequenceClassifier(3, 10, cell="identity", rngs=nnx.Rngs(0))
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+    if name in _BACKBONES and not overwrite:
+        raise ValueError(f"a backbone named {name!r} is already registered; pass overwrite=True to replace it")
+    _BACKBONES[name] = BackboneSpec(name=name, factory=factory, summary=summary)
+
+
+def backbone_names() -> tuple[str, ...]:
+    """The registered backbone names, sorted."""
+    return tuple(sorted(_BACKBONES))
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The :class:`BackboneSpec` registered as ``name``."""
+    if name not in _BACKBONES:
+        raise ValueError(f"cell must be one of {', '.join(backbone_names())} or a recurrax Cell; got {name!r}")
+    return _BACKBONES[name]
+
+
+def make_backbone(
+    cell: str | Cell, in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **options: Any
+) -> tuple[nnx.Module, int]:
+    """Builds a backbone by registered name, or wraps a pure :class:`~recurrax.cells.Cell` in ``recurrax.nn.RNN``.
+
+    Returns ``(module, out_features)``. With a ``Cell``, ``hidden_size`` is the
+    cell's own and ``options`` go to ``recurrax.nn.RNN``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from recurrax.models import make_backbone
+      >>> gru, features = make_backbone("gru", 3, 8, rngs=nnx.Rngs(0))
+      >>> gru(jnp.ones((2, 5, 3))).shape, features
+      ((2, 5, 8), 8)
+    """
+    if isinstance(cell, Cell):
+        from recurrax import nn
+
+        return nn.RNN(cell, in_features, rngs=rngs, **options), cell.output_size
+    if not isinstance(cell, str):
+        raise TypeError(f"cell must be a backbone name or a recurrax Cell, got {type(cell).__name__}")
+    module, out_features = backbone_spec(cell).factory(in_features, hidden_size, rngs=rngs, **options)
+    return module, int(out_features)
+
+
+# ------------------------------------------------------------------ built-ins
+def _recurrent(kind: str) -> BackboneFactory:
+    def factory(in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **options: Any) -> tuple[nnx.Module, int]:
+        from recurrax import nn
+
+        layer_type = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.SimpleRNN}[kind]
+        layer = layer_type(in_features, hidden_size, rngs=rngs, **options)
+        out_features = options.get("proj_size") or hidden_size
+        return layer, out_features
+
+    return factory
+
+
+register_backbone("lstm", _recurrent("lstm"), summary="LSTM (Hochreiter & Schmidhuber 1997)")
+register_backbone("gru", _recurrent("gru"), summary="GRU (Cho et al. 2014)")
+register_backbone("rnn", _recurrent("rnn"), summary="Elman RNN with tanh (vanishing gradients: the baseline)")
