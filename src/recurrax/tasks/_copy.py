@@ -87,9 +87,7 @@ def copy_task(
         per_step=True,
         baseline_metric="cross_entropy",
         baseline=copy_length * math.log(num_symbols) / total,
-        description=(
-            f"copy task, delay {delay}: replay {copy_length} of {num_symbols} symbols after the delimiter; "
-            "memoryless cross-entropy L·log(K)/T"
-        ),
+        description=f"copy task, delay {delay}: replay {copy_length} of {num_symbols} symbols after the delimiter",
+        baseline_description="the memoryless strategy, L·log(K)/T",
     )
     return Dataset(train=train, validation=validation, test=test, info=info)

@@ -71,7 +71,8 @@ class TaskInfo:
       baseline_metric: the metric ``baseline`` is measured in.
       baseline: what a model with no memory of the sequence scores (the bar
         to beat), e.g. 1/6 MSE for the adding problem.
-      description: one line on the task and its baseline.
+      description: one line on the task.
+      baseline_description: how ``baseline`` is obtained (e.g. "always predicting 1").
     """
 
     name: str
@@ -84,6 +85,7 @@ class TaskInfo:
     baseline_metric: BaselineMetric
     baseline: float
     description: str
+    baseline_description: str
 
     @property
     def loss(self) -> str:

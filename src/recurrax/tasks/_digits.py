@@ -78,6 +78,7 @@ def sequential_digits(
         per_step=False,
         baseline_metric="accuracy",
         baseline=majority_accuracy(train.targets, test.targets),
-        description=f"scikit-learn 8x8 digits, one {mode[:-1]} per step; baseline: majority-class accuracy",
+        description=f"scikit-learn 8x8 digits, one {mode[:-1]} per step",
+        baseline_description="always predicting the most frequent training class",
     )
     return Dataset(train=train, validation=validation, test=test, info=info)

@@ -106,6 +106,7 @@ def mnist1d(
         per_step=False,
         baseline_metric="accuracy",
         baseline=majority_accuracy(train.targets, test.targets),
-        description="MNIST-1D (Greydanus 2020), 40 steps of 1 feature; baseline: majority-class accuracy",
+        description="MNIST-1D (Greydanus 2020), 40 steps of 1 feature",
+        baseline_description="always predicting the most frequent training class",
     )
     return Dataset(train=train, validation=validation, test=test, info=info)

@@ -122,9 +122,7 @@ def sentiment(
         per_step=False,
         baseline_metric="accuracy",
         baseline=majority_accuracy(train.targets, test.targets),
-        description=(
-            f"synthetic reviews of {min_length}-{seq_len} words: more positive than negative words? "
-            "baseline: majority-class accuracy"
-        ),
+        description=f"synthetic reviews of {min_length}-{seq_len} words: more positive than negative words?",
+        baseline_description="always predicting the most frequent training class",
     )
     return Dataset(train=train, validation=validation, test=test, info=info)
