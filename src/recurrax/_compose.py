@@ -170,6 +170,7 @@ def stacked_scan(
     remat: bool = False,
     method: Literal["sequential", "parallel"] = "sequential",
     hoist_input_projection: bool | None = None,
+    fused: bool | None = None,
     dropout: float = 0.0,
     residual: bool = False,
     deterministic: bool = False,
@@ -193,7 +194,7 @@ def stacked_scan(
       params: one parameter pytree per layer (``cells[i].init(key, input_size)``).
       xs: the input sequence.
       initial_carry: ``None`` or one carry (or ``None``) per layer.
-      lengths, resets, time_major, unroll, remat, method, hoist_input_projection:
+      lengths, resets, time_major, unroll, remat, method, hoist_input_projection, fused:
         as in :func:`recurrax.scan`, for every layer.
       dropout: probability of dropping each output element between layers.
       residual: add each layer's input to its output (all layers after the first;
@@ -268,6 +269,7 @@ def stacked_scan(
             remat=remat,
             method=method,
             hoist_input_projection=hoist_input_projection,
+            fused=fused,
         )
         finals.append(final)
         layer_key = keys[2 * i + 1]
@@ -293,6 +295,7 @@ def bidirectional_scan(
     remat: bool = False,
     method: Literal["sequential", "parallel"] = "sequential",
     hoist_input_projection: bool | None = None,
+    fused: bool | None = None,
     deterministic: bool = False,
     key: Array | None = None,
 ) -> tuple[Array | tuple[Array, Array], tuple[Carry, Carry]]:
@@ -318,7 +321,7 @@ def bidirectional_scan(
       xs: the input sequence.
       merge: ``"concat"``, ``"sum"``, ``"mean"``, ``"mul"`` or ``None``.
       initial_carry: ``None`` or a pair ``(forward, backward)`` (either may be ``None``).
-      lengths, resets, time_major, unroll, remat, method, hoist_input_projection:
+      lengths, resets, time_major, unroll, remat, method, hoist_input_projection, fused:
         as in :func:`recurrax.scan`.
       deterministic: evaluation mode for regularised cells.
       key: randomness for the initial carries of regularised cells (training only).
@@ -357,7 +360,7 @@ def bidirectional_scan(
     keys = [None, None] if key is None else list(jax.random.split(key))
 
     common = dict(lengths=lengths, time_major=time_major, unroll=unroll, remat=remat, method=method)
-    common["hoist_input_projection"] = hoist_input_projection
+    common.update(hoist_input_projection=hoist_input_projection, fused=fused)
     ys_f, carry_f = scan(
         cells[0],
         forward_params,

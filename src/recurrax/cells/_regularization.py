@@ -30,6 +30,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import math
 import numbers
 from typing import Any, ClassVar, NamedTuple
 
@@ -318,6 +319,7 @@ def recurrent_dropout(cell: Cell, rate: float, *, deterministic: bool = False) -
       Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in
       Recurrent Neural Networks", NeurIPS 2016.
     """
+    _check_known_cell(cell, "recurrent_dropout", (Cell,))
     if isinstance(cell, RegularizedCell):
         raise TypeError(
             f"recurrent_dropout must wrap the plain cell, got a {type(cell).__name__} wrapper; "
@@ -394,26 +396,42 @@ class Zoneout(RegularizedCell):
         return ZoneoutCarry(new_inner, next_key), y
 
     def _sample(self, key_data: Array, previous: Carry, candidate: Carry) -> tuple[Carry, Array]:
-        """Per-example masks for this step (1: keep the previous value) and the next keys."""
+        """Mixes ``previous`` and ``candidate`` with this step's masks; returns it and the next keys.
+
+        One call of the PRNG per example and step: its first ``K`` words are the
+        next key (as ``jax.random.split`` makes keys) and the rest decide the
+        masks, ``keep previous`` where ``bits < rate · 2³²``.
+        """
         batch_shape = key_data.shape[:-1]
+        key_words = key_data.shape[-1]
         rates, treedef = jax.tree.flatten(self.rates)
         leaves_prev = treedef.flatten_up_to(previous)
         leaves_new = treedef.flatten_up_to(candidate)
-        feature_shapes = [leaf.shape[len(batch_shape) :] for leaf in leaves_prev]
-
-        def draw(one_key_data: Array) -> tuple[Array, list[Array]]:
-            keys = jax.random.split(jax.random.wrap_key_data(one_key_data), 1 + len(rates))
-            masks = [
-                jax.random.bernoulli(k, rate, shape)
-                for k, rate, shape in zip(keys[1:], rates, feature_shapes, strict=True)
+        random = [0.0 < rate < 1.0 for rate in rates]
+        if not any(random):  # every leaf always keeps (rate 1) or always updates (rate 0)
+            state = [
+                prev if rate == 1.0 else new for rate, prev, new in zip(rates, leaves_prev, leaves_new, strict=True)
             ]
-            return jax.random.key_data(keys[0]), masks
+            return jax.tree.unflatten(treedef, state), key_data
+        sizes = [
+            math.prod(leaf.shape[len(batch_shape) :]) if r else 0 for leaf, r in zip(leaves_prev, random, strict=True)
+        ]
 
-        flat = key_data.reshape(-1, key_data.shape[-1])
-        next_flat, masks_flat = jax.vmap(draw)(flat)
-        masks = [m.reshape(*batch_shape, *shape) for m, shape in zip(masks_flat, feature_shapes, strict=True)]
-        state = [jnp.where(m, p, c) for m, p, c in zip(masks, leaves_prev, leaves_new, strict=True)]
-        return jax.tree.unflatten(treedef, state), next_flat.reshape(key_data.shape)
+        def draw(one_key_data: Array) -> Array:
+            return jax.random.bits(jax.random.wrap_key_data(one_key_data), (key_words + sum(sizes),), jnp.uint32)
+
+        bits = jax.vmap(draw)(key_data.reshape(-1, key_words)).reshape(*batch_shape, -1)
+        state, offset = [], key_words
+        for rate, size, prev, new in zip(rates, sizes, leaves_prev, leaves_new, strict=True):
+            if rate == 1.0:
+                state.append(prev)
+            elif rate == 0.0:
+                state.append(new)
+            else:
+                keep_previous = bits[..., offset : offset + size].reshape(prev.shape) < jnp.uint32(int(rate * 2**32))
+                state.append(jnp.where(keep_previous, prev, new))
+            offset += size
+        return jax.tree.unflatten(treedef, state), bits[..., :key_words]
 
 
 def _expected_zoneout(rate: float, previous: Array, candidate: Array) -> Array:
@@ -465,4 +483,5 @@ def zoneout(cell: Cell, rate: float | Any, *, deterministic: bool = False) -> Zo
       Krueger et al., "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
       Activations", ICLR 2017.
     """
+    _check_known_cell(cell, "zoneout", (Cell,))
     return Zoneout(cell=cell, rate=rate, deterministic=deterministic, **_wrapper_fields(cell))

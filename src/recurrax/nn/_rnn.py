@@ -49,7 +49,7 @@ class RNN(nnx.Module):
       time_major: inputs and outputs are ``[T, *B, ...]`` instead of ``[*B, T, ...]``.
       reverse: run each example backwards over its own valid steps.
       return_carry: return ``(ys, final_carry)`` instead of ``ys``.
-      unroll, remat, hoist_input_projection, method: as in :func:`recurrax.scan`.
+      unroll, remat, hoist_input_projection, method, fused: as in :func:`recurrax.scan`.
       learnable_initial_carry: learn the initial carry (an ``nnx.Param`` pytree
         shaped like one example's carry, zeros at first, broadcast over the batch).
       deterministic: start in evaluation mode.
@@ -81,6 +81,7 @@ class RNN(nnx.Module):
         remat: bool = False,
         hoist_input_projection: bool | None = None,
         method: Literal["sequential", "parallel"] = "sequential",
+        fused: bool | None = None,
         learnable_initial_carry: bool = False,
         deterministic: bool = False,
     ):
@@ -105,6 +106,7 @@ class RNN(nnx.Module):
         self.remat = bool(remat)
         self.hoist_input_projection = hoist_input_projection
         self.method = method
+        self.fused = fused
         self.deterministic = bool(deterministic)
         self.params = nnx.data(jax.tree.map(nnx.Param, cell.init(rngs.params(), in_features)))
         base = self._base_cell
@@ -192,6 +194,7 @@ class RNN(nnx.Module):
             remat=self.remat,
             method=self.method,
             hoist_input_projection=self.hoist_input_projection,
+            fused=self.fused,
             return_carries=probe is not None,
             carry_perturbation=perturbation,
         )
