@@ -73,7 +73,8 @@ def scan(
       remat: recompute each step in the backward pass instead of storing its
         intermediates (gradient checkpointing: memory O(T·|carry|)).
       method: ``"parallel"`` runs a :class:`~recurrax.cells.LinearCell` with
-        ``jax.lax.associative_scan`` (depth O(log T)); same results.
+        ``jax.lax.associative_scan`` (depth O(log T)); same results. A cell
+        with ``log_space=True`` (minGRU, minLSTM) is scanned in log space.
       hoist_input_projection: apply the input matmul to all steps before the
         loop (default: whenever the cell supports it).
       return_carries: also return the carry after every step.
@@ -159,9 +160,8 @@ def scan(
             perturbation_tm = _gather_time(perturbation_tm, reverse_index)
 
     if method == "parallel":
-        ys_tm, final_carry, carries_tm = _parallel_linear_scan(
-            cell, params, xs_tm, initial_carry, valid_tm, resets_tm
-        )
+        parallel_scan = _parallel_log_linear_scan if getattr(cell, "log_space", False) else _parallel_linear_scan
+        ys_tm, final_carry, carries_tm = parallel_scan(cell, params, xs_tm, initial_carry, valid_tm, resets_tm)
     elif is_cell and use_fused_path(
         fused,
         cell,
@@ -285,6 +285,57 @@ def _parallel_linear_scan(
 
     _, hs = jax.lax.associative_scan(combine, (a, b), axis=0)
     hs = hs.astype(initial_carry.dtype)
+    ys = cell.readout(params, hs, xs_tm)
+    if valid_tm is not None:
+        ys = tree_where(valid_tm, ys, jax.tree.map(jnp.zeros_like, ys))
+    return ys, hs[-1], hs
+
+
+def _parallel_log_linear_scan(
+    cell: Cell,
+    params: Params,
+    xs_tm: Array,
+    initial_carry: Array,
+    valid_tm: Array | None,
+    resets_tm: Array | None,
+) -> tuple[Array, Array, Array]:
+    """:func:`_parallel_linear_scan` in log space, for cells with ``b_t > 0`` (``log_space=True``).
+
+    The cell gives ``(log a, log b)``. Products of many gates underflow in
+    linear space but are sums here (Heinsen, 2023). The initial carry may have
+    any sign, so it is kept out of the logs: ``h_t = A_t ⊙ h0 + B_t`` where
+    ``A_t`` (the gate product since the last start) and ``B_t`` (the state
+    from a zero carry) are two log-space recurrences sharing ``log a``.
+    """
+    log_a, log_b = cell.log_recurrence_coefficients(params, xs_tm)
+    # A finite "log 0": exp of it is exactly 0, and unlike -inf it never makes
+    # logaddexp's derivative 0/0 (NaN) where both of its arguments are "log 0".
+    log_zero = jnp.asarray(-1e4, log_a.dtype)
+
+    def expand(mask: Array) -> Array:
+        return mask.reshape(mask.shape + (1,) * (log_a.ndim - mask.ndim))
+
+    num_steps = log_a.shape[0]
+    starts = (jnp.arange(num_steps) == 0).reshape((num_steps,) + (1,) * (xs_tm.ndim - 2))
+    if resets_tm is not None:
+        starts = starts | resets_tm
+    starts = expand(starts)
+    log_b_initial = jnp.where(starts, log_a, log_zero)  # A_t restarts at a_t on every start
+    log_a = jnp.where(starts, log_zero, log_a)  # nothing flows in from before a start
+    if valid_tm is not None:
+        valid = expand(valid_tm)
+        log_a = jnp.where(valid, log_a, jnp.zeros_like(log_a))
+        log_b = jnp.where(valid, log_b, log_zero)
+        log_b_initial = jnp.where(valid, log_b_initial, log_zero)
+
+    def combine(earlier: tuple[Array, Array, Array], later: tuple[Array, Array, Array]) -> tuple[Array, ...]:
+        la1, lb1, lc1 = earlier
+        la2, lb2, lc2 = later
+        return la1 + la2, jnp.logaddexp(la2 + lb1, lb2), jnp.logaddexp(la2 + lc1, lc2)
+
+    _, log_hs, log_initial_weight = jax.lax.associative_scan(combine, (log_a, log_b, log_b_initial), axis=0)
+    h0 = jnp.broadcast_to(initial_carry, log_a.shape[1:]).astype(log_a.dtype)
+    hs = (jnp.exp(log_hs) + jnp.exp(log_initial_weight) * h0).astype(initial_carry.dtype)
     ys = cell.readout(params, hs, xs_tm)
     if valid_tm is not None:
         ys = tree_where(valid_tm, ys, jax.tree.map(jnp.zeros_like, ys))

@@ -3,6 +3,7 @@
 from recurrax.cells._base import Carry, Cell, LinearCell, Params, tree_where
 from recurrax.cells._gru import GRU, gru
 from recurrax.cells._initializers import GateBlocksOrthogonal, chrono_bias
+from recurrax.cells._linear_recurrences import LRU, MinGRU, MinLSTM, lru, min_gru, min_lstm
 from recurrax.cells._lstm import LSTM, LSTMCarry, layer_norm, lstm
 from recurrax.cells._regularization import (
     RecurrentDropoutCarry,
@@ -15,12 +16,15 @@ from recurrax.cells._simple_rnn import SimpleRNN, simple_rnn
 
 __all__ = [
     "GRU",
+    "LRU",
     "LSTM",
     "Carry",
     "Cell",
     "GateBlocksOrthogonal",
     "LSTMCarry",
     "LinearCell",
+    "MinGRU",
+    "MinLSTM",
     "Params",
     "RecurrentDropoutCarry",
     "RegularizedCell",
@@ -29,7 +33,10 @@ __all__ = [
     "chrono_bias",
     "gru",
     "layer_norm",
+    "lru",
     "lstm",
+    "min_gru",
+    "min_lstm",
     "recurrent_dropout",
     "simple_rnn",
     "tree_where",

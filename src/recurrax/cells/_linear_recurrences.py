@@ -1,0 +1,400 @@
+"""Linear recurrences that train in parallel: minGRU, minLSTM (Feng et al., 2024) and LRU (Orvieto et al., 2023).
+
+Each is a :class:`~recurrax.cells.LinearCell`: its state follows
+``h_t = a_t ⊙ h_{t-1} + b_t`` with ``a_t, b_t`` functions of ``x_t`` alone, so
+``recurrax.scan(..., method="parallel")`` runs it with
+:func:`jax.lax.associative_scan` (depth O(log T)) and ``method="sequential"``
+step by step, with the same outputs and gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from recurrax.cells._base import Array, LinearCell, Params
+from recurrax.cells._initializers import Initializer, default_bias_init, default_kernel_init
+
+_COMPLEX = {jnp.dtype(jnp.float32): jnp.dtype(jnp.complex64), jnp.dtype(jnp.float64): jnp.dtype(jnp.complex128)}
+
+
+def positive_activation(x: Array) -> Array:
+    """``g(x) = x + 0.5`` for ``x ≥ 0`` else ``σ(x)``: continuous, positive, linear growth (Feng et al., 2024)."""
+    return jnp.where(x >= 0, x + 0.5, jax.nn.sigmoid(x))
+
+
+def log_positive_activation(x: Array) -> Array:
+    """``log g(x)``, computed without forming ``g(x)`` where it would underflow."""
+    return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _MinRNN(LinearCell):
+    """Shared parts of minGRU and minLSTM: one input matmul, gates of ``x`` only."""
+
+    log_space: bool = False
+    kernel_init: Initializer = default_kernel_init
+    bias_init: Initializer = default_bias_init
+
+    supports_input_projection: ClassVar[bool] = True
+    num_blocks: ClassVar[int]
+
+    def init(self, key: Array, input_size: int) -> Params:
+        H, dt = self.hidden_size, self.param_dtype
+        k_in, k_b = jax.random.split(key)
+        return {
+            "input_kernel": self.kernel_init(k_in, (input_size, self.num_blocks * H), dt),
+            "bias": self.bias_init(k_b, (self.num_blocks * H,), dt),
+        }
+
+    def input_size(self, params: Params) -> int:
+        return int(params["input_kernel"].shape[0])
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
+        return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
+
+    def project_inputs(self, params: Params, xs: Array) -> Array:
+        dt = self.compute_dtype(xs, params["input_kernel"])
+        return jnp.matmul(xs.astype(dt), params["input_kernel"].astype(dt)) + params["bias"].astype(dt)
+
+    def _blocks(self, projected: Array) -> tuple[Array, ...]:
+        # Gates and candidates are formed in the state dtype: they feed the accumulation.
+        H, state = self.hidden_size, self.state_dtype()
+        return tuple(projected[..., k * H : (k + 1) * H].astype(state) for k in range(self.num_blocks))
+
+    def _candidate(self, pre: Array) -> Array:
+        return positive_activation(pre) if self.log_space else pre
+
+    def _coefficients(self, projected: Array) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def _log_coefficients(self, projected: Array) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
+        return self._coefficients(self.project_inputs(params, xs))
+
+    def log_recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
+        """``(log a, log b)``; ``b > 0`` because the candidate passes through ``g``.
+
+        Used by ``recurrax.scan(..., method="parallel")`` when ``log_space``:
+        the associative scan then runs in log space (Heinsen, 2023), which does
+        not underflow when products of many gates get tiny.
+        """
+        if not self.log_space:
+            raise ValueError(f"{type(self).__name__} was built with log_space=False")
+        return self._log_coefficients(self.project_inputs(params, xs))
+
+    def readout(self, params: Params, hs: Array, xs: Array) -> Array:
+        # The output is the state itself, in the compute dtype (``xs`` may be raw or projected inputs).
+        return hs.astype(self.compute_dtype(xs, params["input_kernel"]))
+
+    def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
+        a, b = self._coefficients(projected_x)
+        h = a * carry + b
+        return h, self.readout(params, h, projected_x)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MinGRU(_MinRNN):
+    """minGRU (Feng et al., 2024): a GRU whose gate and candidate see only ``x_t``.
+
+    Math, for one step::
+
+        z  = σ(x W_z + b_z)
+        h̃  = x W_h + b_h               (log_space: g(x W_h + b_h) > 0)
+        h' = (1 - z) ⊙ h + z ⊙ h̃
+
+    With ``log_space`` the parallel scan works on ``log(1 - z) = -softplus(k)``
+    and ``log(z ⊙ h̃) = -softplus(-k) + log g(...)``. Parameters:
+    ``input_kernel[D, 2H]`` (blocks z, h̃) and ``bias[2H]``.
+
+    References:
+      Feng, Tung, Ahmed, Bengio, Hajimirsadeghi (2024), "Were RNNs All We Needed?".
+    """
+
+    num_blocks: ClassVar[int] = 2
+
+    def _coefficients(self, projected: Array) -> tuple[Array, Array]:
+        k, pre = self._blocks(projected)
+        return jax.nn.sigmoid(-k), jax.nn.sigmoid(k) * self._candidate(pre)
+
+    def _log_coefficients(self, projected: Array) -> tuple[Array, Array]:
+        k, pre = self._blocks(projected)
+        return -jax.nn.softplus(k), -jax.nn.softplus(-k) + log_positive_activation(pre)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MinLSTM(_MinRNN):
+    """minLSTM (Feng et al., 2024): normalised forget/input gates that see only ``x_t``.
+
+    Math, for one step::
+
+        f, i = σ(x W_f + b_f), σ(x W_i + b_i)
+        f', i' = f / (f + i), i / (f + i)          # time-independent scale
+        h̃  = x W_h + b_h                           (log_space: g(x W_h + b_h) > 0)
+        h' = f' ⊙ h + i' ⊙ h̃
+
+    The normalised gates are computed as ``f' = σ(-d)``, ``i' = σ(d)`` with
+    ``d = softplus(-k_f) - softplus(-k_i)`` (= ``log(i / f)``), which never
+    divides by a tiny ``f + i``. Parameters: ``input_kernel[D, 3H]`` (blocks
+    f, i, h̃) and ``bias[3H]``.
+
+    References:
+      Feng, Tung, Ahmed, Bengio, Hajimirsadeghi (2024), "Were RNNs All We Needed?".
+    """
+
+    num_blocks: ClassVar[int] = 3
+
+    def _gate_log_ratio(self, k_f: Array, k_i: Array) -> Array:
+        return jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
+
+    def _coefficients(self, projected: Array) -> tuple[Array, Array]:
+        k_f, k_i, pre = self._blocks(projected)
+        d = self._gate_log_ratio(k_f, k_i)
+        return jax.nn.sigmoid(-d), jax.nn.sigmoid(d) * self._candidate(pre)
+
+    def _log_coefficients(self, projected: Array) -> tuple[Array, Array]:
+        k_f, k_i, pre = self._blocks(projected)
+        d = self._gate_log_ratio(k_f, k_i)
+        return -jax.nn.softplus(d), -jax.nn.softplus(-d) + log_positive_activation(pre)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LRU(LinearCell):
+    """Linear Recurrent Unit (Orvieto et al., 2023): a diagonal complex recurrence.
+
+    Math, for one step (``N = hidden_size`` complex states, ``O`` output features)::
+
+        λ  = exp(-exp(ν_log) + i·exp(θ_log))          # |λ| < 1 for any ν_log
+        γ  = exp(γ_log)                                # init √(1 - |λ|²)
+        h' = λ ⊙ h + γ ⊙ (x B)                        # B = B_re + i·B_im, [D, N]
+        y  = Re(h' C) + D ⊙ x                          # C = C_re + i·C_im, [N, O]
+
+    The exponential parameterisation keeps the recurrence stable throughout
+    training; ``γ`` normalises the input so that the state's variance does
+    not blow up as ``|λ| → 1``. ``λ`` is initialised uniformly on the ring
+    ``r_min ≤ |λ| ≤ r_max`` with phase in ``[0, max_phase]``. The skip term
+    ``D ⊙ x`` needs ``D == O`` (pass ``skip=False`` otherwise). The carry is
+    complex (``complex64`` for a ``float32`` state).
+
+    References:
+      Orvieto, Smith, Gu, Fernando, Gulcehre, Pascanu, De (2023),
+      "Resurrecting Recurrent Neural Networks for Long Sequences".
+    """
+
+    out_features: int | None = None
+    r_min: float = 0.0
+    r_max: float = 1.0
+    max_phase: float = 2 * math.pi
+    skip: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.out_features is not None and (
+            not isinstance(self.out_features, int) or isinstance(self.out_features, bool) or self.out_features <= 0
+        ):
+            raise ValueError(f"out_features must be a positive int or None, got {self.out_features!r}")
+        if not 0.0 <= self.r_min < self.r_max <= 1.0:
+            raise ValueError(f"LRU needs 0 <= r_min < r_max <= 1, got r_min={self.r_min}, r_max={self.r_max}")
+        if not self.max_phase > 0:
+            raise ValueError(f"max_phase must be > 0, got {self.max_phase}")
+        state = self.state_dtype()
+        if state not in _COMPLEX:
+            raise TypeError(f"LRU needs a float32 or float64 state dtype (its complex carry), got {state}")
+
+    @property
+    def output_size(self) -> int:
+        return self.out_features if self.out_features is not None else self.hidden_size
+
+    def init(self, key: Array, input_size: int) -> Params:
+        N, O, dt = self.hidden_size, self.output_size, self.param_dtype
+        if self.skip and input_size != O:
+            raise ValueError(
+                f"LRU's skip term D ⊙ x needs input_size == output size ({O}), got input_size={input_size}; "
+                "pass skip=False, set out_features=input_size, or project the inputs first"
+            )
+        k_nu, k_theta, k_bre, k_bim, k_cre, k_cim, k_d = jax.random.split(key, 7)
+        # Sampled in float32 at least, so that the ring init is accurate in any param dtype.
+        f32 = jnp.dtype(jnp.float64) if jnp.dtype(dt) == jnp.float64 else jnp.dtype(jnp.float32)
+        u1 = jax.random.uniform(k_nu, (N,), f32)
+        u2 = jax.random.uniform(k_theta, (N,), f32)
+        nu_log = jnp.log(-0.5 * jnp.log(u1 * (self.r_max**2 - self.r_min**2) + self.r_min**2))
+        theta_log = jnp.log(self.max_phase * u2)
+        # |λ|² = exp(-2 exp(ν_log)); γ = √(1 - |λ|²), formed with expm1 for |λ| near 1.
+        gamma_log = 0.5 * jnp.log(-jnp.expm1(-2.0 * jnp.exp(nu_log)))
+        params = {
+            "nu_log": nu_log.astype(dt),
+            "theta_log": theta_log.astype(dt),
+            "gamma_log": gamma_log.astype(dt),
+            "B_re": (jax.random.normal(k_bre, (input_size, N), f32) / math.sqrt(2 * input_size)).astype(dt),
+            "B_im": (jax.random.normal(k_bim, (input_size, N), f32) / math.sqrt(2 * input_size)).astype(dt),
+            "C_re": (jax.random.normal(k_cre, (N, O), f32) / math.sqrt(N)).astype(dt),
+            "C_im": (jax.random.normal(k_cim, (N, O), f32) / math.sqrt(N)).astype(dt),
+        }
+        if self.skip:
+            params["D"] = jax.random.normal(k_d, (O,), f32).astype(dt)
+        return params
+
+    def input_size(self, params: Params) -> int:
+        return int(params["B_re"].shape[0])
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
+        dt = jnp.dtype(dtype) if dtype is not None else _COMPLEX[self.state_dtype()]
+        return jnp.zeros((*batch_shape, self.hidden_size), dt)
+
+    def eigenvalues(self, params: Params) -> Array:
+        """The diagonal of the recurrence, ``λ[N]`` (complex, ``|λ| < 1``)."""
+        state = self.state_dtype()
+        nu = params["nu_log"].astype(state)
+        theta = params["theta_log"].astype(state)
+        return jnp.exp(jax.lax.complex(-jnp.exp(nu), jnp.exp(theta)))
+
+    def recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
+        state = self.state_dtype()
+        dt = self.compute_dtype(xs, params["B_re"])
+        x = xs.astype(dt)
+        bx_re = jnp.matmul(x, params["B_re"].astype(dt)).astype(state)
+        bx_im = jnp.matmul(x, params["B_im"].astype(dt)).astype(state)
+        gamma = jnp.exp(params["gamma_log"].astype(state))
+        b = jax.lax.complex(gamma * bx_re, gamma * bx_im)
+        a = jnp.broadcast_to(self.eigenvalues(params), b.shape)
+        return a, b
+
+    def readout(self, params: Params, hs: Array, xs: Array) -> Array:
+        dt = self.compute_dtype(xs, params["C_re"])
+        # Re(h C) = Re(h) C_re - Im(h) C_im, in real arithmetic.
+        y = jnp.matmul(jnp.real(hs).astype(dt), params["C_re"].astype(dt)) - jnp.matmul(
+            jnp.imag(hs).astype(dt), params["C_im"].astype(dt)
+        )
+        if self.skip:
+            y = y + params["D"].astype(dt) * xs.astype(dt)
+        return y
+
+
+def min_gru(
+    hidden_size: int,
+    *,
+    log_space: bool = False,
+    kernel_init: Initializer = default_kernel_init,
+    bias_init: Initializer = default_bias_init,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    carry_dtype: DTypeLike | None = None,
+) -> MinGRU:
+    """A minGRU cell (see :class:`MinGRU` for the math).
+
+    Args:
+      hidden_size: ``H``, the state and output features.
+      log_space: use the positive candidate ``g(·)`` and scan in log space
+        with ``method="parallel"`` (the paper's numerically stable form).
+      kernel_init, bias_init: initialisers of ``input_kernel[D, 2H]`` and ``bias[2H]``.
+      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.cells.min_gru(8)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> ys_seq, _ = recurrax.scan(cell, params, xs)
+      >>> ys_par, _ = recurrax.scan(cell, params, xs, method="parallel")
+      >>> bool(jnp.allclose(ys_seq, ys_par, atol=1e-6))
+      True
+    """
+    return MinGRU(
+        hidden_size=hidden_size,
+        log_space=log_space,
+        kernel_init=kernel_init,
+        bias_init=bias_init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        carry_dtype=carry_dtype,
+    )
+
+
+def min_lstm(
+    hidden_size: int,
+    *,
+    log_space: bool = False,
+    kernel_init: Initializer = default_kernel_init,
+    bias_init: Initializer = default_bias_init,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    carry_dtype: DTypeLike | None = None,
+) -> MinLSTM:
+    """A minLSTM cell (see :class:`MinLSTM` for the math).
+
+    Args:
+      hidden_size: ``H``, the state and output features.
+      log_space: use the positive candidate ``g(·)`` and scan in log space
+        with ``method="parallel"`` (the paper's numerically stable form).
+      kernel_init, bias_init: initialisers of ``input_kernel[D, 3H]`` and ``bias[3H]``.
+      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.cells.min_lstm(8, log_space=True)
+      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), method="parallel")
+      >>> ys.shape, h.shape
+      ((2, 5, 8), (2, 8))
+    """
+    return MinLSTM(
+        hidden_size=hidden_size,
+        log_space=log_space,
+        kernel_init=kernel_init,
+        bias_init=bias_init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        carry_dtype=carry_dtype,
+    )
+
+
+def lru(
+    hidden_size: int,
+    *,
+    out_features: int | None = None,
+    r_min: float = 0.0,
+    r_max: float = 1.0,
+    max_phase: float = 2 * math.pi,
+    skip: bool = True,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    carry_dtype: DTypeLike | None = None,
+) -> LRU:
+    """An LRU cell (see :class:`LRU` for the math).
+
+    Args:
+      hidden_size: ``N``, complex state units.
+      out_features: ``O``, output features (default ``N``); with ``skip`` it
+        must equal the input features.
+      r_min, r_max: the ring ``r_min ≤ |λ| ≤ r_max`` that ``λ`` is drawn from
+        (the paper uses ``r_min=0.9, r_max=0.999`` for long-range tasks).
+      max_phase: largest initial phase of ``λ``.
+      skip: add the feed-through ``D ⊙ x``.
+      dtype, param_dtype, carry_dtype: compute, storage and (real) state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.cells.lru(16, out_features=4)
+      >>> params = cell.init(jax.random.key(0), input_size=4)
+      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 4)), method="parallel")
+      >>> ys.shape, h.dtype
+      ((2, 5, 4), dtype('complex64'))
+    """
+    return LRU(
+        hidden_size=hidden_size,
+        out_features=out_features,
+        r_min=r_min,
+        r_max=r_max,
+        max_phase=max_phase,
+        skip=skip,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        carry_dtype=carry_dtype,
+    )

@@ -1,0 +1,290 @@
+"""minGRU, minLSTM and LRU: paper math, parallel == sequential, gradients, dtypes, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import recurrax
+from recurrax.cells import LRU, MinGRU, MinLSTM, lru, min_gru, min_lstm
+
+B, T, D, H = 3, 6, 3, 5
+LENGTHS = np.array([6, 4, 1])
+RESETS = np.zeros((B, T), bool)
+RESETS[0, 3] = RESETS[1, 1] = True
+
+CELLS = {
+    "min_gru": lambda **kw: min_gru(H, **kw),
+    "min_gru_log": lambda **kw: min_gru(H, log_space=True, **kw),
+    "min_lstm": lambda **kw: min_lstm(H, **kw),
+    "min_lstm_log": lambda **kw: min_lstm(H, log_space=True, **kw),
+    "lru": lambda **kw: lru(H, out_features=D, r_min=0.4, r_max=0.95, **kw),
+}
+
+
+def _params(cell, key=0):
+    """Initial params plus noise, so that zero biases cannot hide a missing term."""
+    params = cell.init(jax.random.key(key), D)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(key + 100), len(leaves))
+    return jax.tree.unflatten(
+        tree, [p + jax.random.uniform(k, p.shape, p.dtype, -0.3, 0.3) for p, k in zip(leaves, keys, strict=True)]
+    )
+
+
+def _carry(cell, key=3):
+    zero = cell.initial_carry((B,))
+    if jnp.iscomplexobj(zero):
+        real_dtype = jnp.real(zero).dtype
+        re, im = jax.random.normal(jax.random.key(key), (2, *zero.shape), real_dtype)
+        return jax.lax.complex(re, im)
+    return jax.random.normal(jax.random.key(key), zero.shape, zero.dtype)
+
+
+def _xs(dtype=jnp.float32):
+    return jax.random.normal(jax.random.key(7), (B, T, D), dtype)
+
+
+# ----------------------------------------------------------- paper references
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _g(x):
+    return np.where(x >= 0, x + 0.5, _sigmoid(x))
+
+
+def _min_gru_step(p, h, x, log_space):
+    k = x @ p["input_kernel"] + p["bias"]
+    z, pre = _sigmoid(k[..., :H]), k[..., H:]
+    candidate = _g(pre) if log_space else pre
+    h = (1 - z) * h + z * candidate
+    return h, h
+
+
+def _min_lstm_step(p, h, x, log_space):
+    k = x @ p["input_kernel"] + p["bias"]
+    f, i, pre = _sigmoid(k[..., :H]), _sigmoid(k[..., H : 2 * H]), k[..., 2 * H :]
+    candidate = _g(pre) if log_space else pre
+    h = f / (f + i) * h + i / (f + i) * candidate
+    return h, h
+
+
+def _lru_step(p, h, x):
+    lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))
+    b = (p["B_re"] + 1j * p["B_im"]) * np.exp(p["gamma_log"])
+    h = lam * h + x @ b
+    y = (h @ (p["C_re"] + 1j * p["C_im"])).real + p["D"] * x
+    return h, y
+
+
+REFERENCES = {
+    "min_gru": lambda p, h, x: _min_gru_step(p, h, x, False),
+    "min_gru_log": lambda p, h, x: _min_gru_step(p, h, x, True),
+    "min_lstm": lambda p, h, x: _min_lstm_step(p, h, x, False),
+    "min_lstm_log": lambda p, h, x: _min_lstm_step(p, h, x, True),
+    "lru": _lru_step,
+}
+
+
+def _reference_scan(step, xs, h0, lengths, resets, reverse):
+    """The scan engine's documented loop, one example at a time."""
+    ys = np.zeros((*xs.shape[:2], step(h0[0], xs[0, 0])[1].shape[-1]), xs.dtype)
+    finals = []
+    for b in range(xs.shape[0]):
+        h = h0[b]
+        steps = range(lengths[b])
+        for t in reversed(steps) if reverse else steps:
+            if resets[b, t]:
+                h = h0[b]
+            h, ys[b, t] = step(h, xs[b, t])
+        finals.append(h)
+    return ys, np.stack(finals)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_both_methods_match_the_papers_equations(name, x64):
+    cell = CELLS[name](param_dtype=jnp.float64)
+    params = _params(cell)
+    xs, h0 = _xs(jnp.float64), _carry(cell)
+    np_params = jax.tree.map(np.asarray, params)
+    # Each method in one direction here; the float32 test below shows the methods agree in both.
+    cases = [("sequential", False), ("parallel", True)]
+    run = jax.jit(
+        lambda params, xs, h0: [
+            recurrax.scan(cell, params, xs, initial_carry=h0, lengths=LENGTHS, resets=RESETS, reverse=r, method=m)
+            for m, r in cases
+        ]
+    )
+    for (_, reverse), (ys, final) in zip(cases, run(params, xs, h0), strict=True):
+        ref_ys, ref_final = _reference_scan(
+            lambda h, x: REFERENCES[name](np_params, h, x),
+            np.asarray(xs),
+            np.asarray(h0),
+            LENGTHS,
+            RESETS,
+            reverse,
+        )
+        np.testing.assert_allclose(ys, ref_ys, atol=1e-12, rtol=1e-12)
+        np.testing.assert_allclose(final, ref_final, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_parallel_equals_sequential_outputs_and_gradients_float32(name):
+    """The issue's bar: ≤ 1e-5 in float32, with lengths, resets, a non-zero initial carry, both directions.
+
+    Gradients are compared on the reverse pass (the within-length reversal is
+    the harder path); forward-pass gradients are checked against finite
+    differences below.
+    """
+    cell = CELLS[name]()
+    params, xs, h0 = _params(cell), _xs(), _carry(cell)
+
+    def run(params, xs, h0, method, reverse):
+        return recurrax.scan(
+            cell, params, xs, initial_carry=h0, lengths=LENGTHS, resets=RESETS, reverse=reverse, method=method
+        )
+
+    def loss(params, xs, h0, method):
+        ys, final = run(params, xs, h0, method, True)
+        return jnp.sum(jnp.sin(ys)) + jnp.sum(jnp.abs(final) ** 2), (ys, final)
+
+    @jax.jit
+    def both_methods(params, xs, h0):
+        grad = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)
+        forward = [run(params, xs, h0, m, False) for m in ("sequential", "parallel")]
+        return forward, [grad(params, xs, h0, m) for m in ("sequential", "parallel")]
+
+    forward, backward = both_methods(params, xs, h0)
+    (ys_fs, h_fs), (ys_fp, h_fp) = forward
+    (g_s, (ys_rs, h_rs)), (g_p, (ys_rp, h_rp)) = backward
+    for got, want in [(ys_fp, ys_fs), (h_fp, h_fs), (ys_rp, ys_rs), (h_rp, h_rs)]:
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    assert not np.any(np.asarray(ys_fp)[2, 1:]) and not np.any(np.asarray(ys_rp)[2, 1:]), "padding outputs must be 0"
+    for a, b in zip(jax.tree.leaves(g_p), jax.tree.leaves(g_s), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["min_gru_log", "min_lstm", "lru"])  # log-space, linear and complex scans
+def test_parallel_gradients_match_finite_differences(name, x64):
+    cell = CELLS[name](param_dtype=jnp.float64)
+    params, xs, h0 = _params(cell), _xs(jnp.float64)[:2, :4], _carry(cell)[:2]
+
+    @jax.jit
+    def loss(params, xs):
+        ys, h = recurrax.scan(cell, params, xs, initial_carry=h0, lengths=jnp.array([4, 2]), method="parallel")
+        return jnp.sum(jnp.sin(ys)) + jnp.sum(jnp.abs(h) ** 2)
+
+    check_grads(loss, (params, xs), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+def test_log_space_scan_is_stable_on_long_sequences_with_saturated_gates():
+    """Gates near 0 and 1: products of forget gates underflow float32, the log-space scan does not mind."""
+    cell = min_lstm(H, log_space=True)
+    params = jax.tree.map(lambda p: 16.0 * p, cell.init(jax.random.key(0), D))
+    xs = jax.random.normal(jax.random.key(1), (2, 16, D))
+    log_forget, _ = cell.log_recurrence_coefficients(params, xs)
+    assert np.min(np.sum(log_forget, axis=1)) < np.log(np.finfo(np.float32).tiny)
+
+    @jax.jit
+    def run(params):
+        def loss(p):
+            ys, _ = recurrax.scan(cell, p, xs, method="parallel")
+            return jnp.sum(ys), ys
+
+        ys_s, _ = recurrax.scan(cell, params, xs, method="sequential")
+        grads, ys_p = jax.grad(loss, has_aux=True)(params)
+        return ys_s, ys_p, grads
+
+    ys_s, ys_p, grads = run(params)
+    assert np.all(np.isfinite(ys_p))
+    np.testing.assert_allclose(ys_p, ys_s, atol=1e-5, rtol=1e-5)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_min_lstm_gates_are_normalised():
+    """f' + i' = 1 exactly in the paper's sense: a constant candidate c keeps h = c from h0 = c."""
+    cell = min_lstm(H)
+    params = _params(cell)
+    params["input_kernel"] = params["input_kernel"].at[:, 2 * H :].set(0.0)
+    params["bias"] = params["bias"].at[2 * H :].set(1.5)
+    ys, _ = recurrax.scan(cell, params, _xs(), initial_carry=jnp.full((B, H), 1.5))
+    np.testing.assert_allclose(ys, 1.5, rtol=1e-6)
+
+
+def test_lru_initialisation_follows_the_paper():
+    cell = lru(64, r_min=0.5, r_max=0.9, max_phase=math.pi / 4, out_features=8)
+    params = cell.init(jax.random.key(0), 8)
+    modulus = np.abs(np.asarray(cell.eigenvalues(params)))
+    phase = np.exp(np.asarray(params["theta_log"]))
+    assert modulus.min() >= 0.5 - 1e-6 and modulus.max() <= 0.9 + 1e-6
+    assert phase.min() >= 0 and phase.max() <= math.pi / 4 + 1e-6
+    np.testing.assert_allclose(np.exp(params["gamma_log"]), np.sqrt(1 - modulus**2), rtol=1e-5)
+    assert cell.initial_carry((2,)).dtype == jnp.complex64
+    shapes = {k: v.shape for k, v in params.items()}
+    assert shapes == {
+        "nu_log": (64,),
+        "theta_log": (64,),
+        "gamma_log": (64,),
+        "B_re": (8, 64),
+        "B_im": (8, 64),
+        "C_re": (64, 8),
+        "C_im": (64, 8),
+        "D": (8,),
+    }
+
+
+def test_parameter_shapes_and_param_dtype():
+    assert {k: v.shape for k, v in min_gru(H).init(jax.random.key(0), D).items()} == {
+        "input_kernel": (D, 2 * H),
+        "bias": (2 * H,),
+    }
+    params = min_lstm(H, param_dtype=jnp.bfloat16).init(jax.random.key(0), D)
+    assert {k: v.shape for k, v in params.items()} == {"input_kernel": (D, 3 * H), "bias": (3 * H,)}
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
+
+
+@pytest.mark.parametrize("name", ["min_gru_log", "min_lstm", "lru"])
+def test_bfloat16_compute_keeps_a_float32_state(name):
+    cell32, cell16 = CELLS[name](), CELLS[name](dtype=jnp.bfloat16)
+    params, xs = _params(cell32), _xs()
+    ys32, _ = recurrax.scan(cell32, params, xs, method="parallel")
+    ys16, h16 = recurrax.scan(cell16, params, xs, method="parallel")
+    assert ys16.dtype == jnp.bfloat16
+    assert h16.dtype in (jnp.float32, jnp.complex64)
+    np.testing.assert_allclose(np.asarray(ys16, np.float32), ys32, atol=5e-2)
+
+
+def test_hoisted_input_projection_is_the_same_cell():
+    cell = min_gru(H)
+    params, xs = _params(cell), _xs()
+    ys_hoisted, _ = recurrax.scan(cell, params, xs, hoist_input_projection=True)
+    ys_plain, _ = recurrax.scan(cell, params, xs, hoist_input_projection=False)
+    np.testing.assert_array_equal(ys_hoisted, ys_plain)
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: lru(4, r_min=0.9, r_max=0.5), ValueError, "r_min < r_max"),
+        (lambda: lru(4, r_max=1.5), ValueError, "r_max <= 1"),
+        (lambda: lru(4, out_features=0), ValueError, "out_features"),
+        (lambda: lru(4).init(jax.random.key(0), 3), ValueError, "skip=False"),
+        (lambda: lru(4, dtype=jnp.bfloat16, carry_dtype=jnp.bfloat16), TypeError, "state dtype"),
+        (lambda: min_gru(0), ValueError, "hidden_size"),
+        (lambda: min_lstm(H).log_recurrence_coefficients({}, jnp.ones((2, D))), ValueError, "log_space=False"),
+    ],
+)
+def test_bad_options_are_clear_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_cells_are_linear_cells():
+    for cls in (MinGRU, MinLSTM, LRU):
+        assert issubclass(cls, recurrax.LinearCell)
