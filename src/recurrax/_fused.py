@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from recurrax.cells._base import Array, Carry, Cell, Params
 from recurrax.cells._gru import GRU
@@ -47,6 +48,9 @@ __all__ = ["fused_path_supported", "fused_sequential_scan", "use_fused_path"]
 # Steps per remat chunk: the backward pass keeps the carries at chunk starts and
 # recomputes one chunk at a time, so memory is O(T/K·carry + K·B·G·H).
 REMAT_CHUNK = 128
+# Whether the fused path hoists the input matmul out of the loop when the caller does not say.
+# Measured in benchmarks/ (levers suite): on CPU the in-loop matmul wins (no [T, B, G·H] buffer).
+HOIST_BY_DEFAULT = False
 
 
 def fused_path_supported(cell: Cell | Any, params: Params, xs: Array, initial_carry: Carry) -> bool:
@@ -128,12 +132,15 @@ def fused_sequential_scan(
     *,
     unroll: int | bool = 1,
     remat: bool = False,
+    hoist_input_projection: bool | None = None,
 ) -> tuple[Array, Carry]:
     """Runs a supported cell over time-major ``xs_tm[T, *B, D]``; returns ``(ys[T, *B, H], final_carry)``.
 
     Equal to the engine's plain step loop (see :func:`recurrax.scan`): ``valid_tm[T, *B]``
     freezes the carry and zeroes outputs past each example's end, ``resets_tm[T, *B]``
     restarts the carry from ``initial_carry``. Call :func:`fused_path_supported` first.
+    ``hoist_input_projection=True`` applies the input matmul to all steps before the
+    loop; the default (``None``) follows :data:`HOIST_BY_DEFAULT`.
     """
     num_steps = xs_tm.shape[0]
     batch_shape = xs_tm.shape[1:-1]
@@ -150,22 +157,29 @@ def fused_sequential_scan(
     xs_f = flatten(xs_tm, 1)
     valid_f = flatten(valid_tm, 0)
     resets_f = flatten(resets_tm, 0)
-    projected = cell.project_inputs(params, xs_f)
-    w_h = params["recurrent_kernel"]
+    hoist = HOIST_BY_DEFAULT if hoist_input_projection is None else bool(hoist_input_projection)
     if type(cell) is LSTM:
-        h0, c0 = flatten(initial_carry.h, 1), flatten(initial_carry.c, 1)
-        run = partial(_lstm_sequence, unroll=unroll)
-        state0: tuple[Array, ...] = (h0, c0)
-        weights: tuple[Array, ...] = (w_h,)
+        num_gates = 4
+        state0: tuple[Array, ...] = (flatten(initial_carry.h, 1), flatten(initial_carry.c, 1))
+        weights: tuple[Array, ...] = (params["input_kernel"], params["bias"], params["recurrent_kernel"])
+        run = partial(_lstm_sequence, unroll=unroll, hoisted=hoist)
     else:
-        run = partial(_gru_sequence, unroll=unroll)
+        num_gates = 3
         state0 = (flatten(initial_carry, 1),)
-        weights = (w_h, params["recurrent_bias"])
+        weights = (
+            params["input_kernel"],
+            params["input_bias"],
+            params["recurrent_kernel"],
+            params["recurrent_bias"],
+        )
+        run = partial(_gru_sequence, unroll=unroll, hoisted=hoist)
+    # Hoisted: the loop reads one [T, B, H] array per gate (never slices of a [T, B, G·H] one).
+    inputs: Any = _split_gates(cell.project_inputs(params, xs_f), num_gates) if hoist else xs_f
 
     if remat and num_steps > REMAT_CHUNK:
-        ys, final = _chunked(run, weights, projected, state0, valid_f, resets_f)
+        ys, final = _chunked(run, weights, inputs, state0, valid_f, resets_f)
     else:
-        ys, final = run(weights, projected, state0, valid_f, resets_f)
+        ys, final = run(weights, inputs, state0, valid_f, resets_f)
 
     def unflatten(a: Array) -> Array:
         lead = a.shape[:-2]
@@ -180,7 +194,7 @@ def fused_sequential_scan(
 def _chunked(
     run: Callable[..., tuple[Array, tuple[Array, ...]]],
     weights: tuple[Array, ...],
-    projected: Array,
+    inputs: Any,
     state0: tuple[Array, ...],
     valid: Array | None,
     resets: Array | None,
@@ -189,27 +203,32 @@ def _chunked(
 
     Padding steps past ``T`` are marked invalid, so they change nothing.
     """
-    num_steps, batch = projected.shape[0], projected.shape[1]
+    first = jax.tree.leaves(inputs)[0]
+    num_steps, batch = first.shape[0], first.shape[1]
     num_chunks = -(-num_steps // REMAT_CHUNK)
     pad = num_chunks * REMAT_CHUNK - num_steps
+
+    def pad_time(a: Array) -> Array:
+        return jnp.pad(a, ((0, pad),) + ((0, 0),) * (a.ndim - 1))
+
     if valid is None:
         valid = jnp.ones((num_steps, batch), bool)
-    valid = jnp.pad(valid, ((0, pad), (0, 0)))
-    projected = jnp.pad(projected, ((0, pad), (0, 0), (0, 0)))
+    valid = pad_time(valid)
+    inputs = jax.tree.map(pad_time, inputs)
     if resets is not None:
-        resets = jnp.pad(resets, ((0, pad), (0, 0)))
+        resets = pad_time(resets)
 
     def chunks(a: Array | None) -> Array | None:
         return None if a is None else a.reshape((num_chunks, REMAT_CHUNK, *a.shape[1:]))
 
     # The reset target is always the initial carry, so it is a constant of the chunk body.
     @jax.checkpoint
-    def body(state: tuple[Array, ...], inputs: tuple) -> tuple[tuple[Array, ...], Array]:
-        proj_c, valid_c, resets_c = inputs
-        ys_c, new_state = run(weights, proj_c, state, valid_c, resets_c, reset_state=state0)
+    def body(state: tuple[Array, ...], chunk: tuple) -> tuple[tuple[Array, ...], Array]:
+        inputs_c, valid_c, resets_c = chunk
+        ys_c, new_state = run(weights, inputs_c, state, valid_c, resets_c, reset_state=state0)
         return new_state, ys_c
 
-    final, ys = jax.lax.scan(body, state0, (chunks(projected), chunks(valid), chunks(resets)))
+    final, ys = jax.lax.scan(body, state0, (jax.tree.map(chunks, inputs), chunks(valid), chunks(resets)))
     ys = ys.reshape((num_chunks * REMAT_CHUNK, *ys.shape[2:]))[:num_steps]
     return ys, final
 
@@ -230,27 +249,113 @@ def _starts(carries: Array, state0: Array, reset_state: Array, resets: Array | N
     return jnp.where(resets[..., None], reset_state[None], prev)
 
 
+def _zero(t: Any) -> bool:
+    return isinstance(t, SymbolicZero)
+
+
+def _materialize(t: Any, like: Array) -> Array:
+    return jnp.zeros_like(like) if _zero(t) else t
+
+
+def _sum_terms(terms: list[Array | None]) -> Array | None:
+    present = [t for t in terms if t is not None]
+    if not present:
+        return None
+    total = present[0]
+    for t in present[1:]:
+        total = total + t
+    return total
+
+
+def _input_gates(
+    hoisted: bool, inputs: Any, w_x: Array, b: Array, x_t: Any, num_gates: int
+) -> tuple[Array, ...] | None:
+    """Per-step input part of the gates: read from the hoisted arrays, or one matmul of ``x_t``."""
+    if hoisted:
+        return x_t
+    return _split_gates(jnp.matmul(x_t, w_x) + b, num_gates)
+
+
+def _outer_tangent(
+    hoisted: bool,
+    num_gates: int,
+    xs: Any,
+    dxs: Any,
+    w_x: Array,
+    dw_x: Any,
+    db: Any,
+    h_start: Array,
+    dw_h: Any,
+    db_h: Any = None,
+    split_recurrent: bool = False,
+) -> tuple:
+    """Every tangent term that does not depend on the previous step, as large matmuls outside the loop.
+
+    Their transposes (the weight and input gradients) are then large matmuls too.
+    Returns per-gate ``[T, B, H]`` arrays of the input part and, with
+    ``split_recurrent`` (the GRU, whose ``h W_hn`` is gated by ``r``), of the recurrent part.
+    """
+    rec = None if _zero(dw_h) else jnp.matmul(h_start, dw_h)
+    if db_h is not None and not _zero(db_h):
+        rec = db_h if rec is None else rec + db_h
+    if hoisted:
+        inp_gates = [None if _zero(d) else d for d in dxs]
+        inp = None
+    else:
+        inp = _sum_terms(
+            [
+                None if _zero(dxs) else jnp.matmul(dxs, w_x),
+                None if _zero(dw_x) else jnp.matmul(xs, dw_x),
+                None if _zero(db) else db,
+            ]
+        )
+        inp_gates = [None] * num_gates
+    if not split_recurrent:
+        total = _sum_terms([inp, rec])
+        gates = (
+            [None] * num_gates
+            if total is None
+            else list(_split_gates(jnp.broadcast_to(total, (*h_start.shape[:-1], total.shape[-1])), num_gates))
+        )
+        return tuple(_sum_terms([g, i]) for g, i in zip(gates, inp_gates, strict=True)), None
+    inp_split = (
+        [None] * num_gates
+        if inp is None
+        else list(_split_gates(jnp.broadcast_to(inp, (*h_start.shape[:-1], inp.shape[-1])), num_gates))
+    )
+    rec_split = (
+        [None] * num_gates
+        if rec is None
+        else list(_split_gates(jnp.broadcast_to(rec, (*h_start.shape[:-1], rec.shape[-1])), num_gates))
+    )
+    inp_total = tuple(_sum_terms([a, c]) for a, c in zip(inp_split, inp_gates, strict=True))
+    return inp_total, tuple(rec_split)
+
+
 # ---------------------------------------------------------------------------- LSTM
 def _lstm_sequence(
-    weights: tuple[Array],
-    projected: Array,
+    weights: tuple[Array, Array, Array],
+    inputs: Any,
     state0: tuple[Array, Array],
     valid: Array | None,
     resets: Array | None,
     *,
     unroll: int | bool = 1,
+    hoisted: bool = False,
     reset_state: tuple[Array, Array] | None = None,
 ) -> tuple[Array, tuple[Array, Array]]:
     if reset_state is None:
         reset_state = state0
-    hs, cs = _lstm_recurrence(weights[0], projected, *state0, *reset_state, valid, resets, unroll)
+    hs, cs = _lstm_recurrence(*weights, inputs, *state0, *reset_state, valid, resets, unroll, hoisted)
     ys = hs if valid is None else jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
     return ys, (hs[-1], cs[-1])
 
 
 def _lstm_forward_loop(
+    w_x: Array,
+    b: Array,
     w_h: Array,
-    projected: Array,
+    inputs: Any,
     h0: Array,
     c0: Array,
     rh: Array,
@@ -258,33 +363,48 @@ def _lstm_forward_loop(
     valid: Array | None,
     resets: Array | None,
     unroll: int | bool,
-) -> tuple[Array, Array]:
-    """The carries ``(h_t, c_t)`` after every step, each ``[T, B, H]``."""
-    gates = _split_gates(projected, 4)
+    hoisted: bool,
+    with_coefficients: bool = False,
+) -> tuple:
+    """The carries ``(h_t, c_t)`` after every step, each ``[T, B, H]`` (and the derivative's coefficients)."""
 
-    def body(carry: tuple[Array, Array], inputs: tuple) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    def body(carry: tuple[Array, Array], step_inputs: tuple) -> tuple[tuple[Array, Array], tuple]:
         h, c = carry
-        (xi, xf, xg, xo), v, r = inputs
+        x_t, v, r = step_inputs
         if r is not None:
             h, c = _select(r, rh, h), _select(r, rc, c)
+        xi, xf, xg, xo = _input_gates(hoisted, inputs, w_x, b, x_t, 4)
         zi, zf, zg, zo = _split_gates(jnp.matmul(h, w_h), 4)
         i = jax.nn.sigmoid(xi + zi)
         f = jax.nn.sigmoid(xf + zf)
         g = jnp.tanh(xg + zg)
         o = jax.nn.sigmoid(xo + zo)
         c_new = f * c + i * g
-        h_new = o * jnp.tanh(c_new)
+        tanh_c = jnp.tanh(c_new)
+        h_new = o * tanh_c
+        coefs = None
+        if with_coefficients:
+            coefs = (
+                i * (1 - i) * g,
+                f * (1 - f) * c,
+                (1 - g * g) * i,
+                o * (1 - o) * tanh_c,
+                o * (1 - tanh_c * tanh_c),
+                f,
+            )
         h_new, c_new = _select(v, h_new, carry[0]), _select(v, c_new, carry[1])
-        return (h_new, c_new), (h_new, c_new)
+        return (h_new, c_new), (h_new, c_new, coefs)
 
-    _, (hs, cs) = jax.lax.scan(body, (h0, c0), (gates, valid, resets), unroll=unroll)
-    return hs, cs
+    _, (hs, cs, coefs) = jax.lax.scan(body, (h0, c0), (inputs, valid, resets), unroll=unroll)
+    return (hs, cs, coefs) if with_coefficients else (hs, cs)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(8,))
+@partial(jax.custom_jvp, nondiff_argnums=(10, 11))
 def _lstm_recurrence(
+    w_x: Array,
+    b: Array,
     w_h: Array,
-    projected: Array,
+    inputs: Any,
     h0: Array,
     c0: Array,
     rh: Array,
@@ -292,40 +412,33 @@ def _lstm_recurrence(
     valid: Array | None,
     resets: Array | None,
     unroll: int | bool,
+    hoisted: bool,
 ) -> tuple[Array, Array]:
-    return _lstm_forward_loop(w_h, projected, h0, c0, rh, rc, valid, resets, unroll)
+    return _lstm_forward_loop(w_x, b, w_h, inputs, h0, c0, rh, rc, valid, resets, unroll, hoisted)
 
 
-@_lstm_recurrence.defjvp
-def _lstm_recurrence_jvp(unroll: int | bool, primals: tuple, tangents: tuple) -> tuple:
-    w_h, projected, h0, c0, rh, rc, valid, resets = primals
-    dw_h, dprojected, dh0, dc0, drh, drc, _, _ = tangents
-    hs, cs = _lstm_forward_loop(w_h, projected, h0, c0, rh, rc, valid, resets, unroll)
+def _lstm_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tangents: tuple) -> tuple:
+    w_x, b, w_h, inputs, h0, c0, rh, rc, valid, resets = primals
+    dw_x, db, dw_h, dinputs, dh0, dc0, drh, drc, _, _ = tangents
+    # The forward loop also emits the derivative's coefficients (the gates' local slopes).
+    hs, cs, coefs = _lstm_forward_loop(w_x, b, w_h, inputs, h0, c0, rh, rc, valid, resets, unroll, hoisted, True)
+    coef_i, coef_f, coef_g, coef_o, coef_c, _ = coefs
     h_start = _starts(hs, h0, rh, resets)
-    c_start = _starts(cs, c0, rc, resets)
 
-    # Gate values for all steps at once (vectorised), for the derivative's coefficients.
-    z = projected + jnp.matmul(h_start, w_h)
-    zi, zf, zg, zo = _split_gates(z, 4)
-    i, f, g, o = jax.nn.sigmoid(zi), jax.nn.sigmoid(zf), jnp.tanh(zg), jax.nn.sigmoid(zo)
-    c_new = f * c_start + i * g
-    tanh_c = jnp.tanh(c_new)
-    coef_i = i * (1 - i) * g
-    coef_f = f * (1 - f) * c_start
-    coef_g = (1 - g * g) * i
-    coef_o = o * (1 - o) * tanh_c
-    coef_c = o * (1 - tanh_c * tanh_c)
-
-    # Everything that does not depend on the previous step's tangent, outside the loop:
-    # the weight's tangent is one large matmul here, so its transpose is one too.
+    (ui, uf, ug, uo), _ = _outer_tangent(hoisted, 4, inputs, dinputs, w_x, dw_x, db, h_start, dw_h)
     # Only two [T, B, H] tangents enter the loop, so its transpose writes only two per step.
-    ui, uf, ug, uo = _split_gates(dprojected + jnp.matmul(h_start, dw_h), 4)
-    u_c = coef_i * ui + coef_f * uf + coef_g * ug
-    u_h = coef_o * uo + coef_c * u_c
+    u_c = _sum_terms(
+        [None if ui is None else coef_i * ui, None if uf is None else coef_f * uf, None if ug is None else coef_g * ug]
+    )
+    u_h = _sum_terms([None if uo is None else coef_o * uo, None if u_c is None else coef_c * u_c])
+    zeros = jnp.zeros_like(hs)
+    u_c = zeros if u_c is None else u_c
+    u_h = zeros if u_h is None else u_h
+    drh, drc = _materialize(drh, rh), _materialize(drc, rc)
 
-    def body(carry: tuple[Array, Array], inputs: tuple) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    def body(carry: tuple[Array, Array], step_inputs: tuple) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
         dh, dc = carry
-        (a_c, a_h), (ci, cf, cg, co, cc, ft), v, r = inputs
+        (a_c, a_h), (ci, cf, cg, co, cc, ft), v, r = step_inputs
         if r is not None:
             dh, dc = _select(r, drh, dh), _select(r, drc, dc)
         qi, qf, qg, qo = _split_gates(jnp.matmul(dh, w_h), 4)
@@ -335,102 +448,123 @@ def _lstm_recurrence_jvp(unroll: int | bool, primals: tuple, tangents: tuple) ->
         dh_new, dc_new = _select(v, dh_new, carry[0]), _select(v, dc_new, carry[1])
         return (dh_new, dc_new), (dh_new, dc_new)
 
-    coefs = (coef_i, coef_f, coef_g, coef_o, coef_c, f)
-    _, (dhs, dcs) = jax.lax.scan(body, (dh0, dc0), ((u_c, u_h), coefs, valid, resets), unroll=unroll)
+    init = (_materialize(dh0, h0), _materialize(dc0, c0))
+    _, (dhs, dcs) = jax.lax.scan(body, init, ((u_c, u_h), coefs, valid, resets), unroll=unroll)
     return (hs, cs), (dhs, dcs)
+
+
+_lstm_recurrence.defjvp(_lstm_recurrence_jvp, symbolic_zeros=True)
 
 
 # ----------------------------------------------------------------------------- GRU
 def _gru_sequence(
-    weights: tuple[Array, Array],
-    projected: Array,
+    weights: tuple[Array, Array, Array, Array],
+    inputs: Any,
     state0: tuple[Array],
     valid: Array | None,
     resets: Array | None,
     *,
     unroll: int | bool = 1,
+    hoisted: bool = False,
     reset_state: tuple[Array] | None = None,
 ) -> tuple[Array, tuple[Array]]:
     if reset_state is None:
         reset_state = state0
-    hs = _gru_recurrence(weights[0], weights[1], projected, state0[0], reset_state[0], valid, resets, unroll)
+    hs = _gru_recurrence(*weights, inputs, state0[0], reset_state[0], valid, resets, unroll, hoisted)
     ys = hs if valid is None else jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
     return ys, (hs[-1],)
 
 
 def _gru_forward_loop(
+    w_x: Array,
+    b_x: Array,
     w_h: Array,
     b_h: Array,
-    projected: Array,
+    inputs: Any,
     h0: Array,
     rh: Array,
     valid: Array | None,
     resets: Array | None,
     unroll: int | bool,
-) -> Array:
-    """The carry ``h_t`` after every step, ``[T, B, H]``."""
-    gates = _split_gates(projected, 3)
+    hoisted: bool,
+    with_coefficients: bool = False,
+) -> tuple:
+    """The carry ``h_t`` after every step, ``[T, B, H]`` (and the derivative's coefficients)."""
 
-    def body(h_prev: Array, inputs: tuple) -> tuple[Array, Array]:
-        (xr, xz, xn), v, r = inputs
+    def body(h_prev: Array, step_inputs: tuple) -> tuple[Array, tuple]:
+        x_t, v, r = step_inputs
         h = h_prev if r is None else _select(r, rh, h_prev)
+        xr, xz, xn = _input_gates(hoisted, inputs, w_x, b_x, x_t, 3)
         hr, hz, hn = _split_gates(jnp.matmul(h, w_h) + b_h, 3)
         rg = jax.nn.sigmoid(xr + hr)
         zg = jax.nn.sigmoid(xz + hz)
         n = jnp.tanh(xn + rg * hn)
         h_new = (1 - zg) * n + zg * h
+        coefs = None
+        if with_coefficients:
+            coef_xn = (1 - n * n) * (1 - zg)  # ∂h'/∂(x part of n's pre-activation)
+            coefs = (
+                rg * (1 - rg) * hn * coef_xn,  # ∂h'/∂(pre-activation of r)
+                zg * (1 - zg) * (h - n),  # ∂h'/∂(pre-activation of z)
+                coef_xn,
+                coef_xn * rg,  # ∂h'/∂(h W_hn + b_hn)
+                zg,  # ∂h'/∂h directly
+            )
         h_new = _select(v, h_new, h_prev)
-        return h_new, h_new
+        return h_new, (h_new, coefs)
 
-    _, hs = jax.lax.scan(body, h0, (gates, valid, resets), unroll=unroll)
-    return hs
+    _, (hs, coefs) = jax.lax.scan(body, h0, (inputs, valid, resets), unroll=unroll)
+    return (hs, coefs) if with_coefficients else hs
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(7,))
+@partial(jax.custom_jvp, nondiff_argnums=(9, 10))
 def _gru_recurrence(
+    w_x: Array,
+    b_x: Array,
     w_h: Array,
     b_h: Array,
-    projected: Array,
+    inputs: Any,
     h0: Array,
     rh: Array,
     valid: Array | None,
     resets: Array | None,
     unroll: int | bool,
+    hoisted: bool,
 ) -> Array:
-    return _gru_forward_loop(w_h, b_h, projected, h0, rh, valid, resets, unroll)
+    return _gru_forward_loop(w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets, unroll, hoisted)
 
 
-@_gru_recurrence.defjvp
-def _gru_recurrence_jvp(unroll: int | bool, primals: tuple, tangents: tuple) -> tuple:
-    w_h, b_h, projected, h0, rh, valid, resets = primals
-    dw_h, db_h, dprojected, dh0, drh, _, _ = tangents
-    hs = _gru_forward_loop(w_h, b_h, projected, h0, rh, valid, resets, unroll)
+def _gru_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tangents: tuple) -> tuple:
+    w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets = primals
+    dw_x, db_x, dw_h, db_h, dinputs, dh0, drh, _, _ = tangents
+    hs, coefs = _gru_forward_loop(w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets, unroll, hoisted, True)
     h_start = _starts(hs, h0, rh, resets)
+    (ur, uz, uxn), (vr, vz, vn) = _outer_tangent(
+        hoisted, 3, inputs, dinputs, w_x, dw_x, db_x, h_start, dw_h, db_h, split_recurrent=True
+    )
+    coef_r, coef_z, coef_xn, coef_hn, _ = coefs
+    # The loop's input: everything but the previous step's own tangent.
+    outer = _sum_terms(
+        [
+            None if _sum_terms([ur, vr]) is None else coef_r * _sum_terms([ur, vr]),
+            None if _sum_terms([uz, vz]) is None else coef_z * _sum_terms([uz, vz]),
+            None if uxn is None else coef_xn * uxn,
+            None if vn is None else coef_hn * vn,
+        ]
+    )
+    outer = jnp.zeros_like(hs) if outer is None else outer
+    drh = _materialize(drh, rh)
 
-    xr, xz, xn = _split_gates(projected, 3)
-    hr, hz, hn = _split_gates(jnp.matmul(h_start, w_h) + b_h, 3)
-    rg = jax.nn.sigmoid(xr + hr)
-    zg = jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + rg * hn)
-    sn = 1 - n * n
-    coef_r = rg * (1 - rg) * hn * sn * (1 - zg)  # ∂h'/∂(pre-activation of r)
-    coef_z = zg * (1 - zg) * (h_start - n)  # ∂h'/∂(pre-activation of z)
-    coef_xn = sn * (1 - zg)  # ∂h'/∂(x part of n's pre-activation)
-    coef_hn = coef_xn * rg  # ∂h'/∂(h W_hn + b_hn)
-
-    # The weight's and bias's tangents outside the loop (see the LSTM above).
-    dx = _split_gates(dprojected, 3)
-    dhh = _split_gates(jnp.matmul(h_start, dw_h) + db_h, 3)
-    outer = (dx[0] + dhh[0], dx[1] + dhh[1], dx[2], dhh[2])
-
-    def body(dh_prev: Array, inputs: tuple) -> tuple[Array, Array]:
-        (ur, uz, uxn, uhn), (cr, cz, cxn, chn, keep), v, r = inputs
+    def body(dh_prev: Array, step_inputs: tuple) -> tuple[Array, Array]:
+        u, (cr, cz, _, chn, keep), v, r = step_inputs
         dh = dh_prev if r is None else _select(r, drh, dh_prev)
         qr, qz, qn = _split_gates(jnp.matmul(dh, w_h), 3)
-        dh_new = cr * (ur + qr) + cz * (uz + qz) + cxn * uxn + chn * (uhn + qn) + keep * dh
+        dh_new = u + cr * qr + cz * qz + chn * qn + keep * dh
         dh_new = _select(v, dh_new, dh_prev)
         return dh_new, dh_new
 
-    coefs = (coef_r, coef_z, coef_xn, coef_hn, zg)
-    _, dhs = jax.lax.scan(body, dh0, (outer, coefs, valid, resets), unroll=unroll)
+    _, dhs = jax.lax.scan(body, _materialize(dh0, h0), (outer, coefs, valid, resets), unroll=unroll)
     return hs, dhs
+
+
+_gru_recurrence.defjvp(_gru_recurrence_jvp, symbolic_zeros=True)

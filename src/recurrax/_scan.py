@@ -174,7 +174,15 @@ def scan(
         return_carries=return_carries,
     ):
         ys_tm, final_carry = fused_sequential_scan(
-            cell, params, xs_tm, initial_carry, valid_tm, resets_tm, unroll=unroll, remat=remat
+            cell,
+            params,
+            xs_tm,
+            initial_carry,
+            valid_tm,
+            resets_tm,
+            unroll=unroll,
+            remat=remat,
+            hoist_input_projection=hoist_input_projection,
         )
         carries_tm = None
     else:

@@ -1,0 +1,583 @@
+"""Runs the benchmark suites and writes ``<out>.json`` (every number, with machine and versions) and ``<out>.md``.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.run                    # every suite, default backend, results in benchmarks/results/<backend>
+    python -m benchmarks.run --quick            # the first configuration only, fewer repeats
+    python -m benchmarks.run --suites peers --configs 0,1 --cells lstm --modes train
+    python -m benchmarks.run --smoke            # tiny shapes: every implementation runs once (used by the tests)
+
+Suites: ``peers`` (every implementation, each configuration, LSTM and GRU, train
+and forward, with the floor), ``levers`` (recurrax's own variants: hoisting,
+unroll, fused, remat), ``scaling`` (an LSTM training step for T = 64 … 16384,
+with and without remat), ``compile`` (compile time against T and layers) and
+``linear`` (sequential vs parallel scan for the linear recurrences).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+from benchmarks.common import (
+    CELLS,
+    MODES,
+    PEER_CONFIGS,
+    SMOKE_CONFIG,
+    Config,
+    Impl,
+    load_average,
+    peak_rss_delta,
+    summarize,
+    timed,
+)
+from benchmarks.peers import PEERS
+
+SUITES = ("peers", "levers", "scaling", "compile", "linear")
+LEVER_CONFIG = Config(64, 256, 128, 256)
+SCALING_STEPS = (64, 256, 1024, 4096, 16384)
+SCALING_SHAPE = {"B": 16, "D": 64, "H": 256}
+LINEAR_STEPS = (256, 1024, 4096, 16384)
+MIN_SAMPLE_S = 0.02  # a repeat of a faster call averages several calls
+
+
+def log(*parts: Any) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ metadata
+def environment() -> dict[str, Any]:
+    versions = {}
+    for name in ("jax", "jaxlib", "flax", "optax", "equinox", "haiku", "keras", "torch", "numpy", "recurrax"):
+        try:
+            module = importlib.import_module(name)
+            versions[name] = getattr(module, "__version__", "?")
+        except Exception:  # noqa: BLE001 — a missing or broken optional peer is only reported
+            versions[name] = None
+    import jax
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    memory = None
+    with contextlib.suppress(ValueError, OSError):
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    devices = [str(d) for d in jax.devices()]
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "hostname": platform.node(),
+            "platform": platform.platform(),
+            "cpu": cpu,
+            "cpu_count": os.cpu_count(),
+            "memory_bytes": memory,
+            "gpu": gpu,
+        },
+        "python": platform.python_version(),
+        "versions": versions,
+        "backend": jax.default_backend(),
+        "devices": devices,
+        "argv": sys.argv,
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("XLA_", "JAX_", "KERAS_", "OMP_", "MALLOC_"))},
+    }
+
+
+# ---------------------------------------------------------------- measuring
+def build_impls(
+    names: Iterable[str], cell: str, mode: str, cfg: Config, xs: np.ndarray, **options: Any
+) -> tuple[list[Impl], list[dict]]:
+    impls, skipped = [], []
+    for module_name in names:
+        try:
+            module = importlib.import_module(f"benchmarks.peers.{module_name}")
+            impls.extend(module.build(cell, mode, cfg, xs, **options))
+        except ImportError as err:
+            skipped.append({"peer": module_name, "reason": f"not installed: {err}"})
+        except Exception as err:  # noqa: BLE001 — one broken peer must not stop the suite
+            skipped.append({"peer": module_name, "reason": f"{type(err).__name__}: {err}"})
+            log(traceback.format_exc())
+    return impls, skipped
+
+
+def measure(impls: list[Impl], repeats: int, *, memory: bool = True) -> list[dict]:
+    """Compiles, warms up, then times ``repeats`` interleaved rounds over every implementation."""
+    rows: dict[str, dict] = {}
+    inner: dict[str, int] = {}
+    alive: list[Impl] = []
+    for impl in impls:
+        row: dict[str, Any] = {"impl": impl.name, "framework": impl.framework}
+        try:
+            if impl.compile is not None:
+                row["compile_s"] = impl.compile()
+            row["first_call_s"] = timed(impl.run)
+            probe = impl.extra.pop("probe_path", None)
+            if probe is not None:
+                impl.path = probe()
+            warm = timed(impl.run)
+            inner[impl.name] = max(1, min(20, math.ceil(MIN_SAMPLE_S / max(warm, 1e-6))))
+            row["times_s"] = []
+            alive.append(impl)
+        except Exception as err:  # noqa: BLE001 — recorded in the results
+            row["error"] = f"{type(err).__name__}: {err}"
+            log(f"  {impl.name}: {row['error']}")
+        row["path"] = impl.path
+        row.update({k: v for k, v in impl.extra.items() if isinstance(v, int | float | str | bool | dict)})
+        rows[impl.name] = row
+    for round_index in range(repeats):
+        # Rotate the order each round so no implementation always runs right after the same one.
+        shift = round_index % max(1, len(alive))
+        for impl in alive[shift:] + alive[:shift]:
+            k = inner[impl.name]
+            t0 = time.perf_counter()
+            for _ in range(k):
+                impl.run()
+            rows[impl.name]["times_s"].append((time.perf_counter() - t0) / k)
+    for impl in alive:
+        row = rows[impl.name]
+        row.update(summarize(row["times_s"]))
+        row["calls_per_sample"] = inner[impl.name]
+        if memory:
+            row["peak_bytes"] = (
+                impl.device_peak(impl.run) if impl.device_peak is not None else None
+            ) or peak_rss_delta(impl.run)
+            if impl.xla_bytes is not None:
+                row["xla_bytes"] = impl.xla_bytes()
+        value = impl.loss()
+        row["loss"] = value
+        row["finite"] = bool(np.isfinite(value))
+    return list(rows.values())
+
+
+def input_batch(cfg: Config, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((cfg.B, cfg.T, cfg.D)).astype(np.float32)
+
+
+def with_ratios(rows: list[dict], cfg: Config) -> list[dict]:
+    times = {r["impl"]: r["median_s"] for r in rows if "median_s" in r}
+    floor = times.get("floor")
+    reference = times.get("recurrax")
+    for r in rows:
+        if "median_s" not in r:
+            continue
+        r["tokens_per_s"] = cfg.B * cfg.T / r["median_s"]
+        if floor:
+            r["ratio_to_floor"] = r["median_s"] / floor
+        if reference:
+            r["recurrax_speedup"] = r["median_s"] / reference
+    return rows
+
+
+# ------------------------------------------------------------------- suites
+def suite_peers(
+    configs: list[Config], cells: list[str], modes: list[str], repeats: int, peers: list[str], options: dict
+) -> list[dict]:
+    results = []
+    for cfg in configs:
+        xs = input_batch(cfg)
+        for cell in cells:
+            for mode in modes:
+                log(f"[peers] {cell} {mode} {cfg.label}  load={load_average()}")
+                impls, skipped = build_impls(peers, cell, mode, cfg, xs, **options)
+                load_before = load_average()
+                rows = with_ratios(measure(impls, repeats), cfg)
+                for r in rows:
+                    ms, floor = 1e3 * r.get("median_s", math.nan), r.get("ratio_to_floor", math.nan)
+                    log(f"    {r['impl']:<34} {ms:9.2f} ms  x{floor:.2f} floor")
+                results.append(
+                    {
+                        "cell": cell,
+                        "mode": mode,
+                        "config": cfg.__dict__,
+                        "load_before": load_before,
+                        "load_after": load_average(),
+                        "rows": rows,
+                        "skipped": skipped,
+                    }
+                )
+                del impls
+    return results
+
+
+def suite_levers(cfg: Config, repeats: int, modes: list[str]) -> list[dict]:
+    from benchmarks.peers.recurrax_peer import LEVER_VARIANTS
+
+    results = []
+    xs = input_batch(cfg)
+    for mode in modes:
+        log(f"[levers] lstm {mode} {cfg.label}  load={load_average()}")
+        impls, skipped = build_impls(["floor"], "lstm", mode, cfg, xs)
+        more, skipped_more = build_impls(["recurrax_peer"], "lstm", mode, cfg, xs, variants=LEVER_VARIANTS)
+        rows = with_ratios(measure(impls + more, repeats), cfg)
+        for r in rows:
+            log(f"    {r['impl']:<34} {1e3 * r.get('median_s', float('nan')):9.2f} ms")
+        results.append(
+            {"cell": "lstm", "mode": mode, "config": cfg.__dict__, "rows": rows, "skipped": skipped + skipped_more}
+        )
+    return results
+
+
+def _recurrax_step(cfg: Config, kwargs: dict, layers: int = 1) -> tuple[Callable, Any, Any]:
+    """A jitted LSTM training step of ``layers`` stacked recurrax LSTMs, with its arguments."""
+    import jax
+    import jax.numpy as jnp
+
+    import recurrax
+
+    keys = jax.random.split(jax.random.key(0), layers)
+    cells = [recurrax.lstm(cfg.H) for _ in range(layers)]
+    params = [c.init(k, cfg.D if i == 0 else cfg.H) for i, (c, k) in enumerate(zip(cells, keys, strict=True))]
+
+    def loss(params: Any, xs: Any) -> Any:
+        for c, p in zip(cells, params, strict=True):
+            xs, _ = recurrax.scan(c, p, xs, **kwargs)
+        return jnp.mean(jnp.square(xs))
+
+    xs = jax.ShapeDtypeStruct((cfg.B, cfg.T, cfg.D), jnp.float32)
+    return jax.jit(jax.value_and_grad(loss)), params, xs
+
+
+def suite_scaling(steps: Iterable[int], repeats: int) -> list[dict]:
+    import jax.numpy as jnp
+
+    rows = []
+    for T in steps:
+        cfg = Config(SCALING_SHAPE["B"], T, SCALING_SHAPE["D"], SCALING_SHAPE["H"])
+        xs = jnp.asarray(input_batch(cfg))
+        for name, kwargs in (
+            ("recurrax", {}),
+            ("recurrax, remat", {"remat": True}),
+            ("recurrax (plain scan)", {"fused": False}),
+            ("recurrax (plain scan), remat", {"fused": False, "remat": True}),
+        ):
+            if "plain" in name and T > 4096:
+                continue  # the plain loop at T=16384 takes minutes here; the trend is clear by 4096
+            log(f"[scaling] {name} T={T}  load={load_average()}")
+            step, params, _ = _recurrax_step(cfg, kwargs)
+            t0 = time.perf_counter()
+            compiled = step.lower(params, xs).compile()
+            compile_s = time.perf_counter() - t0
+            analysis = compiled.memory_analysis()
+
+            def run(compiled: Any = compiled, params: Any = params, xs: Any = xs) -> Any:
+                import jax
+
+                return jax.block_until_ready(compiled(params, xs))
+
+            first = timed(run)
+            times = [timed(run) for _ in range(1 if T >= 4096 else repeats)]
+            peak = peak_rss_delta(run)
+            rows.append(
+                {
+                    "impl": name,
+                    "config": cfg.__dict__,
+                    "compile_s": compile_s,
+                    "first_call_s": first,
+                    **summarize(times),
+                    "times_s": times,
+                    "tokens_per_s": cfg.B * T / float(np.median(times)),
+                    "peak_bytes": peak,
+                    "xla_temp_bytes": None if analysis is None else int(analysis.temp_size_in_bytes),
+                    "load": load_average(),
+                }
+            )
+            log(f"    {np.median(times) * 1e3:10.1f} ms  peak {peak and peak / 2**20:.0f} MiB")
+    return rows
+
+
+def suite_compile() -> list[dict]:
+    rows = []
+    base = Config(16, 256, 64, 256)
+    for layers, T in [(2, 64), (2, 1024), (2, 16384), (1, 256), (2, 256), (4, 256), (8, 256)]:
+        cfg = Config(base.B, T, base.D, base.H)
+        for name, kwargs in (("recurrax", {}), ("recurrax (plain scan)", {"fused": False})):
+            step, params, xs = _recurrax_step(cfg, kwargs, layers)
+            t0 = time.perf_counter()
+            step.lower(params, xs).compile()
+            rows.append({"impl": name, "layers": layers, "T": T, "compile_s": time.perf_counter() - t0})
+            log(f"[compile] {name} layers={layers} T={T}: {rows[-1]['compile_s']:.2f} s")
+    return rows
+
+
+def suite_linear(steps: Iterable[int], repeats: int) -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+
+    import recurrax
+
+    factories = {name: getattr(recurrax.cells, name, None) for name in ("min_gru", "min_lstm", "lru")}
+    factories = {k: v for k, v in factories.items() if v is not None}
+    rows = []
+    for T in steps:
+        cfg = Config(16, T, 64, 256)
+        xs = jnp.asarray(input_batch(cfg))
+        for name, factory in factories.items():
+            # The LRU's skip term needs D == H; the benchmark projects nothing, so it runs without it.
+            cell = factory(cfg.H, skip=False) if name == "lru" else factory(cfg.H)
+            params = cell.init(jax.random.key(0), cfg.D)
+            for method in ("sequential", "parallel"):
+
+                def loss(p: Any, x: Any, cell: Any = cell, method: str = method) -> Any:
+                    ys, _ = recurrax.scan(cell, p, x, method=method)
+                    return jnp.mean(jnp.square(ys))
+
+                compiled = jax.jit(jax.value_and_grad(loss)).lower(params, xs).compile()
+
+                def run(compiled: Any = compiled, params: Any = params, xs: Any = xs) -> Any:
+                    return jax.block_until_ready(compiled(params, xs))
+
+                run()
+                times = [timed(run) for _ in range(repeats)]
+                rows.append(
+                    {
+                        "cell": name,
+                        "method": method,
+                        "config": cfg.__dict__,
+                        **summarize(times),
+                        "times_s": times,
+                        "peak_bytes": peak_rss_delta(run),
+                    }
+                )
+                log(f"[linear] {name} {method} T={T}: {rows[-1]['median_s'] * 1e3:.1f} ms")
+    return rows
+
+
+# ------------------------------------------------------------------ reports
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1e3:.1f}"
+
+
+def _mib(n: int | None) -> str:
+    return "–" if n is None else f"{n / 2**20:.0f}"
+
+
+def summary_rows(peers: list[dict]) -> list[dict]:
+    """Per (config, cell, mode): recurrax against the floor, the fastest JAX peer and the best PyTorch."""
+    out = []
+    for block in peers:
+        rows = [r for r in block["rows"] if "median_s" in r]
+        get = {r["impl"]: r for r in rows}
+        rec = get.get("recurrax")
+        if rec is None:
+            continue
+        jax_peers = [r for r in rows if r["framework"] in ("flax.nnx", "flax.linen", "equinox", "haiku", "keras")]
+        torch_rows = [r for r in rows if r["framework"] == "torch"]
+        best_jax = min(jax_peers, key=lambda r: r["median_s"], default=None)
+        best_torch = min(torch_rows, key=lambda r: r["median_s"], default=None)
+        out.append(
+            {
+                "cell": block["cell"],
+                "mode": block["mode"],
+                "config": Config(**block["config"]).label,
+                "recurrax_ms": rec["median_s"] * 1e3,
+                "vs_floor": rec.get("ratio_to_floor"),
+                "best_jax_peer": best_jax and best_jax["impl"],
+                "speedup_vs_best_jax": best_jax and best_jax["median_s"] / rec["median_s"],
+                "best_torch": best_torch and best_torch["impl"],
+                "speedup_vs_torch": best_torch and best_torch["median_s"] / rec["median_s"],
+            }
+        )
+    return out
+
+
+def markdown(report: dict) -> str:
+    meta = report["meta"]
+    lines = [
+        f"# recurrax benchmarks — {meta['backend']} — {meta['date']}",
+        "",
+        f"Machine: {meta['machine']['cpu']}, {meta['machine']['cpu_count']} cores"
+        + (f", GPU {meta['machine']['gpu']}" if meta["machine"]["gpu"] else "")
+        + f"; load average at start {meta['load_start']}, at end {meta.get('load_end')}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
+        "",
+        "Times are medians of interleaved repeats after warm-up (min–max in the JSON). "
+        "`× floor`: time over the floor's (the T sequential recurrent matmuls alone). "
+        "`recurrax ×`: this implementation's time over recurrax's (above 1: recurrax is faster).",
+        "",
+    ]
+    summary = summary_rows(report.get("peers", []))
+    if summary:
+        lines += [
+            "## Summary: recurrax against the others",
+            "",
+            "| cell | mode | config | recurrax ms | × floor | fastest JAX peer | recurrax speed-up | best PyTorch |"
+            " recurrax speed-up |",
+            "|---|---|---|---:|---:|---|---:|---|---:|",
+        ]
+        for s in summary:
+            fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+            lines.append(
+                f"| {s['cell']} | {s['mode']} | {s['config']} | {s['recurrax_ms']:.1f} | {fmt(s['vs_floor'])} | "
+                f"{s['best_jax_peer'] or '–'} | {fmt(s['speedup_vs_best_jax'])} | {s['best_torch'] or '–'} | "
+                f"{fmt(s['speedup_vs_torch'])} |"
+            )
+        lines.append("")
+    for title, key in (("Peers", "peers"), ("recurrax levers (before/after)", "levers")):
+        blocks = report.get(key) or []
+        if not blocks:
+            continue
+        lines += [f"## {title}", ""]
+        for block in blocks:
+            cfg = Config(**block["config"])
+            lines += [
+                f"### {block['cell'].upper()} {block['mode']}, {cfg.label}",
+                "",
+                "| implementation | ms | tokens/s | × floor | recurrax × | compile s | peak MiB | path |",
+                "|---|---:|---:|---:|---:|---:|---:|---|",
+            ]
+            for r in sorted(block["rows"], key=lambda r: r.get("median_s", math.inf)):
+                if "median_s" not in r:
+                    lines.append(f"| {r['impl']} | error: {r.get('error', '?')} | | | | | | |")
+                    continue
+                lines.append(
+                    f"| {r['impl']} | {_ms(r['median_s'])} | {r['tokens_per_s']:,.0f} | "
+                    f"{r.get('ratio_to_floor', float('nan')):.2f} | {r.get('recurrax_speedup', float('nan')):.2f} | "
+                    f"{r.get('compile_s', float('nan')):.2f} | {_mib(r.get('peak_bytes'))} | {r['path']} |"
+                )
+            for s in block.get("skipped", []):
+                lines.append(f"| {s['peer']} | skipped: {s['reason'][:80]} | | | | | | |")
+            lines.append("")
+    if report.get("scaling"):
+        lines += [
+            "## Scaling: LSTM training step against T (B=16, D=64, H=256)",
+            "",
+            "| implementation | T | ms | tokens/s | peak MiB | compile s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in report["scaling"]:
+            lines.append(
+                f"| {r['impl']} | {r['config']['T']} | {_ms(r['median_s'])} | {r['tokens_per_s']:,.0f} | "
+                f"{_mib(r['peak_bytes'])} | {r['compile_s']:.2f} |"
+            )
+        lines.append("")
+    if report.get("compile"):
+        lines += [
+            "## Compile time of stacked LSTMs (B=16, D=64, H=256)",
+            "",
+            "| implementation | layers | T | compile s |",
+        ]
+        lines.append("|---|---:|---:|---:|")
+        for r in report["compile"]:
+            lines.append(f"| {r['impl']} | {r['layers']} | {r['T']} | {r['compile_s']:.2f} |")
+        lines.append("")
+    if report.get("linear"):
+        lines += [
+            "## Linear recurrences: sequential vs parallel scan (training step, B=16, D=64, H=256)",
+            "",
+            "| cell | method | T | ms | peak MiB |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for r in report["linear"]:
+            lines.append(
+                f"| {r['cell']} | {r['method']} | {r['config']['T']} | {_ms(r['median_s'])} | {_mib(r['peak_bytes'])} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
+    out.with_suffix(".md").write_text(markdown(report))
+    log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+
+
+# --------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    p.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated subset of {SUITES}")
+    p.add_argument("--configs", default=None, help="indices into the peer configurations, e.g. 0,1")
+    p.add_argument("--cells", default=",".join(CELLS))
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--peers", default=",".join(PEERS), help="peer modules to include")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--torch-threads", default=None, help="e.g. 2,1 (default: free cores and 1)")
+    p.add_argument("--scaling-steps", default=",".join(map(str, SCALING_STEPS)))
+    p.add_argument("--linear-steps", default=",".join(map(str, LINEAR_STEPS)))
+    p.add_argument("--quick", action="store_true", help="first configuration only, 3 repeats, short scaling")
+    p.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat: checks that everything runs")
+    p.add_argument("--out", default=None, help="output path without suffix (default benchmarks/results/<backend>)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import jax
+
+    suites = [s for s in args.suites.split(",") if s]
+    unknown = set(suites) - set(SUITES)
+    if unknown:
+        raise SystemExit(f"--suites: unknown {sorted(unknown)}; choose from {SUITES}")
+    configs = list(PEER_CONFIGS)
+    if args.configs:
+        configs = [PEER_CONFIGS[int(i)] for i in args.configs.split(",")]
+    repeats, scaling_steps, linear_steps = args.repeats, [int(t) for t in args.scaling_steps.split(",")], None
+    linear_steps = [int(t) for t in args.linear_steps.split(",")]
+    lever_config = LEVER_CONFIG
+    if args.quick:
+        configs, repeats = configs[:1], min(repeats, 3)
+        scaling_steps, linear_steps = [t for t in scaling_steps if t <= 1024], [t for t in linear_steps if t <= 1024]
+        lever_config = PEER_CONFIGS[0]
+    if args.smoke:
+        configs, repeats, lever_config = [SMOKE_CONFIG], 1, SMOKE_CONFIG
+        scaling_steps, linear_steps = [8], [8]
+    options: dict[str, Any] = {}
+    if args.torch_threads:
+        options["torch_threads"] = tuple(int(t) for t in args.torch_threads.split(","))
+    cells = args.cells.split(",")
+    modes = args.modes.split(",")
+    report: dict[str, Any] = {"meta": environment()}
+    report["meta"]["load_start"] = load_average()
+    report["meta"]["repeats"] = repeats
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / jax.default_backend()
+    t_start = time.perf_counter()
+    if "peers" in suites:
+        report["peers"] = suite_peers(configs, cells, modes, repeats, args.peers.split(","), options)
+        write(report, out)
+    if "levers" in suites:
+        report["levers"] = suite_levers(lever_config, repeats, modes)
+        write(report, out)
+    if "scaling" in suites:
+        global SCALING_SHAPE
+        if args.smoke:
+            SCALING_SHAPE = {"B": 2, "D": 3, "H": 4}
+        report["scaling"] = suite_scaling(scaling_steps, min(repeats, 3))
+        write(report, out)
+    if "compile" in suites and not args.smoke:
+        report["compile"] = suite_compile()
+    if "linear" in suites:
+        report["linear"] = suite_linear(linear_steps, min(repeats, 3))
+    report["meta"]["load_end"] = load_average()
+    report["meta"]["wall_s"] = time.perf_counter() - t_start
+    write(report, out)
+    return report
+
+
+if __name__ == "__main__":
+    main()

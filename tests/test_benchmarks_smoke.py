@@ -1,0 +1,74 @@
+"""The benchmark harness cannot rot: its smoke mode runs every implementation once on tiny shapes.
+
+No timing is asserted (timings on a shared CI machine mean nothing); the checks
+are that every implementation that is installed builds, runs and computes a
+finite loss, that the reports are written, and that they carry the metadata.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import run as bench  # noqa: E402
+from benchmarks.peers import PEERS  # noqa: E402
+
+# A peer's framework is optional; only those installed here are required to run.
+OPTIONAL = {"equinox_peer": "equinox", "haiku_peer": "haiku", "keras_peer": "keras", "torch_peer": "torch"}
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    with warnings.catch_warnings():
+        # Third-party frameworks warn about their own deprecations; that is not the harness's concern.
+        warnings.simplefilter("ignore")
+        report = bench.main(["--smoke", "--suites", "peers,scaling,linear", "--out", str(out)])
+    return report, out
+
+
+def test_every_installed_peer_runs_with_a_finite_loss(smoke_report):
+    report, _ = smoke_report
+    blocks = report["peers"]
+    assert {(b["cell"], b["mode"]) for b in blocks} == {(c, m) for c in ("lstm", "gru") for m in ("train", "forward")}
+    for block in blocks:
+        skipped = {s["peer"] for s in block["skipped"]}
+        required = {p for p in PEERS if p not in OPTIONAL or importlib.util.find_spec(OPTIONAL[p])}
+        assert not skipped & required, block["skipped"]
+        frameworks = {r["framework"] for r in block["rows"]}
+        assert {"jax", "recurrax", "flax.nnx", "flax.linen"} <= frameworks
+        for row in block["rows"]:
+            assert "error" not in row, row
+            assert row["finite"] and math.isfinite(row["loss"]), row
+            assert row["median_s"] > 0 and row["path"]
+
+
+def test_recurrax_reports_the_path_it_took(smoke_report):
+    report, _ = smoke_report
+    for block in report["peers"]:
+        rows = {r["impl"]: r for r in block["rows"]}
+        assert rows["recurrax (plain scan)"]["path"].startswith("plain")
+        assert rows["recurrax"]["path"].startswith("fused")
+        assert rows["recurrax"]["ratio_to_floor"] > 0
+
+
+def test_reports_are_written_with_metadata(smoke_report):
+    _, out = smoke_report
+    saved = json.loads(out.with_suffix(".json").read_text())
+    meta = saved["meta"]
+    assert meta["backend"] == "cpu" and meta["versions"]["jax"] and meta["machine"]["cpu_count"] >= 1
+    assert isinstance(meta["load_start"], list) and meta["date"]
+    table = out.with_suffix(".md").read_text()
+    assert "## Summary: recurrax against the others" in table and "× floor" in table
+    assert {r["impl"] for r in saved["scaling"]} >= {"recurrax", "recurrax, remat"}
+    assert {(r["cell"], r["method"]) for r in saved["linear"]} >= {("min_gru", "sequential"), ("min_gru", "parallel")}
