@@ -165,7 +165,9 @@ class EarlyStopping(Callback):
         if self._best_state is not None:
             trainer.load_training_state(self._best_state, weights_only=True)
         else:
-            trainer.load_checkpoint_weights("best")
+            # Resumed: the weights of the best epoch are in the checkpoint saved at its step.
+            assert self.best_step is not None
+            trainer.load_checkpoint_weights(self.best_step)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -410,9 +410,12 @@ def _spec_of(tree: Any, names: list[str] | None) -> Any:
 
 
 def _restored_leaf(target: Any, value: Any) -> Any:
+    # Through host memory: orbax's arrays are committed to a device, fresh ones
+    # are not, and jit would compile the train step again for the difference.
+    value = jnp.asarray(np.asarray(value))
     if _is_key(target):
-        return jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(target))
-    return jnp.asarray(value)
+        return jax.random.wrap_key_data(value, impl=jax.random.key_impl(target))
+    return value
 
 
 def _unflatten_named(target: Any, flat: Mapping[str, Any]) -> Any:

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 Array = jax.Array
 ObjectiveFn = Callable[[Any, Batch], tuple[Array, Stats]]
-_WRAPPED: dict[Any, ObjectiveFn] = {}
 
 
 def gradient_flow(
@@ -72,14 +71,7 @@ def gradient_flow(
 
 
 def _objective_fn(loss: str | ValueFn | Objective, loss_fn: LossFn | None) -> ObjectiveFn:
-    if loss_fn is None:
-        return as_objective(loss, ())
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
-    # One wrapper per loss_fn, so that repeated calls hit the jit cache.
-    if loss_fn not in _WRAPPED:
-        _WRAPPED[loss_fn] = stats_from_loss_fn(loss_fn)
-    return _WRAPPED[loss_fn]
+    return as_objective(loss, ()) if loss_fn is None else stats_from_loss_fn(loss_fn)
 
 
 def _flow(graphdef: nnx.GraphDef, objective: ObjectiveFn, time_axis: int, state: Any, batch: Batch) -> Array:

@@ -8,6 +8,7 @@ at the end of every epoch and on :meth:`Trainer.sync_model`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,18 +22,13 @@ from flax import nnx
 
 from recurrax.train._callbacks import Callback
 from recurrax.train._checkpoint import Checkpointer
-from recurrax.train._diagnostics import gradient_diagnostics, layer_names
+from recurrax.train._diagnostics import layer_names
 from recurrax.train._history import History
 from recurrax.train._losses import ValueFn
 from recurrax.train._objective import LossFn, Objective, Stats, as_objective, stats_from_loss_fn
-from recurrax.train._tbptt import (
-    check_chunk_size,
-    check_streaming_batch,
-    chunk_loss,
-    num_chunks,
-    run_chunks,
-    sequence_grad,
-)
+from recurrax.train._optimizers import standard_promotion
+from recurrax.train._step import StepConfig, train_batch
+from recurrax.train._tbptt import check_chunk_size, check_streaming_batch, num_chunks
 
 Array = jax.Array
 Data = Mapping[str, Any] | Any  # a dict of arrays [N, ...], or an object with .inputs/.targets/.lengths
@@ -123,8 +119,12 @@ class Trainer:
         model.eval()
         self._graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
         self.params, self.rest = nnx.as_pure(params), nnx.as_pure(rest)
-        self.opt_state = optimizer.init(self.params) if optimizer is not None else None
-        self._layers = layer_names(model) if diagnostics else None
+        self.opt_state = None
+        self._config: StepConfig | None = None
+        if optimizer is not None:
+            self.opt_state = standard_promotion(optimizer).init(self.params)
+            layers = tuple(layer_names(model)) if diagnostics else None
+            self._config = StepConfig(self._graphdef_train, optimizer, self._objective_fn, layers, tbptt, tbptt_update)
 
         self.step = 0
         self.epoch = 0
@@ -134,69 +134,6 @@ class Trainer:
         self.checkpointer: Checkpointer | None = None
         self._epoch_totals: dict[str, list[float]] = {}
         self._pending: list[tuple[int, int, int, dict[str, Array], Stats]] = []
-
-        self._train_batch = jax.jit(self._train_batch_impl)
-        self._eval_batch = jax.jit(self._eval_batch_impl)
-        self._predict_batch = jax.jit(self._predict_batch_impl)
-
-    # ---------------------------------------------------------------- the step
-    def _apply_gradient(self, grads: Any, params: Any, opt_state: Any) -> tuple[Any, Any, dict[str, Array]]:
-        assert self.optimizer is not None
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        diag = {}
-        if self.diagnostics:
-            diag = gradient_diagnostics(grads, updates, params, opt_state, layers=self._layers)
-        return params, opt_state, diag
-
-    def _train_batch_impl(self, params: Any, rest: Any, opt_state: Any, batch: dict[str, Array]) -> tuple:
-        if self.tbptt is not None and self.tbptt_update == "chunk":
-            return self._train_chunks(params, rest, opt_state, batch)
-        if self.tbptt is not None:
-            assert self.objective is not None
-            (_, stats, _), grads, rest = sequence_grad(
-                self._graphdef_train, self.objective, self.tbptt, params, rest, batch
-            )
-        else:
-
-            def loss_of(p: Any, r: Any) -> tuple[Array, tuple[Stats, Any]]:
-                model = nnx.merge(self._graphdef_train, p, r)
-                loss, stats = self._objective_fn(model, batch)
-                _, _, r = nnx.split(model, nnx.Param, ...)
-                return loss, (stats, nnx.as_pure(r))
-
-            (_, (stats, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params, rest)
-        params, opt_state, diag = self._apply_gradient(grads, params, opt_state)
-        return params, rest, opt_state, {**_means(stats), **diag}, stats
-
-    def _train_chunks(self, params: Any, rest: Any, opt_state: Any, batch: dict[str, Array]) -> tuple:
-        """Streaming TBPTT: an optimizer step after every chunk; metrics come back per chunk."""
-        assert self.objective is not None
-        objective = self.objective
-        grad_fn = jax.value_and_grad(chunk_loss, has_aux=True)
-
-        def chunk_fn(state: Any, carry: Any, chunk: dict[str, Array], chunk_lengths: Array | None) -> Any:
-            p, r, o = state
-            (_, (stats, carry, _, r)), grads = grad_fn(
-                p, r, self._graphdef_train, objective, carry, chunk, chunk_lengths, None
-            )
-            p, o, diag = self._apply_gradient(grads, p, o)
-            return (p, r, o), carry, ({**_means(stats), **diag}, stats)
-
-        time_keys = (objective.inputs_key, objective.targets_key)
-        (params, rest, opt_state), _, outputs = run_chunks(
-            chunk_fn, (params, rest, opt_state), batch, time_keys, objective.lengths(batch), self.tbptt
-        )
-        metrics, stats = outputs.along_chunks()
-        return params, rest, opt_state, metrics, jax.tree.map(lambda a: jnp.sum(a, axis=0), stats)
-
-    def _eval_batch_impl(self, params: Any, rest: Any, batch: dict[str, Array]) -> Stats:
-        model = nnx.merge(self._graphdef_eval, params, rest)
-        return self._objective_fn(model, batch)[1]
-
-    def _predict_batch_impl(self, params: Any, rest: Any, batch: dict[str, Array]) -> Any:
-        model = nnx.merge(self._graphdef_eval, params, rest)
-        return (self.objective or Objective()).predict(model, batch)
 
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, Array]:
         """One jitted optimizer step (or one per chunk with ``tbptt``) on ``batch``; returns its metrics.
@@ -214,8 +151,9 @@ class Trainer:
         return metrics
 
     def _run_step(self, batch: dict[str, Array]) -> dict[str, Array]:
-        self.params, self.rest, self.opt_state, metrics, stats = self._train_batch(
-            self.params, self.rest, self.opt_state, batch
+        assert self._config is not None
+        self.params, self.rest, self.opt_state, metrics, stats = train_batch(
+            self._config, self.params, self.rest, self.opt_state, batch
         )
         first = self.step + 1
         self.step += self._steps_per_batch(batch)
@@ -236,7 +174,8 @@ class Trainer:
         for first, last, epoch, metrics, stats in pending:
             for i, step in enumerate(range(first, last + 1)):
                 row: dict[str, Any] = {"step": step, "epoch": epoch}
-                row.update({k: (v[i] if np.ndim(v) else v) for k, v in metrics.items()})
+                for k in [*(n for n in self._stat_names() if n in metrics), *metrics]:
+                    row.setdefault(k, metrics[k][i] if np.ndim(metrics[k]) else metrics[k])
                 self.history.log_step(row)
             for name, (total, count) in stats.items():
                 acc = self._epoch_totals.setdefault(name, [0.0, 0.0])
@@ -313,6 +252,7 @@ class Trainer:
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+        self.stop_training = False  # a new call trains on; a resumed run takes the flag from its checkpoint
         fit_config = {
             "num_examples": n,
             "batch_size": batch_size,
@@ -425,7 +365,10 @@ class Trainer:
     def _evaluate_arrays(self, data: dict[str, Any], batch_size: int) -> dict[str, float]:
         n = _num_examples(data, "data")
         totals: dict[str, list[float]] = {}
-        results = [self._eval_batch(self.params, self.rest, batch) for batch in _in_order(data, n, batch_size)]
+        results = [
+            _eval_batch(self._graphdef_eval, self._objective_fn, self.params, self.rest, batch)
+            for batch in _in_order(data, n, batch_size)
+        ]
         for stats in jax.device_get(results):
             for name, (total, count) in stats.items():
                 acc = totals.setdefault(name, [0.0, 0.0])
@@ -440,7 +383,11 @@ class Trainer:
         else:
             data = _as_data(data, "data", None)
         n = _num_examples(data, "data")
-        outs = [self._predict_batch(self.params, self.rest, batch) for batch in _in_order(data, n, batch_size)]
+        predictor = self.objective or Objective()
+        outs = [
+            _predict_batch(self._graphdef_eval, predictor, self.params, self.rest, batch)
+            for batch in _in_order(data, n, batch_size)
+        ]
         return np.concatenate([np.asarray(o) for o in jax.device_get(outs)], axis=0)
 
     # --------------------------------------------------------- state handling
@@ -484,7 +431,7 @@ class Trainer:
                 "stop_training": self.stop_training,
                 "epoch_totals": self._epoch_totals,
                 "history": self.history.to_dict(),
-                "callbacks": [cb.state_dict() for cb in callbacks],
+                "callbacks": [(key, cb.state_dict()) for key, cb in _callback_keys(callbacks)],
                 "fit": fit_config,
             }
         }
@@ -501,11 +448,6 @@ class Trainer:
         if changed:
             detail = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
             raise ValueError(f"cannot resume exactly from {restored.path}: the run's settings changed ({detail})")
-        if len(saved["callbacks"]) != len(callbacks):
-            raise ValueError(
-                f"checkpoint {restored.path} was saved with {len(saved['callbacks'])} callbacks, resuming with "
-                f"{len(callbacks)}; pass the same callbacks to resume"
-            )
         self._set_model_state(restored.model_state)
         self.opt_state = restored.opt_state
         self.step, self.epoch, self.position = saved["step"], saved["epoch"], saved["position"]
@@ -513,8 +455,10 @@ class Trainer:
         self._epoch_totals = {k: list(v) for k, v in saved["epoch_totals"].items()}
         self.history = History.from_dict(saved["history"])
         self._pending = []
-        for cb, state in zip(callbacks, saved["callbacks"], strict=True):
-            cb.load_state_dict(state)
+        states = dict(saved["callbacks"])
+        for key, cb in _callback_keys(callbacks):
+            if key in states:
+                cb.load_state_dict(states[key])
         # The best value seen by this run up to the checkpoint, not a later one
         # an interrupted run may have written to the index.
         if checkpoint.monitor is not None:
@@ -604,6 +548,28 @@ def predict(model: nnx.Module, data: Data | Array, *, batch_size: int = 256) -> 
     return Trainer(model, None, diagnostics=False).predict(data, batch_size=batch_size)
 
 
+def _callback_keys(callbacks: Sequence[Callback]) -> list[tuple[str, Callback]]:
+    """``"EarlyStopping#0"``-style keys: a callback's saved state finds it again by class and order."""
+    seen: dict[str, int] = {}
+    out = []
+    for cb in callbacks:
+        name = type(cb).__qualname__
+        out.append((f"{name}#{seen.get(name, 0)}", cb))
+        seen[name] = seen.get(name, 0) + 1
+    return out
+
+
+# Shared by every Trainer with the same model structure and objective (one compile).
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _eval_batch(graphdef: nnx.GraphDef, objective: Callable[..., Any], params: Any, rest: Any, batch: Any) -> Stats:
+    return objective(nnx.merge(graphdef, params, rest), batch)[1]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _predict_batch(graphdef: nnx.GraphDef, objective: Objective, params: Any, rest: Any, batch: Any) -> Array:
+    return objective.predict(nnx.merge(graphdef, params, rest), batch)
+
+
 # ---------------------------------------------------------------- data plumbing
 def _as_data(data: Any, name: str, objective: Objective | None) -> dict[str, Any]:
     if isinstance(data, Mapping):
@@ -648,10 +614,6 @@ def _in_order(data: Mapping[str, Any], n: int, batch_size: int) -> Iterable[dict
 
 def _device_batch(batch: Mapping[str, Any]) -> dict[str, Array]:
     return {k: jnp.asarray(v) for k, v in batch.items()}
-
-
-def _means(stats: Stats) -> dict[str, Array]:
-    return {k: total / count for k, (total, count) in stats.items()}
 
 
 def _postfix(metrics: Mapping[str, Any], names: Sequence[str]) -> dict[str, str]:

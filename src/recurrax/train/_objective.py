@@ -107,6 +107,16 @@ class Objective:
         total, count = stats["loss"]
         return total / count, stats
 
+    def _key(self) -> tuple[Any, ...]:
+        return (self.loss, tuple(self.metric_functions().items()), self.inputs_key, self.targets_key, self.lengths_key)
+
+    # Equal objectives share jit caches (functions compare by identity).
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Objective) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
 
 def as_objective(loss: str | ValueFn | Objective, metrics: Sequence[str] | Mapping[str, ValueFn]) -> Objective:
     """Turns fit's ``loss=``/``metrics=`` arguments into an :class:`Objective`."""
@@ -117,12 +127,24 @@ def as_objective(loss: str | ValueFn | Objective, metrics: Sequence[str] | Mappi
     return Objective(loss, metrics)
 
 
+_ADAPTED: dict[Any, Callable[[Any, Batch], tuple[Array, Stats]]] = {}
+
+
 def stats_from_loss_fn(loss_fn: LossFn) -> Callable[[Any, Batch], tuple[Array, Stats]]:
     """Adapts a user ``loss_fn(model, batch) -> loss | (loss, metrics)`` to ``(loss, stats)``.
 
     Its loss and metrics are batch means, so each batch is weighted by its
-    number of examples (the leading size of ``batch``'s arrays).
+    number of examples (the leading size of ``batch``'s arrays). The adapter is
+    made once per ``loss_fn``, so jitted functions keyed on it are reused.
     """
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
+    if loss_fn not in _ADAPTED:
+        _ADAPTED[loss_fn] = _adapt(loss_fn)
+    return _ADAPTED[loss_fn]
+
+
+def _adapt(loss_fn: LossFn) -> Callable[[Any, Batch], tuple[Array, Stats]]:
 
     def objective(model: Any, batch: Batch) -> tuple[Array, Stats]:
         out = loss_fn(model, batch)

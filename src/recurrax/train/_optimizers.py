@@ -21,6 +21,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -97,7 +98,7 @@ def build_optimizer(
         tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps).gradient_transformation()
     if skip_nonfinite:
         tx = optax.apply_if_finite(tx, max_consecutive_errors=max_consecutive_nonfinite)
-    return tx
+    return standard_promotion(tx)
 
 
 def _base_optimizer(optimizer: Any, learning_rate: Any, kwargs: dict[str, Any]) -> optax.GradientTransformation:
@@ -131,6 +132,25 @@ def _parameters(fn: Callable[..., Any]) -> set[str]:
         return set(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
         return set()
+
+
+def standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Runs ``tx`` under JAX's standard dtype promotion, whatever the caller's setting.
+
+    optax mixes int32 step counters with float arrays (Adam's bias correction
+    ``b ** count``, MultiSteps' running mean), which ``jax_numpy_dtype_promotion="strict"``
+    (recurrax's tests, careful users) rejects.
+    """
+
+    def init(params: Any) -> Any:
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.init(params)
+
+    def update(updates: Any, state: Any, params: Any = None, **extra: Any) -> Any:
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.update(updates, state, params, **extra)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def _norm_snapshot(name: str) -> optax.GradientTransformation:

@@ -1,0 +1,100 @@
+"""The jitted train step: gradient, optimizer update and diagnostics as one pure function.
+
+Its static part (:class:`StepConfig`: graph definition, optimizer, objective,
+TBPTT settings) is hashable, so every Trainer with an equal configuration (the
+same model structure, the same optimizer object) shares one compiled step: a
+resumed run does not compile again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from recurrax.train._diagnostics import gradient_diagnostics
+from recurrax.train._objective import Objective, Stats
+from recurrax.train._tbptt import chunk_loss, run_chunks, sequence_grad
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Everything static about a train step (hashable: the jit cache key)."""
+
+    graphdef: nnx.GraphDef
+    optimizer: optax.GradientTransformation
+    objective: Callable[[Any, Any], tuple[Array, Stats]]
+    layers: tuple[str, ...] | None
+    tbptt: int | None
+    tbptt_update: str
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def train_batch(config: StepConfig, params: Any, rest: Any, opt_state: Any, batch: dict[str, Array]) -> tuple:
+    """One batch: ``(params, rest, opt_state, metrics, stats)`` after its optimizer step(s).
+
+    ``metrics`` are batch means and diagnostics (each ``[num_chunks]`` for
+    streaming TBPTT, one optimizer step per chunk); ``stats`` are the batch's
+    ``(total, count)`` sums for the epoch means.
+    """
+    if config.tbptt is not None and config.tbptt_update == "chunk":
+        return _train_chunks(config, params, rest, opt_state, batch)
+    if config.tbptt is not None:
+        assert isinstance(config.objective, Objective)
+        (_, stats, _), grads, rest = sequence_grad(config.graphdef, config.objective, config.tbptt, params, rest, batch)
+    else:
+
+        def loss_of(p: Any, r: Any) -> tuple[Array, tuple[Stats, Any]]:
+            model = nnx.merge(config.graphdef, p, r)
+            loss, stats = config.objective(model, batch)
+            _, _, r = nnx.split(model, nnx.Param, ...)
+            return loss, (stats, nnx.as_pure(r))
+
+        (_, (stats, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params, rest)
+    params, opt_state, diag = _apply_gradient(config, grads, params, opt_state)
+    return params, rest, opt_state, {**means(stats), **diag}, stats
+
+
+def _apply_gradient(config: StepConfig, grads: Any, params: Any, opt_state: Any) -> tuple[Any, Any, dict[str, Array]]:
+    # optax mixes int32 counters with floats; run it under standard promotion
+    # whatever the caller's jax_numpy_dtype_promotion is.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = config.optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+    diag = {}
+    if config.layers is not None:
+        diag = gradient_diagnostics(grads, updates, params, opt_state, layers=config.layers)
+    return params, opt_state, diag
+
+
+def _train_chunks(config: StepConfig, params: Any, rest: Any, opt_state: Any, batch: dict[str, Array]) -> tuple:
+    """Streaming TBPTT: an optimizer step after every chunk; metrics come back per chunk."""
+    objective = config.objective
+    assert isinstance(objective, Objective) and config.tbptt is not None
+    grad_fn = jax.value_and_grad(chunk_loss, has_aux=True)
+
+    def chunk_fn(state: Any, carry: Any, chunk: dict[str, Array], chunk_lengths: Array | None) -> Any:
+        p, r, o = state
+        (_, (stats, carry, _, r)), grads = grad_fn(p, r, config.graphdef, objective, carry, chunk, chunk_lengths, None)
+        p, o, diag = _apply_gradient(config, grads, p, o)
+        return (p, r, o), carry, ({**means(stats), **diag}, stats)
+
+    time_keys = (objective.inputs_key, objective.targets_key)
+    (params, rest, opt_state), _, outputs = run_chunks(
+        chunk_fn, (params, rest, opt_state), batch, time_keys, objective.lengths(batch), config.tbptt
+    )
+    metrics, stats = outputs.along_chunks()
+    return params, rest, opt_state, metrics, jax.tree.map(lambda a: jnp.sum(a, axis=0), stats)
+
+
+def means(stats: Stats) -> dict[str, Array]:
+    """``{name: total / count}`` (NaN where a batch had nothing to average)."""
+    return {k: total / count for k, (total, count) in stats.items()}

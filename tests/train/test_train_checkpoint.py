@@ -1,0 +1,229 @@
+"""Checkpoints: exact resume, atomic writes, retention, restore for inference, clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from recurrax import train
+from recurrax.train._history import write_atomic
+from train.train_helpers import B, Regressor, leaves_equal, regression_data
+
+# One optimizer object for every run: equal trainers share one compiled step.
+TX = train.build_optimizer("adam", 0.02, clip_norm=1.0, accumulate_steps=2, skip_nonfinite=True)
+DATA, VALID = regression_data(), regression_data(8, seed=1)
+
+
+class InterruptError(Exception):
+    pass
+
+
+class InterruptAt(train.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer, step, metrics):
+        if step == self.step:
+            raise InterruptError(f"killed after step {step}")
+
+
+def run(directory, *, resume=False, interrupt_at=None, snapshots=None):
+    """3 epochs of 3 steps, dropout on, Adam with accumulation: every kind of state matters."""
+    trainer = train.Trainer(Regressor(nnx.Rngs(0, dropout=1), dropout=0.3), TX)
+    callbacks = [train.EarlyStopping("val_loss", patience=5)]
+    if snapshots is not None:
+        callbacks.append(train.LambdaCallback(on_epoch_end=lambda t, e, logs: snapshots.__setitem__(t.step, t.params)))
+    if interrupt_at is not None:
+        callbacks.append(InterruptAt(interrupt_at))
+    ckpt = train.Checkpointer(directory, every_steps=2, keep=2, monitor="val_loss")
+    with contextlib.suppress(InterruptError):
+        trainer.fit(
+            DATA,
+            epochs=3,
+            batch_size=B,
+            validation_data=VALID,
+            callbacks=callbacks,
+            checkpoint=ckpt,
+            resume=resume,
+            progress=False,
+            seed=5,
+        )
+    return trainer, ckpt
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    snapshots = {}
+    full, full_ckpt = run(tmp_path / "full", snapshots=snapshots)
+    assert full.step == 9 and len(full.history.epochs) == 3
+
+    # Killed mid-epoch 2 (latest checkpoint: step 4, mid-epoch), and early in epoch 3 (step 6, an epoch end).
+    for interrupt_at, latest in [(5, 4), (7, 6)]:
+        directory = tmp_path / f"cut{interrupt_at}"
+        cut, cut_ckpt = run(directory, interrupt_at=interrupt_at, snapshots={})
+        assert cut.step == interrupt_at and cut_ckpt.latest_step() == latest
+        resumed, resumed_ckpt = run(directory, resume=True)
+
+        assert resumed.step == 9
+        assert leaves_equal(resumed.params, full.params)
+        assert leaves_equal(resumed.rest, full.rest)  # the dropout RNG state
+        assert leaves_equal(resumed.opt_state, full.opt_state)
+        assert resumed.history == full.history
+        assert json.dumps(resumed.history.to_dict()) == json.dumps(full.history.to_dict())
+        assert resumed_ckpt.all_steps() == full_ckpt.all_steps()  # the same saves were made and kept
+
+    # Retention: the last 2 steps plus the best val_loss; the index points at the best.
+    val = [(row["step"], row["val_loss"]) for row in full.history.epochs]
+    best_step = int(min(val, key=lambda sv: sv[1])[0])
+    assert full_ckpt.all_steps() == sorted({best_step, 8, 9})
+    index = json.loads((tmp_path / "full" / "recurrax_checkpoints.json").read_text())
+    assert index["best_step"] == best_step and index["latest_step"] == 9
+
+    # Restore for inference, into a freshly built model.
+    fresh = train.restore_model(tmp_path / "full", Regressor(nnx.Rngs(42), dropout=0.3), step="best")
+    assert leaves_equal(nnx.state(fresh, nnx.Param), snapshots[best_step])
+    fresh = train.restore_model(tmp_path / "full", Regressor(nnx.Rngs(42), dropout=0.3))
+    np.testing.assert_array_equal(train.predict(fresh, VALID), full.predict(VALID))
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    run(tmp_path, interrupt_at=3)  # checkpoint at step 2
+    trainer = train.Trainer(Regressor(nnx.Rngs(0, dropout=1), dropout=0.3), TX)
+    with pytest.raises(ValueError, match=r"settings changed \(batch_size: 4 then, 3 now\)"):
+        trainer.fit(
+            DATA,
+            epochs=3,
+            batch_size=3,
+            callbacks=[train.EarlyStopping("val_loss", patience=5)],
+            checkpoint=train.Checkpointer(tmp_path),
+            resume=True,
+            progress=False,
+            seed=5,
+        )
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import jax.numpy as jnp
+    from orbax.checkpoint._src.path import atomicity
+    from recurrax.train import Checkpointer
+
+    ckpt = Checkpointer(sys.argv[1], keep=5)
+    ckpt.save(1, model_state={"w": jnp.ones(3)}, opt_state=(), meta={"n": 1})
+
+    async def stall(self, *args, **kwargs):  # the step is fully written but not yet renamed into place
+        print("SAVING", flush=True)
+        time.sleep(600)
+
+    atomicity.AtomicRenameTemporaryPath.finalize = stall
+    ckpt.save(2, model_state={"w": jnp.full(3, 2.0)}, opt_state=(), meta={"n": 2})
+    """
+)
+
+
+def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    directory = tmp_path / "ckpt"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    with subprocess.Popen(
+        [sys.executable, str(script), str(directory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as child:
+        try:
+            line = child.stdout.readline()
+            leftovers = [p.name for p in directory.iterdir() if p.name.startswith("2.") and "tmp" in p.name]
+        finally:
+            child.send_signal(signal.SIGKILL)
+            _, err = child.communicate()
+    assert line == "SAVING\n", err
+    assert leftovers  # killed while step 2 sat in orbax's temporary directory
+
+    ckpt = train.Checkpointer(directory)
+    assert ckpt.all_steps() == [1]
+    restored = ckpt.restore(model_target={"w": jnp.zeros(3)}, opt_target=())
+    assert restored.step == 1 and restored.meta == {"n": 1}
+    np.testing.assert_array_equal(restored.model_state["w"], np.ones(3))
+    ckpt.save(2, model_state={"w": jnp.full(3, 3.0)}, opt_state=(), meta={"n": 3})
+    assert ckpt.all_steps() == [1, 2] and ckpt.restore(model_target={"w": jnp.zeros(3)}).meta == {"n": 3}
+    assert not [p.name for p in directory.iterdir() if "tmp" in p.name]  # orbax cleared the leftover
+
+
+def test_an_interrupted_metadata_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "index.json"
+    write_atomic(path, '{"old": true}')
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, '{"new": true}')
+    assert json.loads(path.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["index.json"]  # no temporary file left behind
+
+
+def saved(tmp_path):
+    """A checkpoint of a Regressor (H=8) and its Adam state, written without training."""
+    model = Regressor(nnx.Rngs(0))
+    state = nnx.as_pure(nnx.state(model))
+    opt_state = optax.adam(0.1).init(nnx.as_pure(nnx.state(model, nnx.Param)))
+    with train.Checkpointer(tmp_path / "ckpt") as ckpt:
+        ckpt.save(7, model_state=state, opt_state=opt_state, meta={"note": "x"})
+    return tmp_path / "ckpt", state, opt_state
+
+
+def test_checkpoint_round_trip_including_rng_keys(tmp_path):
+    directory, state, opt_state = saved(tmp_path)
+    restored = train.Checkpointer(directory).restore(model_target=state, opt_target=opt_state, step=7)
+    assert leaves_equal(restored.model_state, state) and leaves_equal(restored.opt_state, opt_state)
+    keys = [x for x in jax.tree.leaves(restored.model_state) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)]
+    assert keys and restored.meta == {"note": "x"}
+
+
+def test_missing_mismatched_and_corrupt_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint directory at {tmp_path / 'nowhere'}"):
+        train.restore_model(tmp_path / "nowhere", Regressor(nnx.Rngs(0)))
+    directory, state, _ = saved(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint for step 3 .* steps: \[7\]"):
+        train.restore_model(directory, Regressor(nnx.Rngs(0)), step=3)
+    with pytest.raises(FileNotFoundError, match="no best checkpoint"):
+        train.restore_model(directory, Regressor(nnx.Rngs(0)), step="best")
+
+    with pytest.raises(train.CheckpointError) as err:
+        train.restore_model(directory, Regressor(nnx.Rngs(0), hidden=16))
+    message = str(err.value)
+    assert str(directory / "7") in message
+    assert "'rnn/params/recurrent_kernel' has shape (8, 8) in the checkpoint but (16, 16) now" in message
+    assert "'head/kernel' has shape (8, 1) in the checkpoint but (16, 1) now" in message
+    with pytest.raises(train.CheckpointError, match="'drop/rngs/count' is in the checkpoint but not in the model"):
+        train.Checkpointer(directory).restore(model_target={k: v for k, v in state.items() if k != "drop"})
+    with pytest.raises(train.CheckpointError, match="the checkpoint has 11 arrays, the optimizer state has 0"):
+        train.Checkpointer(directory).restore(model_target=state, opt_target=optax.sgd(0.1).init(jnp.zeros(2)))
+
+    # Corrupt array data: every file of the model item overwritten.
+    for path in (directory / "7" / "model").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"garbage")
+    with pytest.raises(train.CheckpointError, match=f"checkpoint {directory / '7'} is corrupt or incomplete"):
+        train.restore_model(directory, Regressor(nnx.Rngs(0)))
+    for path in (directory / "7" / "meta").rglob("*"):
+        if path.is_file():
+            path.write_text("{not json")
+    with pytest.raises(train.CheckpointError, match="cannot read its metadata"):
+        train.restore_model(directory, Regressor(nnx.Rngs(0)))

@@ -1,0 +1,99 @@
+"""Losses, metrics and their masked reduction, against NumPy formulas."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recurrax.train import (
+    Objective,
+    accuracy,
+    binary_accuracy,
+    binary_cross_entropy_with_logits,
+    masked_total,
+    mse,
+    sequence_mask,
+    softmax_cross_entropy,
+)
+
+RNG = np.random.default_rng(0)
+LOGITS = RNG.normal(size=(3, 4, 5)).astype(np.float32)  # [B, T, C]
+LABELS = RNG.integers(0, 5, size=(3, 4)).astype(np.int32)
+LENGTHS = np.array([4, 1, 2], np.int32)
+
+
+def np_log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_elementwise_values_match_numpy():
+    pred, tgt = LOGITS[..., :2], RNG.normal(size=(3, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(mse(jnp.asarray(pred), jnp.asarray(tgt)), ((pred - tgt) ** 2).mean(-1), rtol=1e-6)
+
+    probs = (RNG.random(size=(3, 4, 2)) > 0.5).astype(np.float32)
+    want = (np.maximum(pred, 0) - pred * probs + np.log1p(np.exp(-np.abs(pred)))).mean(-1)
+    np.testing.assert_allclose(binary_cross_entropy_with_logits(jnp.asarray(pred), jnp.asarray(probs)), want, rtol=1e-5)
+    np.testing.assert_allclose(
+        binary_accuracy(jnp.asarray(pred), jnp.asarray(probs)), ((pred > 0) == (probs > 0.5)).mean(-1)
+    )
+
+    logp = np_log_softmax(LOGITS.astype(np.float64))
+    want = -np.take_along_axis(logp, LABELS[..., None], -1)[..., 0]
+    np.testing.assert_allclose(softmax_cross_entropy(jnp.asarray(LOGITS), jnp.asarray(LABELS)), want, rtol=1e-5)
+    one_hot = np.eye(5, dtype=np.float32)[LABELS]
+    np.testing.assert_allclose(softmax_cross_entropy(jnp.asarray(LOGITS), jnp.asarray(one_hot)), want, rtol=1e-5)
+    np.testing.assert_array_equal(
+        accuracy(jnp.asarray(LOGITS), jnp.asarray(LABELS)), (LOGITS.argmax(-1) == LABELS).astype(np.float32)
+    )
+    np.testing.assert_array_equal(
+        accuracy(jnp.asarray(LOGITS), jnp.asarray(one_hot)), (LOGITS.argmax(-1) == LABELS).astype(np.float32)
+    )
+
+
+def test_masked_total_leaves_out_padded_steps():
+    values = RNG.random(size=(3, 4)).astype(np.float32)
+    mask = np.arange(4)[None] < LENGTHS[:, None]
+    np.testing.assert_array_equal(sequence_mask(jnp.asarray(LENGTHS), 4), mask)
+    total, count = masked_total(jnp.asarray(values), jnp.asarray(LENGTHS))
+    np.testing.assert_allclose(float(total), values[mask].sum(), rtol=1e-6)
+    assert float(count) == mask.sum() == 7
+    total, count = masked_total(jnp.asarray(values[:, 0]), jnp.asarray(LENGTHS))  # per-example: no mask
+    assert float(count) == 3
+    with pytest.raises(ValueError, match=r"per example \[B\] or per step \[B, T\]"):
+        masked_total(jnp.zeros((2, 3, 4)))
+
+
+def test_objective_reports_masked_means_as_totals_and_counts():
+    obj = Objective("softmax_cross_entropy", metrics=["accuracy"])
+    batch = {"targets": jnp.asarray(LABELS), "lengths": jnp.asarray(LENGTHS)}
+    stats = obj.stats(jnp.asarray(LOGITS), batch)
+    mask = np.arange(4)[None] < LENGTHS[:, None]
+    logp = np_log_softmax(LOGITS.astype(np.float64))
+    ce = -np.take_along_axis(logp, LABELS[..., None], -1)[..., 0]
+    np.testing.assert_allclose(float(stats["loss"][0]) / float(stats["loss"][1]), ce[mask].mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(stats["accuracy"][0]), (LOGITS.argmax(-1) == LABELS)[mask].sum())
+
+    def mae(p, t):
+        return jnp.mean(jnp.abs(p - t), axis=-1)
+
+    obj = Objective(mae, metrics={"mae2": mae})
+    stats = obj.stats(jnp.ones((2, 3)), {"targets": jnp.zeros((2, 3))})
+    assert float(stats["loss"][0]) == float(stats["mae2"][0]) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Objective("hinge"), "loss must be a callable or one of"),
+        (lambda: Objective("mse", metrics=["f1"]), "metric 'f1' must be a callable or one of"),
+        (lambda: Objective("mse", metrics="accuracy"), "got the string"),
+        (lambda: Objective("mse", metrics=["loss"]), "may not be named 'loss'"),
+        (lambda: mse(jnp.zeros((2, 1)), jnp.zeros((2,))), r"predictions have shape \(2, 1\) but targets"),
+        (lambda: softmax_cross_entropy(jnp.zeros((2, 3)), jnp.zeros((3,), jnp.int32)), "integer labels must"),
+    ],
+)
+def test_bad_losses_and_shapes(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
