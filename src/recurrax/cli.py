@@ -269,12 +269,18 @@ def _count_parameters(model: Any) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-def _is_recurrent(model: Any) -> bool:
+def _gradient_flow_measurable(model: Any) -> bool:
+    """Whether ``train.gradient_flow`` applies: recurrent layers, all scanned step by step.
+
+    The flow is read through carry perturbations, which only the sequential
+    scan takes (a parallel linear scan has no per-step carry to perturb).
+    """
     from flax import nnx
 
     from recurrax.nn import RNN
 
-    return any(isinstance(m, RNN) for _, m in nnx.iter_modules(model))
+    layers = [m for _, m in nnx.iter_modules(model) if isinstance(m, RNN)]
+    return bool(layers) and all(layer.method == "sequential" for layer in layers)
 
 
 # -------------------------------------------------------------------- train
@@ -352,7 +358,7 @@ def _run_training(
     )
     callbacks = []
     recorder = None
-    if _is_recurrent(model):
+    if _gradient_flow_measurable(model):
         flow_batch = data.validation.subset(slice(0, 64))
         batch = {"inputs": flow_batch.inputs, "targets": flow_batch.targets, "lengths": flow_batch.lengths}
         # Measured every ~1/20 of the planned run; fixed in the config so a resume measures at the same steps.

@@ -121,6 +121,27 @@ def _recurrent(kind: str) -> BackboneFactory:
     return factory
 
 
+def _min_rnn(kind: str) -> BackboneFactory:
+    def factory(
+        in_features: int,
+        hidden_size: int,
+        *,
+        rngs: nnx.Rngs,
+        method: str = "parallel",
+        log_space: bool = False,
+        **options: Any,
+    ) -> tuple[nnx.Module, int]:
+        from recurrax import nn
+        from recurrax.cells import min_gru, min_lstm
+
+        cell = {"mingru": min_gru, "minlstm": min_lstm}[kind](hidden_size, log_space=log_space)
+        return nn.RNN(cell, in_features, rngs=rngs, method=method, **options), hidden_size
+
+    return factory
+
+
 register_backbone("lstm", _recurrent("lstm"), summary="LSTM (Hochreiter & Schmidhuber 1997)")
 register_backbone("gru", _recurrent("gru"), summary="GRU (Cho et al. 2014)")
 register_backbone("rnn", _recurrent("rnn"), summary="Elman RNN with tanh (vanishing gradients: the baseline)")
+register_backbone("mingru", _min_rnn("mingru"), summary="minGRU (Feng et al. 2024), parallel scan over time")
+register_backbone("minlstm", _min_rnn("minlstm"), summary="minLSTM (Feng et al. 2024), parallel scan over time")
