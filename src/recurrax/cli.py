@@ -239,10 +239,20 @@ def _build(config: dict[str, Any]) -> tuple[Any, Any, Any]:
     """``(dataset, model, optimizer)`` from a config; bad settings raise ValueError/TypeError."""
     from flax import nnx
 
-    from recurrax.models import model_for_task
+    from recurrax.models import backbone_spec, model_for_task
     from recurrax.tasks import load_task
     from recurrax.train import build_optimizer
 
+    # Cheap checks first, so that a typo fails before any data or weights are made.
+    optimizer = build_optimizer(
+        config["optimizer"],
+        config["lr"],
+        clip_norm=config["clip"],
+        clip_value=config["clip_value"],
+        accumulate_steps=config["accumulate"],
+    )
+    if isinstance(config["cell"], str):
+        backbone_spec(config["cell"])
     options = {k: config[k] for k in ("num_train", "num_validation", "num_test") if config[k] is not None}
     data = load_task(config["task"], seq_len=config["seq_len"], seed=config["data_seed"], **options)
     model_options: dict[str, Any] = {}
@@ -252,13 +262,6 @@ def _build(config: dict[str, Any]) -> tuple[Any, Any, Any]:
         model_options["dropout"] = config["dropout"]
     rngs = nnx.Rngs(params=config["seed"], dropout=config["seed"] + 1)
     model = model_for_task(data.info, cell=config["cell"], hidden_size=config["hidden"], rngs=rngs, **model_options)
-    optimizer = build_optimizer(
-        config["optimizer"],
-        config["lr"],
-        clip_norm=config["clip"],
-        clip_value=config["clip_value"],
-        accumulate_steps=config["accumulate"],
-    )
     return data, model, optimizer
 
 
