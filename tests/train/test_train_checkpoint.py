@@ -24,6 +24,9 @@ from train.train_helpers import B, Regressor, leaves_equal, regression_data
 # One optimizer object for every run: equal trainers share one compiled step.
 TX = train.build_optimizer("adam", 0.02, clip_norm=1.0, accumulate_steps=2, skip_nonfinite=True)
 DATA, VALID = regression_data(), regression_data(8, seed=1)
+# Validation targets of the opposite sign: val_loss is best after epoch 1 and worse after, so the best
+# checkpoint is not the latest and restoring the best weights is a real change.
+VALID["targets"] = -VALID["targets"]
 
 
 class InterruptError(Exception):
@@ -42,7 +45,7 @@ class InterruptAt(train.Callback):
 def run(directory, *, resume=False, interrupt_at=None, snapshots=None):
     """3 epochs of 3 steps, dropout on, Adam with accumulation: every kind of state matters."""
     trainer = train.Trainer(Regressor(nnx.Rngs(0, dropout=1), dropout=0.3), TX)
-    callbacks = [train.EarlyStopping("val_loss", patience=5)]
+    callbacks = [train.EarlyStopping("val_loss", patience=5, restore_best=True)]
     if snapshots is not None:
         callbacks.append(train.LambdaCallback(on_epoch_end=lambda t, e, logs: snapshots.__setitem__(t.step, t.params)))
     if interrupt_at is not None:
@@ -86,15 +89,20 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     # Retention: the last 2 steps plus the best val_loss; the index points at the best.
     val = [(row["step"], row["val_loss"]) for row in full.history.epochs]
     best_step = int(min(val, key=lambda sv: sv[1])[0])
-    assert full_ckpt.all_steps() == sorted({best_step, 8, 9})
+    assert best_step == 3 and full_ckpt.all_steps() == [3, 8, 9]
     index = json.loads((tmp_path / "full" / "recurrax_checkpoints.json").read_text())
     assert index["best_step"] == best_step and index["latest_step"] == 9
+
+    # EarlyStopping(restore_best=True) ended both runs on the best epoch's weights (the resumed one read
+    # them back from the checkpoint of that step).
+    assert leaves_equal(full.params, snapshots[best_step])
 
     # Restore for inference, into a freshly built model.
     fresh = train.restore_model(tmp_path / "full", Regressor(nnx.Rngs(42), dropout=0.3), step="best")
     assert leaves_equal(nnx.state(fresh, nnx.Param), snapshots[best_step])
-    fresh = train.restore_model(tmp_path / "full", Regressor(nnx.Rngs(42), dropout=0.3))
     np.testing.assert_array_equal(train.predict(fresh, VALID), full.predict(VALID))
+    fresh = train.restore_model(tmp_path / "full", Regressor(nnx.Rngs(42), dropout=0.3))  # latest: step 9
+    assert leaves_equal(nnx.state(fresh, nnx.Param), snapshots[9])
 
 
 def test_resume_refuses_changed_settings(tmp_path):

@@ -16,6 +16,7 @@ state) are stored as their raw key data and rewrapped on restore.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -54,7 +55,7 @@ class Checkpointer:
 
     The loop (:class:`~recurrax.train.Trainer`) decides *when* to save from
     ``every_steps`` and ``monitor``; this class does the writing, the retention
-    (orbax ``LatestN(keep)`` plus ``BestN(1)`` on ``monitor``) and the checks on
+    (orbax keeps the ``keep`` latest steps and the best step of ``monitor``) and the checks on
     restore. Saves are synchronous.
 
     Args:
@@ -164,12 +165,16 @@ class Checkpointer:
             items["model"] = ocp.args.StandardSave(model_flat)
         if opt_flat:
             items["opt_state"] = ocp.args.StandardSave(opt_flat)
-        improved = metric is not None and self.monitor is not None and self.is_improvement(float(metric))
-        metrics = None if metric is None or math.isnan(float(metric)) else {"monitor": float(metric)}
-        self._get_manager().save(int(step), args=ocp.args.Composite(**items), metrics=metrics, force=True)
-        self._get_manager().wait_until_finished()
-        if improved:
+        previous_best = self.best_step, self.best_value
+        if metric is not None and self.monitor is not None and self.is_improvement(float(metric)):
+            # Set before saving: orbax applies the retention policy (which keeps the best step) right after.
             self.best_step, self.best_value = int(step), float(metric)
+        try:
+            self._get_manager().save(int(step), args=ocp.args.Composite(**items), force=True)
+            self._get_manager().wait_until_finished()
+        except BaseException:
+            self.best_step, self.best_value = previous_best
+            raise
         self._write_index()
         return self.step_path(step)
 
@@ -251,19 +256,9 @@ class Checkpointer:
             import orbax.checkpoint as ocp
             from orbax.checkpoint import checkpoint_managers as managers
 
-            policies: list[Any] = [managers.LatestN(self.keep)]
-            if self.monitor is not None:
-                policies.append(
-                    managers.BestN(
-                        get_metric_fn=lambda metrics: metrics["monitor"],
-                        reverse=self.mode == "min",
-                        n=1,
-                        keep_checkpoints_without_metrics=False,
-                    )
-                )
             options = ocp.CheckpointManagerOptions(
                 enable_async_checkpointing=False,
-                preservation_policy=managers.AnyPreservationPolicy(policies),
+                preservation_policy=managers.AnyPreservationPolicy([managers.LatestN(self.keep), _KeepBest(self)]),
                 cleanup_tmp_directories=True,
             )
             self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -311,6 +306,20 @@ class Checkpointer:
             "mode": self.mode,
         }
         write_atomic(self.directory / INDEX_FILE, json.dumps(index))
+
+
+@dataclasses.dataclass
+class _KeepBest:
+    """An orbax preservation policy that keeps the checkpointer's best step.
+
+    The best step is tracked here (and in the index file) rather than through
+    orbax's metrics, so it survives a restart without orbax re-reading them.
+    """
+
+    checkpointer: Checkpointer
+
+    def should_preserve(self, checkpoints: Any, *, context: Any) -> list[bool]:
+        return [info.step == self.checkpointer.best_step for info in checkpoints]
 
 
 def restore_model(directory: str | os.PathLike[str], model: nnx.Module, *, step: StepSpec = "latest") -> nnx.Module:
