@@ -1,6 +1,8 @@
 """Pure recurrent cells: parameters and carries are plain pytrees."""
 
 from recurrax.cells._base import Carry, Cell, LinearCell, Params, tree_where
+from recurrax.cells._causal_conv import CausalConv1D, causal_conv1d
+from recurrax.cells._conv_lstm import ConvLSTM, conv_lstm
 from recurrax.cells._gru import GRU, gru
 from recurrax.cells._initializers import GateBlocksOrthogonal, chrono_bias
 from recurrax.cells._linear_recurrences import LRU, MinGRU, MinLSTM, lru, min_gru, min_lstm
@@ -19,7 +21,9 @@ __all__ = [
     "LRU",
     "LSTM",
     "Carry",
+    "CausalConv1D",
     "Cell",
+    "ConvLSTM",
     "GateBlocksOrthogonal",
     "LSTMCarry",
     "LinearCell",
@@ -30,7 +34,9 @@ __all__ = [
     "RegularizedCell",
     "SimpleRNN",
     "ZoneoutCarry",
+    "causal_conv1d",
     "chrono_bias",
+    "conv_lstm",
     "gru",
     "layer_norm",
     "lru",

@@ -1,0 +1,24 @@
+"""Convolutions over time: causal and dilated Conv1D, residual TCN blocks, receptive fields.
+
+Every block is pure: an immutable description with ``init(key, in_features)``
+and ``apply(params, xs, *, lengths=None, time_major=False, ...)``, taking
+``xs[*B, T, D]`` like the scan engine. Steps past an example's ``lengths`` are
+zero in the output and never reach the valid steps of a causal block. The
+Flax NNX modules that own their parameters live in ``recurrax.conv._nnx``
+(re-exported by :mod:`recurrax.nn`); the streaming form of a causal
+convolution is the cell :func:`recurrax.cells.causal_conv1d`.
+"""
+
+from recurrax.conv._conv1d import PADDINGS, Conv1D, conv1d, weight_norm
+from recurrax.conv._receptive_field import receptive_field
+from recurrax.conv._tcn import TCN, TemporalBlock
+
+__all__ = [
+    "PADDINGS",
+    "TCN",
+    "Conv1D",
+    "TemporalBlock",
+    "conv1d",
+    "receptive_field",
+    "weight_norm",
+]
