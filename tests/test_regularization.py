@@ -12,12 +12,11 @@ import pytest
 
 import numpy_reference as ref
 import recurrax
-from cell_registry import randomized_params
 from recurrax.cells import RecurrentDropoutCarry, ZoneoutCarry, recurrent_dropout, zoneout
 
 B, T, D, H = 3, 5, 3, 4
 LENGTHS = np.array([5, 3, 1])
-XS = jax.random.normal(jax.random.key(0), (B, T, D))
+XS = jnp.asarray(np.random.default_rng(0).normal(size=(B, T, D)), jnp.float32)
 
 BASE_CELLS = {
     "simple_rnn": lambda **kw: recurrax.simple_rnn(H, **kw),
@@ -35,13 +34,12 @@ scan = jax.jit(
 )
 
 
-_randomized_params = jax.jit(randomized_params, static_argnums=(0, 2))
-
-
 @functools.cache
-def _params(cell, seed=1):
-    """Randomised parameters, made in one compiled call (eager init is many small compiles)."""
-    return _randomized_params(cell, jax.random.key(seed), D)
+def _params(cell, input_size=D, seed=1):
+    """Random non-default parameters with the cell's shapes, drawn by numpy (no XLA compile for init)."""
+    shapes = jax.eval_shape(lambda key: cell.init(key, input_size), jax.random.key(0))
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: jnp.asarray(rng.uniform(-0.5, 0.5, s.shape), s.dtype), shapes)
 
 
 def _exact(a, b):
@@ -191,7 +189,7 @@ def test_zoneout_training_keeps_each_unit_or_updates_it_at_the_given_rate():
     cell = zoneout(base, rate)
     params = _params(base)
     batch = 400
-    xs = jax.random.normal(jax.random.key(9), (batch, T, D))
+    xs = jnp.asarray(np.random.default_rng(9).normal(size=(batch, T, D)), jnp.float32)
     carry0 = cell.initial_carry((batch,), key=jax.random.key(10))
     ys, _, carries = scan(cell, params, xs, initial_carry=carry0, return_carries=True, hoist_input_projection=False)
     hs = np.asarray(carries.inner)
@@ -260,11 +258,8 @@ def test_gradient_matches_a_finite_difference(x64):
 
     # The masks are fixed by carry0, so the loss is smooth in params: compare the
     # gradient with a central difference along a random direction.
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(15), len(leaves))
-    direction = jax.tree.unflatten(
-        treedef, [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)]
-    )
+    rng = np.random.default_rng(15)
+    direction = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), a.dtype), params)
     eps = 1e-6
     shifted = [jax.tree.map(lambda p, d, s=s: p + s * eps * d, params, direction) for s in (1, -1)]
     finite_difference = (value_and_grad(shifted[0])[0] - value_and_grad(shifted[1])[0]) / (2 * eps)

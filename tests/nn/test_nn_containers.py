@@ -14,7 +14,7 @@ from recurrax import nn
 
 B, T, D, H = 3, 5, 3, 4
 LENGTHS = jnp.array([5, 3, 1])
-XS = jax.random.normal(jax.random.key(0), (B, T, D))
+XS = jnp.asarray(np.random.default_rng(0).normal(size=(B, T, D)), jnp.float32)
 
 call = nnx.jit(lambda module, xs, lengths: module(xs, lengths=lengths))
 
@@ -104,24 +104,6 @@ def test_stacked_equals_stacked_scan_in_evaluation_and_is_random_in_training():
     assert not np.allclose(train_1, ys) and not np.allclose(train_1, train_2)
     for b, length in enumerate(np.asarray(LENGTHS)):
         assert np.all(np.asarray(train_1[b, length:]) == 0)
-
-
-def test_stack_with_a_bidirectional_layer_written_out():
-    stack = _stack(nnx.Rngs(3), residual=True, return_carry=True)
-    ys, finals = call(stack, XS, LENGTHS)
-    first = stack.layers[0]
-    h0, carries0 = recurrax.bidirectional_scan(
-        first.forward.cell,
-        first.forward.pure_params(),
-        first.backward.cell,
-        first.backward.pure_params(),
-        XS,
-        lengths=LENGTHS,
-    )
-    lstm, gru = stack.layers[1], stack.layers[2]
-    y1, c1 = recurrax.scan(lstm.cell, lstm.pure_params(), h0, lengths=LENGTHS)
-    y2, c2 = recurrax.scan(gru.cell, gru.pure_params(), y1 + h0, lengths=LENGTHS)
-    chex.assert_trees_all_close((ys, finals), (y2 + y1 + h0, (carries0, c1, c2)), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -215,9 +197,8 @@ def test_carry_probe_gradient_matches_a_finite_difference_through_a_stack(x64):
 
     value_and_grad = jax.jit(jax.value_and_grad(loss))
     grads = value_and_grad(zeros)[1]
-    leaves, treedef = jax.tree.flatten(zeros)
-    keys = jax.random.split(jax.random.key(6), len(leaves))
-    direction = treedef.unflatten([jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)])
+    rng = np.random.default_rng(6)
+    direction = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), a.dtype), zeros)
     eps = 1e-6
     plus, minus = (jax.tree.map(lambda d, s=s: s * eps * d, direction) for s in (1, -1))
     finite_difference = (value_and_grad(plus)[0] - value_and_grad(minus)[0]) / (2 * eps)
