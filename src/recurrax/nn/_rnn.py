@@ -22,6 +22,10 @@ def _values(tree: Any) -> Any:
     return jax.tree.map(lambda v: v[...], tree, is_leaf=lambda v: isinstance(v, nnx.Variable))
 
 
+def _identity(carry: Carry) -> Carry:
+    return carry
+
+
 def _check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -92,9 +96,7 @@ class RNN(nnx.Module):
         check_choice(method, "method", _METHODS)
         if method == "parallel" and not cell.is_linear:
             raise ValueError(f"method='parallel' needs a linear-recurrence cell, got {type(cell).__name__}")
-        if isinstance(unroll, bool):
-            pass
-        elif not isinstance(unroll, int) or unroll < 1:
+        if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
             raise ValueError(f"unroll must be a positive int or a bool, got {unroll!r}")
         self.cell = cell
         self.in_features = _check_positive_int(in_features, "in_features")
@@ -160,7 +162,7 @@ class RNN(nnx.Module):
             initial_carry = jax.tree.map(lambda a: jnp.broadcast_to(a, (*batch_shape, *a.shape)), learned)
 
         cell = self.cell
-        unwrap: Any = lambda carry: carry  # noqa: E731
+        unwrap = _identity
         if isinstance(cell, RegularizedCell):
             cell = cell.with_deterministic(self.deterministic)
             if initial_carry is None:
