@@ -145,6 +145,7 @@ def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(tmp_p
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     directory = tmp_path / "ckpt"
+    # The child saves on the CPU: on a GPU machine this test also restores onto another device.
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     with subprocess.Popen(
         [sys.executable, str(script), str(directory)],

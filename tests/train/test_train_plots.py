@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -95,6 +96,6 @@ def test_import_stays_light():
         capture_output=True,
         text=True,
         check=True,
-        env={"JAX_PLATFORMS": "cpu", "PATH": ""},
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     ).stdout
     assert out.strip() == "[]"

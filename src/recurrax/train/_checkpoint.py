@@ -399,7 +399,10 @@ def _flatten_indexed(tree: Any) -> tuple[dict[str, Any], list[list[Any]]]:
 
 def _abstract(x: Any) -> jax.ShapeDtypeStruct:
     data = jax.eval_shape(jax.random.key_data, x) if _is_key(x) else x
-    return jax.ShapeDtypeStruct(np.shape(data), data.dtype)
+    # Onto this process's device, not the one that saved: a checkpoint written
+    # on a GPU must load on a CPU-only machine and the other way round.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.ShapeDtypeStruct(np.shape(data), data.dtype, sharding=device)
 
 
 def _abstract_named(tree: Any) -> tuple[dict[str, jax.ShapeDtypeStruct], list[str]]:
