@@ -140,8 +140,27 @@ def _min_rnn(kind: str) -> BackboneFactory:
     return factory
 
 
+def _tcn(
+    in_features: int,
+    hidden_size: int,
+    *,
+    rngs: nnx.Rngs,
+    num_levels: int = 5,
+    kernel_size: int = 3,
+    **options: Any,
+) -> tuple[nnx.Module, int]:
+    # Five levels of kernel 3 see 125 steps back (1 + 2·(3-1)·(1+2+4+8+16)):
+    # enough for the built-in tasks at their default lengths.
+    from recurrax.conv._nnx import TCN
+
+    return TCN(in_features, hidden_size, rngs=rngs, num_levels=num_levels, kernel_size=kernel_size, **options), (
+        hidden_size
+    )
+
+
 register_backbone("lstm", _recurrent("lstm"), summary="LSTM (Hochreiter & Schmidhuber 1997)")
 register_backbone("gru", _recurrent("gru"), summary="GRU (Cho et al. 2014)")
 register_backbone("rnn", _recurrent("rnn"), summary="Elman RNN with tanh (vanishing gradients: the baseline)")
 register_backbone("mingru", _min_rnn("mingru"), summary="minGRU (Feng et al. 2024), parallel scan over time")
 register_backbone("minlstm", _min_rnn("minlstm"), summary="minLSTM (Feng et al. 2024), parallel scan over time")
+register_backbone("tcn", _tcn, summary="temporal convolutional network (Bai et al. 2018), causal, 125-step view")
