@@ -81,7 +81,12 @@ def scan_loop(step, xs, initial_carry, lengths=None, resets=None, reverse=False)
         steps = range(int(lengths[b]))
         rows = {}
         for t in reversed(steps) if reverse else steps:
-            if resets is not None and resets[b, t]:
+            # Backwards, an episode (which starts where resets is set) is entered at its last step.
+            if resets is None:
+                starts_here = False
+            else:
+                starts_here = (t + 1 < T and resets[b, t + 1]) if reverse else resets[b, t]
+            if starts_here:
                 carry = c0
             carry, y = step(carry, np.asarray(xs[b, t]))
             rows[t] = y

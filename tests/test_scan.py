@@ -49,6 +49,16 @@ def test_resets_equal_separate_episodes():
     _assert_trees_close(carry, second_carry)
 
 
+def test_reverse_resets_run_each_episode_backwards_on_its_own():
+    resets = np.zeros((BATCH, STEPS), bool)
+    resets[:, 2] = True
+    ys, carry = recurrax.scan(CELL, PARAMS, XS, resets=resets, reverse=True)
+    first, first_carry = recurrax.scan(CELL, PARAMS, XS[:, :2], reverse=True)
+    second, _ = recurrax.scan(CELL, PARAMS, XS[:, 2:], reverse=True)
+    _assert_trees_close(ys, jnp.concatenate([first, second], axis=1))
+    _assert_trees_close(carry, first_carry)
+
+
 def test_resets_restart_from_the_given_initial_carry():
     c0 = jax.tree.map(lambda a: a + 0.5, CELL.initial_carry((BATCH,)))
     resets = np.zeros((BATCH, STEPS), bool)

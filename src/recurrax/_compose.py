@@ -60,21 +60,6 @@ def merge_directions(forward_ys: Array, backward_ys: Array, merge: MergeMode) ->
     return forward_ys * backward_ys
 
 
-def backward_resets(resets: Array, *, time_major: bool) -> Array:
-    """Episode starts (in ``xs``'s order) as the restarts of a scan that runs backwards.
-
-    ``resets[t]`` marks the first step of an episode. Running backwards, the
-    carry must restart at each episode's *last* step, i.e. where
-    ``resets[t + 1]`` is set. (At an example's last valid step the backward
-    scan starts from the initial carry anyway, so the padding flag shifted
-    there changes nothing.)
-    """
-    axis = 0 if time_major else resets.ndim - 1
-    later = jax.lax.slice_in_dim(resets, 1, resets.shape[axis], axis=axis)
-    last = jnp.zeros_like(jax.lax.slice_in_dim(resets, 0, 1, axis=axis))
-    return jnp.concatenate([later, last], axis=axis)
-
-
 def inverted_dropout(x: Array, rate: float, key: Array) -> Array:
     """Inverted dropout: each element kept with probability ``1 - rate`` and scaled by ``1/(1 - rate)``."""
     keep = 1.0 - rate
@@ -374,7 +359,7 @@ def bidirectional_scan(
         backward_params,
         xs,
         initial_carry=_layer_carry(cells[1], carries[1], batch_shape, keys[1]),
-        resets=None if resets is None else backward_resets(resets, time_major=time_major),
+        resets=resets,
         reverse=True,
         **common,
     )

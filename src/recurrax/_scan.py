@@ -43,7 +43,9 @@ def scan(
                 carry = initial_carry[b]
                 steps = range(lengths[b])             # only the valid steps
                 for t in (reversed(steps) if reverse else steps):
-                    if resets[b, t]:                  # an episode starts at t
+                    # resets[b, t] marks the first step of an episode; backwards,
+                    # an episode is entered at its last step instead.
+                    if (resets[b, t + 1] if reverse else resets[b, t]):
                         carry = initial_carry[b]
                     carry, ys[b, t] = cell.step(params, carry, xs[b, t])
                 ys[b, lengths[b]:] = 0                # padding outputs are zero
@@ -149,7 +151,11 @@ def scan(
         reverse_index = _reverse_within_lengths_index(num_steps, batch_shape, lengths)
         xs_tm = _gather_time(xs_tm, reverse_index)
         if resets_tm is not None:
-            resets_tm = _gather_time(resets_tm, reverse_index)
+            # Backwards, the carry restarts at each episode's last step: where
+            # the next step starts an episode. (At an example's last valid step
+            # the scan starts from the initial carry anyway.)
+            shifted = jnp.concatenate([resets_tm[1:], jnp.zeros_like(resets_tm[:1])], axis=0)
+            resets_tm = _gather_time(shifted, reverse_index)
 
     perturbation_tm = None
     if carry_perturbation is not None:
@@ -189,7 +195,9 @@ def scan(
         if fused:
             raise ValueError("fused=True needs a recurrax Cell, got a plain step function")
         if is_cell:
-            use_projection = cell.supports_input_projection if hoist_input_projection is None else hoist_input_projection
+            use_projection = (
+                cell.supports_input_projection if hoist_input_projection is None else hoist_input_projection
+            )
             if use_projection and not cell.supports_input_projection:
                 raise ValueError(f"hoist_input_projection=True but {type(cell).__name__} has no input projection")
             if use_projection:

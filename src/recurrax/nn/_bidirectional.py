@@ -6,8 +6,7 @@ from typing import Any
 
 from flax import nnx
 
-from recurrax._compose import MergeMode, backward_resets, merge_directions, merged_features
-from recurrax._validation import check_mask_like, check_sequence
+from recurrax._compose import MergeMode, merge_directions, merged_features
 from recurrax.cells._base import Array, Carry
 from recurrax.nn._rnn import RNN
 
@@ -98,13 +97,6 @@ class Bidirectional(nnx.Module):
                 "Bidirectional initial_carry must be None or a pair (forward, backward), "
                 f"got {type(initial_carry).__name__}"
             )
-        backward_flags = None
-        if resets is not None:
-            xs = check_sequence(xs, "Bidirectional input xs", time_major=self.time_major, features=self.in_features)
-            batch_shape = tuple(xs.shape[1:-1] if self.time_major else xs.shape[:-2])
-            num_steps = xs.shape[0 if self.time_major else len(batch_shape)]
-            resets = check_mask_like(resets, "resets", batch_shape, num_steps, self.time_major)
-            backward_flags = backward_resets(resets, time_major=self.time_major)
         ys_f, carry_f = self.forward.run(xs, initial_carry=initial_carry[0], lengths=lengths, resets=resets)
-        ys_b, carry_b = self.backward.run(xs, initial_carry=initial_carry[1], lengths=lengths, resets=backward_flags)
+        ys_b, carry_b = self.backward.run(xs, initial_carry=initial_carry[1], lengths=lengths, resets=resets)
         return merge_directions(ys_f, ys_b, self.merge), (carry_f, carry_b)
