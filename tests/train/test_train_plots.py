@@ -64,6 +64,13 @@ def test_gradient_flow_plots(tmp_path):
     read_png(train.plot_gradient_flow(flow, tmp_path / "curves.png", layer_names=["a", "b"]))
     read_png(train.plot_gradient_flow(np.stack([flow, flow * 2, flow * 3]), tmp_path / "heat.png", steps=[0, 5, 10]))
     read_png(train.plot_gradient_flow({"rnn": flow[:1], "lstm": flow[:1] * 0 + 1}, tmp_path / "compare.png"))
+    one = read_png(train.plot_gradient_flow(np.stack([flow[:1]] * 3), tmp_path / "one.png"))
+    two = read_png(
+        train.plot_gradient_flow(
+            {"a": np.stack([flow[:1]] * 3), "b": np.stack([flow[:1]] * 3)}, tmp_path / "two.png", steps=[0, 5, 10]
+        )
+    )
+    assert two.shape[1] > 1.5 * one.shape[1]  # side by side
 
 
 @pytest.mark.parametrize(
@@ -76,6 +83,11 @@ def test_gradient_flow_plots(tmp_path):
         ),
         (lambda p: train.plot_history(synthetic_history(), p / "x.jpg"), "must end in .png"),
         (lambda p: train.plot_gradient_flow(np.ones(5), p / "x.png"), r"\[layers, T\] or \[S, layers, T\]"),
+        (lambda p: train.plot_gradient_flow({"a": np.ones((2, 5)), "b": np.ones((2, 2, 5))}, p / "x.png"), "all alike"),
+        (
+            lambda p: train.plot_gradient_flow({"a": np.ones((2, 1, 5)), "b": np.ones((3, 1, 5))}, p / "x.png"),
+            "same number of rows",
+        ),
         (lambda p: train.plot_gradient_flow(np.ones((2, 1, 5)), p / "x.png", steps=[1]), "steps must have 2"),
         (lambda p: train.plot_gradient_flow(np.ones((2, 5)), p / "x.png", layer_names=["a"]), "1 names for 2 layers"),
     ],

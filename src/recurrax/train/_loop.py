@@ -268,8 +268,7 @@ class Trainer:
             if checkpoint.latest_step() is not None:
                 self._resume(checkpoint, callbacks, fit_config)
 
-        from tqdm.auto import tqdm
-
+        tqdm = _progress_bar()
         for cb in callbacks:
             cb.on_train_begin(self)
         last_saved = self.step if resume and checkpoint is not None else None
@@ -614,6 +613,23 @@ def _in_order(data: Mapping[str, Any], n: int, batch_size: int) -> Iterable[dict
 
 def _device_batch(batch: Mapping[str, Any]) -> dict[str, Array]:
     return {k: jnp.asarray(v) for k, v in batch.items()}
+
+
+def _progress_bar() -> Any:
+    """tqdm's notebook bar where it can draw (ipywidgets installed), else the console bar.
+
+    ``tqdm.auto`` in a notebook without ipywidgets warns and falls back; this
+    falls back without the warning.
+    """
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        from tqdm.std import tqdm
+
+        return tqdm
+    from tqdm.auto import tqdm
+
+    return tqdm
 
 
 def _postfix(metrics: Mapping[str, Any], names: Sequence[str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ import numpy as np
 from recurrax.train._history import History
 
 _NOT_CURVES = ("epoch", "step")
+_DECADES = 10.0
 
 
 def plot_history(history: History, path: str | os.PathLike[str], *, metrics: Sequence[str] | None = None) -> Path:
@@ -95,43 +96,76 @@ def plot_gradient_flow(
 
     Args:
       flow: :func:`~recurrax.train.gradient_flow`'s ``[layers, T]``, or a stack
-        ``[S, layers, T]`` over training (``GradientFlowRecorder.flows``);
-        several ``[layers, T]`` arrays may also be given as ``{"name": flow}``
-        to compare models on one plot.
+        ``[S, layers, T]`` over training (``GradientFlowRecorder.flows``). A
+        dict ``{"name": flow}`` compares models: curves on one axis for
+        ``[layers, T]`` arrays, side-by-side heatmaps on one colour scale for
+        ``[S, layers, T]`` arrays.
       path: the PNG file to write.
       steps: the training step of each of the ``S`` rows (heatmap y axis).
       layer_names: one name per layer.
       title: a title for the figure.
+
+    Example:
+      >>> import numpy as np, tempfile, os
+      >>> flow = np.exp(-np.arange(50.0))[None]  # one layer, T = 50
+      >>> path = plot_gradient_flow(flow, os.path.join(tempfile.mkdtemp(), "flow.png"))
+      >>> path.suffix
+      '.png'
     """
-    if isinstance(flow, dict):
-        return _plot_flow_curves({k: np.asarray(v) for k, v in flow.items()}, path, layer_names, title)
-    flow = np.asarray(flow)
-    if flow.ndim == 2:
-        return _plot_flow_curves({"": flow}, path, layer_names, title)
-    if flow.ndim != 3:
-        raise ValueError(f"flow must be [layers, T] or [S, layers, T], got shape {flow.shape}")
-    num_steps, num_layers, num_times = flow.shape
-    steps = np.arange(num_steps) if steps is None else np.asarray(steps)
-    if steps.shape != (num_steps,):
-        raise ValueError(f"steps must have {num_steps} entries (one per row of flow), got shape {steps.shape}")
-    names = _layer_names(layer_names, num_layers)
-    fig, axes = _figure(num_layers, width=5.0)
-    log_flow = np.log10(np.maximum(flow, np.finfo(np.float32).tiny))
-    for i, ax in enumerate(axes):
+    flows = {k: np.asarray(v) for k, v in flow.items()} if isinstance(flow, dict) else {"": np.asarray(flow)}
+    dims = {f.ndim for f in flows.values()}
+    if len(dims) != 1 or dims.pop() not in (2, 3):
+        shapes = {k: f.shape for k, f in flows.items()}
+        raise ValueError(f"flow must be [layers, T] or [S, layers, T] (all alike), got shapes {shapes}")
+    if next(iter(flows.values())).ndim == 2:
+        return _plot_flow_curves(flows, path, layer_names, title)
+    return _plot_flow_heatmaps(flows, path, steps, layer_names, title)
+
+
+def _plot_flow_heatmaps(
+    flows: dict[str, np.ndarray],
+    path: str | os.PathLike[str],
+    steps: Sequence[int] | None,
+    layer_names: Sequence[str] | None,
+    title: str | None,
+) -> Path:
+    num_steps = {f.shape[0] for f in flows.values()}
+    if len(num_steps) != 1:
+        raise ValueError(f"flows to compare must have the same number of rows S, got {sorted(num_steps)}")
+    (num_rows,) = num_steps
+    steps = np.arange(num_rows) if steps is None else np.asarray(steps)
+    if steps.shape != (num_rows,):
+        raise ValueError(f"steps must have {num_rows} entries (one per row of flow), got shape {steps.shape}")
+    panels = []
+    for label, flow in flows.items():
+        names = _layer_names(layer_names, flow.shape[1])
+        panels += [(" — ".join(x for x in (label, names[i]) if x), flow[:, i, :]) for i in range(flow.shape[1])]
+    tiny = np.finfo(np.float32).tiny
+    logs = [np.log10(np.maximum(values, tiny)) for _, values in panels]
+    # One colour scale for every panel, so that panels compare; at most
+    # _DECADES decades, so that one underflow to ~0 does not wash the rest out.
+    high = max(float(x.max()) for x in logs)
+    low = max(min(float(x.min()) for x in logs), high - _DECADES)
+    clipped = any(float(x.min()) < low for x in logs)
+    fig, axes = _figure(len(panels), width=4.6)
+    ticks = np.linspace(0, num_rows - 1, min(num_rows, 6)).round().astype(int)
+    image = None
+    for ax, (name, _), log_flow in zip(axes, panels, logs, strict=True):
         image = ax.imshow(
-            log_flow[:, i, :],
+            log_flow,
             aspect="auto",
             origin="lower",
             cmap="viridis",
-            extent=(-0.5, num_times - 0.5, -0.5, num_steps - 0.5),
+            vmin=low,
+            vmax=high,
+            extent=(-0.5, log_flow.shape[1] - 0.5, -0.5, num_rows - 0.5),
             interpolation="nearest",
         )
-        ticks = np.linspace(0, num_steps - 1, min(num_steps, 6)).round().astype(int)
         ax.set_yticks(ticks, [str(int(steps[t])) for t in ticks])
         ax.set_xlabel("time step t")
         ax.set_ylabel("training step")
-        ax.set_title(f"log10 ‖∂L/∂h_t‖ — {names[i]}")
-        fig.colorbar(image, ax=ax)
+        ax.set_title(name)
+    fig.colorbar(image, ax=axes, label="log10 ‖∂L/∂h_t‖", extend="min" if clipped else "neither")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -143,8 +177,6 @@ def _plot_flow_curves(
     fig, axes = _figure(1, width=6.0)
     ax = axes[0]
     for label, flow in flows.items():
-        if flow.ndim != 2:
-            raise ValueError(f"flow {label!r} must be [layers, T], got shape {flow.shape}")
         names = _layer_names(layer_names, flow.shape[0])
         for i in range(flow.shape[0]):
             name = " / ".join(x for x in (label, names[i] if flow.shape[0] > 1 or layer_names else "") if x)
