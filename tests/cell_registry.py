@@ -14,8 +14,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-import recurrax
 import numpy_reference as ref
+import recurrax
+import recurrax.cells
 
 # Shapes shared by every cross-cutting test, so XLA compiles are reused.
 BATCH, STEPS, FEATURES, HIDDEN, PROJ = 3, 6, 3, 5, 3
@@ -61,6 +62,24 @@ CELL_CASES: list[CellCase] = [
         "gru_reset_before",
         lambda **kw: recurrax.gru(HIDDEN, reset_after=False, **kw),
         partial(ref.gru_step, reset_after=False),
+    ),
+    CellCase("min_gru", lambda **kw: recurrax.cells.min_gru(HIDDEN, **kw), linear=True),
+    CellCase("min_gru_log_space", lambda **kw: recurrax.cells.min_gru(HIDDEN, log_space=True, **kw), linear=True),
+    CellCase("min_lstm", lambda **kw: recurrax.cells.min_lstm(HIDDEN, **kw), linear=True),
+    CellCase("lru", lambda **kw: recurrax.cells.lru(HIDDEN, r_min=0.4, r_max=0.9, skip=False, **kw), linear=True),
+    CellCase(
+        "causal_conv1d",
+        lambda **kw: recurrax.cells.causal_conv1d(HIDDEN, 3, in_features=FEATURES, dilation=2, **kw),
+    ),
+    CellCase("conv_lstm_1d", lambda **kw: recurrax.cells.conv_lstm(2, spatial_shape=(FEATURES,), **kw)),
+    # Deterministic regularised cells (their stochastic modes: tests/test_regularization.py).
+    CellCase(
+        "lstm_recurrent_dropout_eval",
+        lambda **kw: recurrax.cells.recurrent_dropout(recurrax.lstm(HIDDEN, **kw), 0.3, deterministic=True),
+    ),
+    CellCase(
+        "gru_zoneout_eval",
+        lambda **kw: recurrax.cells.zoneout(recurrax.gru(HIDDEN, **kw), 0.2, deterministic=True),
     ),
 ]
 
