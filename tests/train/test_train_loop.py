@@ -51,7 +51,7 @@ def test_fit_evaluate_predict_history_and_diagnostics():
         assert row["clipped"] == float(row["grad_norm"] > 5.0)
         np.testing.assert_allclose(row["clipped_grad_norm"], min(row["grad_norm"], 5.0), rtol=1e-5)
     for epoch in (1, 2, 3):  # equal batches: the exact epoch mean is the mean of the step means
-        losses = [r["loss"] for r in history.steps if r["epoch"] == epoch - 1]
+        losses = [r["loss"] for r in history.steps if r["epoch"] == epoch]
         np.testing.assert_allclose(history.epochs[epoch - 1]["loss"], np.mean(losses), rtol=1e-6)
 
     # The module holds the trained weights; predict and evaluate agree with a direct computation.
@@ -176,6 +176,7 @@ def test_early_stopping_stops_and_restores_best_weights():
         (lambda t, d: t.fit({"inputs": d["inputs"]}, batch_size=B), ValueError, "train_data has no 'targets'"),
         (lambda t, d: t.fit({**d, "targets": d["targets"][:5]}), ValueError, "share their leading"),
         (lambda t, d: t.fit(d, batch_size=0), ValueError, "batch_size must be a positive int"),
+        (lambda t, d: t.evaluate(d, batch_size=0), ValueError, "batch_size must be a positive int"),
         (lambda t, d: t.fit(d, batch_size=64, drop_remainder=True), ValueError, "fewer than batch_size"),
         (lambda t, d: t.fit(d, resume=True), ValueError, "resume=True needs a checkpoint"),
         (lambda t, d: t.fit(d, callbacks=[print]), TypeError, "callbacks must be Callback instances"),

@@ -19,7 +19,7 @@ def synthetic_history():
         history.log_step(
             {
                 "step": step,
-                "epoch": (step - 1) // 4,
+                "epoch": (step - 1) // 4 + 1,
                 "loss": 1.0 / step,
                 "grad_norm": 2.0 / step,
                 "clipped_grad_norm": min(2.0 / step, 1.0),

@@ -17,8 +17,9 @@ class History:
 
     ``steps`` rows hold ``step``, ``epoch``, ``loss`` (the batch mean), the train
     metrics and the gradient diagnostics; ``epochs`` rows hold ``epoch``,
-    ``step``, the epoch's exact train means and ``val_*`` metrics. Values are
-    Python floats, so the JSON form round-trips bit for bit.
+    ``step``, the epoch's exact train means and ``val_*`` metrics. Steps and
+    epochs count from 1 (a step row's ``epoch`` is the epoch it belongs to).
+    Values are Python floats, so the JSON form round-trips bit for bit.
 
     Example:
       >>> h = History()

@@ -173,7 +173,7 @@ class Trainer:
         pending, self._pending = jax.device_get(self._pending), []
         for first, last, epoch, metrics, stats in pending:
             for i, step in enumerate(range(first, last + 1)):
-                row: dict[str, Any] = {"step": step, "epoch": epoch}
+                row: dict[str, Any] = {"step": step, "epoch": epoch + 1}  # epochs count from 1, as in the epoch rows
                 for k in [*(n for n in self._stat_names() if n in metrics), *metrics]:
                     row.setdefault(k, metrics[k][i] if np.ndim(metrics[k]) else metrics[k])
                 self.history.log_step(row)
@@ -316,7 +316,7 @@ class Trainer:
             finally:
                 bar.close()
         self._flush()
-        if checkpoint is not None and last_saved != self.step and self.step > 0:
+        if checkpoint is not None and last_saved != self.step and self.step not in [0, *checkpoint.all_steps()]:
             self._save(checkpoint, callbacks, fit_config, None)
         for cb in callbacks:
             cb.on_train_end(self)
@@ -336,7 +336,7 @@ class Trainer:
         self._flush()
         epoch = self.epoch
         logs: dict[str, float] = {"epoch": epoch + 1, "step": self.step}
-        logs.update({k: t / c for k, (t, c) in self._epoch_totals.items()})
+        logs.update({k: (t / c if c else math.nan) for k, (t, c) in self._epoch_totals.items()})
         if valid is not None and (epoch + 1) % every == 0:
             logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(valid, batch_size).items()})
         self.history.log_epoch(logs)
@@ -607,6 +607,8 @@ def _take(data: Mapping[str, Any], index: np.ndarray) -> dict[str, Any]:
 
 
 def _in_order(data: Mapping[str, Any], n: int, batch_size: int) -> Iterable[dict[str, Array]]:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     for start in range(0, n, batch_size):
         yield _device_batch(_take(data, np.arange(start, min(start + batch_size, n))))
 
