@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import socket
@@ -205,3 +206,19 @@ def test_split_checks_its_arrays():
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=3\]"):
         Split(inputs=x, targets=np.zeros(2), lengths=np.array([1, 4], np.int32))
     assert len(Split(inputs=x, targets=np.zeros(2)).subset(np.array([1]))) == 1
+
+
+def test_loss_and_metric_names_are_known_to_train():
+    from recurrax.train._losses import LOSSES, METRICS
+
+    kinds = {}
+    for name in ("adding", "copy", "sentiment"):
+        info = load_task(name, **SMALL).info
+        kinds[info.kind] = info
+        assert info.loss in LOSSES and set(info.metrics) <= set(METRICS)
+    assert {k: v.loss for k, v in kinds.items()} == {
+        "regression": "mse",
+        "multiclass": "softmax_cross_entropy",
+        "binary": "binary_cross_entropy",
+    }
+    assert json.loads(json.dumps(kinds["binary"].to_dict()))["baseline_description"]
