@@ -9,8 +9,10 @@ Terms used in the results:
   ``compile_s`` for a JAX implementation the ahead-of-time ``lower().compile()``
               time; ``first_call_s`` the first call, compile included;
   ``peak_bytes`` on CPU the rise of the process's peak resident memory during
-              one call (``VmHWM`` after ``malloc_trim`` and a reset), on GPU the
-              framework's device peak; ``xla_bytes`` XLA's own static estimate.
+              one call (``VmHWM`` after ``malloc_trim`` and a reset); on GPU,
+              PyTorch's device peak (JAX cannot reset its own, so none);
+  ``xla_bytes`` XLA's static estimate for a JAX implementation: arguments,
+              outputs and temporaries of the compiled program.
 """
 
 from __future__ import annotations
@@ -125,20 +127,8 @@ def jax_impl(
             - analysis.alias_size_in_bytes
         )
 
-    def device_peak(call: Callable[[], Any]) -> int | None:
-        device = jax.devices()[0]
-        if device.platform == "cpu":
-            return None
-        stats = device.memory_stats() or {}
-        before = stats.get("bytes_in_use")
-        call()
-        stats = device.memory_stats() or {}
-        if before is None or "peak_bytes_in_use" not in stats:
-            return None
-        # JAX cannot reset the device peak: it is the peak since start, an upper bound.
-        return int(stats["peak_bytes_in_use"] - before)
-
-    return Impl(name, framework, path, run, loss, compile_, xla_bytes, device_peak, extra or {})
+    # No device_peak: JAX cannot reset its device peak; off CPU, xla_bytes is its memory figure.
+    return Impl(name, framework, path, run, loss, compile_, xla_bytes, None, extra or {})
 
 
 # ------------------------------------------------------------------ environment

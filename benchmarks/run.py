@@ -128,6 +128,9 @@ def build_impls(
 
 def measure(impls: list[Impl], repeats: int, *, memory: bool = True) -> list[dict]:
     """Compiles, warms up, then times ``repeats`` interleaved rounds over every implementation."""
+    import jax
+
+    on_cpu = jax.default_backend() == "cpu"
     rows: dict[str, dict] = {}
     inner: dict[str, int] = {}
     alive: list[Impl] = []
@@ -164,9 +167,10 @@ def measure(impls: list[Impl], repeats: int, *, memory: bool = True) -> list[dic
         row.update(summarize(row["times_s"]))
         row["calls_per_sample"] = inner[impl.name]
         if memory:
-            row["peak_bytes"] = (
-                impl.device_peak(impl.run) if impl.device_peak is not None else None
-            ) or peak_rss_delta(impl.run)
+            peak = impl.device_peak(impl.run) if impl.device_peak is not None else None
+            if peak is None and on_cpu:
+                peak = peak_rss_delta(impl.run)
+            row["peak_bytes"] = peak
             if impl.xla_bytes is not None:
                 row["xla_bytes"] = impl.xla_bytes()
         value = impl.loss()
@@ -196,8 +200,15 @@ def with_ratios(rows: list[dict], cfg: Config) -> list[dict]:
 
 # ------------------------------------------------------------------- suites
 def suite_peers(
-    configs: list[Config], cells: list[str], modes: list[str], repeats: int, peers: list[str], options: dict
+    configs: list[Config],
+    cells: list[str],
+    modes: list[str],
+    repeats: int,
+    peers: list[str],
+    options: dict,
+    checkpoint: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
+    """Every implementation on every (config, cell, mode); ``checkpoint(results)`` after each block."""
     results = []
     for cfg in configs:
         xs = input_batch(cfg)
@@ -222,6 +233,8 @@ def suite_peers(
                     }
                 )
                 del impls
+                if checkpoint is not None:
+                    checkpoint(results)
     return results
 
 
@@ -263,12 +276,13 @@ def _recurrax_step(cfg: Config, kwargs: dict, layers: int = 1) -> tuple[Callable
     return jax.jit(jax.value_and_grad(loss)), params, xs
 
 
-def suite_scaling(steps: Iterable[int], repeats: int) -> list[dict]:
+def suite_scaling(steps: Iterable[int], repeats: int, shape: dict | None = None) -> list[dict]:
     import jax.numpy as jnp
 
+    shape = shape or SCALING_SHAPE
     rows = []
     for T in steps:
-        cfg = Config(SCALING_SHAPE["B"], T, SCALING_SHAPE["D"], SCALING_SHAPE["H"])
+        cfg = Config(shape["B"], T, shape["D"], shape["H"])
         xs = jnp.asarray(input_batch(cfg))
         for name, kwargs in (
             ("recurrax", {}),
@@ -386,21 +400,29 @@ def summary_rows(peers: list[dict]) -> list[dict]:
         rec = get.get("recurrax")
         if rec is None:
             continue
+        floor_min = get["floor"]["min_s"] if "floor" in get else None
         jax_peers = [r for r in rows if r["framework"] in ("flax.nnx", "flax.linen", "equinox", "haiku", "keras")]
         torch_rows = [r for r in rows if r["framework"] == "torch"]
         best_jax = min(jax_peers, key=lambda r: r["median_s"], default=None)
         best_torch = min(torch_rows, key=lambda r: r["median_s"], default=None)
+        # Under load the minimum is the least disturbed sample; both are reported.
+        best_jax_min = min((r["min_s"] for r in jax_peers), default=None)
+        best_torch_min = min((r["min_s"] for r in torch_rows), default=None)
         out.append(
             {
                 "cell": block["cell"],
                 "mode": block["mode"],
                 "config": Config(**block["config"]).label,
+                "load": block.get("load_before"),
                 "recurrax_ms": rec["median_s"] * 1e3,
                 "vs_floor": rec.get("ratio_to_floor"),
+                "vs_floor_min": floor_min and rec["min_s"] / floor_min,
                 "best_jax_peer": best_jax and best_jax["impl"],
                 "speedup_vs_best_jax": best_jax and best_jax["median_s"] / rec["median_s"],
+                "speedup_vs_best_jax_min": best_jax_min and best_jax_min / rec["min_s"],
                 "best_torch": best_torch and best_torch["impl"],
                 "speedup_vs_torch": best_torch and best_torch["median_s"] / rec["median_s"],
+                "speedup_vs_torch_min": best_torch_min and best_torch_min / rec["min_s"],
             }
         )
     return out
@@ -418,7 +440,10 @@ def markdown(report: dict) -> str:
         "",
         "Times are medians of interleaved repeats after warm-up (min–max in the JSON). "
         "`× floor`: time over the floor's (the T sequential recurrent matmuls alone). "
-        "`recurrax ×`: this implementation's time over recurrax's (above 1: recurrax is faster).",
+        "`recurrax ×`: this implementation's time over recurrax's (above 1: recurrax is faster). "
+        "Memory: `XLA MiB` is XLA's own figure for a JAX program (arguments, outputs, temporaries); "
+        "`peak MiB` is the rise of the process's peak RSS in one call (CPU) or PyTorch's CUDA peak — "
+        "XLA keeps its buffers between calls, so for JAX on CPU it stays near 0 and XLA MiB is the one to read.",
         "",
     ]
     summary = summary_rows(report.get("peers", []))
@@ -426,16 +451,25 @@ def markdown(report: dict) -> str:
         lines += [
             "## Summary: recurrax against the others",
             "",
-            "| cell | mode | config | recurrax ms | × floor | fastest JAX peer | recurrax speed-up | best PyTorch |"
-            " recurrax speed-up |",
-            "|---|---|---|---:|---:|---|---:|---|---:|",
+            "Speed-ups above 1 mean recurrax is faster: from medians, and in brackets from each one's fastest "
+            "repeat (the least disturbed sample on a shared machine). PyTorch: the better of its thread counts.",
+            "",
+            "| cell | mode | config | load | recurrax ms | × floor | fastest JAX peer | vs it | best PyTorch | vs it |",
+            "|---|---|---|---|---:|---:|---|---:|---|---:|",
         ]
+
+        def fmt(v: float | None, w: float | None = None) -> str:
+            if v is None:
+                return "–"
+            return f"{v:.2f}" + ("" if w is None else f" ({w:.2f})")
+
         for s in summary:
-            fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+            load = "–" if not s["load"] else f"{s['load'][0]:.1f}"
             lines.append(
-                f"| {s['cell']} | {s['mode']} | {s['config']} | {s['recurrax_ms']:.1f} | {fmt(s['vs_floor'])} | "
-                f"{s['best_jax_peer'] or '–'} | {fmt(s['speedup_vs_best_jax'])} | {s['best_torch'] or '–'} | "
-                f"{fmt(s['speedup_vs_torch'])} |"
+                f"| {s['cell']} | {s['mode']} | {s['config']} | {load} | {s['recurrax_ms']:.1f} | "
+                f"{fmt(s['vs_floor'], s['vs_floor_min'])} | {s['best_jax_peer'] or '–'} | "
+                f"{fmt(s['speedup_vs_best_jax'], s['speedup_vs_best_jax_min'])} | {s['best_torch'] or '–'} | "
+                f"{fmt(s['speedup_vs_torch'], s['speedup_vs_torch_min'])} |"
             )
         lines.append("")
     for title, key in (("Peers", "peers"), ("recurrax levers (before/after)", "levers")):
@@ -448,32 +482,33 @@ def markdown(report: dict) -> str:
             lines += [
                 f"### {block['cell'].upper()} {block['mode']}, {cfg.label}",
                 "",
-                "| implementation | ms | tokens/s | × floor | recurrax × | compile s | peak MiB | path |",
-                "|---|---:|---:|---:|---:|---:|---:|---|",
+                "| implementation | ms | tokens/s | × floor | recurrax × | compile s | peak MiB | XLA MiB | path |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---|",
             ]
             for r in sorted(block["rows"], key=lambda r: r.get("median_s", math.inf)):
                 if "median_s" not in r:
-                    lines.append(f"| {r['impl']} | error: {r.get('error', '?')} | | | | | | |")
+                    lines.append(f"| {r['impl']} | error: {r.get('error', '?')} | | | | | | | |")
                     continue
                 lines.append(
                     f"| {r['impl']} | {_ms(r['median_s'])} | {r['tokens_per_s']:,.0f} | "
                     f"{r.get('ratio_to_floor', float('nan')):.2f} | {r.get('recurrax_speedup', float('nan')):.2f} | "
-                    f"{r.get('compile_s', float('nan')):.2f} | {_mib(r.get('peak_bytes'))} | {r['path']} |"
+                    f"{r.get('compile_s', float('nan')):.2f} | {_mib(r.get('peak_bytes'))} | "
+                    f"{_mib(r.get('xla_bytes'))} | {r['path']} |"
                 )
             for s in block.get("skipped", []):
-                lines.append(f"| {s['peer']} | skipped: {s['reason'][:80]} | | | | | | |")
+                lines.append(f"| {s['peer']} | skipped: {s['reason'][:80]} | | | | | | | |")
             lines.append("")
     if report.get("scaling"):
         lines += [
             "## Scaling: LSTM training step against T (B=16, D=64, H=256)",
             "",
-            "| implementation | T | ms | tokens/s | peak MiB | compile s |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| implementation | T | ms | tokens/s | XLA temp MiB | RSS peak MiB | compile s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in report["scaling"]:
             lines.append(
                 f"| {r['impl']} | {r['config']['T']} | {_ms(r['median_s'])} | {r['tokens_per_s']:,.0f} | "
-                f"{_mib(r['peak_bytes'])} | {r['compile_s']:.2f} |"
+                f"{_mib(r.get('xla_temp_bytes'))} | {_mib(r['peak_bytes'])} | {r['compile_s']:.2f} |"
             )
         lines.append("")
     if report.get("compile"):
@@ -523,11 +558,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="first configuration only, 3 repeats, short scaling")
     p.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat: checks that everything runs")
     p.add_argument("--out", default=None, help="output path without suffix (default benchmarks/results/<backend>)")
+    p.add_argument("--render", default=None, help="re-render the markdown table of an existing results JSON and exit")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.render:
+        path = Path(args.render)
+        report = json.loads(path.read_text())
+        path.with_suffix(".md").write_text(markdown(report))
+        log(f"wrote {path.with_suffix('.md')}")
+        return report
     import jax
 
     suites = [s for s in args.suites.split(",") if s]
@@ -557,22 +599,25 @@ def main(argv: list[str] | None = None) -> dict:
     report["meta"]["repeats"] = repeats
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / jax.default_backend()
     t_start = time.perf_counter()
-    if "peers" in suites:
-        report["peers"] = suite_peers(configs, cells, modes, repeats, args.peers.split(","), options)
+
+    def checkpoint(results: list[dict]) -> None:
+        report["peers"] = results
         write(report, out)
-    if "levers" in suites:
-        report["levers"] = suite_levers(lever_config, repeats, modes)
+
+    scaling_shape = {"B": 2, "D": 3, "H": 4} if args.smoke else None
+    runners: dict[str, Callable[[], Any]] = {
+        "peers": lambda: suite_peers(configs, cells, modes, repeats, args.peers.split(","), options, checkpoint),
+        "levers": lambda: suite_levers(lever_config, repeats, modes),
+        "scaling": lambda: suite_scaling(scaling_steps, min(repeats, 3), scaling_shape),
+        "compile": suite_compile,
+        "linear": lambda: suite_linear(linear_steps, min(repeats, 3)),
+    }
+    # In the order given, so a time-capped run (run_gpu.sh) measures what matters most first.
+    for suite in suites:
+        if suite == "compile" and args.smoke:
+            continue
+        report[suite] = runners[suite]()
         write(report, out)
-    if "scaling" in suites:
-        global SCALING_SHAPE
-        if args.smoke:
-            SCALING_SHAPE = {"B": 2, "D": 3, "H": 4}
-        report["scaling"] = suite_scaling(scaling_steps, min(repeats, 3))
-        write(report, out)
-    if "compile" in suites and not args.smoke:
-        report["compile"] = suite_compile()
-    if "linear" in suites:
-        report["linear"] = suite_linear(linear_steps, min(repeats, 3))
     report["meta"]["load_end"] = load_average()
     report["meta"]["wall_s"] = time.perf_counter() - t_start
     write(report, out)

@@ -33,14 +33,17 @@ def smoke_report(tmp_path_factory):
     with warnings.catch_warnings():
         # Third-party frameworks warn about their own deprecations; that is not the harness's concern.
         warnings.simplefilter("ignore")
-        report = bench.main(["--smoke", "--suites", "peers,scaling,linear", "--out", str(out)])
+        # LSTM training only, to keep compiles few: it builds and runs every peer; the GRU is each peer's
+        # other class and forward mode is the same code minus the gradient.
+        args = ["--smoke", "--suites", "peers,scaling,linear", "--cells", "lstm", "--modes", "train"]
+        report = bench.main([*args, "--out", str(out)])
     return report, out
 
 
 def test_every_installed_peer_runs_with_a_finite_loss(smoke_report):
     report, _ = smoke_report
     blocks = report["peers"]
-    assert {(b["cell"], b["mode"]) for b in blocks} == {(c, m) for c in ("lstm", "gru") for m in ("train", "forward")}
+    assert [(b["cell"], b["mode"]) for b in blocks] == [("lstm", "train")]
     for block in blocks:
         skipped = {s["peer"] for s in block["skipped"]}
         required = {p for p in PEERS if p not in OPTIONAL or importlib.util.find_spec(OPTIONAL[p])}

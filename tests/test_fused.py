@@ -41,7 +41,7 @@ def _setup(name: str, dtype, batch_shape=(B,), time_major=False):
     return cell, params, xs, carry, k_t
 
 
-def _compare(name, dtype, tol, *, batch_shape=(B,), lengths=None, resets=None, **scan_kwargs):
+def _compare(name, dtype, tol, *, batch_shape=(B,), lengths=None, resets=None, check_jvp=False, **scan_kwargs):
     cell, params, xs, carry, k_t = _setup(name, dtype, batch_shape, scan_kwargs.get("time_major", False))
     weights = jax.random.normal(k_t, (*xs.shape[:-1], H), dtype)
 
@@ -56,10 +56,12 @@ def _compare(name, dtype, tol, *, batch_shape=(B,), lengths=None, resets=None, *
         (value, aux), grads = jax.jit(jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True), static_argnums=0)(
             fused, params, xs, carry
         )
-        tangents = _random_like(jax.random.key(11), (params, xs, carry))
-        _, tangent_out = jax.jit(lambda p, x, c, t, fused=fused: jax.jvp(lambda *a: loss(fused, *a)[0], (p, x, c), t))(
-            params, xs, carry, tangents
-        )
+        tangent_out = None
+        if check_jvp:
+            tangents = _random_like(jax.random.key(11), (params, xs, carry))
+            _, tangent_out = jax.jit(
+                lambda p, x, c, t, fused=fused: jax.jvp(lambda *a: loss(fused, *a)[0], (p, x, c), t)
+            )(params, xs, carry, tangents)
         results[fused] = (value, aux, grads, tangent_out)
     got, want = results[True], results[False]
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
@@ -71,12 +73,13 @@ def _compare(name, dtype, tol, *, batch_shape=(B,), lengths=None, resets=None, *
 def test_fused_equals_plain_float64(x64, name):
     lengths = jnp.array([T, 4, 1])
     resets = jnp.zeros((B, T), bool).at[0, 3].set(True).at[1, 1].set(True).at[2, 0].set(True)
-    _compare(name, jnp.float64, 1e-12, lengths=lengths, resets=resets)
+    _compare(name, jnp.float64, 1e-12, lengths=lengths, resets=resets, check_jvp=True)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_fused_equals_plain_float32_reverse_unroll(name):
-    _compare(name, jnp.float32, 1e-6, lengths=jnp.array([5, T, 2]), reverse=True, unroll=2)
+def test_fused_hoisted_equals_plain_float32_reverse_unroll(name):
+    lengths = jnp.array([5, T, 2])
+    _compare(name, jnp.float32, 1e-6, lengths=lengths, reverse=True, unroll=2, hoist_input_projection=True)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
@@ -129,3 +132,7 @@ def test_fused_true_where_unsupported_raises():
     step = lambda carry, x: (carry, x)  # noqa: E731
     with pytest.raises(ValueError, match="needs a recurrax Cell"):
         recurrax.scan(step, None, xs, initial_carry=jnp.zeros((2, 3)), fused=True)
+
+
+def test_fused_equals_plain_without_batch_dims():
+    _compare("lstm", jnp.float32, 1e-6, batch_shape=())

@@ -12,6 +12,7 @@ from benchmarks.common import Config, Impl, jax_impl
 DEFAULT_VARIANTS = {
     "recurrax": {},
     "recurrax (plain scan)": {"fused": False},
+    "recurrax (plain, matmul in step)": {"fused": False, "hoist_input_projection": False},
 }
 LEVER_VARIANTS = {
     "plain, no hoisting": {"fused": False, "hoist_input_projection": False},

@@ -7,7 +7,6 @@ cuDNN or ATen's native loop) is read from the profiler, not assumed.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -61,7 +60,7 @@ def build(
     if device == "cuda":
         thread_counts: tuple[int, ...] = (torch.get_num_threads(),)
     else:
-        thread_counts = torch_threads or tuple(sorted({free_cores(), os.cpu_count() or 1, 1}, reverse=True))
+        thread_counts = torch_threads or tuple(sorted({free_cores(), 1}, reverse=True))
     impls = []
     for threads in thread_counts:
 

@@ -1,24 +1,28 @@
 """A faster sequential path for the plain LSTM and GRU, with the same results as the step loop.
 
-Why it is faster (measured in ``benchmarks/``, see ``benchmarks/README.md``):
+What it does differently (measured in ``benchmarks/``, see ``benchmarks/README.md``):
 
-* **Per-gate inputs.** The plain loop reads ``projected_x[t]`` (``[B, G·H]``) and
-  slices it into gates inside the step. XLA:CPU compiles "several slices of a
-  dynamic slice" into slow scalar code (about 10x slower per step than reading
-  whole arrays); here the input projection is split into one ``[T, B, H]``
-  array per gate *before* the loop, so each step reads contiguous blocks.
+* **No slices of a per-step slice.** The plain loop with a hoisted input
+  projection reads ``projected_x[t]`` (``[B, G·H]``) and slices it into gates.
+  XLA:CPU compiles "several slices of a dynamic slice" into slow scalar code
+  (about 10x slower per step than reading whole arrays). Here the input matmul
+  runs inside the step by default (its output's slices are fast, and no
+  ``[T, B, G·H]`` buffer is made: large fresh buffers are slow on CPU), or,
+  with ``hoist_input_projection=True``, the projection is split into one
+  ``[T, B, H]`` array per gate before the loop.
 * **Weight gradients batched over time.** Differentiating ``lax.scan`` adds
   ``∂W_h += h_{t-1}ᵀ ∂z_t`` inside the backward loop: T small matmuls and T
   read-modify-writes of ``[H, G·H]``. Here a :func:`jax.custom_jvp` rule puts
-  the weight's tangent outside the loop as one ``[T·B, H] × [H, G·H]`` matmul,
-  so its transpose (the weight gradient) is one large matmul after the loop.
-  The loop that remains carries only the state's tangent: per step one
-  ``[B, H] × [H, G·H]`` matmul and one elementwise fusion, the floor of any
-  sequential LSTM.
-* **Gate values recomputed in parallel.** The forward loop keeps only the carry
-  after each step; the derivatives' coefficients (gate values) are recomputed
-  for all steps at once (one large matmul, vectorised elementwise), which costs
-  less than saving them from inside the loop.
+  every tangent term that does not depend on the previous step outside the
+  loop as large matmuls, so their transposes (the weight and input gradients)
+  are large matmuls after the loop. The loop that remains carries only the
+  state's tangent: per step one ``[B, H] × [H, G·H]`` matmul and one
+  elementwise fusion.
+* **Coefficients from the forward loop.** Under differentiation the forward
+  loop also emits the gates' local slopes (``[T, B, H]`` each), so the tangent
+  loop needs no recomputation.
+* **Chunked remat.** ``remat=True`` recomputes chunks of :data:`REMAT_CHUNK`
+  steps one at a time in the backward pass.
 
 A ``custom_jvp`` (not ``custom_vjp``) keeps forward-mode differentiation
 (``jax.jvp``, ``jax.jacfwd``) and higher derivatives working. Everything the
