@@ -158,9 +158,32 @@ def _tcn(
     )
 
 
+def _transformer(
+    in_features: int,
+    hidden_size: int,
+    *,
+    rngs: nnx.Rngs,
+    num_layers: int = 2,
+    num_heads: int | None = None,
+    **options: Any,
+) -> tuple[nnx.Module, int]:
+    from recurrax.attention._nnx import TransformerEncoder
+
+    if num_heads is None:  # 4 heads, or the most heads up to 4 that split hidden_size evenly
+        num_heads = next(h for h in (4, 3, 2, 1) if hidden_size % h == 0)
+
+    encoder = TransformerEncoder(
+        in_features, num_layers=num_layers, num_heads=num_heads, features=hidden_size, rngs=rngs, **options
+    )
+    return encoder, encoder.out_features
+
+
 register_backbone("lstm", _recurrent("lstm"), summary="LSTM (Hochreiter & Schmidhuber 1997)")
 register_backbone("gru", _recurrent("gru"), summary="GRU (Cho et al. 2014)")
 register_backbone("rnn", _recurrent("rnn"), summary="Elman RNN with tanh (vanishing gradients: the baseline)")
 register_backbone("mingru", _min_rnn("mingru"), summary="minGRU (Feng et al. 2024), parallel scan over time")
 register_backbone("minlstm", _min_rnn("minlstm"), summary="minLSTM (Feng et al. 2024), parallel scan over time")
 register_backbone("tcn", _tcn, summary="temporal convolutional network (Bai et al. 2018), causal, 125-step view")
+register_backbone(
+    "transformer", _transformer, summary="Transformer encoder (pre-LN, 2 layers, up to 4 heads, sinusoidal positions)"
+)
