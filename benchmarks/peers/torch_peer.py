@@ -25,8 +25,10 @@ def _kernel_path(call: Any) -> str:
         return "cuDNN (" + ", ".join(kernels) + ")"
     if kernels:
         return "oneDNN (" + ", ".join(kernels) + ")"
-    cells = sorted(n for n in names if "cell" in n or "thnn" in n)
-    return "ATen native loop (" + ", ".join(cells)[:100] + ")"
+    ops = sorted(
+        n for n in names if n.startswith("aten::") and any(k in n for k in ("gru", "lstm", "rnn", "cell", "mm"))
+    )
+    return "ATen native loop, per-step matmuls (" + ", ".join(ops)[:100] + ")"
 
 
 def build(
