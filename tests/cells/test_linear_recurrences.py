@@ -101,7 +101,8 @@ def _reference_scan(step, xs, h0, lengths, resets, reverse):
         h = h0[b]
         steps = range(lengths[b])
         for t in reversed(steps) if reverse else steps:
-            if resets[b, t]:
+            # resets mark an episode's first step; backwards, an episode is entered at its last step.
+            if (t + 1 < xs.shape[1] and resets[b, t + 1]) if reverse else resets[b, t]:
                 h = h0[b]
             h, ys[b, t] = step(h, xs[b, t])
         finals.append(h)

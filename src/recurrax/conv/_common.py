@@ -16,6 +16,8 @@ from jax.typing import DTypeLike
 from recurrax._validation import check_lengths, check_sequence
 
 Array = jax.Array
+# jax.nn.initializers' signature (the same alias as recurrax.cells'; defined here so conv does not import cells).
+Initializer = Callable[[Array, tuple[int, ...], DTypeLike], Array]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": jax.nn.relu,

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from recurrax._validation import as_array, check_choice
-from recurrax.cells._initializers import Initializer
 from recurrax.conv._common import (
     Array,
+    Initializer,
     check_block_inputs,
     check_float_dtype,
     check_positive_int,

@@ -11,9 +11,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
-from recurrax.cells._initializers import Initializer
 from recurrax.conv import _conv1d, _tcn
-from recurrax.conv._common import Array
+from recurrax.conv._common import Array, Initializer
 
 
 class SpecModule(nnx.Module):

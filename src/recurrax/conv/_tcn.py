@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax.cells._initializers import Initializer
 from recurrax.conv._common import (
     ACTIVATIONS,
     Array,
+    Initializer,
     check_activation,
     check_block_inputs,
     check_float_dtype,
