@@ -77,14 +77,20 @@ def test_fused_equals_plain_float64(x64, name):
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_fused_hoisted_equals_plain_float32_reverse_unroll(name):
-    lengths = jnp.array([5, T, 2])
-    _compare(name, jnp.float32, 1e-6, lengths=lengths, reverse=True, unroll=2, hoist_input_projection=True)
-
-
-@pytest.mark.parametrize("name", sorted(CELLS))
-def test_fused_equals_plain_time_major_batch_dims(name):
-    _compare(name, jnp.float32, 1e-6, batch_shape=(2, 2), time_major=True)
+def test_fused_hoisted_equals_plain_float32_time_major_reverse_unroll(name):
+    # Batch dims (2, 2), time-major, reverse within lengths, unroll and the hoisted per-gate inputs at once.
+    lengths = jnp.array([[5, T], [2, T]])
+    _compare(
+        name,
+        jnp.float32,
+        1e-6,
+        batch_shape=(2, 2),
+        lengths=lengths,
+        time_major=True,
+        reverse=True,
+        unroll=2,
+        hoist_input_projection=True,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
