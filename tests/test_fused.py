@@ -78,14 +78,17 @@ def test_fused_equals_plain_float64(x64, name):
 
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_hoisted_equals_plain_float32_time_major_reverse_unroll(name):
-    # Batch dims (2, 2), time-major, reverse within lengths, unroll and the hoisted per-gate inputs at once.
+    # Batch dims (2, 2), time-major, reverse within lengths with resets, unroll and the hoisted
+    # per-gate inputs at once.
     lengths = jnp.array([[5, T], [2, T]])
+    resets = jnp.zeros((T, 2, 2), bool).at[2, 0, 0].set(True).at[4, 1, 1].set(True)
     _compare(
         name,
         jnp.float32,
         1e-6,
         batch_shape=(2, 2),
         lengths=lengths,
+        resets=resets,
         time_major=True,
         reverse=True,
         unroll=2,
