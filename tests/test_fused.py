@@ -105,6 +105,19 @@ def test_fused_remat_chunks_equal_plain(x64, monkeypatch, name):
     _compare(name, jnp.float64, 1e-12, lengths=lengths, resets=resets, remat=True)
 
 
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_fused_loop_differentiated_directly_equals_plain(monkeypatch, name):
+    # Above the CPU size threshold the fused loop is differentiated without its custom_jvp.
+    monkeypatch.setattr(_fused, "CPU_BATCHED_GRADIENTS_MAX", 0)
+    resets = jnp.zeros((B, T), bool).at[1, 2].set(True)
+    _compare(name, jnp.float32, 1e-6, lengths=jnp.array([T, 4, 2]), resets=resets)
+
+
+def test_batched_weight_gradients_threshold():
+    assert _fused.batched_weight_gradients(32, 4, 128)  # 16384: batched
+    assert not _fused.batched_weight_gradients(64, 4, 256)
+
+
 def _uses_fused(cell, params, xs, **kwargs) -> bool:
     jaxpr = str(jax.make_jaxpr(lambda p, x: recurrax.scan(cell, p, x, **kwargs))(params, xs))
     return "custom_jvp_call" in jaxpr

@@ -44,13 +44,14 @@ def describe(cell_obj: Any, params: Any, xs: Any, kwargs: dict) -> str:
         return_carries=False,
     )
     if fused:
-        from recurrax._fused import HOIST_BY_DEFAULT
+        from recurrax._fused import HOIST_BY_DEFAULT, batched_weight_gradients
 
         hoisted = kwargs.get("hoist_input_projection")
         hoisted = HOIST_BY_DEFAULT if hoisted is None else hoisted
-        path = "fused custom_jvp, weight gradients as one matmul, input matmul " + (
-            "hoisted (per-gate arrays)" if hoisted else "in the loop"
-        )
+        gates = 4 if type(cell_obj).__name__ == "LSTM" else 3
+        batched = batched_weight_gradients(xs.shape[1], gates, cell_obj.hidden_size)
+        path = "fused loop, " + ("custom_jvp: weight gradients as one matmul" if batched else "differentiated directly")
+        path += ", input matmul " + ("hoisted (per-gate arrays)" if hoisted else "in the loop")
     elif kwargs.get("hoist_input_projection") is False:
         path = "plain lax.scan, input matmul inside the step"
     else:

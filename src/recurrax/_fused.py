@@ -47,7 +47,7 @@ from recurrax.cells._base import Array, Carry, Cell, Params
 from recurrax.cells._gru import GRU
 from recurrax.cells._lstm import LSTM, LSTMCarry
 
-__all__ = ["fused_path_supported", "fused_sequential_scan", "use_fused_path"]
+__all__ = ["batched_weight_gradients", "fused_path_supported", "fused_sequential_scan", "use_fused_path"]
 
 # Steps per remat chunk: the backward pass keeps the carries at chunk starts and
 # recomputes one chunk at a time, so memory is O(T/K·carry + K·B·G·H).
@@ -55,6 +55,19 @@ REMAT_CHUNK = 128
 # Whether the fused path hoists the input matmul out of the loop when the caller does not say.
 # Measured in benchmarks/ (levers suite): on CPU the in-loop matmul wins (no [T, B, G·H] buffer).
 HOIST_BY_DEFAULT = False
+# On CPU, batching the weight gradients (the custom_jvp) wins only while one step's gate block
+# B·G·H is small: measured faster at B·G·H <= 16384 ((32,128,64,128) and (16,1024,32,128)) and
+# slower from 49152 up ((64,256,128,256), (128,64,256,512)), where the [T, B, G·H] cotangent
+# buffers cost more than T in-cache accumulations. Above it the same loop is differentiated
+# directly. Other backends always batch (pending GPU numbers; see benchmarks/README.md).
+CPU_BATCHED_GRADIENTS_MAX = 16384
+
+
+def batched_weight_gradients(batch: int, num_gates: int, hidden: int) -> bool:
+    """Whether the fused path batches weight gradients (custom_jvp) for this step size on this backend."""
+    if jax.default_backend() != "cpu":
+        return True
+    return batch * num_gates * hidden <= CPU_BATCHED_GRADIENTS_MAX
 
 
 def fused_path_supported(cell: Cell | Any, params: Params, xs: Array, initial_carry: Carry) -> bool:
@@ -166,7 +179,8 @@ def fused_sequential_scan(
         num_gates = 4
         state0: tuple[Array, ...] = (flatten(initial_carry.h, 1), flatten(initial_carry.c, 1))
         weights: tuple[Array, ...] = (params["input_kernel"], params["bias"], params["recurrent_kernel"])
-        run = partial(_lstm_sequence, unroll=unroll, hoisted=hoist)
+        batched = batched_weight_gradients(flat, 4, cell.hidden_size)
+        run = partial(_lstm_sequence, unroll=unroll, hoisted=hoist, batched=batched)
     else:
         num_gates = 3
         state0 = (flatten(initial_carry, 1),)
@@ -176,7 +190,8 @@ def fused_sequential_scan(
             params["recurrent_kernel"],
             params["recurrent_bias"],
         )
-        run = partial(_gru_sequence, unroll=unroll, hoisted=hoist)
+        batched = batched_weight_gradients(flat, 3, cell.hidden_size)
+        run = partial(_gru_sequence, unroll=unroll, hoisted=hoist, batched=batched)
     # Hoisted: the loop reads one [T, B, H] array per gate (never slices of a [T, B, G·H] one).
     inputs: Any = _split_gates(cell.project_inputs(params, xs_f), num_gates) if hoist else xs_f
 
@@ -346,11 +361,13 @@ def _lstm_sequence(
     *,
     unroll: int | bool = 1,
     hoisted: bool = False,
+    batched: bool = True,
     reset_state: tuple[Array, Array] | None = None,
 ) -> tuple[Array, tuple[Array, Array]]:
     if reset_state is None:
         reset_state = state0
-    hs, cs = _lstm_recurrence(*weights, inputs, *state0, *reset_state, valid, resets, unroll, hoisted)
+    recurrence = _lstm_recurrence if batched else _lstm_forward_loop
+    hs, cs = recurrence(*weights, inputs, *state0, *reset_state, valid, resets, unroll, hoisted)
     ys = hs if valid is None else jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
     return ys, (hs[-1], cs[-1])
 
@@ -470,11 +487,13 @@ def _gru_sequence(
     *,
     unroll: int | bool = 1,
     hoisted: bool = False,
+    batched: bool = True,
     reset_state: tuple[Array] | None = None,
 ) -> tuple[Array, tuple[Array]]:
     if reset_state is None:
         reset_state = state0
-    hs = _gru_recurrence(*weights, inputs, state0[0], reset_state[0], valid, resets, unroll, hoisted)
+    recurrence = _gru_recurrence if batched else _gru_forward_loop
+    hs = recurrence(*weights, inputs, state0[0], reset_state[0], valid, resets, unroll, hoisted)
     ys = hs if valid is None else jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
     return ys, (hs[-1],)
 
