@@ -17,7 +17,8 @@ What it does differently (measured in ``benchmarks/``, see ``benchmarks/README.m
   loop as large matmuls, so their transposes (the weight and input gradients)
   are large matmuls after the loop. The loop that remains carries only the
   state's tangent: per step one ``[B, H] × [H, G·H]`` matmul and one
-  elementwise fusion.
+  elementwise fusion. On CPU this pays only for small steps
+  (:data:`CPU_BATCHED_GRADIENTS_MAX`); larger ones differentiate the loop directly.
 * **Coefficients from the forward loop.** Under differentiation the forward
   loop also emits the gates' local slopes (``[T, B, H]`` each), so the tangent
   loop needs no recomputation.
