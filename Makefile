@@ -24,7 +24,7 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/recurrax train --task digits-rows --cell lstm --hidden 64 --epochs 12 --batch-size 32 --lr 3e-3 --clip 1.0 --out $(DEMO_OUT)
+	$(BIN)/recurrax train --task mnist1d --cell gru --hidden 128 --epochs 20 --batch-size 32 --lr 3e-3 --clip 1.0 --out $(DEMO_OUT)
 
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests benchmarks notebooks
