@@ -165,12 +165,9 @@ def test_weights_for_plots_and_attention_dropout():
     dropped = apply(params, xs, dropout_key=jax.random.key(0))
     assert not np.allclose(dropped, ys)
 
-    module = NNXMultiHeadAttention(D, N, dropout_rate=0.5, rngs=nnx.Rngs(0, dropout=1))
-    forward = nnx.jit(lambda m: m(xs, lengths=LENGTHS))
-    module.eval()
-    np.testing.assert_allclose(forward(module), apply(module.pure_params(), xs), atol=1e-6)
-    module.train()
-    assert not np.allclose(forward(module), forward(module)), "each training call draws a fresh dropout key"
+    # The NNX module adds no math (its train/eval dropout switch is tested on the shared base in tests/conv).
+    module = NNXMultiHeadAttention(D, N, dropout_rate=0.5, rngs=nnx.Rngs(0), deterministic=True)
+    np.testing.assert_allclose(nnx.jit(lambda m: m(xs, lengths=LENGTHS))(module), apply(module.pure_params(), xs))
 
 
 def test_gradients_match_finite_differences(x64):

@@ -23,9 +23,11 @@ def _xs(dtype=np.float32, seed=0):
     return np.random.default_rng(seed).standard_normal((B, T, D)).astype(dtype)
 
 
-def _init(block, in_features=D):
-    """``block.init`` under one jit: eagerly, every initialiser would compile on its own."""
-    return jax.jit(functools.partial(block.init, in_features=in_features))(jax.random.key(0))
+def _init(block, in_features=D, scale=0.5):
+    """Random parameters of ``block.init``'s shapes, from numpy: nothing compiles."""
+    shapes = jax.eval_shape(functools.partial(block.init, in_features=in_features), jax.random.key(0))
+    rng = np.random.default_rng(3)
+    return jax.tree.map(lambda s: (scale * rng.standard_normal(s.shape)).astype(s.dtype), shapes)
 
 
 def _reference_conv(xs, kernel, bias, dilation, padding, groups):
@@ -85,7 +87,7 @@ def test_time_major_is_a_transpose():
 
 def test_weight_norm_is_per_output_channel_and_starts_at_the_plain_kernel():
     conv = Conv1D(features=F, kernel_size=3, weight_norm=True)
-    params = _init(conv)
+    params = jax.jit(functools.partial(conv.init, in_features=D))(jax.random.key(0))
     np.testing.assert_allclose(conv.kernel(params), params["kernel_v"], rtol=1e-6)
     g = jnp.arange(1.0, F + 1)
     w = weight_norm(params["kernel_v"], g)
@@ -164,7 +166,7 @@ def test_receptive_field_agrees_with_the_impulse_response():
     steps = tcn.receptive_field + 3
     params = _init(tcn)
     xs = np.random.default_rng(1).standard_normal((1, steps, D)).astype(np.float32)
-    jac = jax.jacrev(lambda x: tcn.apply(params, x)[0, -1])(xs)  # [F, 1, steps, D]
+    jac = jax.jit(jax.jacrev(lambda x: tcn.apply(params, x)[0, -1]))(xs)  # [F, 1, steps, D]
     reaches = np.any(np.abs(np.asarray(jac)) > 0, axis=(0, 1, 3))
     assert reaches.tolist() == [False] * 3 + [True] * tcn.receptive_field
 
@@ -181,11 +183,14 @@ def test_tcn_is_causal_and_respects_lengths():
     tcn = _tanh_tcn()
     params = _init(tcn)
     xs = _xs()
-    ys = tcn.apply(params, xs, lengths=LENGTHS)
+    apply = jax.jit(tcn.apply)
+    ys = apply(params, xs, lengths=LENGTHS)
     future_changed = xs.copy()
     future_changed[:, 4:] += 10.0
-    np.testing.assert_array_equal(tcn.apply(params, future_changed)[:, :4], tcn.apply(params, xs)[:, :4])
-    np.testing.assert_allclose(ys[1, :4], tcn.apply(params, xs[1:, :4])[0], atol=1e-6)
+    np.testing.assert_array_equal(apply(params, future_changed, lengths=LENGTHS)[0, :4], ys[0, :4])
+    # Example 1 (length 4): whatever is in its padding, it equals running its 4 steps alone.
+    np.testing.assert_array_equal(apply(params, future_changed, lengths=LENGTHS)[1], ys[1])
+    np.testing.assert_allclose(ys[1, :4], apply(params, xs[1:, :4])[0], atol=1e-6)
     assert not np.any(np.asarray(ys[1, 4:]))
 
 
@@ -193,16 +198,18 @@ def test_dropout_only_with_a_key_and_nnx_train_eval():
     tcn = TCN(features=F, num_levels=2, kernel_size=2, dropout_rate=0.5)
     params = _init(tcn)
     xs = _xs()
-    plain = tcn.apply(params, xs)
-    dropped = tcn.apply(params, xs, dropout_key=jax.random.key(3))
+    apply = jax.jit(tcn.apply)
+    plain = apply(params, xs)
+    dropped = apply(params, xs, dropout_key=jax.random.key(3))
     assert not np.allclose(plain, dropped)
-    np.testing.assert_array_equal(dropped, tcn.apply(params, xs, dropout_key=jax.random.key(3)))
+    np.testing.assert_array_equal(dropped, apply(params, xs, dropout_key=jax.random.key(3)))
 
     module = NNXTCN(D, F, num_levels=2, kernel_size=2, dropout_rate=0.5, rngs=nnx.Rngs(0, dropout=1))
+    forward = nnx.jit(lambda m: m(xs))
     module.eval()
-    np.testing.assert_array_equal(module(xs), module.spec.apply(module.pure_params(), xs))
+    np.testing.assert_allclose(forward(module), apply(module.pure_params(), xs), atol=1e-6)
     module.train()
-    first, second = module(xs), module(xs)
+    first, second = forward(module), forward(module)
     assert not np.allclose(first, second), "each training call draws a fresh dropout key"
     assert module.receptive_field == tcn.receptive_field
 
@@ -224,10 +231,11 @@ def test_nnx_conv_trains_under_nnx_jit():
 def test_bfloat16_compute_and_param_dtype():
     tcn32 = TCN(features=F, num_levels=2, kernel_size=3)
     tcn16 = TCN(features=F, num_levels=2, kernel_size=3, dtype=jnp.bfloat16)
-    params = jax.tree.map(lambda p: 20.0 * p, _init(tcn32))
-    ys16 = tcn16.apply(params, _xs())
+    params = _init(tcn32, scale=0.3)
+    ys16 = jax.jit(tcn16.apply)(params, _xs())
     assert ys16.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(ys16, np.float32), tcn32.apply(params, _xs()), atol=5e-2, rtol=5e-2)
+    ys32 = jax.jit(tcn32.apply)(params, _xs())
+    np.testing.assert_allclose(np.asarray(ys16, np.float32), ys32, atol=5e-2, rtol=5e-2)
     tcn16_storage = TCN(features=F, num_levels=2, param_dtype=jnp.bfloat16)
     stored = jax.eval_shape(functools.partial(tcn16_storage.init, in_features=D), jax.random.key(0))
     assert {p.dtype for p in jax.tree.leaves(stored)} == {jnp.dtype(jnp.bfloat16)}
