@@ -48,3 +48,19 @@ __all__ = [
     "simple_rnn",
     "stacked_scan",
 ]
+
+# Heavier subpackages (Flax, optax, orbax, matplotlib) load on first access, so
+# `import recurrax` stays light while `recurrax.nn.LSTM` still works.
+_LAZY_SUBPACKAGES = ("nn", "train", "tasks", "models")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"recurrax.{name}")
+    raise AttributeError(f"module 'recurrax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_SUBPACKAGES])

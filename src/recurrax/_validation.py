@@ -22,7 +22,7 @@ def as_array(value: Any, name: str) -> jax.Array | np.ndarray:
         return value
     try:
         return np.asarray(value)
-    except Exception as err:  # noqa: BLE001 — any conversion failure is the same user error
+    except Exception as err:
         raise TypeError(f"{name} must be an array, got {type(value).__name__}") from err
 
 
@@ -52,9 +52,7 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], num_steps: int) ->
     """Checks per-example ``lengths[*B]`` with values in ``[1, T]``."""
     lengths = as_array(lengths, "lengths")
     if tuple(lengths.shape) != tuple(batch_shape):
-        raise ValueError(
-            f"lengths must have the batch shape {tuple(batch_shape)}, got shape {tuple(lengths.shape)}"
-        )
+        raise ValueError(f"lengths must have the batch shape {tuple(batch_shape)}, got shape {tuple(lengths.shape)}")
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
     if is_concrete(lengths) and lengths.size:
@@ -66,9 +64,7 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], num_steps: int) ->
     return jnp.asarray(lengths)
 
 
-def check_mask_like(
-    mask: Any, name: str, batch_shape: tuple[int, ...], num_steps: int, time_major: bool
-) -> jax.Array:
+def check_mask_like(mask: Any, name: str, batch_shape: tuple[int, ...], num_steps: int, time_major: bool) -> jax.Array:
     """Checks a boolean per-step array ``[*B, T]`` (or ``[T, *B]``)."""
     mask = as_array(mask, name)
     expected = (num_steps, *batch_shape) if time_major else (*batch_shape, num_steps)

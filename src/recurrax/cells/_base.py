@@ -55,8 +55,7 @@ class Cell(abc.ABC):
     def __post_init__(self) -> None:
         if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool):
             raise TypeError(
-                f"hidden_size must be a positive int, got {type(self.hidden_size).__name__} "
-                f"{self.hidden_size!r}"
+                f"hidden_size must be a positive int, got {type(self.hidden_size).__name__} {self.hidden_size!r}"
             )
         if self.hidden_size <= 0:
             raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size}")

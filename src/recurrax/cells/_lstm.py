@@ -11,11 +11,11 @@ from jax.typing import DTypeLike
 
 from recurrax.cells._base import Array, Cell, Params
 from recurrax.cells._initializers import (
+    GateBlocksOrthogonal,
     Initializer,
     chrono_bias,
     default_bias_init,
     default_kernel_init,
-    GateBlocksOrthogonal,
 )
 
 _LAYER_NORM_EPS = 1e-5
@@ -68,11 +68,10 @@ class LSTM(Cell):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.proj_size is not None:
-            if not isinstance(self.proj_size, int) or not 0 < self.proj_size < self.hidden_size:
-                raise ValueError(
-                    f"proj_size must be an int in (0, hidden_size={self.hidden_size}), got {self.proj_size!r}"
-                )
+        if self.proj_size is not None and (
+            not isinstance(self.proj_size, int) or not 0 < self.proj_size < self.hidden_size
+        ):
+            raise ValueError(f"proj_size must be an int in (0, hidden_size={self.hidden_size}), got {self.proj_size!r}")
 
     @property
     def output_size(self) -> int:

@@ -6,6 +6,15 @@ math of its own. Stochastic parts draw from the ``"dropout"`` rng stream and
 follow ``model.train()`` / ``model.eval()``.
 """
 
+from recurrax.attention._nnx import (
+    MultiHeadAttention,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderBlock,
+    TransformerEncoder,
+    TransformerEncoderBlock,
+)
+from recurrax.conv._nnx import TCN, Conv1D, TemporalBlock
 from recurrax.nn._bidirectional import Bidirectional
 from recurrax.nn._layers import GRU, LSTM, SimpleRNN
 from recurrax.nn._probe import carry_probe
@@ -16,8 +25,17 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "TCN",
     "Bidirectional",
+    "Conv1D",
+    "MultiHeadAttention",
     "SimpleRNN",
     "StackedRNN",
+    "TemporalBlock",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderBlock",
+    "TransformerEncoder",
+    "TransformerEncoderBlock",
     "carry_probe",
 ]
