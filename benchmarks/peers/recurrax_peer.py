@@ -44,10 +44,10 @@ def describe(cell_obj: Any, params: Any, xs: Any, kwargs: dict) -> str:
         return_carries=False,
     )
     if fused:
-        from recurrax._fused import HOIST_BY_DEFAULT, batched_weight_gradients
+        from recurrax._fused import batched_weight_gradients, hoist_by_default
 
         hoisted = kwargs.get("hoist_input_projection")
-        hoisted = HOIST_BY_DEFAULT if hoisted is None else hoisted
+        hoisted = hoist_by_default() if hoisted is None else hoisted
         gates = 4 if type(cell_obj).__name__ == "LSTM" else 3
         batched = batched_weight_gradients(xs.shape[1], gates, cell_obj.hidden_size)
         path = "fused loop, " + ("custom_jvp: weight gradients as one matmul" if batched else "differentiated directly")

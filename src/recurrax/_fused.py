@@ -48,20 +48,34 @@ from recurrax.cells._base import Array, Carry, Cell, Params
 from recurrax.cells._gru import GRU
 from recurrax.cells._lstm import LSTM, LSTMCarry
 
-__all__ = ["batched_weight_gradients", "fused_path_supported", "fused_sequential_scan", "use_fused_path"]
+__all__ = [
+    "batched_weight_gradients",
+    "fused_path_supported",
+    "fused_sequential_scan",
+    "hoist_by_default",
+    "use_fused_path",
+]
 
 # Steps per remat chunk: the backward pass keeps the carries at chunk starts and
 # recomputes one chunk at a time, so memory is O(T/K·carry + K·B·G·H).
 REMAT_CHUNK = 128
-# Whether the fused path hoists the input matmul out of the loop when the caller does not say.
-# Measured in benchmarks/ (levers suite): on CPU the in-loop matmul wins (no [T, B, G·H] buffer).
-HOIST_BY_DEFAULT = False
 # On CPU, batching the weight gradients (the custom_jvp) wins only while one step's gate block
 # B·G·H is small: measured faster at B·G·H <= 16384 ((32,128,64,128) and (16,1024,32,128)) and
 # slower from 49152 up ((64,256,128,256), (128,64,256,512)), where the [T, B, G·H] cotangent
 # buffers cost more than T in-cache accumulations. Above it the same loop is differentiated
-# directly. Other backends always batch (pending GPU numbers; see benchmarks/README.md).
+# directly. Other backends always batch: on an H200 the batched path beat the plain loops in
+# every training block (1.1-1.3x; benchmarks/results/gpu.md).
 CPU_BATCHED_GRADIENTS_MAX = 16384
+
+
+def hoist_by_default() -> bool:
+    """Whether the fused path hoists the input matmul out of the loop when the caller does not say.
+
+    Not on CPU: there the in-loop matmul won every measurement (no ``[T, B, G·H]``
+    buffer; levers table, 1.3-2.0x). Elsewhere yes: on an H200 the hoisted plain loop
+    beat the in-loop one in every peers block (forward 1.23-1.43x, training 1.06-1.23x).
+    """
+    return jax.default_backend() != "cpu"
 
 
 def batched_weight_gradients(batch: int, num_gates: int, hidden: int) -> bool:
@@ -158,7 +172,7 @@ def fused_sequential_scan(
     freezes the carry and zeroes outputs past each example's end, ``resets_tm[T, *B]``
     restarts the carry from ``initial_carry``. Call :func:`fused_path_supported` first.
     ``hoist_input_projection=True`` applies the input matmul to all steps before the
-    loop; the default (``None``) follows :data:`HOIST_BY_DEFAULT`.
+    loop; the default (``None``) follows :func:`hoist_by_default`.
     """
     num_steps = xs_tm.shape[0]
     batch_shape = xs_tm.shape[1:-1]
@@ -175,7 +189,7 @@ def fused_sequential_scan(
     xs_f = flatten(xs_tm, 1)
     valid_f = flatten(valid_tm, 0)
     resets_f = flatten(resets_tm, 0)
-    hoist = HOIST_BY_DEFAULT if hoist_input_projection is None else bool(hoist_input_projection)
+    hoist = hoist_by_default() if hoist_input_projection is None else bool(hoist_input_projection)
     if type(cell) is LSTM:
         num_gates = 4
         state0: tuple[Array, ...] = (flatten(initial_carry.h, 1), flatten(initial_carry.c, 1))
