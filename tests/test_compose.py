@@ -31,7 +31,9 @@ def _params(cell, input_size=D, seed=1):
 
 
 bidirectional = jax.jit(
-    recurrax.bidirectional_scan, static_argnums=(0, 2), static_argnames=("merge", "time_major", "deterministic")
+    recurrax.bidirectional_scan,
+    static_argnums=(0, 2),
+    static_argnames=("merge", "time_major", "deterministic", "fused"),
 )
 scan = jax.jit(recurrax.scan, static_argnums=0)
 stacked = jax.jit(
@@ -112,7 +114,7 @@ def test_bidirectional_resets_equal_separate_episodes():
 def test_bidirectional_regularised_cells():
     base = recurrax.lstm(H)
     p = _params(base)
-    plain, _ = bidirectional(base, p, base, p, XS, lengths=LENGTHS)
+    plain, _ = bidirectional(base, p, base, p, XS, lengths=LENGTHS, fused=False)  # the wrappers' path
     dropout_only = recurrent_dropout(base, 0.3)
     evaluation, _ = bidirectional(dropout_only, p, dropout_only, p, XS, lengths=LENGTHS, deterministic=True)
     chex.assert_trees_all_equal(evaluation, plain)
