@@ -19,6 +19,7 @@ from recurrax._scan import scan
 from recurrax._validation import check_mask_like, check_sequence
 from recurrax.cells._base import Array, Carry, Cell, Params
 from recurrax.cells._regularization import RegularizedCell
+from recurrax.conv._common import dropout as inverted_dropout
 
 MergeMode = Literal["concat", "sum", "mean", "mul"] | None
 MERGE_MODES: tuple[MergeMode, ...] = ("concat", "sum", "mean", "mul", None)
@@ -58,13 +59,6 @@ def merge_directions(forward_ys: Array, backward_ys: Array, merge: MergeMode) ->
     if merge == "mean":
         return (forward_ys + backward_ys) / 2
     return forward_ys * backward_ys
-
-
-def inverted_dropout(x: Array, rate: float, key: Array) -> Array:
-    """Inverted dropout: each element kept with probability ``1 - rate`` and scaled by ``1/(1 - rate)``."""
-    keep = 1.0 - rate
-    kept = jax.random.bernoulli(key, keep, x.shape)
-    return jnp.where(kept, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x))
 
 
 def connect_layers(

@@ -277,20 +277,13 @@ def _parallel_linear_scan(
     a, b = cell.recurrence_coefficients(params, xs_tm)
     h0 = jnp.broadcast_to(initial_carry, a.shape[1:]).astype(jnp.result_type(a, b, initial_carry))
 
-    def expand(mask: Array) -> Array:
-        return mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
-
     # Fold the initial carry (and every reset back to it) into b, so that the
     # scan starts from zero: h_t = a_t h_{t-1} + b_t with h_{-1} = 0.
-    num_steps = a.shape[0]
-    starts = (jnp.arange(num_steps) == 0).reshape((num_steps,) + (1,) * (xs_tm.ndim - 2))
-    if resets_tm is not None:
-        starts = starts | resets_tm
-    starts = expand(starts)
+    starts = _expand_to(_episode_starts(xs_tm, resets_tm), a.ndim)
     b = jnp.where(starts, a * h0 + b, b)
     a = jnp.where(starts, jnp.zeros_like(a), a)
     if valid_tm is not None:
-        valid = expand(valid_tm)
+        valid = _expand_to(valid_tm, a.ndim)
         a = jnp.where(valid, a, jnp.ones_like(a))
         b = jnp.where(valid, b, jnp.zeros_like(b))
 
@@ -300,11 +293,7 @@ def _parallel_linear_scan(
         return a2 * a1, a2 * b1 + b2
 
     _, hs = jax.lax.associative_scan(combine, (a, b), axis=0)
-    hs = hs.astype(initial_carry.dtype)
-    ys = cell.readout(params, hs, xs_tm)
-    if valid_tm is not None:
-        ys = tree_where(valid_tm, ys, jax.tree.map(jnp.zeros_like, ys))
-    return ys, hs[-1], hs
+    return _read_out(cell, params, hs.astype(initial_carry.dtype), xs_tm, valid_tm)
 
 
 def _parallel_log_linear_scan(
@@ -328,18 +317,11 @@ def _parallel_log_linear_scan(
     # logaddexp's derivative 0/0 (NaN) where both of its arguments are "log 0".
     log_zero = jnp.asarray(-1e4, log_a.dtype)
 
-    def expand(mask: Array) -> Array:
-        return mask.reshape(mask.shape + (1,) * (log_a.ndim - mask.ndim))
-
-    num_steps = log_a.shape[0]
-    starts = (jnp.arange(num_steps) == 0).reshape((num_steps,) + (1,) * (xs_tm.ndim - 2))
-    if resets_tm is not None:
-        starts = starts | resets_tm
-    starts = expand(starts)
+    starts = _expand_to(_episode_starts(xs_tm, resets_tm), log_a.ndim)
     log_b_initial = jnp.where(starts, log_a, log_zero)  # A_t restarts at a_t on every start
     log_a = jnp.where(starts, log_zero, log_a)  # nothing flows in from before a start
     if valid_tm is not None:
-        valid = expand(valid_tm)
+        valid = _expand_to(valid_tm, log_a.ndim)
         log_a = jnp.where(valid, log_a, jnp.zeros_like(log_a))
         log_b = jnp.where(valid, log_b, log_zero)
         log_b_initial = jnp.where(valid, log_b_initial, log_zero)
@@ -352,6 +334,25 @@ def _parallel_log_linear_scan(
     _, log_hs, log_initial_weight = jax.lax.associative_scan(combine, (log_a, log_b, log_b_initial), axis=0)
     h0 = jnp.broadcast_to(initial_carry, log_a.shape[1:]).astype(log_a.dtype)
     hs = (jnp.exp(log_hs) + jnp.exp(log_initial_weight) * h0).astype(initial_carry.dtype)
+    return _read_out(cell, params, hs, xs_tm, valid_tm)
+
+
+def _episode_starts(xs_tm: Array, resets_tm: Array | None) -> Array:
+    """``[T, *B]`` (or broadcastable): where the carry starts from the initial carry."""
+    num_steps = xs_tm.shape[0]
+    starts = (jnp.arange(num_steps) == 0).reshape((num_steps,) + (1,) * (xs_tm.ndim - 2))
+    return starts if resets_tm is None else starts | resets_tm
+
+
+def _expand_to(mask: Array, ndim: int) -> Array:
+    """Appends unit axes so that a ``[T, *B]`` mask broadcasts against ``[T, *B, ...]``."""
+    return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
+
+
+def _read_out(
+    cell: Cell, params: Params, hs: Array, xs_tm: Array, valid_tm: Array | None
+) -> tuple[Array, Array, Array]:
+    """Outputs (zero past each example's end), final carry and all carries of a parallel scan."""
     ys = cell.readout(params, hs, xs_tm)
     if valid_tm is not None:
         ys = tree_where(valid_tm, ys, jax.tree.map(jnp.zeros_like, ys))

@@ -96,6 +96,18 @@ def check_initial_carry(carry: Any, expected: Any, batch_shape: tuple[int, ...])
             )
 
 
+def check_float_dtype(value: Any, name: str, *, allow_complex: bool = False) -> None:
+    """Checks an optional dtype argument (``None`` passes) names a floating (or complex) dtype."""
+    if value is None:
+        return
+    try:
+        dt = jnp.dtype(value)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a dtype, got {value!r}") from err
+    if not jnp.issubdtype(dt, jnp.inexact if allow_complex else jnp.floating):
+        raise TypeError(f"{name} must be a floating dtype, got {dt}")
+
+
 def check_choice(value: Any, name: str, choices: tuple[Any, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")

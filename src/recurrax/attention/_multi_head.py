@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._validation import check_lengths
+from recurrax._validation import check_float_dtype, check_lengths
 from recurrax.attention._attention import IMPLEMENTATIONS, Implementation, dot_product_attention
 from recurrax.attention._kv_cache import KVCache, append_to_cache, init_kv_cache
 from recurrax.attention._masks import make_attention_mask
@@ -18,7 +18,6 @@ from recurrax.cells._initializers import Initializer
 from recurrax.conv._common import (
     Array,
     check_block_inputs,
-    check_float_dtype,
     check_optional_positive_int,
     check_positive_int,
     check_rate,

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._validation import check_choice
+from recurrax._validation import check_choice, check_float_dtype
 from recurrax.attention._attention import IMPLEMENTATIONS, Implementation
 from recurrax.attention._kv_cache import KVCache
 from recurrax.attention._multi_head import MultiHeadAttention, default_attention_kernel_init
@@ -22,7 +22,6 @@ from recurrax.conv._common import (
     Array,
     check_activation,
     check_block_inputs,
-    check_float_dtype,
     check_optional_positive_int,
     check_positive_int,
     check_rate,

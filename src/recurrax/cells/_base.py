@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from recurrax._validation import check_float_dtype
+
 Array = jax.Array
 Params = Any  # a pytree (usually a dict) of arrays
 Carry = Any  # a pytree of arrays with leading batch dims ``*B``
@@ -60,15 +62,7 @@ class Cell(abc.ABC):
         if self.hidden_size <= 0:
             raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size}")
         for name in ("dtype", "param_dtype", "carry_dtype"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            try:
-                dt = jnp.dtype(value)
-            except TypeError as err:
-                raise TypeError(f"{name} must be a dtype, got {value!r}") from err
-            if not jnp.issubdtype(dt, jnp.inexact):
-                raise TypeError(f"{name} must be a floating dtype, got {dt}")
+            check_float_dtype(getattr(self, name), name, allow_complex=True)
 
     # ----------------------------------------------------------------- contract
     @abc.abstractmethod

@@ -51,17 +51,6 @@ def check_activation(value: Any, name: str = "activation") -> None:
         raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}, got {value!r}")
 
 
-def check_float_dtype(value: Any, name: str) -> None:
-    if value is None:
-        return
-    try:
-        dt = jnp.dtype(value)
-    except TypeError as err:
-        raise TypeError(f"{name} must be a dtype, got {value!r}") from err
-    if not jnp.issubdtype(dt, jnp.floating):
-        raise TypeError(f"{name} must be a floating dtype, got {dt}")
-
-
 def compute_dtype(dtype: DTypeLike | None, *arrays: Any) -> jnp.dtype:
     """``dtype`` if given, else the promotion of the arrays' dtypes (strict-promotion safe)."""
     if dtype is not None:

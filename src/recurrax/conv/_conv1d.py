@@ -9,12 +9,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._validation import as_array, check_choice
+from recurrax._validation import as_array, check_choice, check_float_dtype
 from recurrax.conv._common import (
     Array,
     Initializer,
     check_block_inputs,
-    check_float_dtype,
     check_positive_int,
     compute_dtype,
     from_batch_major,

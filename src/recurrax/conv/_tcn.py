@@ -10,13 +10,13 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from recurrax._validation import check_float_dtype
 from recurrax.conv._common import (
     ACTIVATIONS,
     Array,
     Initializer,
     check_activation,
     check_block_inputs,
-    check_float_dtype,
     check_positive_int,
     check_rate,
     dropout,
