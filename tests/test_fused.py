@@ -77,6 +77,30 @@ def test_fused_equals_plain_float64(x64, name):
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
+def test_fused_second_derivatives_equal_plain(x64, name):
+    # Hessian-vector products both ways round: forward over reverse, and reverse over forward.
+    cell, params, xs, carry, k_t = _setup(name, jnp.float64)
+    lengths = jnp.array([T, 5, 2])
+    resets = jnp.zeros((B, T), bool).at[0, 3].set(True)
+
+    def loss(fused, params):
+        ys, final = recurrax.scan(cell, params, xs, initial_carry=carry, lengths=lengths, resets=resets, fused=fused)
+        return jnp.sum(jnp.tanh(ys)) + jnp.sum(jnp.sin(jax.tree.leaves(final)[0]))
+
+    direction = _random_like(jax.random.key(5), params)
+
+    def hvps(fused):
+        grad = jax.grad(lambda p: loss(fused, p))
+        fwd_over_rev = jax.jvp(grad, (params,), (direction,))[1]
+        rev_over_fwd = jax.grad(lambda p: jax.jvp(lambda q: loss(fused, q), (p,), (direction,))[1])(params)
+        return fwd_over_rev, rev_over_fwd
+
+    got, want = jax.jit(hvps, static_argnums=0)(True), jax.jit(hvps, static_argnums=0)(False)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_hoisted_equals_plain_float32_time_major_reverse_unroll(name):
     # Batch dims (2, 2), time-major, reverse within lengths with resets, unroll and the hoisted
     # per-gate inputs at once.
@@ -108,14 +132,16 @@ def test_fused_remat_chunks_equal_plain(x64, monkeypatch, name):
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_loop_differentiated_directly_equals_plain(monkeypatch, name):
     # Above the CPU size threshold the fused loop is differentiated without its custom_jvp.
-    monkeypatch.setattr(_fused, "CPU_BATCHED_GRADIENTS_MAX", 0)
+    monkeypatch.setattr(_fused, "CPU_BATCHED_GRADIENTS_MAX", {4: 0, 3: 0})
     resets = jnp.zeros((B, T), bool).at[1, 2].set(True)
     _compare(name, jnp.float32, 1e-6, lengths=jnp.array([T, 4, 2]), resets=resets)
 
 
 def test_batched_weight_gradients_threshold():
-    assert _fused.batched_weight_gradients(32, 4, 128)  # 16384: batched
-    assert not _fused.batched_weight_gradients(64, 4, 256)
+    # On CPU the LSTM always batches; the GRU only while B·G·H <= 16384.
+    assert _fused.batched_weight_gradients(128, 4, 512)
+    assert _fused.batched_weight_gradients(32, 3, 128)
+    assert not _fused.batched_weight_gradients(64, 3, 256)
 
 
 def _uses_fused(cell, params, xs, **kwargs) -> bool:

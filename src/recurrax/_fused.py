@@ -59,13 +59,14 @@ __all__ = [
 # Steps per remat chunk: the backward pass keeps the carries at chunk starts and
 # recomputes one chunk at a time, so memory is O(T/K·carry + K·B·G·H).
 REMAT_CHUNK = 128
-# On CPU, batching the weight gradients (the custom_jvp) wins only while one step's gate block
-# B·G·H is small: measured faster at B·G·H <= 16384 ((32,128,64,128) and (16,1024,32,128)) and
-# slower from 49152 up ((64,256,128,256), (128,64,256,512)), where the [T, B, G·H] cotangent
-# buffers cost more than T in-cache accumulations. Above it the same loop is differentiated
-# directly. Other backends always batch: on an H200 the batched path beat the plain loops in
-# every training block (1.1-1.3x; benchmarks/results/gpu.md).
-CPU_BATCHED_GRADIENTS_MAX = 16384
+# On CPU the GRU batches its weight gradients (the custom_jvp) only while one step's gate
+# block B·G·H is small: at (64,256,128,256) and (128,64,256,512) (B·G·H = 49152 and 196608)
+# the directly differentiated loop was 1.07x faster, at (32,128,64,128) and (16,1024,32,128)
+# (B·G·H <= 16384) the batched path was 1.2-1.3x faster. The LSTM batches at every size
+# measured (1.05-1.6x). Other backends always batch: on an H200 the batched path beat the
+# plain loops in every training block (benchmarks/results/gpu.md).
+# Keyed by the number of gates (4: LSTM, 3: GRU); the limit is on B·G·H.
+CPU_BATCHED_GRADIENTS_MAX: dict[int, float] = {4: float("inf"), 3: 16384}
 
 
 def hoist_by_default() -> bool:
@@ -82,7 +83,7 @@ def batched_weight_gradients(batch: int, num_gates: int, hidden: int) -> bool:
     """Whether the fused path batches weight gradients (custom_jvp) for this step size on this backend."""
     if jax.default_backend() != "cpu":
         return True
-    return batch * num_gates * hidden <= CPU_BATCHED_GRADIENTS_MAX
+    return batch * num_gates * hidden <= CPU_BATCHED_GRADIENTS_MAX[num_gates]
 
 
 def fused_path_supported(cell: Cell | Any, params: Params, xs: Array, initial_carry: Carry) -> bool:
@@ -283,6 +284,37 @@ def _starts(carries: Array, state0: Array, reset_state: Array, resets: Array | N
     return jnp.where(resets[..., None], reset_state[None], prev)
 
 
+def _for_transpose(w: Array) -> Array:
+    """``wᵀ`` materialised once, for a tangent loop that multiplies by ``(wᵀ)ᵀ``.
+
+    Reverse mode runs the tangent loop transposed, where ``dh ↦ dh w`` becomes
+    ``ct ↦ ct wᵀ``. XLA:CPU's matmul is about 1.5x slower per step when it
+    contracts the weight's last axis (``ct · wᵀ`` read from ``w``) than when
+    it reads a row-major ``wᵀ``; the barrier keeps XLA from folding the two
+    transposes back into that slow form.
+    """
+    return jax.lax.optimization_barrier(w.T)
+
+
+def _matmul_transposed(a: Array, w_t: Array) -> Array:
+    """``a · (w_t)ᵀ`` as one dot; its transpose in ``a`` is ``ct · w_t``, contracting ``w_t``'s first axis."""
+    return jax.lax.dot_general(a, w_t, (((a.ndim - 1,), (1,)), ((), ())))
+
+
+def _weight_tangent_matmul(x: Array, dw: Array) -> Array:
+    """``x · dw`` for a weight tangent ``dw``, written so that its transpose (the weight gradient) is fast.
+
+    Transposed, ``x · dw`` becomes ``(ctᵀ x)ᵀ``, which XLA:CPU turns into a
+    transposing copy of the large cotangent ``ct[T·B, G·H]`` and a matmul on its
+    generic path. Here ``xᵀ`` (the smaller ``[D, T·B]``) is materialised once in
+    the forward pass, so the weight gradient is the plain matmul ``xᵀ · ct``:
+    2.4x faster at (T·B, H, G·H) = (4096, 128, 512) on CPU.
+    """
+    x_t = jax.lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)
+    out = jax.lax.dot_general(x_t, dw, (((0,), (0,)), ((), ())))
+    return out.reshape(*x.shape[:-1], dw.shape[-1])
+
+
 def _zero(t: Any) -> bool:
     return isinstance(t, SymbolicZero)
 
@@ -310,60 +342,38 @@ def _input_gates(
     return _split_gates(jnp.matmul(x_t, w_x) + b, num_gates)
 
 
-def _outer_tangent(
-    hoisted: bool,
-    num_gates: int,
-    xs: Any,
-    dxs: Any,
-    w_x: Array,
-    dw_x: Any,
-    db: Any,
-    h_start: Array,
-    dw_h: Any,
-    db_h: Any = None,
-    split_recurrent: bool = False,
-) -> tuple:
-    """Every tangent term that does not depend on the previous step, as large matmuls outside the loop.
+def _input_tangent(
+    hoisted: bool, xs: Any, dxs: Any, w_x: Array, dw_x: Any, db: Any, gate_shape: tuple[int, ...]
+) -> Array | None:
+    """Tangent of the input part of every gate pre-activation, ``[T, B, G·H]`` (``None`` when zero).
 
-    Their transposes (the weight and input gradients) are then large matmuls too.
-    Returns per-gate ``[T, B, H]`` arrays of the input part and, with
-    ``split_recurrent`` (the GRU, whose ``h W_hn`` is gated by ``r``), of the recurrent part.
+    One large matmul per term outside the loop, so its transposes (the input
+    kernel's and the inputs' gradients) are large matmuls too. Hoisted inputs
+    carry their projection's tangent already (``w_x`` and ``b`` are unused then).
     """
-    rec = None if _zero(dw_h) else jnp.matmul(h_start, dw_h)
-    if db_h is not None and not _zero(db_h):
-        rec = db_h if rec is None else rec + db_h
     if hoisted:
-        inp_gates = [None if _zero(d) else d for d in dxs]
-        inp = None
-    else:
-        inp = _sum_terms(
-            [
-                None if _zero(dxs) else jnp.matmul(dxs, w_x),
-                None if _zero(dw_x) else jnp.matmul(xs, dw_x),
-                None if _zero(db) else db,
-            ]
-        )
-        inp_gates = [None] * num_gates
-    if not split_recurrent:
-        total = _sum_terms([inp, rec])
-        gates = (
-            [None] * num_gates
-            if total is None
-            else list(_split_gates(jnp.broadcast_to(total, (*h_start.shape[:-1], total.shape[-1])), num_gates))
-        )
-        return tuple(_sum_terms([g, i]) for g, i in zip(gates, inp_gates, strict=True)), None
-    inp_split = (
-        [None] * num_gates
-        if inp is None
-        else list(_split_gates(jnp.broadcast_to(inp, (*h_start.shape[:-1], inp.shape[-1])), num_gates))
+        if all(_zero(d) for d in dxs):
+            return None
+        return jnp.concatenate([_materialize(d, x) for d, x in zip(dxs, xs, strict=True)], axis=-1)
+    total = _sum_terms(
+        [
+            None if _zero(dxs) else _matmul_transposed(dxs, _for_transpose(w_x)),
+            None if _zero(dw_x) else _weight_tangent_matmul(xs, dw_x),
+            None if _zero(db) else db,
+        ]
     )
-    rec_split = (
-        [None] * num_gates
-        if rec is None
-        else list(_split_gates(jnp.broadcast_to(rec, (*h_start.shape[:-1], rec.shape[-1])), num_gates))
+    return None if total is None else jnp.broadcast_to(total, gate_shape)
+
+
+def _recurrent_tangent(h_start: Array, dw_h: Any, db_h: Any, gate_shape: tuple[int, ...]) -> Array | None:
+    """The weights' tangent part of ``h_{t-1} W_h (+ b_h)`` for every step, ``[T, B, G·H]`` (``None`` when zero)."""
+    total = _sum_terms(
+        [
+            None if _zero(dw_h) else _weight_tangent_matmul(h_start, dw_h),
+            None if db_h is None or _zero(db_h) else db_h,
+        ]
     )
-    inp_total = tuple(_sum_terms([a, c]) for a, c in zip(inp_split, inp_gates, strict=True))
-    return inp_total, tuple(rec_split)
+    return None if total is None else jnp.broadcast_to(total, gate_shape)
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -382,9 +392,9 @@ def _lstm_sequence(
     if reset_state is None:
         reset_state = state0
     recurrence = _lstm_recurrence if batched else _lstm_forward_loop
-    hs, cs = recurrence(*weights, inputs, *state0, *reset_state, valid, resets, unroll, hoisted)
+    hs, c_last = recurrence(*weights, inputs, *state0, *reset_state, valid, resets, unroll, hoisted)
     ys = hs if valid is None else jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
-    return ys, (hs[-1], cs[-1])
+    return ys, (hs[-1], c_last)
 
 
 def _lstm_forward_loop(
@@ -402,7 +412,11 @@ def _lstm_forward_loop(
     hoisted: bool,
     with_coefficients: bool = False,
 ) -> tuple:
-    """The carries ``(h_t, c_t)`` after every step, each ``[T, B, H]`` (and the derivative's coefficients)."""
+    """``h_t`` after every step, ``[T, B, H]``, and the last cell state ``[B, H]`` (and the derivative's coefficients).
+
+    Only the hidden states are stacked: every stacked output is one more
+    ``[T, B, H]`` buffer to zero, write and (under differentiation) read back.
+    """
 
     def body(carry: tuple[Array, Array], step_inputs: tuple) -> tuple[tuple[Array, Array], tuple]:
         h, c = carry
@@ -420,6 +434,7 @@ def _lstm_forward_loop(
         h_new = o * tanh_c
         coefs = None
         if with_coefficients:
+            # ∂(c_t, h_t)/∂(gate pre-activations, c_{t-1}): the tangent loop's only per-step inputs.
             coefs = (
                 i * (1 - i) * g,
                 f * (1 - f) * c,
@@ -429,10 +444,10 @@ def _lstm_forward_loop(
                 f,
             )
         h_new, c_new = _select(v, h_new, carry[0]), _select(v, c_new, carry[1])
-        return (h_new, c_new), (h_new, c_new, coefs)
+        return (h_new, c_new), (h_new, coefs)
 
-    _, (hs, cs, coefs) = jax.lax.scan(body, (h0, c0), (inputs, valid, resets), unroll=unroll)
-    return (hs, cs, coefs) if with_coefficients else (hs, cs)
+    (_, c_last), (hs, coefs) = jax.lax.scan(body, (h0, c0), (inputs, valid, resets), unroll=unroll)
+    return (hs, c_last, coefs) if with_coefficients else (hs, c_last)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(10, 11))
@@ -457,36 +472,37 @@ def _lstm_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tang
     w_x, b, w_h, inputs, h0, c0, rh, rc, valid, resets = primals
     dw_x, db, dw_h, dinputs, dh0, dc0, drh, drc, _, _ = tangents
     # The forward loop also emits the derivative's coefficients (the gates' local slopes).
-    hs, cs, coefs = _lstm_forward_loop(w_x, b, w_h, inputs, h0, c0, rh, rc, valid, resets, unroll, hoisted, True)
-    coef_i, coef_f, coef_g, coef_o, coef_c, _ = coefs
+    hs, c_last, coefs = _lstm_forward_loop(w_x, b, w_h, inputs, h0, c0, rh, rc, valid, resets, unroll, hoisted, True)
+    gate_shape = (*hs.shape[:-1], w_h.shape[-1])
     h_start = _starts(hs, h0, rh, resets)
-
-    (ui, uf, ug, uo), _ = _outer_tangent(hoisted, 4, inputs, dinputs, w_x, dw_x, db, h_start, dw_h)
-    # Only two [T, B, H] tangents enter the loop, so its transpose writes only two per step.
-    u_c = _sum_terms(
-        [None if ui is None else coef_i * ui, None if uf is None else coef_f * uf, None if ug is None else coef_g * ug]
+    outer = _sum_terms(
+        [
+            _input_tangent(hoisted, inputs, dinputs, w_x, dw_x, db, gate_shape),
+            _recurrent_tangent(h_start, dw_h, None, gate_shape),
+        ]
     )
-    u_h = _sum_terms([None if uo is None else coef_o * uo, None if u_c is None else coef_c * u_c])
-    zeros = jnp.zeros_like(hs)
-    u_c = zeros if u_c is None else u_c
-    u_h = zeros if u_h is None else u_h
     drh, drc = _materialize(drh, rh), _materialize(drc, rc)
+    w_h_for_transpose = _for_transpose(w_h)
 
-    def body(carry: tuple[Array, Array], step_inputs: tuple) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    # One [B, 4H] input per step (the transposed loop writes one [B, 4H] cotangent per step,
+    # whose weight gradients are then two large matmuls).
+    def body(carry: tuple[Array, Array], step_inputs: tuple) -> tuple[tuple[Array, Array], Array]:
         dh, dc = carry
-        (a_c, a_h), (ci, cf, cg, co, cc, ft), v, r = step_inputs
+        u, (ci, cf, cg, co, cc, ft), v, r = step_inputs
         if r is not None:
             dh, dc = _select(r, drh, dh), _select(r, drc, dc)
-        qi, qf, qg, qo = _split_gates(jnp.matmul(dh, w_h), 4)
-        dc_rec = ft * dc + cf * qf + ci * qi + cg * qg
-        dc_new = a_c + dc_rec
-        dh_new = a_h + co * qo + cc * dc_rec
+        dz = _matmul_transposed(dh, w_h_for_transpose)
+        if u is not None:
+            dz = dz + u
+        dzi, dzf, dzg, dzo = _split_gates(dz, 4)
+        dc_new = ft * dc + ci * dzi + cf * dzf + cg * dzg
+        dh_new = co * dzo + cc * dc_new
         dh_new, dc_new = _select(v, dh_new, carry[0]), _select(v, dc_new, carry[1])
-        return (dh_new, dc_new), (dh_new, dc_new)
+        return (dh_new, dc_new), dh_new
 
     init = (_materialize(dh0, h0), _materialize(dc0, c0))
-    _, (dhs, dcs) = jax.lax.scan(body, init, ((u_c, u_h), coefs, valid, resets), unroll=unroll)
-    return (hs, cs), (dhs, dcs)
+    (_, dc_last), dhs = jax.lax.scan(body, init, (outer, coefs, valid, resets), unroll=unroll)
+    return (hs, c_last), (dhs, dc_last)
 
 
 _lstm_recurrence.defjvp(_lstm_recurrence_jvp, symbolic_zeros=True)
@@ -576,28 +592,34 @@ def _gru_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tange
     w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets = primals
     dw_x, db_x, dw_h, db_h, dinputs, dh0, drh, _, _ = tangents
     hs, coefs = _gru_forward_loop(w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets, unroll, hoisted, True)
+    gate_shape = (*hs.shape[:-1], w_h.shape[-1])
     h_start = _starts(hs, h0, rh, resets)
-    (ur, uz, uxn), (vr, vz, vn) = _outer_tangent(
-        hoisted, 3, inputs, dinputs, w_x, dw_x, db_x, h_start, dw_h, db_h, split_recurrent=True
-    )
-    coef_r, coef_z, coef_xn, coef_hn, _ = coefs
-    # The loop's input: everything but the previous step's own tangent.
-    outer = _sum_terms(
-        [
-            None if _sum_terms([ur, vr]) is None else coef_r * _sum_terms([ur, vr]),
-            None if _sum_terms([uz, vz]) is None else coef_z * _sum_terms([uz, vz]),
-            None if uxn is None else coef_xn * uxn,
-            None if vn is None else coef_hn * vn,
-        ]
-    )
-    outer = jnp.zeros_like(hs) if outer is None else outer
+    hidden = h0.shape[-1]
+    outer_x = _input_tangent(hoisted, inputs, dinputs, w_x, dw_x, db_x, gate_shape)
+    outer_h = _recurrent_tangent(h_start, dw_h, db_h, gate_shape)
+    # One [T, B, 4H] per-step input: the r and z pre-activations' tangents (input and
+    # recurrent parts summed), then n's input part and n's recurrent part, which r gates.
+    # Its transpose writes one [B, 4H] cotangent per step.
+    outer = None
+    if outer_x is not None or outer_h is not None:
+        ox = jnp.zeros(gate_shape, hs.dtype) if outer_x is None else outer_x
+        oh = jnp.zeros(gate_shape, hs.dtype) if outer_h is None else outer_h
+        outer = jnp.concatenate(
+            [ox[..., : 2 * hidden] + oh[..., : 2 * hidden], ox[..., 2 * hidden :], oh[..., 2 * hidden :]], axis=-1
+        )
     drh = _materialize(drh, rh)
+    w_h_for_transpose = _for_transpose(w_h)
 
     def body(dh_prev: Array, step_inputs: tuple) -> tuple[Array, Array]:
-        u, (cr, cz, _, chn, keep), v, r = step_inputs
+        u, (cr, cz, cxn, chn, keep), v, r = step_inputs
         dh = dh_prev if r is None else _select(r, drh, dh_prev)
-        qr, qz, qn = _split_gates(jnp.matmul(dh, w_h), 3)
-        dh_new = u + cr * qr + cz * qz + chn * qn + keep * dh
+        dr, dz, dn_h = _split_gates(_matmul_transposed(dh, w_h_for_transpose), 3)
+        dh_new = keep * dh
+        if u is not None:
+            ur, uz, un_x, un_h = _split_gates(u, 4)
+            dr, dz, dn_h = dr + ur, dz + uz, dn_h + un_h
+            dh_new = dh_new + cxn * un_x
+        dh_new = dh_new + cr * dr + cz * dz + chn * dn_h
         dh_new = _select(v, dh_new, dh_prev)
         return dh_new, dh_new
 
