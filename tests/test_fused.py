@@ -79,7 +79,7 @@ def test_fused_equals_plain_float64(x64, name):
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_second_derivatives_equal_plain(x64, name):
     # Hessian-vector products both ways round: forward over reverse, and reverse over forward.
-    cell, params, xs, carry, k_t = _setup(name, jnp.float64)
+    cell, params, xs, carry, _ = _setup(name, jnp.float64)
     lengths = jnp.array([T, 5, 2])
     resets = jnp.zeros((B, T), bool).at[0, 3].set(True)
 
