@@ -77,6 +77,15 @@ def test_fused_equals_plain_float64(x64, name):
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
+def test_fused_with_other_backends_layouts_equals_plain(x64, monkeypatch, name):
+    # Off CPU the tangents are plain matmuls (no pre-transposed weights or inputs).
+    monkeypatch.setattr(_fused, "_cpu_layouts", lambda: False)
+    lengths = jnp.array([T, 4, 1])
+    resets = jnp.zeros((B, T), bool).at[0, 3].set(True)
+    _compare(name, jnp.float64, 1e-12, lengths=lengths, resets=resets, check_jvp=True)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_second_derivatives_equal_plain(x64, name):
     # Hessian-vector products both ways round: forward over reverse, and reverse over forward.
     cell, params, xs, carry, _ = _setup(name, jnp.float64)

@@ -284,21 +284,25 @@ def _starts(carries: Array, state0: Array, reset_state: Array, resets: Array | N
     return jnp.where(resets[..., None], reset_state[None], prev)
 
 
-def _for_transpose(w: Array) -> Array:
-    """``wᵀ`` materialised once, for a tangent loop that multiplies by ``(wᵀ)ᵀ``.
+# The layouts below were measured on XLA:CPU only; other backends' matmuls read
+# transposed operands at full speed, so there the tangents stay plain matmuls.
+def _cpu_layouts() -> bool:
+    return jax.default_backend() == "cpu"
 
-    Reverse mode runs the tangent loop transposed, where ``dh ↦ dh w`` becomes
-    ``ct ↦ ct wᵀ``. XLA:CPU's matmul is about 1.5x slower per step when it
-    contracts the weight's last axis (``ct · wᵀ`` read from ``w``) than when
-    it reads a row-major ``wᵀ``; the barrier keeps XLA from folding the two
-    transposes back into that slow form.
+
+def _tangent_matmul(w: Array) -> Callable[[Array], Array]:
+    """``a ↦ a · w`` for a tangent ``a``, written so that its transpose ``ct ↦ ct · wᵀ`` is fast.
+
+    Reverse mode runs the tangent loop transposed. XLA:CPU's matmul is about
+    1.5x slower per step when it contracts the weight's last axis (``ct · wᵀ``
+    read from ``w``) than when it reads a row-major ``wᵀ``, so ``wᵀ`` is
+    materialised once, behind a barrier that keeps XLA from folding the two
+    transposes back into the slow form.
     """
-    return jax.lax.optimization_barrier(w.T)
-
-
-def _matmul_transposed(a: Array, w_t: Array) -> Array:
-    """``a · (w_t)ᵀ`` as one dot; its transpose in ``a`` is ``ct · w_t``, contracting ``w_t``'s first axis."""
-    return jax.lax.dot_general(a, w_t, (((a.ndim - 1,), (1,)), ((), ())))
+    if not _cpu_layouts():
+        return lambda a: jnp.matmul(a, w)
+    w_t = jax.lax.optimization_barrier(w.T)
+    return lambda a: jax.lax.dot_general(a, w_t, (((a.ndim - 1,), (1,)), ((), ())))
 
 
 def _weight_tangent_matmul(x: Array, dw: Array) -> Array:
@@ -308,8 +312,10 @@ def _weight_tangent_matmul(x: Array, dw: Array) -> Array:
     transposing copy of the large cotangent ``ct[T·B, G·H]`` and a matmul on its
     generic path. Here ``xᵀ`` (the smaller ``[D, T·B]``) is materialised once in
     the forward pass, so the weight gradient is the plain matmul ``xᵀ · ct``:
-    2.4x faster at (T·B, H, G·H) = (4096, 128, 512) on CPU.
+    2.4x faster at (T·B, D, G·H) = (4096, 128, 512) on CPU.
     """
+    if not _cpu_layouts():
+        return jnp.matmul(x, dw)
     x_t = jax.lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)
     out = jax.lax.dot_general(x_t, dw, (((0,), (0,)), ((), ())))
     return out.reshape(*x.shape[:-1], dw.shape[-1])
@@ -357,7 +363,7 @@ def _input_tangent(
         return jnp.concatenate([_materialize(d, x) for d, x in zip(dxs, xs, strict=True)], axis=-1)
     total = _sum_terms(
         [
-            None if _zero(dxs) else _matmul_transposed(dxs, _for_transpose(w_x)),
+            None if _zero(dxs) else _tangent_matmul(w_x)(dxs),
             None if _zero(dw_x) else _weight_tangent_matmul(xs, dw_x),
             None if _zero(db) else db,
         ]
@@ -482,7 +488,7 @@ def _lstm_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tang
         ]
     )
     drh, drc = _materialize(drh, rh), _materialize(drc, rc)
-    w_h_for_transpose = _for_transpose(w_h)
+    recurrent = _tangent_matmul(w_h)
 
     # One [B, 4H] input per step (the transposed loop writes one [B, 4H] cotangent per step,
     # whose weight gradients are then two large matmuls).
@@ -491,7 +497,7 @@ def _lstm_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tang
         u, (ci, cf, cg, co, cc, ft), v, r = step_inputs
         if r is not None:
             dh, dc = _select(r, drh, dh), _select(r, drc, dc)
-        dz = _matmul_transposed(dh, w_h_for_transpose)
+        dz = recurrent(dh)
         if u is not None:
             dz = dz + u
         dzi, dzf, dzg, dzo = _split_gates(dz, 4)
@@ -608,12 +614,12 @@ def _gru_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tange
             [ox[..., : 2 * hidden] + oh[..., : 2 * hidden], ox[..., 2 * hidden :], oh[..., 2 * hidden :]], axis=-1
         )
     drh = _materialize(drh, rh)
-    w_h_for_transpose = _for_transpose(w_h)
+    recurrent = _tangent_matmul(w_h)
 
     def body(dh_prev: Array, step_inputs: tuple) -> tuple[Array, Array]:
         u, (cr, cz, cxn, chn, keep), v, r = step_inputs
         dh = dh_prev if r is None else _select(r, drh, dh_prev)
-        dr, dz, dn_h = _split_gates(_matmul_transposed(dh, w_h_for_transpose), 3)
+        dr, dz, dn_h = _split_gates(recurrent(dh), 3)
         dh_new = keep * dh
         if u is not None:
             ur, uz, un_x, un_h = _split_gates(u, 4)
