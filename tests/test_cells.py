@@ -84,6 +84,28 @@ def test_gradients_match_finite_differences(case: CellCase, x64):
     check_grads(loss, (params, xs), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
+PROJECTING_CASES = [case for case in CELL_CASES if case.make().supports_input_projection]
+
+
+@pytest.mark.parametrize("case", PROJECTING_CASES, ids=[case.name for case in PROJECTING_CASES])
+def test_hoisted_input_projection_equals_the_step(case: CellCase, x64):
+    """Both ways of applying the input matmul (hoisted before the loop, or in each step) agree, with gradients."""
+    cell = case.make(param_dtype=jnp.float64)
+    params = randomized_params(cell, jax.random.key(4))
+    xs = _inputs(jnp.float64)
+
+    def loss(params, xs, hoist):
+        ys, carry = recurrax.scan(
+            cell, params, xs, lengths=LENGTHS, resets=RESETS, hoist_input_projection=hoist, fused=False
+        )
+        states = [leaf for leaf in jax.tree.leaves(carry) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in states)
+
+    hoisted = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, True)
+    stepwise = jax.value_and_grad(loss, argnums=(0, 1))(params, xs, False)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-12, rtol=1e-12), hoisted, stepwise)
+
+
 @pytest.mark.parametrize("case", CELL_CASES, ids=CASE_IDS)
 def test_bfloat16_compute_stays_close_to_float32(case: CellCase):
     cell32 = case.make()

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recurrax._fused import fused_sequential_scan, use_fused_path
+from recurrax._fused import fused_sequential_scan, hoist_by_default, use_fused_path
 from recurrax._validation import check_initial_carry, check_lengths, check_mask_like, check_sequence
 from recurrax.cells._base import Array, Carry, Cell, Params, tree_where
 
@@ -78,7 +78,9 @@ def scan(
         ``jax.lax.associative_scan`` (depth O(log T)); same results. A cell
         with ``log_space=True`` (minGRU, minLSTM) is scanned in log space.
       hoist_input_projection: apply the input matmul to all steps before the
-        loop (default: whenever the cell supports it).
+        loop. Default: whenever the cell supports it, except on CPU, where the
+        matmul inside the step was faster for every cell measured
+        (``benchmarks/README.md``).
       return_carries: also return the carry after every step.
       carry_perturbation: a pytree shaped like the stacked carries whose entry
         ``t`` is added to the carry that step ``t`` receives. Zeros change
@@ -196,7 +198,9 @@ def scan(
             raise ValueError("fused=True needs a recurrax Cell, got a plain step function")
         if is_cell:
             use_projection = (
-                cell.supports_input_projection if hoist_input_projection is None else hoist_input_projection
+                cell.supports_input_projection and hoist_by_default()
+                if hoist_input_projection is None
+                else hoist_input_projection
             )
             if use_projection and not cell.supports_input_projection:
                 raise ValueError(f"hoist_input_projection=True but {type(cell).__name__} has no input projection")
