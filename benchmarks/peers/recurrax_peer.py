@@ -11,15 +11,15 @@ from benchmarks.common import Config, Impl, jax_impl
 # name -> recurrax.scan keyword arguments; "levers" adds the variants the README's before/after table compares.
 DEFAULT_VARIANTS = {
     "recurrax": {},
-    "recurrax (plain scan)": {"fused": False},
+    "recurrax (plain scan)": {"fused": False, "hoist_input_projection": True},
     "recurrax (plain, matmul in step)": {"fused": False, "hoist_input_projection": False},
 }
 LEVER_VARIANTS = {
     "plain, no hoisting": {"fused": False, "hoist_input_projection": False},
-    "plain, hoisted": {"fused": False},
-    "plain, hoisted, unroll=8": {"fused": False, "unroll": 8},
+    "plain, hoisted": {"fused": False, "hoist_input_projection": True},
+    "plain, hoisted, unroll=8": {"fused": False, "hoist_input_projection": True, "unroll": 8},
     "plain, no hoisting, unroll=8": {"fused": False, "hoist_input_projection": False, "unroll": 8},
-    "plain, hoisted, remat": {"fused": False, "remat": True},
+    "plain, hoisted, remat": {"fused": False, "hoist_input_projection": True, "remat": True},
     "fused, hoisted": {"fused": True, "hoist_input_projection": True},
     "fused": {"fused": True},
     "fused, unroll=2": {"fused": True, "unroll": 2},
