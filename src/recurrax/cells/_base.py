@@ -95,6 +95,11 @@ class Cell(abc.ABC):
         """:meth:`step` on an input already passed through :meth:`project_inputs`."""
         raise NotImplementedError(f"{type(self).__name__} has no separable input projection")
 
+    def _affine_projection(self, xs: Array, kernel: Array, bias: Array) -> Array:
+        """``xs · kernel + bias`` in the compute dtype: the input projection of the dense cells."""
+        dt = self.compute_dtype(xs, kernel)
+        return jnp.matmul(xs.astype(dt), kernel.astype(dt)) + bias.astype(dt)
+
     # ------------------------------------------------------------------ dtypes
     def compute_dtype(self, *arrays: Any) -> jnp.dtype:
         """The dtype that matmuls and gates use for these inputs."""

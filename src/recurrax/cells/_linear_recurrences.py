@@ -59,8 +59,7 @@ class _MinRNN(LinearCell):
         return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
 
     def project_inputs(self, params: Params, xs: Array) -> Array:
-        dt = self.compute_dtype(xs, params["input_kernel"])
-        return jnp.matmul(xs.astype(dt), params["input_kernel"].astype(dt)) + params["bias"].astype(dt)
+        return self._affine_projection(xs, params["input_kernel"], params["bias"])
 
     def _blocks(self, projected: Array) -> tuple[Array, ...]:
         # Gates and candidates are formed in the state dtype: they feed the accumulation.

@@ -56,8 +56,7 @@ class SimpleRNN(Cell):
         return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
 
     def project_inputs(self, params: Params, xs: Array) -> Array:
-        dt = self.compute_dtype(xs, params["input_kernel"])
-        return jnp.matmul(xs.astype(dt), params["input_kernel"].astype(dt)) + params["bias"].astype(dt)
+        return self._affine_projection(xs, params["input_kernel"], params["bias"])
 
     def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
         dt = projected_x.dtype
