@@ -77,10 +77,12 @@ CPU_BATCHED_GRADIENTS_MAX: dict[int, float] = {4: float("inf"), 3: 16384}
 
 
 def hoist_by_default() -> bool:
-    """Whether the fused path hoists the input matmul out of the loop when the caller does not say.
+    """Whether the engine hoists the input matmul out of the loop when the caller does not say.
 
-    Not on CPU: there the in-loop matmul won every measurement (no ``[T, B, G·H]``
-    buffer; levers table, 1.3-2.0x). Elsewhere yes: on an H200 the hoisted plain loop
+    Both the fused path and the plain step loop follow it. Not on CPU: there the
+    in-loop matmul won every measurement (no ``[T, B, G·H]`` buffer; levers table,
+    1.3-2.0x; and for the cells only the plain loop runs, all but two cases of 14 in
+    ``benchmarks/README.md``). Elsewhere yes: on an H200 the hoisted plain loop
     beat the in-loop one in every peers block (forward 1.23-1.43x, training 1.06-1.23x).
     """
     return jax.default_backend() != "cpu"
@@ -346,9 +348,7 @@ def _sum_terms(terms: list[Array | None]) -> Array | None:
     return total
 
 
-def _input_gates(
-    hoisted: bool, inputs: Any, w_x: Array, b: Array, x_t: Any, num_gates: int
-) -> tuple[Array, ...] | None:
+def _input_gates(hoisted: bool, w_x: Array, b: Array, x_t: Any, num_gates: int) -> tuple[Array, ...]:
     """Per-step input part of the gates: read from the hoisted arrays, or one matmul of ``x_t``."""
     if hoisted:
         return x_t
@@ -564,7 +564,7 @@ def _gru_forward_loop(
     def body(h_prev: Array, step_inputs: tuple) -> tuple[Array, tuple]:
         x_t, v, r = step_inputs
         h = h_prev if r is None else _select(r, rh, h_prev)
-        xr, xz, xn = _input_gates(hoisted, inputs, w_x, b_x, x_t, 3)
+        xr, xz, xn = _input_gates(hoisted, w_x, b_x, x_t, 3)
         hr, hz, hn = _split_gates(jnp.matmul(h, w_h) + b_h, 3)
         rg = jax.nn.sigmoid(xr + hr)
         zg = jax.nn.sigmoid(xz + hz)
