@@ -79,8 +79,8 @@ def scan(
         with ``log_space=True`` (minGRU, minLSTM) is scanned in log space.
       hoist_input_projection: apply the input matmul to all steps before the
         loop. Default: whenever the cell supports it, except on CPU, where the
-        matmul inside the step was faster for every cell measured
-        (``benchmarks/README.md``).
+        matmul inside the step was faster in 12 of the 14 cell and mode pairs
+        measured (``benchmarks/README.md``).
       return_carries: also return the carry after every step.
       carry_perturbation: a pytree shaped like the stacked carries whose entry
         ``t`` is added to the carry that step ``t`` receives. Zeros change
