@@ -105,6 +105,40 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert leaves_equal(nnx.state(fresh, nnx.Param), snapshots[9])
 
 
+def test_rebuild_best_recomputes_the_best_from_the_runs_own_values(tmp_path):
+    with train.Checkpointer(tmp_path, monitor="val_loss") as ckpt:
+        for step, value in [(3, 0.5), (6, 0.25), (9, 0.125)]:
+            ckpt.save(step, model_state={"w": jnp.full(2, float(step))}, opt_state=(), meta={}, metric=value)
+    ckpt = train.Checkpointer(tmp_path, monitor="val_loss")
+    assert (ckpt.best_step, ckpt.best_value) == (9, 0.125)  # from the index
+
+    # A run whose history ends at step 6 has never seen step 9's value; NaN never counts.
+    ckpt.rebuild_best([(3, 0.5), (4, float("nan")), (6, 0.25)])
+    assert (ckpt.best_step, ckpt.best_value) == (6, 0.25)
+    ckpt.save(10, model_state={"w": jnp.zeros(2)}, opt_state=(), meta={}, metric=0.2)  # beats 0.25, not 0.125
+    index = json.loads((tmp_path / "recurrax_checkpoints.json").read_text())
+    assert (index["best_step"], index["best_value"]) == (10, 0.2)
+    ckpt.rebuild_best([])
+    assert (ckpt.best_step, ckpt.best_value) == (None, None)
+    ckpt.close()
+
+
+def test_resume_ignores_a_later_best_in_the_index(tmp_path):
+    full, full_ckpt = run(tmp_path / "full")
+    directory = tmp_path / "cut"
+    run(directory, interrupt_at=5)  # latest checkpoint: step 4; best val_loss: step 3
+    index_path = directory / "recurrax_checkpoints.json"
+    index = json.loads(index_path.read_text())
+    assert index["best_step"] == 3
+    index.update(best_step=4, best_value=-1.0)  # as if a later best had been written before the run died
+    write_atomic(index_path, json.dumps(index))
+
+    resumed, resumed_ckpt = run(directory, resume=True)
+    assert leaves_equal(resumed.params, full.params) and resumed.history == full.history
+    assert (resumed_ckpt.best_step, resumed_ckpt.best_value) == (full_ckpt.best_step, full_ckpt.best_value)
+    assert resumed_ckpt.all_steps() == full_ckpt.all_steps() == [3, 8, 9]
+
+
 def test_resume_refuses_changed_settings(tmp_path):
     run(tmp_path, interrupt_at=3)  # checkpoint at step 2
     trainer = train.Trainer(Regressor(nnx.Rngs(0, dropout=1), dropout=0.3), TX)

@@ -17,7 +17,6 @@ from recurrax.train._checkpoint import Checkpointer, CheckpointError, restore_mo
 from recurrax.train._diagnostics import gradient_diagnostics, layer_names
 from recurrax.train._gradient_flow import GradientFlowRecorder, gradient_flow
 from recurrax.train._history import History
-from recurrax.train._loop import Trainer, evaluate, fit, predict
 from recurrax.train._losses import (
     accuracy,
     binary_accuracy,
@@ -31,6 +30,7 @@ from recurrax.train._objective import Objective
 from recurrax.train._optimizers import build_optimizer
 from recurrax.train._plots import plot_gradient_flow, plot_gradient_norms, plot_history
 from recurrax.train._tbptt import tbptt_value_and_grad
+from recurrax.train._trainer import Trainer, evaluate, fit, predict
 
 __all__ = [
     "Callback",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import jax
 
 if TYPE_CHECKING:
-    from recurrax.train._loop import Trainer
+    from recurrax.train._trainer import Trainer
 
 
 class Callback:

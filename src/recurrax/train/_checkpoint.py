@@ -20,7 +20,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -127,6 +127,25 @@ class Checkpointer:
         if self.best_value is None:
             return True
         return value < self.best_value if self.mode == "min" else value > self.best_value
+
+    def rebuild_best(self, values: Iterable[tuple[int, float]]) -> None:
+        """Recomputes the best step and value of ``monitor`` from a run's own ``(step, value)`` pairs, oldest first.
+
+        A resumed run calls it with the values it logged up to its checkpoint,
+        so a best that an interrupted run wrote to the index after that step no
+        longer counts (a NaN never counts). The index is rewritten at the next :meth:`save`.
+
+        Example:
+          >>> import tempfile
+          >>> ckpt = Checkpointer(tempfile.mkdtemp(), monitor="val_loss")
+          >>> ckpt.rebuild_best([(3, 0.5), (6, float("nan")), (9, 0.25), (12, 0.75)])
+          >>> ckpt.best_step, ckpt.best_value
+          (9, 0.25)
+        """
+        self.best_step, self.best_value = None, None
+        for step, value in values:
+            if self.is_improvement(value):
+                self.best_step, self.best_value = int(step), float(value)
 
     # -------------------------------------------------------------------- save
     def save(

@@ -9,7 +9,7 @@ as norms that fall by orders of magnitude from the last step back to the first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -19,13 +19,12 @@ from flax import nnx
 
 from recurrax.train._callbacks import Callback
 from recurrax.train._losses import ValueFn
-from recurrax.train._objective import Batch, LossFn, Objective, Stats, as_objective, stats_from_loss_fn
+from recurrax.train._objective import Batch, LossFn, Objective, ObjectiveFn, as_objective, stats_from_loss_fn
 
 if TYPE_CHECKING:
-    from recurrax.train._loop import Trainer
+    from recurrax.train._trainer import Trainer
 
 Array = jax.Array
-ObjectiveFn = Callable[[Any, Batch], tuple[Array, Stats]]
 
 
 def gradient_flow(

@@ -23,6 +23,7 @@ Array = jax.Array
 Batch = Mapping[str, Any]
 Stats = dict[str, tuple[Array, Array]]
 LossFn = Callable[[nnx.Module, Batch], "Array | tuple[Array, Mapping[str, Array]]"]
+ObjectiveFn = Callable[[Any, Batch], tuple[Array, Stats]]  # (model, batch) -> (loss, stats)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -127,10 +128,10 @@ def as_objective(loss: str | ValueFn | Objective, metrics: Sequence[str] | Mappi
     return Objective(loss, metrics)
 
 
-_ADAPTED: dict[Any, Callable[[Any, Batch], tuple[Array, Stats]]] = {}
+_ADAPTED: dict[Any, ObjectiveFn] = {}
 
 
-def stats_from_loss_fn(loss_fn: LossFn) -> Callable[[Any, Batch], tuple[Array, Stats]]:
+def stats_from_loss_fn(loss_fn: LossFn) -> ObjectiveFn:
     """Adapts a user ``loss_fn(model, batch) -> loss | (loss, metrics)`` to ``(loss, stats)``.
 
     Its loss and metrics are batch means, so each batch is weighted by its
@@ -144,7 +145,7 @@ def stats_from_loss_fn(loss_fn: LossFn) -> Callable[[Any, Batch], tuple[Array, S
     return _ADAPTED[loss_fn]
 
 
-def _adapt(loss_fn: LossFn) -> Callable[[Any, Batch], tuple[Array, Stats]]:
+def _adapt(loss_fn: LossFn) -> ObjectiveFn:
 
     def objective(model: Any, batch: Batch) -> tuple[Array, Stats]:
         out = loss_fn(model, batch)

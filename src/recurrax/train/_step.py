@@ -1,16 +1,17 @@
-"""The jitted train step: gradient, optimizer update and diagnostics as one pure function.
+"""The jitted step functions: a train step (gradient, optimizer update, diagnostics), an eval and a predict step.
 
-Its static part (:class:`StepConfig`: graph definition, optimizer, objective,
-TBPTT settings) is hashable, so every Trainer with an equal configuration (the
-same model structure, the same optimizer object) shares one compiled step: a
-resumed run does not compile again.
+Each is a pure function of the model's graph definition and states. The
+train step's static part (:class:`StepConfig`: graph definition, optimizer,
+objective, TBPTT settings) is hashable, so every Trainer with an equal
+configuration (the same model structure, the same optimizer object) shares one
+compiled step: a resumed run does not compile again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -20,7 +21,7 @@ from flax import nnx
 
 from recurrax.train._diagnostics import gradient_diagnostics
 from recurrax.train._objective import Objective, Stats
-from recurrax.train._tbptt import chunk_loss, run_chunks, sequence_grad
+from recurrax.train._tbptt import chunk_loss, num_chunks, run_chunks, sequence_grad
 
 Array = jax.Array
 
@@ -35,6 +36,13 @@ class StepConfig:
     layers: tuple[str, ...] | None
     tbptt: int | None
     tbptt_update: str
+
+    def steps_per_batch(self, batch: Mapping[str, Array]) -> int:
+        """How many optimizer steps :func:`train_batch` takes on ``batch``: one per chunk for streaming TBPTT."""
+        if self.tbptt is None or self.tbptt_update == "sequence":
+            return 1
+        assert isinstance(self.objective, Objective)
+        return num_chunks(int(jnp.shape(batch[self.objective.inputs_key])[1]), self.tbptt)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -98,3 +106,16 @@ def _train_chunks(config: StepConfig, params: Any, rest: Any, opt_state: Any, ba
 def means(stats: Stats) -> dict[str, Array]:
     """``{name: total / count}`` (NaN where a batch had nothing to average)."""
     return {k: total / count for k, (total, count) in stats.items()}
+
+
+# Shared by every Trainer with the same model structure and objective (one compile).
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def eval_batch(graphdef: nnx.GraphDef, objective: Callable[..., Any], params: Any, rest: Any, batch: Any) -> Stats:
+    """The batch's ``(total, count)`` sums of the loss and metrics (``graphdef`` in eval mode)."""
+    return objective(nnx.merge(graphdef, params, rest), batch)[1]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def predict_batch(graphdef: nnx.GraphDef, objective: Objective, params: Any, rest: Any, batch: Any) -> Array:
+    """The model's predictions for the batch, ``[B, ...]``."""
+    return objective.predict(nnx.merge(graphdef, params, rest), batch)

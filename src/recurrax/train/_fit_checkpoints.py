@@ -1,0 +1,104 @@
+"""Checkpoints of a ``fit`` run: when to save, what a save holds for the trainer, and exact resume.
+
+A checkpoint's ``meta["trainer"]`` holds the loop position (step, epoch, batch
+within the epoch), the stop flag, the running epoch sums, the history, the
+callbacks' states and the settings an exact resume needs unchanged (``"fit"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flax import nnx
+
+from recurrax.train._callback_list import CallbackList
+from recurrax.train._checkpoint import Checkpointer
+from recurrax.train._history import History
+
+if TYPE_CHECKING:
+    from recurrax.train._trainer import Trainer
+
+
+class FitCheckpoints:
+    """Saves one ``fit`` call's state through ``checkpointer`` and resumes it exactly.
+
+    ``settings`` are what must not change between a run and its resume (the
+    number of examples, batch size, shuffling, seed, ...): a change is refused by name.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, callbacks: CallbackList, settings: Mapping[str, Any]):
+        self.checkpointer, self.callbacks, self.settings = checkpointer, callbacks, dict(settings)
+        self._last_saved: int | None = None
+
+    def resume(self, trainer: Trainer) -> None:
+        """Puts the latest checkpoint, if there is one, back into ``trainer`` and the callbacks."""
+        if self.checkpointer.latest_step() is not None:
+            self._restore(trainer)
+        self._last_saved = trainer.step
+
+    def after_step(self, trainer: Trainer, step_before: int, epoch_logs: Mapping[str, float] | None) -> None:
+        """Saves if the step count crossed a multiple of ``every_steps``, or if the epoch
+        that just ended (``epoch_logs``, else None) reached a new best ``monitor`` value."""
+        monitor = self.checkpointer.monitor
+        metric = epoch_logs.get(monitor) if epoch_logs is not None and monitor is not None else None
+        every = self.checkpointer.every_steps
+        if (every is not None and trainer.step // every > step_before // every) or (
+            metric is not None and self.checkpointer.is_improvement(float(metric))
+        ):
+            self._save(trainer, metric)
+
+    def at_end(self, trainer: Trainer) -> None:
+        """Saves the final state unless it is already saved (or nothing was trained)."""
+        if self._last_saved != trainer.step and trainer.step not in [0, *self.checkpointer.all_steps()]:
+            self._save(trainer, None)
+
+    def _save(self, trainer: Trainer, metric: float | None) -> None:
+        """One checkpoint of ``trainer`` at its current step; ``metric`` is ``monitor``'s value, if measured."""
+        trainer._flush()
+        meta = {"trainer": self._trainer_meta(trainer)}
+        state = nnx.as_pure(nnx.state(trainer.sync_model()))
+        self.checkpointer.save(trainer.step, model_state=state, opt_state=trainer.opt_state, meta=meta, metric=metric)
+        self._last_saved = trainer.step
+
+    def _trainer_meta(self, trainer: Trainer) -> dict[str, Any]:
+        return {
+            "step": trainer.step,
+            "epoch": trainer.epoch,
+            "position": trainer.position,
+            "stop_training": trainer.stop_training,
+            "epoch_totals": trainer._epoch_totals,
+            "history": trainer.history.to_dict(),
+            "callbacks": self.callbacks.state_dict(),
+            "fit": self.settings,
+        }
+
+    def _restore(self, trainer: Trainer) -> None:
+        target = nnx.as_pure(nnx.state(trainer.sync_model()))
+        restored = self.checkpointer.restore(model_target=target, opt_target=trainer.opt_state, step="latest")
+        saved = restored.meta.get("trainer")
+        if saved is None:
+            raise ValueError(f"checkpoint {restored.path} holds no trainer state (it was not written by fit)")
+        self._check_settings(restored.path, saved["fit"])
+        trainer._set_model_state(restored.model_state)
+        trainer.opt_state = restored.opt_state
+        trainer.step, trainer.epoch, trainer.position = saved["step"], saved["epoch"], saved["position"]
+        trainer.stop_training = saved["stop_training"]
+        trainer._epoch_totals = {k: list(v) for k, v in saved["epoch_totals"].items()}
+        trainer.history = History.from_dict(saved["history"])
+        trainer._pending = []
+        self.callbacks.load_state_dict(saved["callbacks"])
+        monitor = self.checkpointer.monitor
+        if monitor is not None:
+            # The best value this run had seen by its checkpoint, not a later one
+            # an interrupted run may have written to the index.
+            self.checkpointer.rebuild_best(
+                (row["step"], row[monitor]) for row in trainer.history.epochs if monitor in row
+            )
+
+    def _check_settings(self, path: Path, saved: Mapping[str, Any]) -> None:
+        changed = {k: (saved.get(k), v) for k, v in self.settings.items() if saved.get(k) != v}
+        if changed:
+            detail = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
+            raise ValueError(f"cannot resume exactly from {path}: the run's settings changed ({detail})")

@@ -1,0 +1,389 @@
+"""The Trainer: an NNX model trained by a jitted step, evaluated and predicted in eval mode.
+
+The model is split once into a graph definition and pure states (parameters
+and "the rest": dropout RNG counts, batch statistics); the step is a pure
+function of those states, jitted once. ``trainer.model`` is brought up to date
+at the end of every epoch and on :meth:`Trainer.sync_model`. The epoch loop
+of :meth:`Trainer.fit` is in ``_loop.py``, its checkpoints in ``_fit_checkpoints.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+from recurrax.train._callbacks import Callback
+from recurrax.train._checkpoint import Checkpointer
+from recurrax.train._data import Data, as_data, device_batch, in_order, num_examples
+from recurrax.train._diagnostics import layer_names
+from recurrax.train._history import History
+from recurrax.train._loop import FitLoop
+from recurrax.train._losses import ValueFn
+from recurrax.train._objective import LossFn, Objective, ObjectiveFn, Stats, as_objective, stats_from_loss_fn
+from recurrax.train._optimizers import standard_promotion
+from recurrax.train._step import StepConfig, eval_batch, predict_batch, train_batch
+from recurrax.train._tbptt import check_chunk_size, check_streaming_batch
+
+Array = jax.Array
+_DIAGNOSTIC_KEYS = (
+    "grad_norm",
+    "update_norm",
+    "param_norm",
+    "nonfinite",
+    "clipped_grad_norm",
+    "clipped",
+    "nonfinite_count",
+)
+
+
+class Trainer:
+    """Trains an NNX model with an optax optimizer; evaluates and predicts with it.
+
+    Args:
+      model: an ``nnx.Module``. Trained in train mode (``model.train()``:
+        dropout on, drawing from its ``"dropout"`` RNG stream), evaluated in
+        eval mode; the module is left in eval mode, its weights updated in place.
+      optimizer: an ``optax.GradientTransformation`` (e.g. from
+        :func:`~recurrax.train.build_optimizer`), or None to only evaluate/predict.
+      loss: a loss name, a function ``(predictions, targets) -> [B] or [B, T]``,
+        or an :class:`~recurrax.train.Objective`.
+      metrics: metric names or ``{name: function}``, reported with the loss.
+      loss_fn: instead of ``loss``/``metrics``, any ``loss_fn(model, batch) ->
+        loss | (loss, {name: value})`` (batch means).
+      tbptt: a chunk size for truncated backpropagation through time; the model
+        must be a streaming model (see :func:`~recurrax.train.tbptt_value_and_grad`).
+      tbptt_update: ``"chunk"``: one optimizer step per chunk (streaming
+        training: the weights move as the sequence goes); ``"sequence"``: one
+        step per batch with the chunk gradients summed.
+      diagnostics: compute the gradient diagnostics every step (and per layer).
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np, optax
+      >>> from flax import nnx
+      >>> model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+      >>> data = {"inputs": np.ones((8, 3), np.float32), "targets": np.zeros((8, 1), np.float32)}
+      >>> trainer = Trainer(model, optax.sgd(0.1))
+      >>> history = trainer.fit(data, epochs=2, batch_size=4, progress=False)
+      >>> len(history.steps), len(history.epochs)
+      (4, 2)
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        optimizer: optax.GradientTransformation | None,
+        *,
+        loss: str | ValueFn | Objective = "mse",
+        metrics: Sequence[str] | Mapping[str, ValueFn] = (),
+        loss_fn: LossFn | None = None,
+        tbptt: int | None = None,
+        tbptt_update: Literal["chunk", "sequence"] = "chunk",
+        diagnostics: bool = True,
+    ):
+        if not isinstance(model, nnx.Module):
+            raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+        if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+            raise TypeError(f"optimizer must be an optax.GradientTransformation or None, got {optimizer!r}")
+        self.objective, self._objective_fn = _objective_of(loss, metrics, loss_fn, tbptt, diagnostics)
+        if tbptt is not None:
+            check_chunk_size(tbptt)
+        if tbptt_update not in ("chunk", "sequence"):
+            raise ValueError(f"tbptt_update must be 'chunk' or 'sequence', got {tbptt_update!r}")
+        self.model = model
+        self.optimizer = optimizer
+        self.tbptt, self.tbptt_update, self.diagnostics = tbptt, tbptt_update, diagnostics
+
+        model.train()
+        self._graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
+        model.eval()
+        self._graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
+        self.params, self.rest = nnx.as_pure(params), nnx.as_pure(rest)
+        self.opt_state = None
+        self._config: StepConfig | None = None
+        if optimizer is not None:
+            self.opt_state = standard_promotion(optimizer).init(self.params)
+            layers = tuple(layer_names(model)) if diagnostics else None
+            self._config = StepConfig(self._graphdef_train, optimizer, self._objective_fn, layers, tbptt, tbptt_update)
+
+        self.step = 0
+        self.epoch = 0
+        self.position = 0
+        self.history = History()
+        self.stop_training = False
+        self.checkpointer: Checkpointer | None = None
+        self._epoch_totals: dict[str, list[float]] = {}
+        self._pending: list[tuple[int, int, int, dict[str, Array], Stats]] = []
+
+    def train_step(self, batch: Mapping[str, Any]) -> dict[str, Array]:
+        """One jitted optimizer step (or one per chunk with ``tbptt``) on ``batch``; returns its metrics.
+
+        For research loops that do their own batching; the step is counted and
+        logged to the history like a step of :meth:`fit`.
+        """
+        self._require_optimizer()
+        batch = device_batch(batch)
+        if self.tbptt is not None:
+            assert self.objective is not None
+            check_streaming_batch(self.objective, batch)
+        metrics = self._run_step(batch)
+        self._flush()
+        return metrics
+
+    def _run_step(self, batch: dict[str, Array]) -> dict[str, Array]:
+        assert self._config is not None
+        self.params, self.rest, self.opt_state, metrics, stats = train_batch(
+            self._config, self.params, self.rest, self.opt_state, batch
+        )
+        first = self.step + 1
+        self.step += self._config.steps_per_batch(batch)
+        self._pending.append((first, self.step, self.epoch, metrics, stats))
+        return metrics
+
+    def _flush(self) -> None:
+        """Moves pending device metrics into the history and the epoch sums (one device transfer)."""
+        if not self._pending:
+            return
+        pending, self._pending = jax.device_get(self._pending), []
+        for first, last, epoch, metrics, stats in pending:
+            for i, step in enumerate(range(first, last + 1)):
+                row: dict[str, Any] = {"step": step, "epoch": epoch + 1}  # epochs count from 1, as in the epoch rows
+                for k in [*(n for n in self._stat_names() if n in metrics), *metrics]:
+                    row.setdefault(k, metrics[k][i] if np.ndim(metrics[k]) else metrics[k])
+                self.history.log_step(row)
+            for name, (total, count) in stats.items():
+                acc = self._epoch_totals.setdefault(name, [0.0, 0.0])
+                acc[0] += float(total)
+                acc[1] += float(count)
+
+    # -------------------------------------------------------------------- fit
+    def fit(
+        self,
+        train_data: Data,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: Data | None = None,
+        validation_batch_size: int | None = None,
+        validation_every: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_remainder: bool = False,
+        callbacks: Iterable[Callback] = (),
+        checkpoint: Checkpointer | str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        log_every: int = 10,
+        history_dir: str | os.PathLike[str] | None = None,
+    ) -> History:
+        """Trains until ``epochs`` epochs are done (counting any done before a resume).
+
+        Args:
+          train_data: ``{"inputs": [N, T, D], "targets": [N, ...], "lengths": [N]}``
+            (lengths optional), or an object with those attributes (a task split).
+          epochs: the total number of epochs.
+          batch_size: examples per step.
+          validation_data: evaluated after every ``validation_every`` epochs;
+            its metrics are logged as ``val_<name>``.
+          shuffle, seed: the example order of epoch ``e`` is a permutation drawn
+            from ``(seed, e)``, so it is the same after a resume.
+          drop_remainder: skip the last, smaller batch of each epoch.
+          callbacks: :class:`~recurrax.train.Callback` objects (e.g. :class:`EarlyStopping`).
+          checkpoint: a :class:`~recurrax.train.Checkpointer` (or a directory for
+            one with default settings): saves every ``every_steps``, at each new
+            best ``monitor`` value, and at the end.
+          resume: continue from the checkpointer's latest checkpoint, if any;
+            the result is bit-identical to a run that was never interrupted.
+          progress: show a tqdm bar with the live loss and metrics.
+          log_every: steps between progress-bar updates (each one waits for the device).
+          history_dir: write ``history.json`` and CSVs there after every epoch.
+
+        Returns:
+          The :class:`~recurrax.train.History` (also ``trainer.history``).
+        """
+        self._require_optimizer()
+        loop = FitLoop(
+            self,
+            train_data,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            validation_batch_size=validation_batch_size,
+            validation_every=validation_every,
+            shuffle=shuffle,
+            seed=seed,
+            drop_remainder=drop_remainder,
+            callbacks=callbacks,
+            checkpoint=checkpoint,
+            resume=resume,
+            progress=progress,
+            log_every=log_every,
+            history_dir=history_dir,
+        )
+        return loop.run()
+
+    # ------------------------------------------------------- evaluate/predict
+    def evaluate(self, data: Data, *, batch_size: int = 256) -> dict[str, float]:
+        """The loss and metrics over all of ``data`` (exact means, in eval mode)."""
+        return self._evaluate_arrays(as_data(data, "data", self.objective), batch_size)
+
+    def _evaluate_arrays(self, data: dict[str, Any], batch_size: int) -> dict[str, float]:
+        n = num_examples(data, "data")
+        totals: dict[str, list[float]] = {}
+        results = [
+            eval_batch(self._graphdef_eval, self._objective_fn, self.params, self.rest, batch)
+            for batch in in_order(data, n, batch_size)
+        ]
+        for stats in jax.device_get(results):
+            for name, (total, count) in stats.items():
+                acc = totals.setdefault(name, [0.0, 0.0])
+                acc[0] += float(total)
+                acc[1] += float(count)
+        return {k: (t / c if c else math.nan) for k, (t, c) in totals.items()}
+
+    def predict(self, data: Data | Array, *, batch_size: int = 256) -> np.ndarray:
+        """The model's predictions (eval mode) for ``data`` (a dict, a split, or inputs ``[N, T, D]``)."""
+        if isinstance(data, (np.ndarray, jax.Array)):
+            data = {(self.objective or Objective()).inputs_key: data}
+        else:
+            data = as_data(data, "data", None)
+        n = num_examples(data, "data")
+        predictor = self.objective or Objective()
+        outs = [
+            predict_batch(self._graphdef_eval, predictor, self.params, self.rest, batch)
+            for batch in in_order(data, n, batch_size)
+        ]
+        return np.concatenate([np.asarray(o) for o in jax.device_get(outs)], axis=0)
+
+    # --------------------------------------------------------- state handling
+    def sync_model(self) -> nnx.Module:
+        """Writes the current weights (and RNG state) into ``trainer.model`` and returns it."""
+        nnx.update(self.model, self.params, self.rest)
+        return self.model
+
+    def training_state(self) -> tuple[Any, Any, Any]:
+        """``(params, rest, opt_state)``: pure states, immutable arrays (safe to keep)."""
+        return self.params, self.rest, self.opt_state
+
+    def load_training_state(self, state: tuple[Any, Any, Any], *, weights_only: bool = False) -> None:
+        """Puts back what :meth:`training_state` returned (only params and rest with ``weights_only``)."""
+        self.params, self.rest = state[0], state[1]
+        if not weights_only:
+            self.opt_state = state[2]
+        self.sync_model()
+
+    def load_checkpoint_weights(self, step: int | Literal["latest", "best"] = "best") -> None:
+        """Loads the model weights of one of this run's checkpoints."""
+        if self.checkpointer is None:
+            raise ValueError("no checkpointer: fit(..., checkpoint=...) first")
+        restored = self.checkpointer.restore(model_target=nnx.as_pure(nnx.state(self.sync_model())), step=step)
+        self._set_model_state(restored.model_state)
+
+    def _set_model_state(self, model_state: Any) -> None:
+        nnx.update(self.model, model_state)
+        _, params, rest = nnx.split(self.model, nnx.Param, ...)
+        self.params, self.rest = nnx.as_pure(params), nnx.as_pure(rest)
+
+    def _require_optimizer(self) -> None:
+        if self.optimizer is None:
+            raise ValueError("this Trainer has no optimizer (optimizer=None); it can only evaluate and predict")
+
+    def _stat_names(self) -> list[str]:
+        names = ["loss"]
+        if self.objective is not None:
+            names += list(self.objective.metric_functions())
+        return names
+
+
+# ----------------------------------------------------------------- functions
+def fit(
+    model: nnx.Module,
+    optimizer: optax.GradientTransformation,
+    train_data: Data,
+    *,
+    loss: str | ValueFn | Objective = "mse",
+    metrics: Sequence[str] | Mapping[str, ValueFn] = (),
+    loss_fn: LossFn | None = None,
+    tbptt: int | None = None,
+    tbptt_update: Literal["chunk", "sequence"] = "chunk",
+    diagnostics: bool = True,
+    **fit_kwargs: Any,
+) -> History:
+    """Trains ``model`` in place and returns its :class:`~recurrax.train.History`.
+
+    ``Trainer(model, optimizer, loss=..., ...).fit(train_data, **fit_kwargs)``;
+    see :class:`Trainer` and :meth:`Trainer.fit` for every argument.
+
+    Example:
+      >>> import numpy as np, optax
+      >>> from flax import nnx
+      >>> model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+      >>> data = {"inputs": np.tile(np.eye(2, dtype=np.float32), (4, 1)), "targets": np.array([0, 1] * 4)}
+      >>> history = fit(model, optax.adam(0.1), data, loss="softmax_cross_entropy", metrics=["accuracy"],
+      ...               epochs=20, batch_size=4, progress=False)
+      >>> history.epochs[-1]["accuracy"]
+      1.0
+    """
+    trainer = Trainer(
+        model,
+        optimizer,
+        loss=loss,
+        metrics=metrics,
+        loss_fn=loss_fn,
+        tbptt=tbptt,
+        tbptt_update=tbptt_update,
+        diagnostics=diagnostics,
+    )
+    return trainer.fit(train_data, **fit_kwargs)
+
+
+def evaluate(
+    model: nnx.Module,
+    data: Data,
+    *,
+    loss: str | ValueFn | Objective = "mse",
+    metrics: Sequence[str] | Mapping[str, ValueFn] = (),
+    loss_fn: LossFn | None = None,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """The loss and metrics of ``model`` (eval mode) over all of ``data``: ``{"loss": ..., name: ...}``.
+
+    Means are exact over examples (over valid steps for per-step targets).
+    """
+    trainer = Trainer(model, None, loss=loss, metrics=metrics, loss_fn=loss_fn, diagnostics=False)
+    return trainer.evaluate(data, batch_size=batch_size)
+
+
+def predict(model: nnx.Module, data: Data | Array, *, batch_size: int = 256) -> np.ndarray:
+    """``model``'s predictions (eval mode) for ``data``: a dict or split with ``"inputs"``
+    (and ``"lengths"``), or an inputs array ``[N, T, D]``; batched, concatenated as NumPy."""
+    return Trainer(model, None, diagnostics=False).predict(data, batch_size=batch_size)
+
+
+def _objective_of(
+    loss: str | ValueFn | Objective,
+    metrics: Sequence[str] | Mapping[str, ValueFn],
+    loss_fn: LossFn | None,
+    tbptt: int | None,
+    diagnostics: bool,
+) -> tuple[Objective | None, ObjectiveFn]:
+    """``(objective, objective_fn)``: the Objective of ``loss``/``metrics`` as both, or None and ``loss_fn`` adapted."""
+    if loss_fn is None:
+        objective = as_objective(loss, metrics)
+        clash = sorted(set(objective.metric_functions()) & set(_DIAGNOSTIC_KEYS))
+        if clash and diagnostics:
+            raise ValueError(f"metric names {clash} clash with the gradient diagnostics; rename them")
+        return objective, objective
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
+    if metrics or isinstance(loss, Objective) or loss != "mse":
+        raise ValueError("pass either loss_fn or loss/metrics, not both")
+    if tbptt is not None:
+        raise ValueError("tbptt needs loss/metrics (an Objective), not a loss_fn")
+    return None, stats_from_loss_fn(loss_fn)
