@@ -78,7 +78,7 @@ print("inputs", data.train.inputs.shape, "targets", data.train.targets.shape, "l
 
 # %%
 model = models.SequenceClassifier(
-    data.info.input_size, 1, cell="lstm", hidden_size=16 if QUICK else 128, dense_size=64, dropout=0.5,
+    data.info.in_features, 1, cell="lstm", hidden_size=16 if QUICK else 128, dense_size=64, dropout=0.5,
     rngs=nnx.Rngs(0),
 )  # fmt: skip
 history = train.fit(

@@ -1,7 +1,10 @@
 """One registry of every public cell; it drives the cross-cutting tests.
 
+The explicit cases below cover variants and numpy references; every cell in
+``recurrax.cells``' registry that has no case here gets a default one (its
+factory with ``hidden_size`` only), so a new cell needs no line in this file.
 ``test_registry_covers_every_public_cell`` fails when a public cell class is
-missing here, so a new cell cannot skip jit/grad/dtype/lengths testing.
+missing, so a new cell cannot skip jit/grad/dtype/lengths testing.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ CELL_CASES: list[CellCase] = [
     CellCase("lru", lambda **kw: recurrax.cells.lru(HIDDEN, r_min=0.4, r_max=0.9, skip=False, **kw), linear=True),
     CellCase(
         "causal_conv1d",
-        lambda **kw: recurrax.cells.causal_conv1d(HIDDEN, 3, in_features=FEATURES, dilation=2, **kw),
+        lambda **kw: recurrax.conv.causal_conv1d(HIDDEN, 3, in_features=FEATURES, dilation=2, **kw),
     ),
     CellCase("conv_lstm_1d", lambda **kw: recurrax.cells.conv_lstm(2, spatial_shape=(FEATURES,), **kw)),
     # Deterministic regularised cells (their stochastic modes: tests/test_regularization.py).
@@ -84,9 +87,22 @@ CELL_CASES: list[CellCase] = [
 ]
 
 
-def randomized_params(cell: recurrax.Cell, key: jax.Array, input_size: int = FEATURES) -> Any:
+def _registered_defaults(explicit: list[CellCase]) -> list[CellCase]:
+    """A default case for every registered cell that the explicit cases do not build."""
+    covered = {type(case.make()) for case in explicit}
+    return [
+        CellCase(entry.name, lambda entry=entry, **kw: entry.factory(HIDDEN, **kw), linear=entry.cell_type.is_linear)
+        for entry in recurrax.cells.registered_cells()
+        if entry.cell_type not in covered
+    ]
+
+
+CELL_CASES += _registered_defaults(CELL_CASES)
+
+
+def randomized_params(cell: recurrax.Cell, key: jax.Array, in_features: int = FEATURES) -> Any:
     """Initial params plus noise on every leaf: zero biases would hide a missing bias."""
-    params = cell.init(key, input_size)
+    params = cell.init(key, in_features)
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
     noisy = [

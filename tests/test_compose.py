@@ -133,7 +133,7 @@ def test_bidirectional_regularised_cells():
         ({"merge": "max"}, ValueError, "merge must be one of"),
         ({"merge": "sum", "backward": recurrax.gru(H + 1)}, ValueError, "same number of features"),
         ({"initial_carry": (None,)}, ValueError, r"initial_carry must be None or a pair"),
-        ({"backward_params": True}, ValueError, "same input features"),
+        ({"backward_params": True}, ValueError, "backward_params.* made for 4 input features, the input has 3"),
         ({"forward": "gru"}, TypeError, "forward_cell must be a recurrax Cell"),
         ({"resets": np.zeros((B, T))}, TypeError, "resets must be boolean"),
     ],
@@ -217,11 +217,11 @@ def test_stacked_regularised_cells_draw_from_the_key():
     [
         ({"residual": True, "second": recurrax.gru(H + 1)}, ValueError, "layer 1 maps 4 features to 5"),
         ({"dropout": 0.5}, ValueError, r"key is required in training \(dropout=0.5\)"),
-        ({"dropout": 1.0}, ValueError, r"dropout must be in \[0, 1\)"),
-        ({"second_input": True}, ValueError, "layer 1 expects 3 input features"),
+        ({"dropout": 1.0}, ValueError, r"dropout must be a float in \[0, 1\)"),
+        ({"second_input": True}, ValueError, r"params\[1\].* made for 3 input features, the input has 4"),
         ({"initial_carry": [None]}, ValueError, "one entry per layer"),
         ({"params": 1}, ValueError, "one entry per cell"),
-        ({"xs": jnp.ones((B, T, D + 1))}, ValueError, "xs has 4 features"),
+        ({"xs": jnp.ones((B, T, D + 1))}, ValueError, r"params\[0\].* made for 3 input features, the input has 4"),
     ],
 )
 def test_stacked_bad_input(kwargs, error, match):

@@ -1,4 +1,4 @@
-"""The fused LSTM/GRU path equals the plain step loop: outputs, final carries and derivatives.
+"""The LSTM/GRU whole-sequence (fused) paths equal the plain step loop: outputs, final carries and derivatives.
 
 Every case compares ``recurrax.scan(..., fused=True)`` with ``fused=False`` (the
 engine's own step loop, itself tested against the Python-loop reference), in
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import recurrax
-from recurrax import _fused
+from recurrax.cells import _fused
 
 B, T, D, H = 3, 7, 3, 5
 CELLS = {
@@ -178,7 +178,7 @@ def test_fused_true_where_unsupported_raises():
     xs = jnp.ones((2, 4, 3))
     cell = recurrax.lstm(4, peephole=True)
     params = cell.init(jax.random.key(0), 3)
-    with pytest.raises(ValueError, match="fused=True, but the fused path does not support cell LSTM"):
+    with pytest.raises(ValueError, match="fused=True, but the whole-sequence path does not support LSTMCell: peephole"):
         recurrax.scan(cell, params, xs, fused=True)
     plain = recurrax.lstm(4)
     plain_params = plain.init(jax.random.key(0), 3)
@@ -193,3 +193,24 @@ def test_fused_true_where_unsupported_raises():
 
 def test_fused_equals_plain_without_batch_dims():
     _compare("lstm", jnp.float32, 1e-6, batch_shape=())
+
+
+def test_a_subclass_keeps_the_fused_path_unless_it_changes_the_step():
+    # The engine asks the cell, never its type: a subclass that only adds behaviour is fused,
+    # one that overrides the step math is not (the fused loop computes LSTMCell's step).
+    xs = jnp.ones((2, 4, 3))
+
+    class Named(recurrax.LSTMCell):
+        def describe(self) -> str:
+            return "an LSTM with a name"
+
+    class Clipped(recurrax.LSTMCell):
+        def step_projected(self, params, carry, projected_x):
+            new, y = super().step_projected(params, carry, projected_x)
+            return new._replace(c=jnp.clip(new.c, -1, 1)), y
+
+    named, clipped = Named(4), Clipped(4)
+    assert _uses_fused(named, named.init(jax.random.key(0), 3), xs)
+    assert not _uses_fused(clipped, clipped.init(jax.random.key(0), 3), xs)
+    with pytest.raises(ValueError, match="Clipped overrides step_projected"):
+        recurrax.scan(clipped, clipped.init(jax.random.key(0), 3), xs, fused=True)

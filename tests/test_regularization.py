@@ -308,19 +308,40 @@ def test_bad_options_are_clear_errors(make, error, match):
         make()
 
 
-def test_unsupported_cells_are_refused():
-    class Custom(recurrax.cells.SimpleRNN.__mro__[1]):  # a Cell that is none of the known ones
-        def init(self, key, input_size):
-            return {}
+def test_cells_without_a_recurrent_state_are_refused():
+    # The wrappers ask the cell for its recurrent state (Cell.recurrent_state); a cell
+    # whose gates see only x (minGRU) has none, and says so.
+    for wrap in (lambda c: recurrent_dropout(c, 0.1), lambda c: zoneout(c, 0.1)):
+        with pytest.raises(TypeError, match="MinGRUCell exposes no recurrent state"):
+            wrap(recurrax.min_gru(H))
+
+
+def test_a_cell_of_your_own_is_regularised_through_the_contract():
+    # A user cell that exposes its recurrent state gets recurrent dropout and zoneout,
+    # with no list of known cells anywhere.
+    class Decay(recurrax.Cell):
+        def init(self, key, in_features):
+            return {"w": jax.random.normal(key, (in_features, self.hidden_size))}
 
         def initial_carry(self, batch_shape=(), dtype=None):
-            return jnp.zeros((*batch_shape, self.hidden_size))
+            return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
 
         def step(self, params, carry, x):
-            return carry, carry
+            h = 0.5 * carry + jnp.tanh(x @ params["w"])
+            return h, h
 
-        def input_size(self, params):
-            return D
+        def recurrent_state(self, carry):
+            return carry
 
-    with pytest.raises(TypeError, match="supports SimpleRNN, LSTM, GRU cells"):
-        recurrent_dropout(Custom(hidden_size=H), 0.1)
+    cell = zoneout(recurrent_dropout(Decay(H), 0.5), 0.5)
+    params = cell.init(jax.random.key(0), D)
+    xs = jnp.ones((2, T, D))
+    ys, _ = recurrax.scan(cell, params, xs, initial_carry=cell.initial_carry((2,), key=jax.random.key(1)))
+    plain, _ = recurrax.scan(Decay(H), params, xs)
+    assert ys.shape == plain.shape and not jnp.allclose(ys, plain)
+    evaluation, _ = recurrax.scan(cell.with_deterministic(True), params, xs)
+    expected, h = [], jnp.zeros((2, H))
+    for t in range(T):  # the evaluation form: h = 0.5·h_prev + 0.5·candidate
+        h = 0.5 * h + 0.5 * (0.5 * h + jnp.tanh(xs[:, t] @ params["w"]))
+        expected.append(h)
+    np.testing.assert_allclose(evaluation, jnp.stack(expected, axis=1), rtol=1e-6)

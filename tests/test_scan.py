@@ -169,7 +169,7 @@ def test_plain_step_function_needs_initial_carry():
     ("kwargs", "error", "match"),
     [
         ({"xs": jnp.ones((STEPS,))}, ValueError, r"xs must have shape \[\*B, T, D\].*got shape \(6,\)"),
-        ({"xs": jnp.ones((BATCH, STEPS, 4))}, ValueError, "xs has 4 features.*expect 3"),
+        ({"xs": jnp.ones((BATCH, STEPS, 4))}, ValueError, "made for 3 input features, the input has 4"),
         ({"xs": jnp.ones((BATCH, STEPS, FEATURES), jnp.int32)}, TypeError, "floating dtype, got int32"),
         ({"xs": jnp.ones((BATCH, 0, FEATURES))}, ValueError, "zero time steps"),
         ({"lengths": jnp.array([6, 4])}, ValueError, r"lengths must have the batch shape \(3,\), got shape \(2,\)"),

@@ -30,26 +30,17 @@ LEVER_VARIANTS = {
 
 
 def describe(cell_obj: Any, params: Any, xs: Any, kwargs: dict) -> str:
-    from recurrax._fused import use_fused_path
+    """The path the engine takes for this cell and these options (time-major ``xs``), in words."""
+    import recurrax
+    from recurrax._scan import _use_sequence
+    from recurrax.cells import _fused
 
-    fused = use_fused_path(
-        kwargs.get("fused"),
-        cell_obj,
-        params,
-        xs,
-        cell_obj.initial_carry(xs.shape[1:-1]),
-        method="sequential",
-        hoist_input_projection=kwargs.get("hoist_input_projection"),
-        carry_perturbation=None,
-        return_carries=False,
-    )
-    if fused:
-        from recurrax._fused import batched_weight_gradients, hoist_by_default
-
-        hoisted = kwargs.get("hoist_input_projection")
-        hoisted = hoist_by_default() if hoisted is None else hoisted
-        gates = 4 if type(cell_obj).__name__ == "LSTM" else 3
-        batched = batched_weight_gradients(xs.shape[1], gates, cell_obj.hidden_size)
+    options = recurrax.ScanOptions(**kwargs)
+    carry = cell_obj.initial_carry(xs.shape[1:-1])
+    if _use_sequence(cell_obj, params, carry, xs, options, None, False):
+        hoisted = _fused.hoists(cell_obj, options)
+        gates = 4 if isinstance(cell_obj, recurrax.LSTMCell) else 3
+        batched = _fused.batched_weight_gradients(xs.shape[1], gates, cell_obj.hidden_size)
         path = "fused loop, " + ("custom_jvp: weight gradients as one matmul" if batched else "differentiated directly")
         path += ", input matmul " + ("hoisted (per-gate arrays)" if hoisted else "in the loop")
     elif kwargs.get("hoist_input_projection") is False:

@@ -1,65 +1,49 @@
-"""recurrax: pure recurrent cells, one scan engine, Flax NNX modules and optax training."""
+"""recurrax: pure recurrent cells, one scan engine, Flax NNX modules and optax training.
+
+Names: a cell class has the ``Cell`` suffix (``LSTMCell``) and a lowercase
+factory (``lstm``); the Flax layer has the plain name (``recurrax.nn.LSTM``).
+Sizes are ``in_features`` (inputs) and ``hidden_size`` (state) everywhere.
+"""
+
+from typing import Any
 
 # Subpackages: the pure attention and convolution blocks (no Flax import), and interop
 # (torch-free until one of its functions is called).
-from recurrax import attention, conv, interop
+from recurrax import attention, cells, conv, interop
 from recurrax._compose import bidirectional_scan, stacked_scan
+from recurrax._deprecation import moved_attribute
+from recurrax._options import ScanOptions
+from recurrax._params import params_in_features
 from recurrax._scan import scan
-from recurrax.cells import (
-    GRU,
-    LRU,
-    LSTM,
-    Cell,
-    LinearCell,
-    LSTMCarry,
-    MinGRU,
-    MinLSTM,
-    SimpleRNN,
-    gru,
-    lru,
-    lstm,
-    min_gru,
-    min_lstm,
-    simple_rnn,
-)
+from recurrax.cells import *  # noqa: F403 — the cells, their factories and the contract, as recurrax.X
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "GRU",
-    "LRU",
-    "LSTM",
-    "Cell",
-    "LSTMCarry",
-    "LinearCell",
-    "MinGRU",
-    "MinLSTM",
-    "SimpleRNN",
+    "ScanOptions",
     "attention",
     "bidirectional_scan",
+    "cells",
     "conv",
-    "gru",
     "interop",
-    "lru",
-    "lstm",
-    "min_gru",
-    "min_lstm",
+    "params_in_features",
     "scan",
-    "simple_rnn",
     "stacked_scan",
 ]
+__all__ += cells.__all__
 
 # Heavier subpackages (Flax, optax, orbax, matplotlib) load on first access, so
 # `import recurrax` stays light while `recurrax.nn.LSTM` still works.
-_LAZY_SUBPACKAGES = ("nn", "train", "tasks", "models")
+_LAZY_SUBPACKAGES = ("nn", "train", "tasks", "models", "linen")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBPACKAGES:
         import importlib
 
         return importlib.import_module(f"recurrax.{name}")
-    raise AttributeError(f"module 'recurrax' has no attribute {name!r}")
+    # The earlier releases' names (recurrax.LSTM was the pure cell, easily taken for recurrax.nn.LSTM).
+    return moved_attribute(__name__, name, cells._MOVED)
 
 
 def __dir__() -> list[str]:

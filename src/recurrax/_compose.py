@@ -8,18 +8,19 @@ use the same helpers between and around their layers.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 
+from recurrax._cell import Cell
+from recurrax._ops import dropout as inverted_dropout
+from recurrax._options import ScanOptions, accepts_scan_options
+from recurrax._params import check_params
 from recurrax._scan import scan
-from recurrax._validation import check_mask_like, check_sequence
-from recurrax.cells._base import Array, Carry, Cell, Params
-from recurrax.cells._regularization import RegularizedCell
-from recurrax.conv._common import dropout as inverted_dropout
+from recurrax._types import Array, Carry, Params
+from recurrax._validation import check_mask_like, check_rate, check_sequence
 
 MergeMode = Literal["concat", "sum", "mean", "mul"] | None
 MERGE_MODES: tuple[MergeMode, ...] = ("concat", "sum", "mean", "mul", None)
@@ -82,15 +83,6 @@ def connect_layers(
     return outputs
 
 
-def check_rate(rate: Any, name: str) -> float:
-    """A dropout probability in ``[0, 1)``."""
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise TypeError(f"{name} must be a float in [0, 1), got {type(rate).__name__} {rate!r}")
-    if not 0.0 <= float(rate) < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {rate}")
-    return float(rate)
-
-
 def check_residual_widths(in_features: Sequence[int], out_features: Sequence[int | None]) -> None:
     """Residual connections need each layer after the first to keep its width."""
     for i in range(1, len(in_features)):
@@ -104,9 +96,9 @@ def check_residual_widths(in_features: Sequence[int], out_features: Sequence[int
 
 def _layer_carry(cell: Cell, given: Carry | None, batch_shape: tuple[int, ...], key: Array | None) -> Carry | None:
     """The given carry, or a regularised cell's initial carry with its randomness drawn from ``key``."""
-    if given is not None or not isinstance(cell, RegularizedCell):
+    if given is not None or not cell.stochastic:
         return given
-    return cell.initial_carry(batch_shape, key=key)
+    return cell.random_initial_carry(batch_shape, key)
 
 
 def _as_pair(value: Any, name: str) -> tuple[Any, Any]:
@@ -118,17 +110,13 @@ def _as_pair(value: Any, name: str) -> tuple[Any, Any]:
 
 
 def _set_mode(cell: Cell, deterministic: bool) -> Cell:
-    return cell.with_deterministic(deterministic) if isinstance(cell, RegularizedCell) else cell
+    return cell.with_deterministic(deterministic)
 
 
 def _needs_key(cells: Sequence[Cell], carries: Sequence[Carry | None], deterministic: bool) -> list[int]:
     if deterministic:
         return []
-    return [
-        i
-        for i, (c, given) in enumerate(zip(cells, carries, strict=True))
-        if isinstance(c, RegularizedCell) and given is None
-    ]
+    return [i for i, (c, given) in enumerate(zip(cells, carries, strict=True)) if c.stochastic and given is None]
 
 
 def _batch_shape(xs: Array, time_major: bool) -> tuple[int, ...]:
@@ -136,6 +124,7 @@ def _batch_shape(xs: Array, time_major: bool) -> tuple[int, ...]:
 
 
 # ------------------------------------------------------------------ stacking
+@accepts_scan_options
 def stacked_scan(
     cells: Sequence[Cell],
     params: Sequence[Params],
@@ -144,16 +133,12 @@ def stacked_scan(
     initial_carry: Sequence[Carry | None] | None = None,
     lengths: Array | None = None,
     resets: Array | None = None,
-    time_major: bool = False,
-    unroll: int | bool = 1,
-    remat: bool = False,
-    method: Literal["sequential", "parallel"] = "sequential",
-    hoist_input_projection: bool | None = None,
-    fused: bool | None = None,
     dropout: float = 0.0,
     residual: bool = False,
     deterministic: bool = False,
     key: Array | None = None,
+    options: ScanOptions | None = None,
+    **scan_options: Any,
 ) -> tuple[Array, tuple[Carry, ...]]:
     """Runs layers of cells one after the other, each over the whole sequence; equal to::
 
@@ -173,8 +158,7 @@ def stacked_scan(
       params: one parameter pytree per layer (``cells[i].init(key, input_size)``).
       xs: the input sequence.
       initial_carry: ``None`` or one carry (or ``None``) per layer.
-      lengths, resets, time_major, unroll, remat, method, hoist_input_projection, fused:
-        as in :func:`recurrax.scan`, for every layer.
+      lengths, resets: as in :func:`recurrax.scan`, for every layer.
       dropout: probability of dropping each output element between layers.
       residual: add each layer's input to its output (all layers after the first;
         they must keep the width).
@@ -184,6 +168,8 @@ def stacked_scan(
       key: randomness for the dropout between layers and for the initial carries
         of regularised cells that ``initial_carry`` does not give; required in training
         when either is used.
+      options: a :class:`~recurrax.ScanOptions` for every layer (its fields may
+        be given as keywords, as in :func:`recurrax.scan`).
 
     Returns:
       ``(ys, final_carries)`` with one final carry per layer.
@@ -198,6 +184,7 @@ def stacked_scan(
       >>> ys.shape, c0.h.shape, c1.shape
       ((2, 5, 8), (2, 8), (2, 8))
     """
+    options = ScanOptions.resolve(options, scan_options)
     cells, params = list(cells), list(params)
     if not cells:
         raise ValueError("cells must contain at least one cell")
@@ -211,18 +198,14 @@ def stacked_scan(
     if len(carries) != num_layers:
         raise ValueError(f"initial_carry must be None or have one entry per layer ({num_layers}), got {len(carries)}")
     dropout = check_rate(dropout, "dropout")
-    in_features = [cell.input_size(p) for cell, p in zip(cells, params, strict=True)]
+    xs = check_sequence(xs, "xs", time_major=options.time_major, features=None)
+    in_features = [xs.shape[-1]] + [cell.output_size for cell in cells[:-1]]
     out_features = [cell.output_size for cell in cells]
-    for i in range(1, num_layers):
-        if in_features[i] != out_features[i - 1]:
-            raise ValueError(
-                f"layer {i} expects {in_features[i]} input features (params[{i}]), but layer {i - 1} "
-                f"outputs {out_features[i - 1]}"
-            )
     if residual:
         check_residual_widths(in_features, out_features)
-    xs = check_sequence(xs, "xs", time_major=time_major, features=in_features[0])
-    batch_shape = _batch_shape(xs, time_major)
+    for i, (cell, p) in enumerate(zip(cells, params, strict=True)):
+        check_params(cell, p, in_features[i], name=f"params[{i}]")
+    batch_shape = _batch_shape(xs, options.time_major)
 
     cells = [_set_mode(cell, deterministic) for cell in cells]
     use_dropout = dropout > 0.0 and not deterministic
@@ -236,20 +219,7 @@ def stacked_scan(
     finals = []
     for i, (cell, p) in enumerate(zip(cells, params, strict=True)):
         carry = _layer_carry(cell, carries[i], batch_shape, keys[2 * i])
-        y, final = scan(
-            cell,
-            p,
-            x,
-            initial_carry=carry,
-            lengths=lengths,
-            resets=resets,
-            time_major=time_major,
-            unroll=unroll,
-            remat=remat,
-            method=method,
-            hoist_input_projection=hoist_input_projection,
-            fused=fused,
-        )
+        y, final = scan(cell, p, x, initial_carry=carry, lengths=lengths, resets=resets, options=options)
         finals.append(final)
         layer_key = keys[2 * i + 1]
         drop = (lambda a, k=layer_key: inverted_dropout(a, dropout, k)) if use_dropout else None
@@ -258,6 +228,7 @@ def stacked_scan(
 
 
 # ------------------------------------------------------------------ bidirectional
+@accepts_scan_options
 def bidirectional_scan(
     forward_cell: Cell,
     forward_params: Params,
@@ -269,14 +240,10 @@ def bidirectional_scan(
     initial_carry: tuple[Carry | None, Carry | None] | None = None,
     lengths: Array | None = None,
     resets: Array | None = None,
-    time_major: bool = False,
-    unroll: int | bool = 1,
-    remat: bool = False,
-    method: Literal["sequential", "parallel"] = "sequential",
-    hoist_input_projection: bool | None = None,
-    fused: bool | None = None,
     deterministic: bool = False,
     key: Array | None = None,
+    options: ScanOptions | None = None,
+    **scan_options: Any,
 ) -> tuple[Array | tuple[Array, Array], tuple[Carry, Carry]]:
     """Runs one cell forwards and another backwards over ``xs`` and merges their outputs; equal to::
 
@@ -300,10 +267,11 @@ def bidirectional_scan(
       xs: the input sequence.
       merge: ``"concat"``, ``"sum"``, ``"mean"``, ``"mul"`` or ``None``.
       initial_carry: ``None`` or a pair ``(forward, backward)`` (either may be ``None``).
-      lengths, resets, time_major, unroll, remat, method, hoist_input_projection, fused:
-        as in :func:`recurrax.scan`.
+      lengths, resets: as in :func:`recurrax.scan`.
       deterministic: evaluation mode for regularised cells.
       key: randomness for the initial carries of regularised cells (training only).
+      options: a :class:`~recurrax.ScanOptions` for both directions (its fields may
+        be given as keywords); the backward direction runs with ``reverse=True``.
 
     Returns:
       ``(ys, (forward_carry, backward_carry))``.
@@ -316,14 +284,17 @@ def bidirectional_scan(
       >>> ys.shape, bool(jnp.all(ys[1, 2:] == 0))
       ((2, 5, 8), True)
     """
+    options = ScanOptions.resolve(options, scan_options)
+    if options.reverse:
+        raise ValueError("bidirectional_scan runs the backward direction itself; options.reverse must be False")
     for name, cell in (("forward_cell", forward_cell), ("backward_cell", backward_cell)):
         if not isinstance(cell, Cell):
             raise TypeError(f"{name} must be a recurrax Cell, got {type(cell).__name__}")
     merged_features(merge, forward_cell.output_size, backward_cell.output_size)
-    d_f, d_b = forward_cell.input_size(forward_params), backward_cell.input_size(backward_params)
-    if d_f != d_b:
-        raise ValueError(f"both directions must take the same input features, got {d_f} (forward) and {d_b} (backward)")
-    xs = check_sequence(xs, "xs", time_major=time_major, features=d_f)
+    time_major = options.time_major
+    xs = check_sequence(xs, "xs", time_major=time_major, features=None)
+    check_params(forward_cell, forward_params, xs.shape[-1], name="forward_params")
+    check_params(backward_cell, backward_params, xs.shape[-1], name="backward_params")
     batch_shape = _batch_shape(xs, time_major)
     num_steps = xs.shape[0 if time_major else xs.ndim - 2]
     if resets is not None:
@@ -338,23 +309,22 @@ def bidirectional_scan(
         )
     keys = [None, None] if key is None else list(jax.random.split(key))
 
-    common = dict(lengths=lengths, time_major=time_major, unroll=unroll, remat=remat, method=method)
-    common.update(hoist_input_projection=hoist_input_projection, fused=fused)
     ys_f, carry_f = scan(
         cells[0],
         forward_params,
         xs,
         initial_carry=_layer_carry(cells[0], carries[0], batch_shape, keys[0]),
+        lengths=lengths,
         resets=resets,
-        **common,
+        options=options,
     )
     ys_b, carry_b = scan(
         cells[1],
         backward_params,
         xs,
         initial_carry=_layer_carry(cells[1], carries[1], batch_shape, keys[1]),
+        lengths=lengths,
         resets=resets,
-        reverse=True,
-        **common,
+        options=options.replace(reverse=True),
     )
     return merge_directions(ys_f, ys_b, merge), (carry_f, carry_b)

@@ -5,6 +5,7 @@ Each message names the argument, what it got and what it expected.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
@@ -111,3 +112,35 @@ def check_float_dtype(value: Any, name: str, *, allow_complex: bool = False) -> 
 def check_choice(value: Any, name: str, choices: tuple[Any, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int, if it is a positive integer (not a bool)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_optional_positive_int(value: Any, name: str) -> int | None:
+    return None if value is None else check_positive_int(value, name)
+
+
+def check_rate(value: Any, name: str) -> float:
+    """A dropout probability in ``[0, 1)``, as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float in [0, 1), got {type(value).__name__} {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_block_inputs(
+    xs: Any, lengths: Any, *, features: int | None, time_major: bool, name: str = "xs"
+) -> tuple[jax.Array, jax.Array | None]:
+    """Checks ``xs[*B, T, D]`` (or ``[T, *B, D]``) and ``lengths[*B]``; returns them batch-major."""
+    xs = check_sequence(xs, name, time_major=time_major, features=features)
+    if time_major:
+        xs = jnp.moveaxis(xs, 0, xs.ndim - 2)
+    if lengths is not None:
+        lengths = check_lengths(lengths, xs.shape[:-2], xs.shape[-2])
+    return xs, lengths

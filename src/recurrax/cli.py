@@ -350,7 +350,7 @@ def _run_training(
     print(
         f"recurrax: {info.description}\n"
         f"  {n} train / {len(data.validation)} validation / {len(data.test)} test examples, "
-        f"inputs [T={info.seq_len}, D={info.input_size}]\n"
+        f"inputs [T={info.seq_len}, D={info.in_features}]\n"
         f"  model: {type(model).__name__}, cell={config['cell']}, hidden={config['hidden']}, "
         f"{_count_parameters(model):,} parameters; {config['epochs']} epochs x {steps_per_epoch} steps",
         flush=True,

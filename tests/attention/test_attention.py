@@ -20,7 +20,7 @@ from recurrax.attention import (
     rope,
     sinusoidal_positions,
 )
-from recurrax.attention._nnx import MultiHeadAttention as NNXMultiHeadAttention
+from recurrax.nn import MultiHeadAttention as NNXMultiHeadAttention
 
 B, T, S, D, N, K, H = 2, 5, 4, 8, 4, 2, 2
 LENGTHS = np.array([5, 3], np.int32)

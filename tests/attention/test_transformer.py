@@ -17,8 +17,8 @@ from recurrax.attention import (
     TransformerEncoder,
     TransformerEncoderBlock,
 )
-from recurrax.attention._nnx import Transformer as NNXTransformer
-from recurrax.attention._nnx import TransformerEncoder as NNXTransformerEncoder
+from recurrax.nn import Transformer as NNXTransformer
+from recurrax.nn import TransformerEncoder as NNXTransformerEncoder
 
 B, T, S, D, N, M = 2, 5, 4, 8, 2, 16
 LENGTHS = np.array([5, 3], np.int32)

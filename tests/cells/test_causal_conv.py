@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import recurrax
-from recurrax.cells import causal_conv1d
+from recurrax.conv import causal_conv1d
 
 B, T, D, F = 2, 7, 4, 6
 LENGTHS = np.array([7, 4])
@@ -20,7 +20,7 @@ def _setup(dtype=jnp.float64, **options):
     cell = causal_conv1d(F, options.pop("kernel_size", 3), in_features=D, param_dtype=dtype, **options)
     # Random values for every parameter (numpy: eager jax.random would compile once per shape).
     rng = np.random.default_rng(0)
-    shapes = jax.eval_shape(functools.partial(cell.init, input_size=D), jax.random.key(0))
+    shapes = jax.eval_shape(functools.partial(cell.init, in_features=D), jax.random.key(0))
     params = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
     xs = rng.standard_normal((B, T, D)).astype(dtype)
     return cell, params, xs
@@ -58,7 +58,7 @@ def test_streaming_in_chunks_continues_from_the_carry():
 
 
 def test_bad_options_are_clear_errors():
-    with pytest.raises(ValueError, match="in_features=4, got input_size=3"):
+    with pytest.raises(ValueError, match="in_features=4, got in_features=3"):
         causal_conv1d(F, 3, in_features=4).init(jax.random.key(0), 3)
     with pytest.raises(ValueError, match="dilation must be a positive int, got -2"):
         causal_conv1d(F, 3, in_features=4, dilation=-2)

@@ -25,7 +25,7 @@ def _normal(shape, seed, scale=1.0):
 
 def _random_params(cell, input_size):
     """Random values for every parameter (shapes from ``init``), so that no term hides behind a zero."""
-    shapes = jax.eval_shape(functools.partial(cell.init, input_size=input_size), jax.random.key(0))
+    shapes = jax.eval_shape(functools.partial(cell.init, in_features=input_size), jax.random.key(0))
     return jax.tree.map(lambda s: _normal(s.shape, s.shape[-1], 0.5), shapes)
 
 

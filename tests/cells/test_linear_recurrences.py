@@ -12,7 +12,7 @@ import pytest
 from jax.test_util import check_grads
 
 import recurrax
-from recurrax.cells import LRU, MinGRU, MinLSTM, lru, min_gru, min_lstm
+from recurrax.cells import LRUCell, MinGRUCell, MinLSTMCell, lru, min_gru, min_lstm
 
 B, T, D, H = 3, 6, 3, 5
 LENGTHS = np.array([6, 4, 1])
@@ -28,9 +28,9 @@ CELLS = {
 }
 
 
-def _init(cell, key=0, input_size=D):
+def _init(cell, key=0, in_features=D):
     """``cell.init`` under one jit: eagerly, every initialiser would compile on its own."""
-    return jax.jit(functools.partial(cell.init, input_size=input_size))(jax.random.key(key))
+    return jax.jit(functools.partial(cell.init, in_features=in_features))(jax.random.key(key))
 
 
 def _params(cell, key=0):
@@ -221,7 +221,7 @@ def test_min_lstm_gates_are_normalised():
 
 def test_lru_initialisation_follows_the_paper():
     cell = lru(64, r_min=0.5, r_max=0.9, max_phase=math.pi / 4, out_features=8)
-    params = _init(cell, input_size=8)
+    params = _init(cell, in_features=8)
     modulus = np.abs(np.asarray(cell.eigenvalues(params)))
     phase = np.exp(np.asarray(params["theta_log"]))
     assert modulus.min() >= 0.5 - 1e-6 and modulus.max() <= 0.9 + 1e-6
@@ -246,13 +246,13 @@ def test_lru_initialisation_follows_the_paper():
 def test_parameter_shapes_and_param_dtype():
     assert {
         k: v.shape
-        for k, v in jax.eval_shape(functools.partial(min_gru(H).init, input_size=D), jax.random.key(0)).items()
+        for k, v in jax.eval_shape(functools.partial(min_gru(H).init, in_features=D), jax.random.key(0)).items()
     } == {
         "input_kernel": (D, 2 * H),
         "bias": (2 * H,),
     }
     cell = min_lstm(H, param_dtype=jnp.bfloat16)
-    params = jax.eval_shape(functools.partial(cell.init, input_size=D), jax.random.key(0))
+    params = jax.eval_shape(functools.partial(cell.init, in_features=D), jax.random.key(0))
     assert {k: v.shape for k, v in params.items()} == {"input_kernel": (D, 3 * H), "bias": (3 * H,)}
     assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
 
@@ -283,5 +283,5 @@ def test_bad_options_are_clear_errors(make, error, match):
 
 
 def test_cells_are_linear_cells():
-    for cls in (MinGRU, MinLSTM, LRU):
+    for cls in (MinGRUCell, MinLSTMCell, LRUCell):
         assert issubclass(cls, recurrax.LinearCell)

@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 from recurrax.conv import TCN, Conv1D, TemporalBlock, conv1d, receptive_field, weight_norm
-from recurrax.conv._nnx import TCN as NNXTCN
-from recurrax.conv._nnx import Conv1D as NNXConv1D
+from recurrax.nn import TCN as NNXTCN
+from recurrax.nn import Conv1D as NNXConv1D
 
 B, T, D, F = 2, 7, 4, 6
 LENGTHS = np.array([7, 4])

@@ -12,13 +12,13 @@ import recurrax
 from recurrax.models import (
     SequenceClassifier,
     SequenceRegressor,
-    _backbones,
     backbone_names,
     make_backbone,
     model_for_task,
     read_out,
     register_backbone,
 )
+from recurrax.nn import _backbones
 from recurrax.tasks import adding_problem, copy_task, sentiment
 
 B, T, D, H, DENSE = 3, 6, 3, 5, 4
@@ -177,7 +177,7 @@ def test_wrong_input_width_is_a_clear_error():
         model(jnp.ones((B, T, 4)))
 
 
-@pytest.mark.parametrize("name", sorted(_backbones._BACKBONES))
+@pytest.mark.parametrize("name", backbone_names())
 def test_every_backbone_respects_lengths_and_trains(name):
     """Driven by the registry: a new backbone gets the same checks."""
     model = SequenceClassifier(D, 2, cell=name, hidden_size=H, dense_size=None, rngs=nnx.Rngs(0))

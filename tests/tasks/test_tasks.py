@@ -134,7 +134,7 @@ def test_mnist1d_is_generated_offline_and_leaves_global_rngs_alone(monkeypatch, 
     np.testing.assert_array_equal(data.test.targets, reference["y_test"])
     pool = np.concatenate([data.train.inputs, data.validation.inputs])[..., 0]
     assert sorted(map(bytes, pool)) == sorted(map(bytes, reference["x"].astype(np.float32)))
-    assert data.info.seq_len == 40 and data.info.input_size == 1 and len(data.test) == 20
+    assert data.info.seq_len == 40 and data.info.in_features == 1 and len(data.test) == 20
 
 
 # ---------------------------------------------------------------- sentiment

@@ -5,8 +5,8 @@ Everything here is pure: immutable descriptions with ``init(key, ...)`` and
 ``xs[*B, T, D]``. ``lengths`` masks padded keys and zeroes padded outputs,
 exactly as :func:`recurrax.scan` does. Attention runs on
 :func:`jax.nn.dot_product_attention` (fused kernels on GPU) unless its weights
-are asked for. The Flax NNX modules live in ``recurrax.attention._nnx``
-(re-exported by :mod:`recurrax.nn`).
+are asked for. The Flax NNX modules that own their parameters are in
+:mod:`recurrax.nn`.
 """
 
 from recurrax.attention._attention import IMPLEMENTATIONS, dot_product_attention

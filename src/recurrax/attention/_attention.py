@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recurrax._validation import as_array, check_choice, check_lengths
+from recurrax._ops import dropout, stats_dtype
+from recurrax._types import Array
+from recurrax._validation import as_array, check_choice, check_lengths, check_rate
 from recurrax.attention._masks import make_attention_mask
-from recurrax.conv._common import Array, check_rate, dropout, stats_dtype
 
 Implementation = Literal["xla", "cudnn"] | None
 IMPLEMENTATIONS: tuple[Any, ...] = (None, "xla", "cudnn")

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
+from recurrax._types import Array
 from recurrax._validation import is_concrete
-from recurrax.conv._common import Array
 
 
 class KVCache(NamedTuple):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from recurrax.conv._common import Array
+from recurrax._types import Array
 
 
 def make_attention_mask(

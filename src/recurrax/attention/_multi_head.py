@@ -9,23 +9,20 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._validation import check_float_dtype, check_lengths
+from recurrax._ops import compute_dtype, from_batch_major, padding_mask, zero_padding
+from recurrax._types import Array, Initializer
+from recurrax._validation import (
+    check_block_inputs,
+    check_float_dtype,
+    check_lengths,
+    check_optional_positive_int,
+    check_positive_int,
+    check_rate,
+)
 from recurrax.attention._attention import IMPLEMENTATIONS, Implementation, dot_product_attention
 from recurrax.attention._kv_cache import KVCache, append_to_cache, init_kv_cache
 from recurrax.attention._masks import make_attention_mask
 from recurrax.attention._positional import rope as apply_rope
-from recurrax.cells._initializers import Initializer
-from recurrax.conv._common import (
-    Array,
-    check_block_inputs,
-    check_optional_positive_int,
-    check_positive_int,
-    check_rate,
-    compute_dtype,
-    from_batch_major,
-    valid_mask,
-    zero_padding,
-)
 
 default_attention_kernel_init: Initializer = jax.nn.initializers.lecun_normal()
 
@@ -217,7 +214,7 @@ class MultiHeadAttention:
             implementation=self.implementation,
         )
         attended, weights = result if return_weights else (result, None)
-        ys = zero_padding(self._output(params, attended, dt), valid_mask(lengths, xq.shape[:-2], xq.shape[-2]))
+        ys = zero_padding(self._output(params, attended, dt), padding_mask(lengths, xq.shape[-2]))
         ys = from_batch_major(ys, time_major)
         return (ys, weights) if return_weights else ys
 
@@ -265,5 +262,5 @@ class MultiHeadAttention:
         attended = dot_product_attention(
             q, cache.key.astype(dt), cache.value.astype(dt), mask=mask, implementation=self.implementation
         )
-        ys = zero_padding(self._output(params, attended, dt), valid_mask(lengths, batch_shape, num_new))
+        ys = zero_padding(self._output(params, attended, dt), padding_mask(lengths, num_new))
         return ys, cache

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from recurrax._validation import as_array, is_concrete
-from recurrax.conv._common import Array, check_positive_int, stats_dtype
+from recurrax._ops import stats_dtype
+from recurrax._types import Array
+from recurrax._validation import as_array, check_positive_int, is_concrete
 
 
 def _check_positions(positions: Any) -> Array:

@@ -10,29 +10,31 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._validation import check_choice, check_float_dtype
-from recurrax.attention._attention import IMPLEMENTATIONS, Implementation
-from recurrax.attention._kv_cache import KVCache
-from recurrax.attention._multi_head import MultiHeadAttention, default_attention_kernel_init
-from recurrax.attention._positional import learned_positions, sinusoidal_positions
-from recurrax.cells._initializers import Initializer
-from recurrax.cells._lstm import layer_norm
-from recurrax.conv._common import (
+from recurrax._ops import (
     ACTIVATIONS,
-    Array,
     check_activation,
-    check_block_inputs,
-    check_optional_positive_int,
-    check_positive_int,
-    check_rate,
     compute_dtype,
     dense,
     dropout,
     from_batch_major,
+    layer_norm,
+    padding_mask,
     split_key,
-    valid_mask,
     zero_padding,
 )
+from recurrax._types import Array, Initializer
+from recurrax._validation import (
+    check_block_inputs,
+    check_choice,
+    check_float_dtype,
+    check_optional_positive_int,
+    check_positive_int,
+    check_rate,
+)
+from recurrax.attention._attention import IMPLEMENTATIONS, Implementation
+from recurrax.attention._kv_cache import KVCache
+from recurrax.attention._multi_head import MultiHeadAttention, default_attention_kernel_init
+from recurrax.attention._positional import learned_positions, sinusoidal_positions
 
 Params = dict[str, Any]
 Positional = Literal["sinusoidal", "learned", "rope"] | None
@@ -208,7 +210,7 @@ class TransformerEncoderBlock(_BlockOptions):
                 weights.append(w)
             return out
 
-        ys = zero_padding(self._run(params, xs, attend, dropout_key), valid_mask(lengths, xs.shape[:-2], xs.shape[-2]))
+        ys = zero_padding(self._run(params, xs, attend, dropout_key), padding_mask(lengths, xs.shape[-2]))
         ys = from_batch_major(ys, time_major)
         return (ys, weights[0]) if return_weights else ys
 
@@ -232,7 +234,7 @@ class TransformerEncoderBlock(_BlockOptions):
             return out
 
         ys = self._run(params, xs, attend, None)
-        ys = zero_padding(ys, valid_mask(lengths, xs.shape[:-2], xs.shape[-2]) if lengths is not None else None)
+        ys = zero_padding(ys, padding_mask(lengths, xs.shape[-2]) if lengths is not None else None)
         return ys, caches[0]
 
 
@@ -359,7 +361,7 @@ class TransformerDecoderBlock(_BlockOptions):
 
         cross = self._cross(params, memory, memory_lengths, lengths, cross_weights)
         ys = self._run(params, xs, self_attend, cross, dropout_key)
-        ys = from_batch_major(zero_padding(ys, valid_mask(lengths, xs.shape[:-2], xs.shape[-2])), time_major)
+        ys = from_batch_major(zero_padding(ys, padding_mask(lengths, xs.shape[-2])), time_major)
         if return_weights:
             return ys, {"self": self_weights[0], "cross": cross_weights[0]}
         return ys
@@ -391,7 +393,7 @@ class TransformerDecoderBlock(_BlockOptions):
 
         cross = self._cross(params, memory, memory_lengths, lengths, None)
         ys = self._run(params, xs, self_attend, cross, None)
-        ys = zero_padding(ys, valid_mask(lengths, xs.shape[:-2], xs.shape[-2]) if lengths is not None else None)
+        ys = zero_padding(ys, padding_mask(lengths, xs.shape[-2]) if lengths is not None else None)
         return ys, caches[0]
 
 
@@ -517,7 +519,7 @@ class TransformerEncoder(_StackOptions):
             )
             h, w = out if return_weights else (out, None)
             weights.append(w)
-        ys = zero_padding(self._finish(params, h), valid_mask(lengths, xs.shape[:-2], xs.shape[-2]))
+        ys = zero_padding(self._finish(params, h), padding_mask(lengths, xs.shape[-2]))
         ys = from_batch_major(ys, time_major)
         return (ys, weights) if return_weights else ys
 
@@ -540,7 +542,7 @@ class TransformerEncoder(_StackOptions):
             new_caches.append(cache)
         ys = self._finish(params, h)
         if lengths is not None:
-            ys = zero_padding(ys, valid_mask(jnp.asarray(lengths), xs.shape[:-2], xs.shape[-2]))
+            ys = zero_padding(ys, padding_mask(jnp.asarray(lengths), xs.shape[-2]))
         return ys, tuple(new_caches)
 
 
@@ -606,7 +608,7 @@ class TransformerDecoder(_StackOptions):
             )
             h, w = out if return_weights else (out, None)
             weights.append(w)
-        ys = zero_padding(self._finish(params, h), valid_mask(lengths, xs.shape[:-2], xs.shape[-2]))
+        ys = zero_padding(self._finish(params, h), padding_mask(lengths, xs.shape[-2]))
         ys = from_batch_major(ys, time_major)
         return (ys, weights) if return_weights else ys
 
@@ -634,7 +636,7 @@ class TransformerDecoder(_StackOptions):
             new_caches.append(cache)
         ys = self._finish(params, h)
         if lengths is not None:
-            ys = zero_padding(ys, valid_mask(jnp.asarray(lengths), xs.shape[:-2], xs.shape[-2]))
+            ys = zero_padding(ys, padding_mask(jnp.asarray(lengths), xs.shape[-2]))
         return ys, tuple(new_caches)
 
 

@@ -1,12 +1,22 @@
-"""Pure recurrent cells: parameters and carries are plain pytrees."""
+"""Pure recurrent cells: parameters and carries are plain pytrees.
 
-from recurrax.cells._base import Carry, Cell, LinearCell, Params, tree_where
-from recurrax.cells._causal_conv import CausalConv1D, causal_conv1d
-from recurrax.cells._conv_lstm import ConvLSTM, conv_lstm
-from recurrax.cells._gru import GRU, gru
-from recurrax.cells._initializers import GateBlocksOrthogonal, chrono_bias
-from recurrax.cells._linear_recurrences import LRU, MinGRU, MinLSTM, lru, min_gru, min_lstm
-from recurrax.cells._lstm import LSTM, LSTMCarry, layer_norm, lstm
+Every cell is a frozen dataclass (``LSTMCell``, ``GRUCell``, …) whose fields are
+its options, declared once; the lowercase factory (``lstm``, ``gru``, …), the
+``recurrax.nn`` layer and the backbone are derived from its registry line below.
+"""
+
+from typing import Any
+
+from recurrax._cell import Cell, Steps
+from recurrax._deprecation import moved_attribute
+from recurrax._linear_cell import LinearCell, LinearTerms
+from recurrax._ops import layer_norm, tree_where
+from recurrax._types import Carry, GateBlocksOrthogonal, Params, chrono_bias
+from recurrax.cells._conv_lstm import ConvLSTMCell
+from recurrax.cells._gru import GRUCell
+from recurrax.cells._linear_recurrences import LRUCell, MinGRUCell, MinLSTMCell
+from recurrax.cells._lstm import LSTMCarry, LSTMCell
+from recurrax.cells._registry import CellEntry, cell_entry, register_cell, registered_cells
 from recurrax.cells._regularization import (
     RecurrentDropoutCarry,
     RegularizedCell,
@@ -14,27 +24,72 @@ from recurrax.cells._regularization import (
     recurrent_dropout,
     zoneout,
 )
-from recurrax.cells._simple_rnn import SimpleRNN, simple_rnn
+from recurrax.cells._simple_rnn import SimpleRNNCell
+
+# One line per cell: its factory (returned), its recurrax.nn layer, its backbone.
+simple_rnn = register_cell(
+    SimpleRNNCell,
+    "simple_rnn",
+    layer="SimpleRNN",
+    backbone="rnn",
+    summary="Elman RNN with tanh (vanishing gradients: the baseline)",
+)
+lstm = register_cell(LSTMCell, "lstm", layer="LSTM", summary="LSTM (Hochreiter & Schmidhuber 1997)")
+gru = register_cell(GRUCell, "gru", layer="GRU", summary="GRU (Cho et al. 2014)")
+min_gru = register_cell(
+    MinGRUCell,
+    "min_gru",
+    layer="MinGRU",
+    backbone="mingru",
+    layer_options={"method": "parallel"},
+    summary="minGRU (Feng et al. 2024), parallel scan over time",
+)
+min_lstm = register_cell(
+    MinLSTMCell,
+    "min_lstm",
+    layer="MinLSTM",
+    backbone="minlstm",
+    layer_options={"method": "parallel"},
+    summary="minLSTM (Feng et al. 2024), parallel scan over time",
+)
+lru = register_cell(
+    LRUCell,
+    "lru",
+    layer="LRU",
+    backbone=None,
+    layer_options={"method": "parallel"},
+    summary="LRU (Orvieto et al. 2023), diagonal complex recurrence",
+)
+conv_lstm = register_cell(
+    ConvLSTMCell,
+    "conv_lstm",
+    layer="ConvLSTM",
+    backbone=None,
+    positional=("hidden_size", "spatial_shape"),
+    summary="ConvLSTM (Shi et al. 2015) over flattened frames",
+)
 
 __all__ = [
-    "GRU",
-    "LRU",
-    "LSTM",
     "Carry",
-    "CausalConv1D",
     "Cell",
-    "ConvLSTM",
+    "CellEntry",
+    "ConvLSTMCell",
+    "GRUCell",
     "GateBlocksOrthogonal",
+    "LRUCell",
     "LSTMCarry",
+    "LSTMCell",
     "LinearCell",
-    "MinGRU",
-    "MinLSTM",
+    "LinearTerms",
+    "MinGRUCell",
+    "MinLSTMCell",
     "Params",
     "RecurrentDropoutCarry",
     "RegularizedCell",
-    "SimpleRNN",
+    "SimpleRNNCell",
+    "Steps",
     "ZoneoutCarry",
-    "causal_conv1d",
+    "cell_entry",
     "chrono_bias",
     "conv_lstm",
     "gru",
@@ -44,7 +99,27 @@ __all__ = [
     "min_gru",
     "min_lstm",
     "recurrent_dropout",
+    "register_cell",
+    "registered_cells",
     "simple_rnn",
     "tree_where",
     "zoneout",
 ]
+
+# Names of the earlier releases: importable, with a warning that names what replaced them.
+_MOVED = {
+    "SimpleRNN": "recurrax.cells:SimpleRNNCell",
+    "LSTM": "recurrax.cells:LSTMCell",
+    "GRU": "recurrax.cells:GRUCell",
+    "MinGRU": "recurrax.cells:MinGRUCell",
+    "MinLSTM": "recurrax.cells:MinLSTMCell",
+    "LRU": "recurrax.cells:LRUCell",
+    "ConvLSTM": "recurrax.cells:ConvLSTMCell",
+    # The streaming convolution lives next to the convolution it streams.
+    "CausalConv1D": "recurrax.conv:CausalConv1DCell",
+    "causal_conv1d": "recurrax.conv:causal_conv1d",
+}
+
+
+def __getattr__(name: str) -> Any:
+    return moved_attribute(__name__, name, _MOVED)

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax.cells._base import Array, Cell, Params
-from recurrax.cells._initializers import Initializer, default_bias_init
+from recurrax._cell import Cell
+from recurrax._types import Array, Initializer, Params, default_bias_init
+from recurrax._validation import check_positive_int
 from recurrax.cells._lstm import LSTMCarry
-from recurrax.conv._common import check_positive_int
 
 _SPATIAL_LETTERS = "DHW"  # lax dimension-number letters for up to 3 spatial dims
 
@@ -21,7 +21,7 @@ default_conv_lstm_init: Initializer = jax.nn.initializers.lecun_normal()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ConvLSTM(Cell):
+class ConvLSTMCell(Cell):
     """ConvLSTM cell (Shi et al., 2015) for 1D or 2D (or 3D) spatial inputs.
 
     Math, for one step (``*`` a 'SAME' convolution over space, ``⊙`` elementwise)::
@@ -39,6 +39,24 @@ class ConvLSTM(Cell):
     ``input_kernel[*k, C_in, 4C_h]``, ``recurrent_kernel[*k, C_h, 4C_h]``,
     ``bias[4C_h]`` (gate order i, f, g, o, as PyTorch's LSTM) and, with
     ``peephole``, ``peephole[3, *S, C_h]`` (the paper's Hadamard peepholes).
+
+    Attributes:
+      hidden_size: ``C_h``, channels of the hidden and cell states.
+      spatial_shape: the frame's spatial size ``S`` (the convolutions keep it).
+      kernel_size: one size for every spatial dim, or one per dim.
+      peephole: the paper's Hadamard peepholes from the cell state to the gates.
+      forget_bias: added to the forget gate's bias at init.
+      kernel_init, recurrent_init, bias_init: initialisers.
+      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.conv_lstm(4, spatial_shape=(8, 8), kernel_size=3)
+      >>> frames = jnp.ones((2, 5, 8, 8, 3))                        # [B, T, H, W, C_in]
+      >>> params = cell.init(jax.random.key(0), in_features=8 * 8 * 3)
+      >>> ys, carry = recurrax.scan(cell, params, cell.flatten_inputs(frames))
+      >>> cell.unflatten_outputs(ys).shape, carry.h.shape
+      ((2, 5, 8, 8, 4), (2, 8, 8, 4))
 
     References:
       Shi, Chen, Wang, Yeung, Wong, Woo (2015), "Convolutional LSTM Network:
@@ -97,13 +115,13 @@ class ConvLSTM(Cell):
         return ys.reshape((*ys.shape[:-1], *self.spatial_shape, self.hidden_size))
 
     # ---------------------------------------------------------------- contract
-    def init(self, key: Array, input_size: int) -> Params:
-        if input_size % self.num_positions:
+    def init(self, key: Array, in_features: int) -> Params:
+        if in_features % self.num_positions:
             raise ValueError(
-                f"input_size={input_size} is not prod(spatial_shape)={self.num_positions} times the input channels "
+                f"in_features={in_features} is not prod(spatial_shape)={self.num_positions} times the input channels "
                 f"(flatten frames [*S, C_in] with cell.flatten_inputs)"
             )
-        C_in, C_h, dt = input_size // self.num_positions, self.hidden_size, self.param_dtype
+        C_in, C_h, dt = in_features // self.num_positions, self.hidden_size, self.param_dtype
         k_in, k_rec, k_bias, k_peep = jax.random.split(key, 4)
         bias = self.bias_init(k_bias, (4 * C_h,), dt).at[C_h : 2 * C_h].add(jnp.asarray(self.forget_bias, dt))
         params = {
@@ -116,7 +134,7 @@ class ConvLSTM(Cell):
             params["peephole"] = jax.random.uniform(k_peep, (3, *self.spatial_shape, C_h), dt, -0.1, 0.1)
         return params
 
-    def input_size(self, params: Params) -> int:
+    def in_features_of(self, params: Params) -> int:
         return int(params["input_kernel"].shape[-2]) * self.num_positions
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> LSTMCarry:
@@ -161,52 +179,3 @@ class ConvLSTM(Cell):
 
     def step(self, params: Params, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
         return self.step_projected(params, carry, self.project_inputs(params, x))
-
-
-def conv_lstm(
-    hidden_channels: int,
-    spatial_shape: tuple[int, ...],
-    *,
-    kernel_size: int | tuple[int, ...] = 3,
-    peephole: bool = False,
-    forget_bias: float = 1.0,
-    kernel_init: Initializer = default_conv_lstm_init,
-    recurrent_init: Initializer = default_conv_lstm_init,
-    bias_init: Initializer = default_bias_init,
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    carry_dtype: DTypeLike | None = None,
-) -> ConvLSTM:
-    """A ConvLSTM cell (see :class:`ConvLSTM`); 1D for ``spatial_shape=(W,)``, 2D for ``(H, W)``.
-
-    Args:
-      hidden_channels: ``C_h``, channels of the hidden and cell states.
-      spatial_shape: the frame's spatial size ``S`` (the convolutions keep it).
-      kernel_size: one size for every spatial dim, or one per dim.
-      peephole: the paper's Hadamard peepholes from the cell state to the gates.
-      forget_bias: added to the forget gate's bias at init.
-      kernel_init, recurrent_init, bias_init: initialisers.
-      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, recurrax
-      >>> cell = recurrax.cells.conv_lstm(4, spatial_shape=(8, 8), kernel_size=3)
-      >>> frames = jnp.ones((2, 5, 8, 8, 3))                        # [B, T, H, W, C_in]
-      >>> params = cell.init(jax.random.key(0), input_size=8 * 8 * 3)
-      >>> ys, carry = recurrax.scan(cell, params, cell.flatten_inputs(frames))
-      >>> cell.unflatten_outputs(ys).shape, carry.h.shape
-      ((2, 5, 8, 8, 4), (2, 8, 8, 4))
-    """
-    return ConvLSTM(
-        hidden_size=hidden_channels,
-        spatial_shape=spatial_shape,
-        kernel_size=kernel_size,
-        peephole=peephole,
-        forget_bias=forget_bias,
-        kernel_init=kernel_init,
-        recurrent_init=recurrent_init,
-        bias_init=bias_init,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        carry_dtype=carry_dtype,
-    )

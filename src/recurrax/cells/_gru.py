@@ -9,18 +9,23 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax.cells._base import Array, Cell, Params
-from recurrax.cells._initializers import (
+from recurrax._cell import Cell, Steps
+from recurrax._options import ScanOptions
+from recurrax._types import (
+    Array,
     GateBlocksOrthogonal,
     Initializer,
+    Params,
     chrono_bias,
     default_bias_init,
     default_kernel_init,
 )
+from recurrax.cells import _fused
+from recurrax.cells._gru_sequence import gru_sequence, gru_update
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class GRU(Cell):
+class GRUCell(Cell):
     """GRU cell with PyTorch's gate order (reset, update, new).
 
     Math, for one step::
@@ -34,81 +39,12 @@ class GRU(Cell):
     ``reset_after=True`` is the formulation of PyTorch, Keras and cuDNN;
     ``reset_after=False`` is Cho et al. (2014). Both keep the recurrent bias
     ``b_h`` separate from the input bias ``b_x`` because ``b_hn`` sits inside
-    the reset gate's product (Flax's ``GRUCell`` drops it).
-    """
+    the reset gate's product (Flax's ``GRUCell`` drops it). Parameters:
+    ``input_kernel[D, 3H]``, ``recurrent_kernel[H, 3H]``, ``input_bias[3H]``,
+    ``recurrent_bias[3H]``. The ``reset_after`` GRU in one float dtype runs on a
+    fused whole-sequence path (:meth:`sequence`), equal to the step loop.
 
-    reset_after: bool = True
-    chrono_max_timescale: float | None = None
-    kernel_init: Initializer = default_kernel_init
-    recurrent_init: Initializer = GateBlocksOrthogonal(3)
-    bias_init: Initializer = default_bias_init
-
-    supports_input_projection: ClassVar[bool] = True
-
-    def init(self, key: Array, input_size: int) -> Params:
-        H, dt = self.hidden_size, self.param_dtype
-        k_in, k_rec, k_bi, k_bh, k_chrono = jax.random.split(key, 5)
-        input_bias = self.bias_init(k_bi, (3 * H,), dt)
-        if self.chrono_max_timescale is not None:
-            # z is the gate that keeps h, so it plays the LSTM forget gate's role.
-            input_bias = input_bias.at[H : 2 * H].set(chrono_bias(k_chrono, H, self.chrono_max_timescale, dt))
-        return {
-            "input_kernel": self.kernel_init(k_in, (input_size, 3 * H), dt),
-            "recurrent_kernel": self.recurrent_init(k_rec, (H, 3 * H), dt),
-            "input_bias": input_bias,
-            "recurrent_bias": self.bias_init(k_bh, (3 * H,), dt),
-        }
-
-    def input_size(self, params: Params) -> int:
-        return int(params["input_kernel"].shape[0])
-
-    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
-        return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
-
-    def project_inputs(self, params: Params, xs: Array) -> Array:
-        return self._affine_projection(xs, params["input_kernel"], params["input_bias"])
-
-    def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
-        H = self.hidden_size
-        dt = projected_x.dtype
-        w_h = params["recurrent_kernel"].astype(dt)
-        b_h = params["recurrent_bias"].astype(dt)
-        h_prev = carry.astype(dt)
-        xr, xz, xn = (projected_x[..., k * H : (k + 1) * H] for k in range(3))
-        if self.reset_after:
-            hh = jnp.matmul(h_prev, w_h) + b_h
-            r = jax.nn.sigmoid(xr + hh[..., :H])
-            z = jax.nn.sigmoid(xz + hh[..., H : 2 * H])
-            n = jnp.tanh(xn + r * hh[..., 2 * H :])
-        else:
-            hh = jnp.matmul(h_prev, w_h[:, : 2 * H]) + b_h[: 2 * H]
-            r = jax.nn.sigmoid(xr + hh[..., :H])
-            z = jax.nn.sigmoid(xz + hh[..., H:])
-            n = jnp.tanh(xn + jnp.matmul(r * h_prev, w_h[:, 2 * H :]) + b_h[2 * H :])
-        state_dt = carry.dtype
-        z = z.astype(state_dt)
-        h = (1 - z) * n.astype(state_dt) + z * carry
-        return h, h.astype(dt)
-
-    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
-
-
-def gru(
-    hidden_size: int,
-    *,
-    reset_after: bool = True,
-    chrono_max_timescale: float | None = None,
-    kernel_init: Initializer = default_kernel_init,
-    recurrent_init: Initializer | None = None,
-    bias_init: Initializer = default_bias_init,
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    carry_dtype: DTypeLike | None = None,
-) -> GRU:
-    """A GRU cell (see :class:`GRU` for the math).
-
-    Args:
+    Attributes:
       hidden_size: ``H``.
       reset_after: apply the reset gate after the recurrent matmul (PyTorch,
         Keras, cuDNN; default) or before it (Cho et al., 2014).
@@ -121,19 +57,89 @@ def gru(
     Example:
       >>> import jax, jax.numpy as jnp, recurrax
       >>> cell = recurrax.gru(4)
-      >>> params = cell.init(jax.random.key(0), input_size=2)
+      >>> params = cell.init(jax.random.key(0), in_features=2)
       >>> ys, h = recurrax.scan(cell, params, jnp.ones((3, 7, 2)))
       >>> ys.shape, h.shape
       ((3, 7, 4), (3, 4))
     """
-    return GRU(
-        hidden_size=hidden_size,
-        reset_after=reset_after,
-        chrono_max_timescale=chrono_max_timescale,
-        kernel_init=kernel_init,
-        recurrent_init=recurrent_init or GateBlocksOrthogonal(3),
-        bias_init=bias_init,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        carry_dtype=carry_dtype,
-    )
+
+    reset_after: bool = True
+    chrono_max_timescale: float | None = None
+    kernel_init: Initializer = default_kernel_init
+    recurrent_init: Initializer = GateBlocksOrthogonal(3)
+    bias_init: Initializer = default_bias_init
+
+    supports_input_projection: ClassVar[bool] = True
+
+    def init(self, key: Array, in_features: int) -> Params:
+        H, dt = self.hidden_size, self.param_dtype
+        k_in, k_rec, k_bi, k_bh, k_chrono = jax.random.split(key, 5)
+        input_bias = self.bias_init(k_bi, (3 * H,), dt)
+        if self.chrono_max_timescale is not None:
+            # z is the gate that keeps h, so it plays the LSTM forget gate's role.
+            input_bias = input_bias.at[H : 2 * H].set(chrono_bias(k_chrono, H, self.chrono_max_timescale, dt))
+        return {
+            "input_kernel": self.kernel_init(k_in, (in_features, 3 * H), dt),
+            "recurrent_kernel": self.recurrent_init(k_rec, (H, 3 * H), dt),
+            "input_bias": input_bias,
+            "recurrent_bias": self.bias_init(k_bh, (3 * H,), dt),
+        }
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
+        return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
+
+    def project_inputs(self, params: Params, xs: Array) -> Array:
+        return self._affine_projection(xs, params["input_kernel"], params["input_bias"])
+
+    def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
+        return self._update(params, carry, carry, projected_x)
+
+    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
+        return self.step_projected(params, carry, self.project_inputs(params, x))
+
+    def _update(self, params: Params, recurrent_input: Array, keep: Array, projected_x: Array) -> tuple[Array, Array]:
+        """``h' = (1 - z) ⊙ n + z ⊙ keep`` with the matmuls reading ``recurrent_input``."""
+        H = self.hidden_size
+        dt = projected_x.dtype
+        w_h = params["recurrent_kernel"].astype(dt)
+        b_h = params["recurrent_bias"].astype(dt)
+        h_read = recurrent_input.astype(dt)
+        xr, xz, xn = (projected_x[..., k * H : (k + 1) * H] for k in range(3))
+        if self.reset_after:
+            hh = jnp.matmul(h_read, w_h) + b_h
+            h, *_ = gru_update(xr, xz, xn, hh[..., :H], hh[..., H : 2 * H], hh[..., 2 * H :], keep)
+        else:
+            hh = jnp.matmul(h_read, w_h[:, : 2 * H]) + b_h[: 2 * H]
+            r = jax.nn.sigmoid(xr + hh[..., :H])
+            n = jnp.tanh(xn + jnp.matmul(r * h_read, w_h[:, 2 * H :]) + b_h[2 * H :])
+            z = jax.nn.sigmoid(xz + hh[..., H:]).astype(keep.dtype)
+            h = (1 - z) * n.astype(keep.dtype) + z * keep
+        return h, h.astype(dt)
+
+    # --------------------------------------------------------- fused sequence
+    def sequence_unsupported(self, params: Params, carry: Array, xs: Array, options: ScanOptions) -> str | None:
+        overridden = self.overrides_step(GRUCell)
+        if overridden is not None:
+            return f"{type(self).__name__} overrides {overridden} (the fused loop computes GRUCell's step)"
+        if not self.reset_after:
+            return "reset_after=False (the fused loop runs the reset_after GRU)"
+        return _fused.one_float_dtype(self, params, [carry], xs)
+
+    def sequence(
+        self, params: Params, carry: Array, xs: Array, steps: Steps, options: ScanOptions
+    ) -> tuple[Array, Array]:
+        project = lambda x: self.project_inputs(params, x)  # noqa: E731
+        return gru_sequence(project, params, carry, xs, steps, options, _fused.hoists(self, options))
+
+    # -------------------------------------------------------- recurrent state
+    def recurrent_state(self, carry: Array) -> Array:
+        return carry
+
+    def step_reading(
+        self, params: Params, carry: Array, x: Array, recurrent_input: Array, *, projected: bool = False
+    ) -> tuple[Array, Array]:
+        # h is used twice: in the matmuls (which read recurrent_input, e.g. a dropped h, as Gal &
+        # Ghahramani and Keras do) and in h' = (1 - z) ⊙ n + z ⊙ h, which keeps the carry's own h
+        # (dropping it there would drop the memory itself).
+        projected_x = x if projected else self.project_inputs(params, x)
+        return self._update(params, recurrent_input, carry, projected_x)

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax.cells._base import Array, LinearCell, Params
-from recurrax.cells._initializers import Initializer, default_bias_init, default_kernel_init
+from recurrax._linear_cell import LinearCell
+from recurrax._types import Array, Initializer, Params, default_bias_init, default_kernel_init
 
 _COMPLEX = {jnp.dtype(jnp.float32): jnp.dtype(jnp.complex64), jnp.dtype(jnp.float64): jnp.dtype(jnp.complex128)}
 
@@ -34,7 +34,7 @@ def log_positive_activation(x: Array) -> Array:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class _MinRNN(LinearCell):
+class _MinRNNCell(LinearCell):
     """Shared parts of minGRU and minLSTM: one input matmul, gates of ``x`` only."""
 
     log_space: bool = False
@@ -44,16 +44,13 @@ class _MinRNN(LinearCell):
     supports_input_projection: ClassVar[bool] = True
     num_blocks: ClassVar[int]
 
-    def init(self, key: Array, input_size: int) -> Params:
+    def init(self, key: Array, in_features: int) -> Params:
         H, dt = self.hidden_size, self.param_dtype
         k_in, k_b = jax.random.split(key)
         return {
-            "input_kernel": self.kernel_init(k_in, (input_size, self.num_blocks * H), dt),
+            "input_kernel": self.kernel_init(k_in, (in_features, self.num_blocks * H), dt),
             "bias": self.bias_init(k_b, (self.num_blocks * H,), dt),
         }
-
-    def input_size(self, params: Params) -> int:
-        return int(params["input_kernel"].shape[0])
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
         return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
@@ -78,6 +75,9 @@ class _MinRNN(LinearCell):
     def recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
         return self._coefficients(self.project_inputs(params, xs))
 
+    def parallel_log_space(self) -> bool:
+        return self.log_space
+
     def log_recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
         """``(log a, log b)``; ``b > 0`` because the candidate passes through ``g``.
 
@@ -100,7 +100,7 @@ class _MinRNN(LinearCell):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MinGRU(_MinRNN):
+class MinGRUCell(_MinRNNCell):
     """minGRU (Feng et al., 2024): a GRU whose gate and candidate see only ``x_t``.
 
     Math, for one step::
@@ -112,6 +112,23 @@ class MinGRU(_MinRNN):
     With ``log_space`` the parallel scan works on ``log(1 - z) = -softplus(k)``
     and ``log(z ⊙ h̃) = -softplus(-k) + log g(...)``. Parameters:
     ``input_kernel[D, 2H]`` (blocks z, h̃) and ``bias[2H]``.
+
+    Attributes:
+      hidden_size: ``H``, the state and output features.
+      log_space: use the positive candidate ``g(·)`` and scan in log space
+        with ``method="parallel"`` (the paper's numerically stable form).
+      kernel_init, bias_init: initialisers of ``input_kernel[D, 2H]`` and ``bias[2H]``.
+      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.min_gru(8)
+      >>> params = cell.init(jax.random.key(0), in_features=3)
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> ys_seq, _ = recurrax.scan(cell, params, xs)
+      >>> ys_par, _ = recurrax.scan(cell, params, xs, method="parallel")
+      >>> bool(jnp.allclose(ys_seq, ys_par, atol=1e-6))
+      True
 
     References:
       Feng, Tung, Ahmed, Bengio, Hajimirsadeghi (2024), "Were RNNs All We Needed?".
@@ -129,7 +146,7 @@ class MinGRU(_MinRNN):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MinLSTM(_MinRNN):
+class MinLSTMCell(_MinRNNCell):
     """minLSTM (Feng et al., 2024): normalised forget/input gates that see only ``x_t``.
 
     Math, for one step::
@@ -143,6 +160,21 @@ class MinLSTM(_MinRNN):
     ``d = softplus(-k_f) - softplus(-k_i)`` (= ``log(i / f)``), which never
     divides by a tiny ``f + i``. Parameters: ``input_kernel[D, 3H]`` (blocks
     f, i, h̃) and ``bias[3H]``.
+
+    Attributes:
+      hidden_size: ``H``, the state and output features.
+      log_space: use the positive candidate ``g(·)`` and scan in log space
+        with ``method="parallel"`` (the paper's numerically stable form).
+      kernel_init, bias_init: initialisers of ``input_kernel[D, 3H]`` and ``bias[3H]``.
+      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.min_lstm(8, log_space=True)
+      >>> params = cell.init(jax.random.key(0), in_features=3)
+      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), method="parallel")
+      >>> ys.shape, h.shape
+      ((2, 5, 8), (2, 8))
 
     References:
       Feng, Tung, Ahmed, Bengio, Hajimirsadeghi (2024), "Were RNNs All We Needed?".
@@ -165,7 +197,7 @@ class MinLSTM(_MinRNN):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LRU(LinearCell):
+class LRUCell(LinearCell):
     """Linear Recurrent Unit (Orvieto et al., 2023): a diagonal complex recurrence.
 
     Math, for one step (``N = hidden_size`` complex states, ``O`` output features)::
@@ -181,6 +213,24 @@ class LRU(LinearCell):
     ``r_min ≤ |λ| ≤ r_max`` with phase in ``[0, max_phase]``. The skip term
     ``D ⊙ x`` needs ``D == O`` (pass ``skip=False`` otherwise). The carry is
     complex (``complex64`` for a ``float32`` state).
+
+    Attributes:
+      hidden_size: ``N``, complex state units.
+      out_features: ``O``, output features (default ``N``); with ``skip`` it
+        must equal the input features.
+      r_min, r_max: the ring ``r_min ≤ |λ| ≤ r_max`` that ``λ`` is drawn from
+        (the paper uses ``r_min=0.9, r_max=0.999`` for long-range tasks).
+      max_phase: largest initial phase of ``λ``.
+      skip: add the feed-through ``D ⊙ x``.
+      dtype, param_dtype, carry_dtype: compute, storage and (real) state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.lru(16, out_features=4)
+      >>> params = cell.init(jax.random.key(0), in_features=4)
+      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 4)), method="parallel")
+      >>> ys.shape, h.dtype
+      ((2, 5, 4), dtype('complex64'))
 
     References:
       Orvieto, Smith, Gu, Fernando, Gulcehre, Pascanu, De (2023),
@@ -211,12 +261,12 @@ class LRU(LinearCell):
     def output_size(self) -> int:
         return self.out_features if self.out_features is not None else self.hidden_size
 
-    def init(self, key: Array, input_size: int) -> Params:
+    def init(self, key: Array, in_features: int) -> Params:
         N, O, dt = self.hidden_size, self.output_size, self.param_dtype
-        if self.skip and input_size != O:
+        if self.skip and in_features != O:
             raise ValueError(
-                f"LRU's skip term D ⊙ x needs input_size == output size ({O}), got input_size={input_size}; "
-                "pass skip=False, set out_features=input_size, or project the inputs first"
+                f"LRU's skip term D ⊙ x needs in_features == output size ({O}), got in_features={in_features}; "
+                "pass skip=False, set out_features=in_features, or project the inputs first"
             )
         k_nu, k_theta, k_bre, k_bim, k_cre, k_cim, k_d = jax.random.split(key, 7)
         # Sampled in float32 at least, so that the ring init is accurate in any param dtype.
@@ -231,17 +281,14 @@ class LRU(LinearCell):
             "nu_log": nu_log.astype(dt),
             "theta_log": theta_log.astype(dt),
             "gamma_log": gamma_log.astype(dt),
-            "B_re": (jax.random.normal(k_bre, (input_size, N), f32) / math.sqrt(2 * input_size)).astype(dt),
-            "B_im": (jax.random.normal(k_bim, (input_size, N), f32) / math.sqrt(2 * input_size)).astype(dt),
+            "B_re": (jax.random.normal(k_bre, (in_features, N), f32) / math.sqrt(2 * in_features)).astype(dt),
+            "B_im": (jax.random.normal(k_bim, (in_features, N), f32) / math.sqrt(2 * in_features)).astype(dt),
             "C_re": (jax.random.normal(k_cre, (N, O), f32) / math.sqrt(N)).astype(dt),
             "C_im": (jax.random.normal(k_cim, (N, O), f32) / math.sqrt(N)).astype(dt),
         }
         if self.skip:
             params["D"] = jax.random.normal(k_d, (O,), f32).astype(dt)
         return params
-
-    def input_size(self, params: Params) -> int:
-        return int(params["B_re"].shape[0])
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
         dt = jnp.dtype(dtype) if dtype is not None else _COMPLEX[self.state_dtype()]
@@ -274,126 +321,3 @@ class LRU(LinearCell):
         if self.skip:
             y = y + params["D"].astype(dt) * xs.astype(dt)
         return y
-
-
-def min_gru(
-    hidden_size: int,
-    *,
-    log_space: bool = False,
-    kernel_init: Initializer = default_kernel_init,
-    bias_init: Initializer = default_bias_init,
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    carry_dtype: DTypeLike | None = None,
-) -> MinGRU:
-    """A minGRU cell (see :class:`MinGRU` for the math).
-
-    Args:
-      hidden_size: ``H``, the state and output features.
-      log_space: use the positive candidate ``g(·)`` and scan in log space
-        with ``method="parallel"`` (the paper's numerically stable form).
-      kernel_init, bias_init: initialisers of ``input_kernel[D, 2H]`` and ``bias[2H]``.
-      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, recurrax
-      >>> cell = recurrax.cells.min_gru(8)
-      >>> params = cell.init(jax.random.key(0), input_size=3)
-      >>> xs = jnp.ones((2, 5, 3))
-      >>> ys_seq, _ = recurrax.scan(cell, params, xs)
-      >>> ys_par, _ = recurrax.scan(cell, params, xs, method="parallel")
-      >>> bool(jnp.allclose(ys_seq, ys_par, atol=1e-6))
-      True
-    """
-    return MinGRU(
-        hidden_size=hidden_size,
-        log_space=log_space,
-        kernel_init=kernel_init,
-        bias_init=bias_init,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        carry_dtype=carry_dtype,
-    )
-
-
-def min_lstm(
-    hidden_size: int,
-    *,
-    log_space: bool = False,
-    kernel_init: Initializer = default_kernel_init,
-    bias_init: Initializer = default_bias_init,
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    carry_dtype: DTypeLike | None = None,
-) -> MinLSTM:
-    """A minLSTM cell (see :class:`MinLSTM` for the math).
-
-    Args:
-      hidden_size: ``H``, the state and output features.
-      log_space: use the positive candidate ``g(·)`` and scan in log space
-        with ``method="parallel"`` (the paper's numerically stable form).
-      kernel_init, bias_init: initialisers of ``input_kernel[D, 3H]`` and ``bias[3H]``.
-      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, recurrax
-      >>> cell = recurrax.cells.min_lstm(8, log_space=True)
-      >>> params = cell.init(jax.random.key(0), input_size=3)
-      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), method="parallel")
-      >>> ys.shape, h.shape
-      ((2, 5, 8), (2, 8))
-    """
-    return MinLSTM(
-        hidden_size=hidden_size,
-        log_space=log_space,
-        kernel_init=kernel_init,
-        bias_init=bias_init,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        carry_dtype=carry_dtype,
-    )
-
-
-def lru(
-    hidden_size: int,
-    *,
-    out_features: int | None = None,
-    r_min: float = 0.0,
-    r_max: float = 1.0,
-    max_phase: float = 2 * math.pi,
-    skip: bool = True,
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    carry_dtype: DTypeLike | None = None,
-) -> LRU:
-    """An LRU cell (see :class:`LRU` for the math).
-
-    Args:
-      hidden_size: ``N``, complex state units.
-      out_features: ``O``, output features (default ``N``); with ``skip`` it
-        must equal the input features.
-      r_min, r_max: the ring ``r_min ≤ |λ| ≤ r_max`` that ``λ`` is drawn from
-        (the paper uses ``r_min=0.9, r_max=0.999`` for long-range tasks).
-      max_phase: largest initial phase of ``λ``.
-      skip: add the feed-through ``D ⊙ x``.
-      dtype, param_dtype, carry_dtype: compute, storage and (real) state dtypes.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, recurrax
-      >>> cell = recurrax.cells.lru(16, out_features=4)
-      >>> params = cell.init(jax.random.key(0), input_size=4)
-      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 4)), method="parallel")
-      >>> ys.shape, h.dtype
-      ((2, 5, 4), dtype('complex64'))
-    """
-    return LRU(
-        hidden_size=hidden_size,
-        out_features=out_features,
-        r_min=r_min,
-        r_max=r_max,
-        max_phase=max_phase,
-        skip=skip,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        carry_dtype=carry_dtype,
-    )

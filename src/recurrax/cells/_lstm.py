@@ -9,16 +9,20 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax.cells._base import Array, Cell, Params
-from recurrax.cells._initializers import (
+from recurrax._cell import Cell, Steps
+from recurrax._ops import layer_norm
+from recurrax._options import ScanOptions
+from recurrax._types import (
+    Array,
     GateBlocksOrthogonal,
     Initializer,
+    Params,
     chrono_bias,
     default_bias_init,
     default_kernel_init,
 )
-
-_LAYER_NORM_EPS = 1e-5
+from recurrax.cells import _fused
+from recurrax.cells._lstm_sequence import lstm_sequence, lstm_update
 
 
 class LSTMCarry(NamedTuple):
@@ -28,18 +32,8 @@ class LSTMCarry(NamedTuple):
     c: Array
 
 
-def layer_norm(x: Array, scale: Array, bias: Array | None = None, eps: float = _LAYER_NORM_EPS) -> Array:
-    """Normalises the last axis of ``x`` (statistics in at least float32)."""
-    stats_dtype = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
-    xf = x.astype(stats_dtype)
-    mean = jnp.mean(xf, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
-    y = ((xf - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype) * scale.astype(x.dtype)
-    return y if bias is None else y + bias.astype(x.dtype)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LSTM(Cell):
+class LSTMCell(Cell):
     """LSTM cell with PyTorch's gate order (input, forget, cell, output).
 
     Math, for one step (``⊙`` elementwise, ``σ`` the logistic sigmoid)::
@@ -52,7 +46,34 @@ class LSTM(Cell):
     With ``layer_norm`` (Ba et al., 2016) ``x W_x`` and ``h W_h`` are each
     layer-normalised with learned gains, and ``c'`` before its ``tanh``.
     Peepholes follow Gers & Schmidhuber (2000); the output projection is the
-    LSTMP of Sak et al. (2014), as PyTorch's ``proj_size``.
+    LSTMP of Sak et al. (2014), as PyTorch's ``proj_size``. Parameters:
+    ``input_kernel[D, 4H]``, ``recurrent_kernel[P, 4H]``, ``bias[4H]``, plus
+    ``peephole[3, H]``; ``input_norm_scale[4H]``, ``recurrent_norm_scale[4H]``,
+    ``cell_norm_scale[H]``, ``cell_norm_bias[H]`` with ``layer_norm``;
+    ``projection_kernel[H, P]`` with ``proj_size=P``. The carry is
+    :class:`LSTMCarry`. The plain LSTM (no peepholes, layer norm or
+    projection) in one float dtype runs on a fused whole-sequence path
+    (:meth:`sequence`), equal to the step loop.
+
+    Attributes:
+      hidden_size: ``H``, units of the cell state.
+      peephole: add the cell state to the gates (Gers & Schmidhuber, 2000).
+      layer_norm: layer-normalised gates and cell (Ba et al., 2016).
+      proj_size: project ``h`` to ``P < H`` features (LSTMP, PyTorch's ``proj_size``).
+      forget_bias: added to the forget gate's bias at init (Jozefowicz et al., 2015).
+      chrono_max_timescale: chrono init of forget/input biases (Tallec & Ollivier,
+        2018); overrides ``forget_bias``. Use about the longest dependency length.
+      kernel_init, recurrent_init, bias_init: initialisers; the recurrent kernel
+        defaults to an orthogonal matrix per gate.
+      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.lstm(8)                      # the same as recurrax.LSTMCell(8)
+      >>> params = cell.init(jax.random.key(0), in_features=3)
+      >>> ys, carry = recurrax.scan(cell, params, jnp.ones((2, 5, 3)))
+      >>> ys.shape, carry.h.shape
+      ((2, 5, 8), (2, 8))
     """
 
     peephole: bool = False
@@ -77,7 +98,7 @@ class LSTM(Cell):
     def output_size(self) -> int:
         return self.proj_size if self.proj_size is not None else self.hidden_size
 
-    def init(self, key: Array, input_size: int) -> Params:
+    def init(self, key: Array, in_features: int) -> Params:
         H, P, dt = self.hidden_size, self.output_size, self.param_dtype
         k_in, k_rec, k_bias, k_proj, k_peep, k_chrono = jax.random.split(key, 6)
         bias = self.bias_init(k_bias, (4 * H,), dt)
@@ -87,7 +108,7 @@ class LSTM(Cell):
         else:
             bias = bias.at[H : 2 * H].add(jnp.asarray(self.forget_bias, dt))
         params = {
-            "input_kernel": self.kernel_init(k_in, (input_size, 4 * H), dt),
+            "input_kernel": self.kernel_init(k_in, (in_features, 4 * H), dt),
             "recurrent_kernel": self.recurrent_init(k_rec, (P, 4 * H), dt),
             "bias": bias,
         }
@@ -102,9 +123,6 @@ class LSTM(Cell):
         if self.proj_size is not None:
             params["projection_kernel"] = self.kernel_init(k_proj, (H, P), dt)
         return params
-
-    def input_size(self, params: Params) -> int:
-        return int(params["input_kernel"].shape[0])
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> LSTMCarry:
         dt = self.state_dtype(dtype)
@@ -129,20 +147,9 @@ class LSTM(Cell):
             recurrent = layer_norm(recurrent, params["recurrent_norm_scale"])
         z = projected_x + recurrent
         zi, zf, zg, zo = (z[..., k * H : (k + 1) * H] for k in range(4))
-        c_prev = carry.c
-        if self.peephole:
-            peep = params["peephole"].astype(state_dt)
-            zi = zi.astype(state_dt) + peep[0] * c_prev
-            zf = zf.astype(state_dt) + peep[1] * c_prev
-        i = jax.nn.sigmoid(zi).astype(state_dt)
-        f = jax.nn.sigmoid(zf).astype(state_dt)
-        g = jnp.tanh(zg).astype(state_dt)
-        c = f * c_prev + i * g
-        if self.peephole:
-            zo = zo.astype(state_dt) + params["peephole"][2].astype(state_dt) * c
-        o = jax.nn.sigmoid(zo).astype(state_dt)
-        c_out = layer_norm(c, params["cell_norm_scale"], params["cell_norm_bias"]) if self.layer_norm else c
-        h = o * jnp.tanh(c_out)
+        peephole = params["peephole"].astype(state_dt) if self.peephole else None
+        cell_norm = (params["cell_norm_scale"], params["cell_norm_bias"]) if self.layer_norm else None
+        h, c, *_ = lstm_update(zi, zf, zg, zo, carry.c, peephole, cell_norm)
         if self.proj_size is not None:
             h = jnp.matmul(h.astype(dt), params["projection_kernel"].astype(dt)).astype(state_dt)
         return LSTMCarry(h=h, c=c), h.astype(dt)
@@ -150,55 +157,29 @@ class LSTM(Cell):
     def step(self, params: Params, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
         return self.step_projected(params, carry, self.project_inputs(params, x))
 
+    # --------------------------------------------------------- fused sequence
+    def sequence_unsupported(self, params: Params, carry: LSTMCarry, xs: Array, options: ScanOptions) -> str | None:
+        overridden = self.overrides_step(LSTMCell)
+        if overridden is not None:
+            return f"{type(self).__name__} overrides {overridden} (the fused loop computes LSTMCell's step)"
+        if self.peephole or self.layer_norm or self.proj_size is not None:
+            return "peepholes, layer norm or proj_size (the fused loop runs the plain LSTM)"
+        if not isinstance(carry, LSTMCarry):
+            return "a carry that is not an LSTMCarry"
+        return _fused.one_float_dtype(self, params, [carry.h, carry.c], xs)
 
-def lstm(
-    hidden_size: int,
-    *,
-    peephole: bool = False,
-    layer_norm: bool = False,
-    proj_size: int | None = None,
-    forget_bias: float = 1.0,
-    chrono_max_timescale: float | None = None,
-    kernel_init: Initializer = default_kernel_init,
-    recurrent_init: Initializer | None = None,
-    bias_init: Initializer = default_bias_init,
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    carry_dtype: DTypeLike | None = None,
-) -> LSTM:
-    """An LSTM cell (see :class:`LSTM` for the math).
+    def sequence(
+        self, params: Params, carry: LSTMCarry, xs: Array, steps: Steps, options: ScanOptions
+    ) -> tuple[Array, LSTMCarry]:
+        hoisted = _fused.hoists(self, options)
+        ys, (h, c) = lstm_sequence(
+            lambda x: self.project_inputs(params, x), params, carry.h, carry.c, xs, steps, options, hoisted
+        )
+        return ys, LSTMCarry(h=h, c=c)
 
-    Args:
-      hidden_size: ``H``, units of the cell state.
-      peephole: add the cell state to the gates (Gers & Schmidhuber, 2000).
-      layer_norm: layer-normalised gates and cell (Ba et al., 2016).
-      proj_size: project ``h`` to ``P < H`` features (LSTMP, PyTorch's ``proj_size``).
-      forget_bias: added to the forget gate's bias at init (Jozefowicz et al., 2015).
-      chrono_max_timescale: chrono init of forget/input biases (Tallec & Ollivier,
-        2018); overrides ``forget_bias``. Use about the longest dependency length.
-      kernel_init, recurrent_init, bias_init: initialisers; the recurrent kernel
-        defaults to an orthogonal matrix per gate.
-      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
+    # -------------------------------------------------------- recurrent state
+    def recurrent_state(self, carry: LSTMCarry) -> Array:
+        return carry.h
 
-    Example:
-      >>> import jax, jax.numpy as jnp, recurrax
-      >>> cell = recurrax.lstm(8)
-      >>> params = cell.init(jax.random.key(0), input_size=3)
-      >>> ys, carry = recurrax.scan(cell, params, jnp.ones((2, 5, 3)))
-      >>> ys.shape, carry.h.shape
-      ((2, 5, 8), (2, 8))
-    """
-    return LSTM(
-        hidden_size=hidden_size,
-        peephole=peephole,
-        layer_norm=layer_norm,
-        proj_size=proj_size,
-        forget_bias=forget_bias,
-        chrono_max_timescale=chrono_max_timescale,
-        kernel_init=kernel_init,
-        recurrent_init=recurrent_init or GateBlocksOrthogonal(4),
-        bias_init=bias_init,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        carry_dtype=carry_dtype,
-    )
+    def replace_recurrent_state(self, carry: LSTMCarry, h: Array) -> LSTMCarry:
+        return carry._replace(h=h)

@@ -38,14 +38,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax.cells._base import Array, Carry, Cell, Params
-from recurrax.cells._gru import GRU
-from recurrax.cells._lstm import LSTM
-from recurrax.cells._simple_rnn import SimpleRNN
-
-# Cells whose hidden state h (the part of the carry that feeds the recurrent
-# matmul and is the output) the wrappers know how to find.
-_GATED_CELLS = (SimpleRNN, LSTM, GRU)
+from recurrax._cell import Cell
+from recurrax._types import Array, Carry, Params
 
 
 class RecurrentDropoutCarry(NamedTuple):
@@ -71,31 +65,21 @@ class ZoneoutCarry(NamedTuple):
     key: Array
 
 
-# ------------------------------------------------------------------ hidden state
-def _hidden(cell: Cell, carry: Carry) -> Array:
-    """The hidden state ``h[*B, P]`` inside ``carry``."""
-    if isinstance(cell, RegularizedCell):
-        return _hidden(cell.cell, carry.inner)
-    if isinstance(cell, LSTM):
-        return carry.h
-    return carry
+# ------------------------------------------------------------------ checks
+def _check_cell(cell: Any, wrapper: str) -> None:
+    """The wrappers act on the cell's recurrent state, which the cell must expose (``Cell.recurrent_state``).
 
-
-def _replace_hidden(cell: Cell, carry: Carry, h: Array) -> Carry:
-    if isinstance(cell, LSTM):
-        return carry._replace(h=h)
-    return h
-
-
-def _check_known_cell(cell: Any, wrapper: str, allowed: tuple[type, ...]) -> None:
+    Zoneout also takes a cell that mixes its own carry (overrides ``Cell.zoned_step``).
+    """
     if not isinstance(cell, Cell):
         raise TypeError(f"{wrapper} wraps a recurrax Cell, got {type(cell).__name__}")
-    if not isinstance(cell, allowed):
-        names = ", ".join(t.__name__ for t in allowed)
-        raise TypeError(
-            f"{wrapper} supports {names} cells (it must know which part of the carry is the hidden state h), "
-            f"got {type(cell).__name__}"
-        )
+    if wrapper == "zoneout" and type(cell).zoned_step is not Cell.zoned_step:
+        return
+    template = jax.eval_shape(lambda: cell.initial_carry(()))
+    try:
+        jax.eval_shape(cell.recurrent_state, template)
+    except NotImplementedError as err:
+        raise TypeError(f"{wrapper} cannot wrap {type(cell).__name__}: {err}") from None
 
 
 def _check_rate(rate: Any, name: str, *, allow_one: bool) -> float:
@@ -138,6 +122,7 @@ class RegularizedCell(Cell):
     deterministic: bool = False
 
     is_linear: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.cell, Cell):
@@ -164,14 +149,14 @@ class RegularizedCell(Cell):
     def supports_input_projection(self) -> bool:  # type: ignore[override]
         return self.cell.supports_input_projection
 
-    def init(self, key: Array, input_size: int) -> Params:
-        return self.cell.init(key, input_size)
-
-    def input_size(self, params: Params) -> int:
-        return self.cell.input_size(params)
+    def init(self, key: Array, in_features: int) -> Params:
+        return self.cell.init(key, in_features)
 
     def project_inputs(self, params: Params, xs: Array) -> Array:
         return self.cell.project_inputs(params, xs)
+
+    def recurrent_state(self, carry: Carry) -> Array:
+        return self.base_cell.recurrent_state(self.unwrap_carry(carry))
 
     # ------------------------------------------------------------ carries
     def initial_carry(
@@ -186,6 +171,9 @@ class RegularizedCell(Cell):
             wrapper acts as in evaluation.
         """
         return self.wrap_carry(self.base_cell.initial_carry(batch_shape, dtype), key=key)
+
+    def random_initial_carry(self, batch_shape: tuple[int, ...], key: Array | None) -> Carry:
+        return self.initial_carry(batch_shape, key=key)
 
     @abc.abstractmethod
     def wrap_carry(self, base_carry: Carry, *, key: Array | None = None) -> Carry:
@@ -220,6 +208,24 @@ class RegularizedCell(Cell):
         return base_carry
 
 
+def start_regularized(
+    cell: RegularizedCell,
+    initial_carry: Carry | None,
+    batch_shape: tuple[int, ...],
+    *,
+    deterministic: bool,
+    key: Array | None,
+) -> tuple[RegularizedCell, Carry]:
+    """``cell`` in the given mode and its initial carry around ``initial_carry`` (a plain cell's, or zeros).
+
+    What a layer does before running a regularised cell: the randomness is
+    drawn from ``key`` (none in evaluation, or without a key).
+    """
+    cell = cell.with_deterministic(deterministic)
+    base = initial_carry if initial_carry is not None else cell.base_cell.initial_carry(batch_shape)
+    return cell, cell.wrap_carry(base, key=None if deterministic else key)
+
+
 def _wrapper_fields(cell: Cell) -> dict[str, Any]:
     return {
         "hidden_size": cell.hidden_size,
@@ -238,11 +244,11 @@ class RecurrentDropout(RegularizedCell):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_known_cell(self.cell, "recurrent_dropout", _GATED_CELLS)
+        _check_cell(self.cell, "recurrent_dropout")
         object.__setattr__(self, "rate", _check_rate(self.rate, "rate", allow_one=False))
 
     def wrap_carry(self, base_carry: Carry, *, key: Array | None = None) -> RecurrentDropoutCarry:
-        h = _hidden(self.cell, base_carry)
+        h = self.cell.recurrent_state(base_carry)
         if key is None or self.deterministic or self.rate == 0.0:
             return RecurrentDropoutCarry(inner=base_carry, mask=jnp.ones_like(h))
         keep = 1.0 - self.rate
@@ -251,37 +257,23 @@ class RecurrentDropout(RegularizedCell):
         return RecurrentDropoutCarry(inner=base_carry, mask=mask)
 
     def step(self, params: Params, carry: RecurrentDropoutCarry, x: Array) -> tuple[RecurrentDropoutCarry, Array]:
-        # Every supported cell's step is step_projected of project_inputs, and
-        # the GRU correction below needs the projected input.
-        return self.step_projected(params, carry, self.cell.project_inputs(params, x))
+        return self._dropped_step(params, carry, x, projected=False)
 
     def step_projected(
         self, params: Params, carry: RecurrentDropoutCarry, projected_x: Array
     ) -> tuple[RecurrentDropoutCarry, Array]:
+        return self._dropped_step(params, carry, projected_x, projected=True)
+
+    def _dropped_step(
+        self, params: Params, carry: RecurrentDropoutCarry, x: Array, *, projected: bool
+    ) -> tuple[RecurrentDropoutCarry, Array]:
         if self.deterministic:
-            new_inner, y = self.cell.step_projected(params, carry.inner, projected_x)
-            return RecurrentDropoutCarry(new_inner, carry.mask), y
-        h = _hidden(self.cell, carry.inner)
-        h_dropped = h * carry.mask
-        new_inner, y = self.cell.step_projected(params, _replace_hidden(self.cell, carry.inner, h_dropped), projected_x)
-        if isinstance(self.cell, GRU):
-            # A GRU uses h twice: in its matmuls (dropped, as Gal & Ghahramani and
-            # Keras do) and in h' = (1 - z) ⊙ n + z ⊙ h, which must keep the
-            # undropped h or the memory itself would be dropped. The wrapped step
-            # used h_dropped in both; add back z ⊙ (h - h_dropped).
-            z = _gru_update_gate(self.cell, params, h_dropped, projected_x)
-            new_inner = new_inner + z.astype(new_inner.dtype) * (h - h_dropped)
-            y = new_inner.astype(y.dtype)
+            step = self.cell.step_projected if projected else self.cell.step
+            new_inner, y = step(params, carry.inner, x)
+        else:
+            h = self.cell.recurrent_state(carry.inner)
+            new_inner, y = self.cell.step_reading(params, carry.inner, x, h * carry.mask, projected=projected)
         return RecurrentDropoutCarry(new_inner, carry.mask), y
-
-
-def _gru_update_gate(cell: GRU, params: Params, h: Array, projected_x: Array) -> Array:
-    """The GRU's update gate ``z = σ(x W_xz + b_xz + h W_hz + b_hz)``, as :class:`GRU` computes it."""
-    H = cell.hidden_size
-    dt = projected_x.dtype
-    w_hz = params["recurrent_kernel"][:, H : 2 * H].astype(dt)
-    b_hz = params["recurrent_bias"][H : 2 * H].astype(dt)
-    return jax.nn.sigmoid(projected_x[..., H : 2 * H] + (jnp.matmul(h.astype(dt), w_hz) + b_hz))
 
 
 def recurrent_dropout(cell: Cell, rate: float, *, deterministic: bool = False) -> RecurrentDropout:
@@ -294,14 +286,16 @@ def recurrent_dropout(cell: Cell, rate: float, *, deterministic: bool = False) -
         carry, y = cell.step(params, carry with h := h ⊙ m, x)   # LSTM: c is not dropped
 
     For a GRU, ``h' = (1 - z) ⊙ n + z ⊙ h`` keeps the undropped ``h`` (the
-    dropout acts on the gates' inputs, as in Keras). One mask is shared by all
+    dropout acts on the gates' inputs, as in Keras): each cell says how its
+    step reads a dropped state (:meth:`~recurrax.Cell.step_reading`). One mask is shared by all
     gates, so the recurrent matmul stays one matmul. The mask is in the carry
     (:class:`RecurrentDropoutCarry`); draw it with
     ``initial_carry(batch_shape, key=key)``. With ``deterministic=True`` (or a
     carry made without a key) the wrapper is exactly ``cell``.
 
     Args:
-      cell: a SimpleRNN, LSTM or GRU cell.
+      cell: a cell that exposes its recurrent state (:meth:`~recurrax.Cell.recurrent_state`:
+        SimpleRNN, LSTM, GRU, IndRNN, or your own).
       rate: probability of dropping each unit of ``h``, in ``[0, 1)``.
       deterministic: evaluation mode (no dropout).
 
@@ -309,7 +303,7 @@ def recurrent_dropout(cell: Cell, rate: float, *, deterministic: bool = False) -
       >>> import jax, jax.numpy as jnp, recurrax
       >>> from recurrax.cells import recurrent_dropout
       >>> cell = recurrent_dropout(recurrax.lstm(8), 0.25)
-      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> params = cell.init(jax.random.key(0), in_features=3)
       >>> carry0 = cell.initial_carry((2,), key=jax.random.key(1))
       >>> ys, carry = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), initial_carry=carry0)
       >>> ys.shape, carry.mask.shape
@@ -319,7 +313,8 @@ def recurrent_dropout(cell: Cell, rate: float, *, deterministic: bool = False) -
       Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in
       Recurrent Neural Networks", NeurIPS 2016.
     """
-    _check_known_cell(cell, "recurrent_dropout", (Cell,))
+    if not isinstance(cell, Cell):
+        raise TypeError(f"recurrent_dropout wraps a recurrax Cell, got {type(cell).__name__}")
     if isinstance(cell, RegularizedCell):
         raise TypeError(
             f"recurrent_dropout must wrap the plain cell, got a {type(cell).__name__} wrapper; "
@@ -337,7 +332,7 @@ class Zoneout(RegularizedCell):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_known_cell(self.cell, "zoneout", (*_GATED_CELLS, RecurrentDropout))
+        _check_cell(self.cell, "zoneout")
         template = jax.eval_shape(lambda: self.base_cell.initial_carry(()))
         if isinstance(self.rate, numbers.Real) and not isinstance(self.rate, bool):
             rates = jax.tree.map(lambda _: float(self.rate), template)
@@ -363,37 +358,45 @@ class Zoneout(RegularizedCell):
     def wrap_carry(self, base_carry: Carry, *, key: Array | None = None) -> ZoneoutCarry:
         inner_key, own_key = self._split_key(key)
         inner = self._wrap_inner(base_carry, inner_key)
-        batch_shape = _hidden(self.base_cell, base_carry).shape[:-1]
+        leaf = jax.tree.leaves(base_carry)[0]
+        template = jax.tree.leaves(jax.eval_shape(lambda: self.base_cell.initial_carry(())))[0]
+        batch_shape = leaf.shape[: leaf.ndim - template.ndim]
         shape = (*batch_shape, *_default_key_data_shape())
         if own_key is None or self.deterministic or not any(self._all_rates()):
             return ZoneoutCarry(inner=inner, key=jnp.zeros(shape, jnp.uint32))
         return ZoneoutCarry(inner=inner, key=jax.random.bits(own_key, shape, jnp.uint32))
 
     def step(self, params: Params, carry: ZoneoutCarry, x: Array) -> tuple[ZoneoutCarry, Array]:
-        return self._zone(carry, *self.cell.step(params, carry.inner, x))
+        return self._zoned_step(params, carry, x, projected=False)
 
     def step_projected(self, params: Params, carry: ZoneoutCarry, projected_x: Array) -> tuple[ZoneoutCarry, Array]:
-        return self._zone(carry, *self.cell.step_projected(params, carry.inner, projected_x))
+        return self._zoned_step(params, carry, projected_x, projected=True)
 
-    def _zone(self, carry: ZoneoutCarry, new_inner: Carry, y: Array) -> tuple[ZoneoutCarry, Array]:
-        """Mixes the previous and the wrapped cell's new base carry; the output is the mixed ``h``."""
+    def _zoned_step(self, params: Params, carry: ZoneoutCarry, x: Array, *, projected: bool) -> tuple:
+        """The wrapped cell's step with its new base carry mixed with the previous one (``Cell.zoned_step``)."""
         if not any(self._all_rates()):
+            step = self.cell.step_projected if projected else self.cell.step
+            new_inner, y = step(params, carry.inner, x)
             return ZoneoutCarry(new_inner, carry.key), y
         wrapped = isinstance(self.cell, RegularizedCell)
-        previous = self.cell.unwrap_carry(carry.inner) if wrapped else carry.inner
-        candidate = self.cell.unwrap_carry(new_inner) if wrapped else new_inner
-        expected = jax.tree.map(_expected_zoneout, self.rates, previous, candidate)
-        if self.deterministic:
-            state, next_key = expected, carry.key
-        else:
-            sampled, next_key = self._sample(carry.key, previous, candidate)
-            # A carry made without a key (all-zero key data) acts as in evaluation.
-            no_key = jnp.all(carry.key == 0, axis=-1)
-            state = jax.tree.map(lambda s, e: _where_batch(no_key, e, s), sampled, expected)
-            next_key = jnp.where(no_key[..., None], carry.key, next_key)
-        new_inner = self.cell.replace_base_carry(new_inner, state) if wrapped else state
-        y = _hidden(self.base_cell, state).astype(y.dtype)
-        return ZoneoutCarry(new_inner, next_key), y
+        next_key = [carry.key]
+
+        def mix(previous_inner: Carry, candidate_inner: Carry) -> Carry:
+            previous = self.cell.unwrap_carry(previous_inner) if wrapped else previous_inner
+            candidate = self.cell.unwrap_carry(candidate_inner) if wrapped else candidate_inner
+            expected = jax.tree.map(_expected_zoneout, self.rates, previous, candidate)
+            if self.deterministic:
+                state = expected
+            else:
+                sampled, key = self._sample(carry.key, previous, candidate)
+                # A carry made without a key (all-zero key data) acts as in evaluation.
+                no_key = jnp.all(carry.key == 0, axis=-1)
+                state = jax.tree.map(lambda s, e: _where_batch(no_key, e, s), sampled, expected)
+                next_key[0] = jnp.where(no_key[..., None], carry.key, key)
+            return self.cell.replace_base_carry(candidate_inner, state) if wrapped else state
+
+        new_inner, y = self.cell.zoned_step(params, carry.inner, x, mix, projected=projected)
+        return ZoneoutCarry(new_inner, next_key[0]), y
 
     def _sample(self, key_data: Array, previous: Carry, candidate: Carry) -> tuple[Carry, Array]:
         """Mixes ``previous`` and ``candidate`` with this step's masks; returns it and the next keys.
@@ -455,7 +458,8 @@ def zoneout(cell: Cell, rate: float | Any, *, deterministic: bool = False) -> Zo
         h_t = m_t ⊙ h_{t-1} + (1 - m_t) ⊙ h̃_t,    m_t ~ Bernoulli(rate)
 
     where ``h̃_t`` is the wrapped cell's new carry (every leaf: for an LSTM both
-    ``h`` and ``c``, each with its own mask) and the output is the new ``h``.
+    ``h`` and ``c``, each with its own mask) and the output is the new ``h``
+    (a cell may mix only part of its carry: :meth:`~recurrax.Cell.zoned_step`).
     At evaluation (``deterministic=True``, or a carry made without a key) the
     masks are replaced by their expectation:
     ``h_t = rate ⊙ h_{t-1} + (1 - rate) ⊙ h̃_t``.
@@ -464,7 +468,9 @@ def zoneout(cell: Cell, rate: float | Any, *, deterministic: bool = False) -> Zo
     with ``initial_carry(batch_shape, key=key)``.
 
     Args:
-      cell: a SimpleRNN, LSTM or GRU cell, or one wrapped by :func:`recurrent_dropout`.
+      cell: a cell that exposes its recurrent state (SimpleRNN, LSTM, GRU, IndRNN, or
+        your own) or mixes its own carry (QRNN's forget-gate zoneout), or one
+        wrapped by :func:`recurrent_dropout`.
       rate: zoneout probability in ``[0, 1]``, or one per carry leaf with the
         carry's structure, e.g. ``LSTMCarry(h=0.05, c=0.5)`` (the paper's LSTM setting).
       deterministic: evaluation mode (the expectation).
@@ -473,7 +479,7 @@ def zoneout(cell: Cell, rate: float | Any, *, deterministic: bool = False) -> Zo
       >>> import jax, jax.numpy as jnp, recurrax
       >>> from recurrax.cells import zoneout
       >>> cell = zoneout(recurrax.lstm(8), recurrax.LSTMCarry(h=0.05, c=0.5))
-      >>> params = cell.init(jax.random.key(0), input_size=3)
+      >>> params = cell.init(jax.random.key(0), in_features=3)
       >>> carry0 = cell.initial_carry((2,), key=jax.random.key(1))
       >>> ys, carry = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), initial_carry=carry0)
       >>> ys.shape, carry.inner.c.shape
@@ -483,5 +489,6 @@ def zoneout(cell: Cell, rate: float | Any, *, deterministic: bool = False) -> Zo
       Krueger et al., "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
       Activations", ICLR 2017.
     """
-    _check_known_cell(cell, "zoneout", (Cell,))
+    if not isinstance(cell, Cell):
+        raise TypeError(f"zoneout wraps a recurrax Cell, got {type(cell).__name__}")
     return Zoneout(cell=cell, rate=rate, deterministic=deterministic, **_wrapper_fields(cell))

@@ -9,23 +9,32 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax.cells._base import Array, Cell, Params
-from recurrax.cells._initializers import (
-    GateBlocksOrthogonal,
-    Initializer,
-    default_bias_init,
-    default_kernel_init,
-)
+from recurrax._cell import Cell
+from recurrax._types import Array, GateBlocksOrthogonal, Initializer, Params, default_bias_init, default_kernel_init
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SimpleRNN(Cell):
+class SimpleRNNCell(Cell):
     """Elman RNN cell: ``h' = act(x W_x + h W_h + b)``, ``act`` tanh or relu.
 
     The plain recurrent network whose gradients vanish (or explode) through
-    time; kept as the baseline that the gated cells improve on.
+    time; kept as the baseline that the gated cells improve on. Parameters:
+    ``input_kernel[D, H]``, ``recurrent_kernel[H, H]``, ``bias[H]``.
+
+    Attributes:
+      hidden_size: ``H``.
+      activation: ``"tanh"`` or ``"relu"``.
+      kernel_init, recurrent_init, bias_init: initialisers (the recurrent kernel orthogonal).
+      dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> cell = recurrax.simple_rnn(4, activation="relu")
+      >>> params = cell.init(jax.random.key(0), in_features=2)
+      >>> recurrax.scan(cell, params, jnp.ones((6, 2)))[0].shape
+      (6, 4)
     """
 
     activation: Literal["tanh", "relu"] = "tanh"
@@ -40,17 +49,14 @@ class SimpleRNN(Cell):
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
 
-    def init(self, key: Array, input_size: int) -> Params:
+    def init(self, key: Array, in_features: int) -> Params:
         H, dt = self.hidden_size, self.param_dtype
         k_in, k_rec, k_b = jax.random.split(key, 3)
         return {
-            "input_kernel": self.kernel_init(k_in, (input_size, H), dt),
+            "input_kernel": self.kernel_init(k_in, (in_features, H), dt),
             "recurrent_kernel": self.recurrent_init(k_rec, (H, H), dt),
             "bias": self.bias_init(k_b, (H,), dt),
         }
-
-    def input_size(self, params: Params) -> int:
-        return int(params["input_kernel"].shape[0])
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
         return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
@@ -67,34 +73,5 @@ class SimpleRNN(Cell):
     def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
         return self.step_projected(params, carry, self.project_inputs(params, x))
 
-
-def simple_rnn(
-    hidden_size: int,
-    *,
-    activation: Literal["tanh", "relu"] = "tanh",
-    kernel_init: Initializer = default_kernel_init,
-    recurrent_init: Initializer | None = None,
-    bias_init: Initializer = default_bias_init,
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    carry_dtype: DTypeLike | None = None,
-) -> SimpleRNN:
-    """An Elman RNN cell, ``h' = act(x W_x + h W_h + b)``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, recurrax
-      >>> cell = recurrax.simple_rnn(4, activation="relu")
-      >>> params = cell.init(jax.random.key(0), input_size=2)
-      >>> recurrax.scan(cell, params, jnp.ones((6, 2)))[0].shape
-      (6, 4)
-    """
-    return SimpleRNN(
-        hidden_size=hidden_size,
-        activation=activation,
-        kernel_init=kernel_init,
-        recurrent_init=recurrent_init or GateBlocksOrthogonal(1),
-        bias_init=bias_init,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        carry_dtype=carry_dtype,
-    )
+    def recurrent_state(self, carry: Array) -> Array:
+        return carry

@@ -9,18 +9,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._validation import as_array, check_choice, check_float_dtype
-from recurrax.conv._common import (
-    Array,
-    Initializer,
-    check_block_inputs,
-    check_positive_int,
-    compute_dtype,
-    from_batch_major,
-    stats_dtype,
-    valid_mask,
-    zero_padding,
-)
+from recurrax._ops import compute_dtype, from_batch_major, padding_mask, stats_dtype, zero_padding
+from recurrax._types import Array, Initializer
+from recurrax._validation import as_array, check_block_inputs, check_choice, check_float_dtype, check_positive_int
 
 Padding = Literal["causal", "same", "valid"]
 PADDINGS: tuple[str, ...] = ("causal", "same", "valid")
@@ -108,7 +99,7 @@ def conv1d(
             )
     dt = compute_dtype(dtype, xs, kernel)
     batch_shape, (T, D) = xs.shape[:-2], xs.shape[-2:]
-    valid = valid_mask(lengths, batch_shape, T)
+    valid = padding_mask(lengths, T)
     x = zero_padding(xs, valid).astype(dt).reshape((-1, T, D))
     ys = jax.lax.conv_general_dilated(
         x,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from recurrax.conv._common import check_positive_int
+from recurrax._validation import check_positive_int
 
 
 def receptive_field(kernel_sizes: int | Sequence[int], dilations: Sequence[int]) -> int:

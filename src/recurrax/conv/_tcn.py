@@ -10,21 +10,17 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._validation import check_float_dtype
-from recurrax.conv._common import (
+from recurrax._ops import (
     ACTIVATIONS,
-    Array,
-    Initializer,
     check_activation,
-    check_block_inputs,
-    check_positive_int,
-    check_rate,
     dropout,
     from_batch_major,
+    padding_mask,
     split_key,
-    valid_mask,
     zero_padding,
 )
+from recurrax._types import Array, Initializer
+from recurrax._validation import check_block_inputs, check_float_dtype, check_positive_int, check_rate
 from recurrax.conv._conv1d import Conv1D
 from recurrax.conv._receptive_field import receptive_field
 
@@ -123,7 +119,7 @@ class TemporalBlock:
         h = dropout(act(self.conv2.apply(params["conv2"], h)), self.dropout_rate, k2)
         residual = self.downsample.apply(params["downsample"], xs) if "downsample" in params else xs
         ys = act(h + residual.astype(h.dtype))
-        return from_batch_major(zero_padding(ys, valid_mask(lengths, xs.shape[:-2], xs.shape[-2])), time_major)
+        return from_batch_major(zero_padding(ys, padding_mask(lengths, xs.shape[-2])), time_major)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -6,8 +6,8 @@ from typing import Any
 
 from flax import nnx
 
-from recurrax.cells import Cell
-from recurrax.models._sequence_models import SequenceClassifier, SequenceModel, SequenceRegressor
+from recurrax._cell import Cell
+from recurrax.nn._sequence_models import SequenceClassifier, SequenceModel, SequenceRegressor
 from recurrax.tasks import TaskInfo
 
 
@@ -37,4 +37,4 @@ def model_for_task(
         raise TypeError(f"info must be a recurrax.tasks.TaskInfo, got {type(info).__name__}")
     options.setdefault("readout", "sequence" if info.per_step else "last")
     model_type = SequenceRegressor if info.kind == "regression" else SequenceClassifier
-    return model_type(info.input_size, info.num_outputs, cell=cell, hidden_size=hidden_size, rngs=rngs, **options)
+    return model_type(info.in_features, info.num_outputs, cell=cell, hidden_size=hidden_size, rngs=rngs, **options)

@@ -1,12 +1,18 @@
-"""Flax NNX modules over the pure cells and the scan engine.
+"""Flax NNX modules over the pure cells, blocks and the scan engine — every NNX module of recurrax lives here.
 
-A module owns the ``nnx.Param``\\ s that a cell's ``init`` made and calls
-:func:`recurrax.scan` (or the composition helpers) in ``__call__``; it adds no
+A module owns the ``nnx.Param``\\ s that a pure ``init`` made
+(:class:`ParamModule`) and calls the pure functions in ``__call__``; it adds no
 math of its own. Stochastic parts draw from the ``"dropout"`` rng stream and
-follow ``model.train()`` / ``model.eval()``.
+follow ``model.train()`` / ``model.eval()``. The recurrent layers are
+:class:`RNN` (any cell) and one named layer per registered cell (``LSTM``,
+``GRU``, ``SimpleRNN``, ``IndRNN``, ``QRNN``, ``MinGRU``, …), generated from
+the cell registry.
 """
 
-from recurrax.attention._nnx import (
+from typing import Any
+
+from recurrax.cells._registry import registered_cells, registered_layer
+from recurrax.nn._attention import (
     MultiHeadAttention,
     Transformer,
     TransformerDecoder,
@@ -14,22 +20,24 @@ from recurrax.attention._nnx import (
     TransformerEncoder,
     TransformerEncoderBlock,
 )
-from recurrax.conv._nnx import TCN, Conv1D, TemporalBlock
 from recurrax.nn._bidirectional import Bidirectional
-from recurrax.nn._layers import GRU, LSTM, SimpleRNN
+from recurrax.nn._conv import TCN, Conv1D, TemporalBlock
+from recurrax.nn._layers import layer_for
+from recurrax.nn._module import ParamModule
 from recurrax.nn._probe import carry_probe
 from recurrax.nn._rnn import RNN
 from recurrax.nn._stacked import StackedRNN
 
+_NAMED_LAYERS = {entry.layer: layer_for(entry) for entry in registered_cells()}
+globals().update(_NAMED_LAYERS)
+
 __all__ = [
-    "GRU",
-    "LSTM",
     "RNN",
     "TCN",
     "Bidirectional",
     "Conv1D",
     "MultiHeadAttention",
-    "SimpleRNN",
+    "ParamModule",
     "StackedRNN",
     "TemporalBlock",
     "Transformer",
@@ -38,4 +46,10 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderBlock",
     "carry_probe",
+    "layer_for",
 ]
+__all__ += sorted(_NAMED_LAYERS)
+
+
+def __getattr__(name: str) -> Any:
+    return registered_layer(__name__, name, layer_for)

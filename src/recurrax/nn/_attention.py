@@ -1,4 +1,4 @@
-"""Flax NNX modules for attention and Transformers: thin owners of the pure blocks' parameters.
+"""Flax NNX modules of the attention blocks (``recurrax.attention``): thin owners of the pure blocks' parameters.
 
 Each module holds its pure block as ``spec`` and the parameters ``spec.init``
 made as ``nnx.Param`` s; calling it calls ``spec.apply``. Dropout draws from
@@ -10,17 +10,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
+from recurrax._types import Array
 from recurrax.attention import _multi_head, _transformer
 from recurrax.attention._kv_cache import KVCache
-from recurrax.conv._common import Array
-from recurrax.conv._nnx import SpecModule
+from recurrax.nn._module import ParamModule, check_rngs
 
 
-class MultiHeadAttention(SpecModule):
+class MultiHeadAttention(ParamModule):
     """NNX module of :class:`recurrax.attention.MultiHeadAttention` (self- or cross-attention).
 
     Call: ``mha(inputs_q, inputs_kv=None, *, lengths=None, kv_lengths=None,
@@ -67,7 +68,12 @@ class MultiHeadAttention(SpecModule):
             **options,
         )
         make = functools.partial(spec.init, in_features=in_features, kv_features=kv_features)
-        super().__init__(spec, make, rngs=rngs, dropout=dropout_rate > 0, deterministic=deterministic)
+        check_rngs(rngs)
+        # One compiled init instead of one compile per initialiser call.
+        self.spec = spec
+        super().__init__(
+            jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic
+        )
         self.in_features = in_features
         self.time_major = time_major
 
@@ -104,7 +110,7 @@ class MultiHeadAttention(SpecModule):
         return self.spec.decode(self.pure_params(), inputs, cache, lengths=lengths)
 
 
-class TransformerEncoderBlock(SpecModule):
+class TransformerEncoderBlock(ParamModule):
     """NNX module of :class:`recurrax.attention.TransformerEncoderBlock`: ``xs[*B, T, D] → [*B, T, D]``.
 
     ``options`` are the pure block's fields (``num_kv_heads``, ``mlp_features``,
@@ -124,7 +130,10 @@ class TransformerEncoderBlock(SpecModule):
         spec = _transformer.TransformerEncoderBlock(num_heads=num_heads, **options)
         dropout = spec.dropout_rate > 0 or spec.attention_dropout_rate > 0
         make = functools.partial(spec.init, features=features)
-        super().__init__(spec, make, rngs=rngs, dropout=dropout, deterministic=deterministic)
+        check_rngs(rngs)
+        # One compiled init instead of one compile per initialiser call.
+        self.spec = spec
+        super().__init__(jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = features
         self.time_major = time_major
 
@@ -148,7 +157,7 @@ class TransformerEncoderBlock(SpecModule):
         return self.spec.decode(self.pure_params(), xs, cache, lengths=lengths)
 
 
-class TransformerDecoderBlock(SpecModule):
+class TransformerDecoderBlock(ParamModule):
     """NNX module of :class:`recurrax.attention.TransformerDecoderBlock`: ``(xs, memory) → [*B, T, D]``."""
 
     def __init__(
@@ -165,7 +174,10 @@ class TransformerDecoderBlock(SpecModule):
         spec = _transformer.TransformerDecoderBlock(num_heads=num_heads, **options)
         dropout = spec.dropout_rate > 0 or spec.attention_dropout_rate > 0
         make = functools.partial(spec.init, features=features, memory_features=memory_features)
-        super().__init__(spec, make, rngs=rngs, dropout=dropout, deterministic=deterministic)
+        check_rngs(rngs)
+        # One compiled init instead of one compile per initialiser call.
+        self.spec = spec
+        super().__init__(jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = features
         self.time_major = time_major
 
@@ -204,7 +216,7 @@ class TransformerDecoderBlock(SpecModule):
         return self.spec.decode(self.pure_params(), xs, memory, cache, lengths=lengths, memory_lengths=memory_lengths)
 
 
-class TransformerEncoder(SpecModule):
+class TransformerEncoder(ParamModule):
     """NNX module of :class:`recurrax.attention.TransformerEncoder`: a backbone ``xs[*B, T, D] → [*B, T, F]``.
 
     ``options`` are the pure stack's fields (``features``, ``mlp_features``,
@@ -232,7 +244,10 @@ class TransformerEncoder(SpecModule):
         spec = _transformer.TransformerEncoder(num_layers=num_layers, num_heads=num_heads, **options)
         dropout = spec.dropout_rate > 0 or spec.attention_dropout_rate > 0
         make = functools.partial(spec.init, in_features=in_features)
-        super().__init__(spec, make, rngs=rngs, dropout=dropout, deterministic=deterministic)
+        check_rngs(rngs)
+        # One compiled init instead of one compile per initialiser call.
+        self.spec = spec
+        super().__init__(jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = in_features
         self.out_features = spec.model_features(in_features)
         self.time_major = time_major
@@ -259,7 +274,7 @@ class TransformerEncoder(SpecModule):
         return self.spec.decode(self.pure_params(), xs, caches, lengths=lengths)
 
 
-class TransformerDecoder(SpecModule):
+class TransformerDecoder(ParamModule):
     """NNX module of :class:`recurrax.attention.TransformerDecoder`: ``(xs, memory) → [*B, T, F]``."""
 
     def __init__(
@@ -277,7 +292,10 @@ class TransformerDecoder(SpecModule):
         spec = _transformer.TransformerDecoder(num_layers=num_layers, num_heads=num_heads, **options)
         dropout = spec.dropout_rate > 0 or spec.attention_dropout_rate > 0
         make = functools.partial(spec.init, in_features=in_features, memory_features=memory_features)
-        super().__init__(spec, make, rngs=rngs, dropout=dropout, deterministic=deterministic)
+        check_rngs(rngs)
+        # One compiled init instead of one compile per initialiser call.
+        self.spec = spec
+        super().__init__(jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = in_features
         self.out_features = spec.model_features(in_features)
         self.time_major = time_major

@@ -7,7 +7,7 @@ from typing import Any
 from flax import nnx
 
 from recurrax._compose import MergeMode, merge_directions, merged_features
-from recurrax.cells._base import Array, Carry
+from recurrax._types import Array, Carry
 from recurrax.nn._rnn import RNN
 
 

@@ -1,64 +1,21 @@
-"""Flax NNX modules for the convolution blocks: thin owners of the pure blocks' parameters."""
+"""Flax NNX modules of the convolution blocks (``recurrax.conv``): thin owners of the pure blocks' parameters."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
+from recurrax._types import Array, Initializer
 from recurrax.conv import _conv1d, _tcn
-from recurrax.conv._common import Array, Initializer
+from recurrax.nn._module import ParamModule, check_rngs
 
 
-class SpecModule(nnx.Module):
-    """Base of recurrax's block modules: owns the ``nnx.Param`` s that ``spec.init`` made.
-
-    ``spec`` is an immutable pure block (``init``/``apply``); the module adds
-    no math. Dropout follows NNX conventions: it is on unless
-    ``deterministic`` (``model.eval()`` sets it, ``model.train()`` clears it),
-    and its keys come from the ``"dropout"`` stream of the ``rngs`` given at
-    construction (the default stream if there is none).
-    """
-
-    def __init__(
-        self,
-        spec: Any,
-        make_params: Callable[[Array], Any],
-        *,
-        rngs: nnx.Rngs,
-        dropout: bool,
-        deterministic: bool = False,
-    ) -> None:
-        if not isinstance(rngs, nnx.Rngs):
-            raise TypeError(f"rngs must be an nnx.Rngs, got {type(rngs).__name__}")
-        self.spec = spec
-        # One compiled init instead of one compile per initialiser call.
-        self.params = nnx.data(jax.tree.map(nnx.Param, jax.jit(make_params)(rngs.params())))
-        self.deterministic = bool(deterministic)
-        self.dropout_rngs = rngs["dropout"].fork() if dropout else nnx.data(None)
-
-    def set_view(self, deterministic: bool | None = None) -> None:
-        """Used by ``nnx.view(model, deterministic=...)``."""
-        if deterministic is not None:
-            self.deterministic = deterministic
-
-    def pure_params(self) -> Any:
-        """The parameters as the plain pytree that ``spec.apply`` takes."""
-        return jax.tree.map(lambda v: v[...], self.params, is_leaf=lambda v: isinstance(v, nnx.Variable))
-
-    def dropout_key(self) -> Array | None:
-        """A fresh key when dropout is active, else None (the pure blocks' convention)."""
-        if self.deterministic or self.dropout_rngs is None:
-            return None
-        return self.dropout_rngs()
-
-
-class Conv1D(SpecModule):
+class Conv1D(ParamModule):
     """NNX module of :class:`recurrax.conv.Conv1D`: ``xs[*B, T, D] → [*B, T, F]`` (causal by default).
 
     Example::
@@ -99,13 +56,11 @@ class Conv1D(SpecModule):
             dtype=dtype,
             param_dtype=param_dtype,
         )
-        super().__init__(
-            spec,
-            functools.partial(spec.init, in_features=in_features),
-            rngs=rngs,
-            dropout=False,
-            deterministic=deterministic,
-        )
+        check_rngs(rngs)
+        # One compiled init instead of one compile per initialiser call.
+        params = jax.jit(functools.partial(spec.init, in_features=in_features))(rngs.params())
+        self.spec = spec
+        super().__init__(params, rngs=rngs, stochastic=False, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
 
@@ -113,7 +68,7 @@ class Conv1D(SpecModule):
         return self.spec.apply(self.pure_params(), xs, lengths=lengths, time_major=self.time_major)
 
 
-class TemporalBlock(SpecModule):
+class TemporalBlock(ParamModule):
     """NNX module of :class:`recurrax.conv.TemporalBlock` (one residual TCN block)."""
 
     def __init__(
@@ -144,13 +99,11 @@ class TemporalBlock(SpecModule):
             dtype=dtype,
             param_dtype=param_dtype,
         )
-        super().__init__(
-            spec,
-            functools.partial(spec.init, in_features=in_features),
-            rngs=rngs,
-            dropout=dropout_rate > 0,
-            deterministic=deterministic,
-        )
+        check_rngs(rngs)
+        # One compiled init instead of one compile per initialiser call.
+        params = jax.jit(functools.partial(spec.init, in_features=in_features))(rngs.params())
+        self.spec = spec
+        super().__init__(params, rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
 
@@ -160,7 +113,7 @@ class TemporalBlock(SpecModule):
         )
 
 
-class TCN(SpecModule):
+class TCN(ParamModule):
     """NNX module of :class:`recurrax.conv.TCN`: a backbone ``xs[*B, T, D] → [*B, T, features[-1]]``.
 
     Example::
@@ -200,13 +153,11 @@ class TCN(SpecModule):
             dtype=dtype,
             param_dtype=param_dtype,
         )
-        super().__init__(
-            spec,
-            functools.partial(spec.init, in_features=in_features),
-            rngs=rngs,
-            dropout=dropout_rate > 0,
-            deterministic=deterministic,
-        )
+        check_rngs(rngs)
+        # One compiled init instead of one compile per initialiser call.
+        params = jax.jit(functools.partial(spec.init, in_features=in_features))(rngs.params())
+        self.spec = spec
+        super().__init__(params, rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
 

@@ -1,30 +1,32 @@
-"""Ready-made recurrent layers: ``SimpleRNN``, ``LSTM`` and ``GRU`` as :class:`RNN` subclasses.
+"""The named recurrent layers (``nn.LSTM``, ``nn.GRU``, ``nn.IndRNN``, …), derived from the cell registry.
 
-Each builds the pure cell (``recurrax.simple_rnn`` / ``lstm`` / ``gru``), wraps
-it with recurrent dropout and zoneout when asked, and is otherwise an
-:class:`RNN` (same call, same options).
+Each is :class:`~recurrax.nn.RNN` with its cell built from the options that
+are fields of the cell class — declared once, on the cell — and wrapped with
+recurrent dropout and zoneout when their rates are non-zero. Its signature
+(for ``help`` and editors) is generated from the cell's fields, the
+regularisation rates and :class:`~recurrax.nn.RNN`'s own options.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import numbers
-from typing import Any, Literal
+import types
+from typing import Any
 
-import jax.numpy as jnp
 from flax import nnx
-from jax.typing import DTypeLike
 
-from recurrax.cells._base import Cell
-from recurrax.cells._gru import gru
-from recurrax.cells._initializers import Initializer, default_bias_init, default_kernel_init
-from recurrax.cells._lstm import lstm
+from recurrax._cell import Cell
+from recurrax.cells._registry import CellEntry
 from recurrax.cells._regularization import recurrent_dropout as wrap_recurrent_dropout
 from recurrax.cells._regularization import zoneout as wrap_zoneout
-from recurrax.cells._simple_rnn import simple_rnn
 from recurrax.nn._rnn import RNN
 
+_LAYERS: dict[str, type[RNN]] = {}
 
-def _regularized(cell: Cell, recurrent_dropout: float, zoneout: Any) -> Cell:
+
+def regularized(cell: Cell, recurrent_dropout: float, zoneout: Any) -> Cell:
     """``zoneout(recurrent_dropout(cell))``, each only when its rate is non-zero."""
     if recurrent_dropout:
         cell = wrap_recurrent_dropout(cell, recurrent_dropout)
@@ -33,178 +35,73 @@ def _regularized(cell: Cell, recurrent_dropout: float, zoneout: Any) -> Cell:
     return cell
 
 
-class SimpleRNN(RNN):
-    """An Elman RNN layer, ``h' = act(x W_x + h W_h + b)`` (see :func:`recurrax.simple_rnn`).
+def layer_for(entry: CellEntry) -> type[RNN]:
+    """The ``recurrax.nn`` layer class of a registered cell (made once, then reused)."""
+    cached = _LAYERS.get(entry.name)
+    if cached is not None and cached.cell_type is entry.cell_type:  # type: ignore[attr-defined]
+        return cached
+    cell_type = entry.cell_type
+    cell_fields = [f for f in dataclasses.fields(cell_type) if f.init and f.name != "hidden_size"]
+    field_names = {f.name for f in cell_fields}
+    rnn_parameters = [
+        p
+        for name, p in inspect.signature(RNN.__init__).parameters.items()
+        if name not in ("self", "cell", "in_features")
+    ]
+    clash = field_names & {p.name for p in rnn_parameters} | field_names & {"recurrent_dropout", "zoneout"}
+    if clash:
+        raise TypeError(f"{cell_type.__name__} fields {sorted(clash)} clash with recurrax.nn.RNN's options")
+    layer_defaults = dict(entry.layer_options)
 
-    Parameters: ``input_kernel[D, H]``, ``recurrent_kernel[H, H]``, ``bias[H]``.
-
-    Args:
-      in_features: ``D``.
-      hidden_size: ``H``.
-      rngs: ``params`` (and ``dropout`` for recurrent dropout / zoneout) streams.
-      activation: ``"tanh"`` or ``"relu"``.
-      recurrent_dropout: variational dropout rate on ``h_{t-1}`` (:func:`~recurrax.cells.recurrent_dropout`).
-      zoneout: zoneout rate (:func:`~recurrax.cells.zoneout`).
-      kernel_init, recurrent_init, bias_init, dtype, param_dtype, carry_dtype: as the cell's.
-      **options: :class:`RNN` options (``return_carry``, ``reverse``, ``time_major``, ...).
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from recurrax import nn
-      >>> nn.SimpleRNN(3, 4, rngs=nnx.Rngs(0))(jnp.ones((2, 5, 3))).shape
-      (2, 5, 4)
-    """
-
-    def __init__(
-        self,
+    def init(
+        self: RNN,
         in_features: int,
         hidden_size: int,
         *,
         rngs: nnx.Rngs,
-        activation: Literal["tanh", "relu"] = "tanh",
         recurrent_dropout: float = 0.0,
-        zoneout: float | Any = 0.0,
-        kernel_init: Initializer = default_kernel_init,
-        recurrent_init: Initializer | None = None,
-        bias_init: Initializer = default_bias_init,
-        dtype: DTypeLike | None = None,
-        param_dtype: DTypeLike = jnp.float32,
-        carry_dtype: DTypeLike | None = None,
+        zoneout: Any = 0.0,
         **options: Any,
-    ):
-        cell = simple_rnn(
-            hidden_size,
-            activation=activation,
-            kernel_init=kernel_init,
-            recurrent_init=recurrent_init,
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_dtype=carry_dtype,
-        )
-        super().__init__(_regularized(cell, recurrent_dropout, zoneout), in_features, rngs=rngs, **options)
+    ) -> None:
+        cell_options = {name: options.pop(name) for name in list(options) if name in field_names}
+        cell = regularized(cell_type(hidden_size=hidden_size, **cell_options), recurrent_dropout, zoneout)
+        defaults = layer_defaults if cell.is_linear else {k: v for k, v in layer_defaults.items() if k != "method"}
+        RNN.__init__(self, cell, in_features, rngs=rngs, **{**defaults, **options})
 
-
-class LSTM(RNN):
-    """An LSTM layer (see :class:`recurrax.cells.LSTM` for the math and :func:`recurrax.lstm` for the options).
-
-    Parameters: ``input_kernel[D, 4H]``, ``recurrent_kernel[P, 4H]``, ``bias[4H]``
-    (gate order i, f, g, o), plus ``peephole[3, H]``; ``input_norm_scale[4H]``,
-    ``recurrent_norm_scale[4H]``, ``cell_norm_scale[H]``, ``cell_norm_bias[H]``
-    with ``layer_norm``; ``projection_kernel[H, P]`` with ``proj_size=P``.
-    The carry is :class:`~recurrax.cells.LSTMCarry` ``(h[*B, P], c[*B, H])``.
-
-    Args:
-      in_features: ``D``.
-      hidden_size: ``H``.
-      rngs: ``params`` (and ``dropout`` for recurrent dropout / zoneout) streams.
-      peephole, layer_norm, proj_size, forget_bias, chrono_max_timescale: the cell's variants.
-      recurrent_dropout: variational dropout rate on ``h_{t-1}`` (:func:`~recurrax.cells.recurrent_dropout`).
-      zoneout: zoneout rate, or ``LSTMCarry(h=..., c=...)`` rates (:func:`~recurrax.cells.zoneout`).
-      kernel_init, recurrent_init, bias_init, dtype, param_dtype, carry_dtype: as the cell's.
-      **options: :class:`RNN` options (``return_carry``, ``reverse``, ``time_major``, ...).
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from recurrax import nn
-      >>> layer = nn.LSTM(3, 8, rngs=nnx.Rngs(0), recurrent_dropout=0.25, return_carry=True)
-      >>> ys, carry = layer(jnp.ones((2, 5, 3)))
-      >>> ys.shape, carry.c.shape
-      ((2, 5, 8), (2, 8))
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden_size: int,
-        *,
-        rngs: nnx.Rngs,
-        peephole: bool = False,
-        layer_norm: bool = False,
-        proj_size: int | None = None,
-        forget_bias: float = 1.0,
-        chrono_max_timescale: float | None = None,
-        recurrent_dropout: float = 0.0,
-        zoneout: float | Any = 0.0,
-        kernel_init: Initializer = default_kernel_init,
-        recurrent_init: Initializer | None = None,
-        bias_init: Initializer = default_bias_init,
-        dtype: DTypeLike | None = None,
-        param_dtype: DTypeLike = jnp.float32,
-        carry_dtype: DTypeLike | None = None,
-        **options: Any,
-    ):
-        cell = lstm(
-            hidden_size,
-            peephole=peephole,
-            layer_norm=layer_norm,
-            proj_size=proj_size,
-            forget_bias=forget_bias,
-            chrono_max_timescale=chrono_max_timescale,
-            kernel_init=kernel_init,
-            recurrent_init=recurrent_init,
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_dtype=carry_dtype,
-        )
-        super().__init__(_regularized(cell, recurrent_dropout, zoneout), in_features, rngs=rngs, **options)
-
-
-class GRU(RNN):
-    """A GRU layer (see :class:`recurrax.cells.GRU` for the math and :func:`recurrax.gru` for the options).
-
-    Parameters: ``input_kernel[D, 3H]``, ``recurrent_kernel[H, 3H]``,
-    ``input_bias[3H]``, ``recurrent_bias[3H]`` (gate order r, z, n).
-
-    Args:
-      in_features: ``D``.
-      hidden_size: ``H``.
-      rngs: ``params`` (and ``dropout`` for recurrent dropout / zoneout) streams.
-      reset_after: PyTorch/cuDNN formulation (default) or Cho et al.'s.
-      chrono_max_timescale: chrono initialisation of the update gate.
-      recurrent_dropout: variational dropout rate on ``h_{t-1}`` (:func:`~recurrax.cells.recurrent_dropout`).
-      zoneout: zoneout rate (:func:`~recurrax.cells.zoneout`).
-      kernel_init, recurrent_init, bias_init, dtype, param_dtype, carry_dtype: as the cell's.
-      **options: :class:`RNN` options (``return_carry``, ``reverse``, ``time_major``, ...).
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from recurrax import nn
-      >>> nn.GRU(3, 4, rngs=nnx.Rngs(0), zoneout=0.1)(jnp.ones((2, 5, 3))).shape
-      (2, 5, 4)
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden_size: int,
-        *,
-        rngs: nnx.Rngs,
-        reset_after: bool = True,
-        chrono_max_timescale: float | None = None,
-        recurrent_dropout: float = 0.0,
-        zoneout: float | Any = 0.0,
-        kernel_init: Initializer = default_kernel_init,
-        recurrent_init: Initializer | None = None,
-        bias_init: Initializer = default_bias_init,
-        dtype: DTypeLike | None = None,
-        param_dtype: DTypeLike = jnp.float32,
-        carry_dtype: DTypeLike | None = None,
-        **options: Any,
-    ):
-        cell = gru(
-            hidden_size,
-            reset_after=reset_after,
-            chrono_max_timescale=chrono_max_timescale,
-            kernel_init=kernel_init,
-            recurrent_init=recurrent_init,
-            bias_init=bias_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_dtype=carry_dtype,
-        )
-        super().__init__(_regularized(cell, recurrent_dropout, zoneout), in_features, rngs=rngs, **options)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("in_features", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int),
+        inspect.Parameter("hidden_size", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int),
+        *[p for p in rnn_parameters if p.name == "rngs"],
+        *[
+            inspect.Parameter(
+                f.name,
+                keyword,
+                default=f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty,
+                annotation=f.type,
+            )
+            for f in cell_fields
+        ],
+        inspect.Parameter("recurrent_dropout", keyword, default=0.0, annotation=float),
+        inspect.Parameter("zoneout", keyword, default=0.0, annotation=Any),
+        *[p.replace(default=layer_defaults.get(p.name, p.default)) for p in rnn_parameters if p.name != "rngs"],
+    ]
+    signature = inspect.Signature(parameters)
+    init.__signature__ = signature  # type: ignore[attr-defined]
+    defaults = ", ".join(f"{k}={v!r}" for k, v in layer_defaults.items())
+    doc = (
+        f"A {entry.layer} layer: :class:`~recurrax.nn.RNN` over a :class:`~recurrax.cells.{cell_type.__name__}` "
+        f"({entry.summary}).\n\n"
+        f"``nn.{entry.layer}(in_features, hidden_size, *, rngs, **options)`` builds "
+        f"``{cell_type.__name__}(hidden_size, ...)`` from the options that are its fields (see it for the math, "
+        "the parameters and every option), wraps it with :func:`~recurrax.cells.recurrent_dropout` and "
+        ":func:`~recurrax.cells.zoneout` when ``recurrent_dropout`` / ``zoneout`` are non-zero, and passes the "
+        "other options to :class:`~recurrax.nn.RNN` (``return_carry``, ``reverse``, ``time_major``, …)"
+        + (f"; its defaults there: ``{defaults}`` (the step loop when regularised)." if defaults else ".")
+    )
+    namespace = {"__init__": init, "__doc__": doc, "__module__": "recurrax.nn", "cell_type": cell_type}
+    layer = types.new_class(entry.layer, (RNN,), exec_body=lambda ns: ns.update(namespace))
+    layer.__signature__ = signature.replace(parameters=parameters[1:])  # type: ignore[attr-defined]
+    _LAYERS[entry.name] = layer
+    return layer

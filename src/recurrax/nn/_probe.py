@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from recurrax.cells._base import Carry
+from recurrax._types import Carry
 
 
 @dataclasses.dataclass

@@ -7,8 +7,9 @@ from typing import Any
 
 from flax import nnx
 
-from recurrax._compose import check_rate, check_residual_widths, connect_layers
-from recurrax.cells._base import Array, Carry
+from recurrax._compose import check_residual_widths, connect_layers
+from recurrax._types import Array, Carry
+from recurrax._validation import check_rate
 from recurrax.nn._bidirectional import Bidirectional
 from recurrax.nn._rnn import RNN
 

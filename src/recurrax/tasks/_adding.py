@@ -71,7 +71,7 @@ def adding_problem(
     info = TaskInfo(
         name="adding",
         kind="regression",
-        input_size=2,
+        in_features=2,
         seq_len=seq_len,
         num_classes=None,
         num_outputs=1,

@@ -80,7 +80,7 @@ def copy_task(
     info = TaskInfo(
         name="copy",
         kind="multiclass",
-        input_size=num_symbols + 2,
+        in_features=num_symbols + 2,
         seq_len=total,
         num_classes=num_symbols + 2,
         num_outputs=num_symbols + 2,

@@ -11,6 +11,7 @@ Shapes (``N`` examples, ``T`` steps, ``D`` input features, ``O`` outputs):
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -62,7 +63,7 @@ class TaskInfo:
     Attributes:
       name: the task's registry name (e.g. ``"adding"``).
       kind: ``"regression"``, ``"binary"`` or ``"multiclass"``.
-      input_size: ``D``, features per step.
+      in_features: ``D``, features per step (``input_size``: its old, deprecated name).
       seq_len: ``T``, steps per example (the padded length when ``lengths`` vary).
       num_classes: classes of a multiclass task (2 for binary, ``None`` for regression).
       num_outputs: model outputs per prediction: ``O`` for regression, 1 for
@@ -77,7 +78,7 @@ class TaskInfo:
 
     name: str
     kind: TaskKind
-    input_size: int
+    in_features: int
     seq_len: int
     num_classes: int | None
     num_outputs: int
@@ -86,6 +87,12 @@ class TaskInfo:
     baseline: float
     description: str
     baseline_description: str
+
+    @property
+    def input_size(self) -> int:
+        """Deprecated: :attr:`in_features`."""
+        warnings.warn("TaskInfo.input_size is deprecated; use TaskInfo.in_features", DeprecationWarning, stacklevel=2)
+        return self.in_features
 
     @property
     def loss(self) -> str:
@@ -126,10 +133,10 @@ class Dataset:
     def __post_init__(self) -> None:
         for name in ("train", "validation", "test"):
             split = getattr(self, name)
-            if split.inputs.shape[1:] != (self.info.seq_len, self.info.input_size):
+            if split.inputs.shape[1:] != (self.info.seq_len, self.info.in_features):
                 raise ValueError(
                     f"{name}.inputs has shape {split.inputs.shape}, expected [N, {self.info.seq_len}, "
-                    f"{self.info.input_size}] from the task info"
+                    f"{self.info.in_features}] from the task info"
                 )
 
     @property

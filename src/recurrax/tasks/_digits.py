@@ -71,7 +71,7 @@ def sequential_digits(
     info = TaskInfo(
         name=f"digits-{mode}",
         kind="multiclass",
-        input_size=inputs.shape[2],
+        in_features=inputs.shape[2],
         seq_len=inputs.shape[1],
         num_classes=10,
         num_outputs=10,

@@ -99,7 +99,7 @@ def mnist1d(
     info = TaskInfo(
         name="mnist1d",
         kind="multiclass",
-        input_size=1,
+        in_features=1,
         seq_len=xs.shape[1],
         num_classes=10,
         num_outputs=10,

@@ -115,7 +115,7 @@ def sentiment(
     info = TaskInfo(
         name="sentiment",
         kind="binary",
-        input_size=vocab_size,
+        in_features=vocab_size,
         seq_len=seq_len,
         num_classes=2,
         num_outputs=1,

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from recurrax._ops import padding_mask
+
 Array = jax.Array
 ValueFn = Callable[[Array, Array], Array]
 
@@ -91,8 +93,7 @@ METRICS: dict[str, ValueFn] = {
 
 def sequence_mask(lengths: Array, num_steps: int) -> Array:
     """Boolean ``[B, T]`` mask, True on each example's first ``lengths[b]`` steps."""
-    steps = jnp.arange(num_steps, dtype=lengths.dtype)
-    return steps[None, :] < lengths[:, None]
+    return padding_mask(lengths, num_steps)
 
 
 def masked_total(values: Array, lengths: Array | None = None) -> tuple[Array, Array]:

@@ -7,10 +7,10 @@ from typing import Any
 import jax
 from flax import nnx
 
+from recurrax._cell import Cell
 from recurrax._validation import check_choice
-from recurrax.cells import Cell
-from recurrax.models._backbones import make_backbone
-from recurrax.models._readout import READOUTS, Readout, read_out
+from recurrax.nn._backbones import make_backbone
+from recurrax.nn._readout import READOUTS, Readout, read_out
 
 Array = jax.Array
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import jax
 import jax.numpy as jnp
 
-Array = jax.Array
+from recurrax._ops import padding_mask
+from recurrax._types import Array
+
 Readout = Literal["last", "mean", "sequence"]
 READOUTS: tuple[str, ...] = ("last", "mean", "sequence")
 
@@ -36,7 +37,7 @@ def read_out(ys: Array, lengths: Array | None, readout: Readout) -> Array:
     if readout == "mean":
         if lengths is None:
             return jnp.mean(ys, axis=-2)
-        valid = jnp.arange(num_steps, dtype=lengths.dtype)[None, :] < lengths[:, None]
+        valid = padding_mask(lengths, num_steps)
         total = jnp.sum(jnp.where(valid[..., None], ys, jnp.zeros((), ys.dtype)), axis=-2)
         return total / lengths.astype(ys.dtype)[:, None]
     raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")

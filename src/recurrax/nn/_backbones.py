@@ -14,7 +14,12 @@ from typing import Any, Protocol
 import jax
 from flax import nnx
 
-from recurrax.cells import Cell
+from recurrax._cell import Cell
+from recurrax.cells._registry import cell_entry, registered_cells
+from recurrax.nn._attention import TransformerEncoder
+from recurrax.nn._conv import TCN
+from recurrax.nn._layers import layer_for
+from recurrax.nn._rnn import RNN
 
 Array = jax.Array
 
@@ -65,21 +70,24 @@ def register_backbone(name: str, factory: BackboneFactory, *, summary: str, over
         raise TypeError(f"name must be a non-empty string, got {name!r}")
     if not callable(factory):
         raise TypeError(f"factory must be callable, got {type(factory).__name__}")
-    if name in _BACKBONES and not overwrite:
+    if (name in _BACKBONES or name in {e.backbone for e in registered_cells()}) and not overwrite:
         raise ValueError(f"a backbone named {name!r} is already registered; pass overwrite=True to replace it")
     _BACKBONES[name] = BackboneSpec(name=name, factory=factory, summary=summary)
 
 
 def backbone_names() -> tuple[str, ...]:
-    """The registered backbone names, sorted."""
-    return tuple(sorted(_BACKBONES))
+    """The backbone names, sorted: every registered cell's and every :func:`register_backbone` entry."""
+    return tuple(sorted({*_BACKBONES, *(e.backbone for e in registered_cells() if e.backbone is not None)}))
 
 
 def backbone_spec(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` registered as ``name``."""
-    if name not in _BACKBONES:
-        raise ValueError(f"cell must be one of {', '.join(backbone_names())} or a recurrax Cell; got {name!r}")
-    return _BACKBONES[name]
+    """The :class:`BackboneSpec` registered as ``name`` (a registered cell's backbone is derived from it)."""
+    if name in _BACKBONES:
+        return _BACKBONES[name]
+    for entry in registered_cells():
+        if entry.backbone == name:
+            return BackboneSpec(name=name, factory=_recurrent(entry.name), summary=entry.summary)
+    raise ValueError(f"cell must be one of {', '.join(backbone_names())} or a recurrax Cell; got {name!r}")
 
 
 def make_backbone(
@@ -99,9 +107,7 @@ def make_backbone(
       ((2, 5, 8), 8)
     """
     if isinstance(cell, Cell):
-        from recurrax import nn
-
-        return nn.RNN(cell, in_features, rngs=rngs, **options), cell.output_size
+        return RNN(cell, in_features, rngs=rngs, **options), cell.output_size
     if not isinstance(cell, str):
         raise TypeError(f"cell must be a backbone name or a recurrax Cell, got {type(cell).__name__}")
     module, out_features = backbone_spec(cell).factory(in_features, hidden_size, rngs=rngs, **options)
@@ -109,33 +115,12 @@ def make_backbone(
 
 
 # ------------------------------------------------------------------ built-ins
-def _recurrent(kind: str) -> BackboneFactory:
+def _recurrent(cell_name: str) -> BackboneFactory:
+    """A registered cell's backbone: its ``recurrax.nn`` layer, with the registry's layer defaults."""
+
     def factory(in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **options: Any) -> tuple[nnx.Module, int]:
-        from recurrax import nn
-
-        layer_type = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.SimpleRNN}[kind]
-        layer = layer_type(in_features, hidden_size, rngs=rngs, **options)
-        out_features = options.get("proj_size") or hidden_size
-        return layer, out_features
-
-    return factory
-
-
-def _min_rnn(kind: str) -> BackboneFactory:
-    def factory(
-        in_features: int,
-        hidden_size: int,
-        *,
-        rngs: nnx.Rngs,
-        method: str = "parallel",
-        log_space: bool = False,
-        **options: Any,
-    ) -> tuple[nnx.Module, int]:
-        from recurrax import nn
-        from recurrax.cells import min_gru, min_lstm
-
-        cell = {"mingru": min_gru, "minlstm": min_lstm}[kind](hidden_size, log_space=log_space)
-        return nn.RNN(cell, in_features, rngs=rngs, method=method, **options), hidden_size
+        layer = layer_for(cell_entry(cell_name))(in_features, hidden_size, rngs=rngs, **options)
+        return layer, layer.out_features
 
     return factory
 
@@ -151,8 +136,6 @@ def _tcn(
 ) -> tuple[nnx.Module, int]:
     # Five levels of kernel 3 see 125 steps back (1 + 2·(3-1)·(1+2+4+8+16)):
     # enough for the built-in tasks at their default lengths.
-    from recurrax.conv._nnx import TCN
-
     return TCN(in_features, hidden_size, rngs=rngs, num_levels=num_levels, kernel_size=kernel_size, **options), (
         hidden_size
     )
@@ -167,8 +150,6 @@ def _transformer(
     num_heads: int | None = None,
     **options: Any,
 ) -> tuple[nnx.Module, int]:
-    from recurrax.attention._nnx import TransformerEncoder
-
     if num_heads is None:  # 4 heads, or the most heads up to 4 that split hidden_size evenly
         num_heads = next(h for h in (4, 3, 2, 1) if hidden_size % h == 0)
 
@@ -178,11 +159,6 @@ def _transformer(
     return encoder, encoder.out_features
 
 
-register_backbone("lstm", _recurrent("lstm"), summary="LSTM (Hochreiter & Schmidhuber 1997)")
-register_backbone("gru", _recurrent("gru"), summary="GRU (Cho et al. 2014)")
-register_backbone("rnn", _recurrent("rnn"), summary="Elman RNN with tanh (vanishing gradients: the baseline)")
-register_backbone("mingru", _min_rnn("mingru"), summary="minGRU (Feng et al. 2024), parallel scan over time")
-register_backbone("minlstm", _min_rnn("minlstm"), summary="minLSTM (Feng et al. 2024), parallel scan over time")
 register_backbone("tcn", _tcn, summary="temporal convolutional network (Bai et al. 2018), causal, 125-step view")
 register_backbone(
     "transformer", _transformer, summary="Transformer encoder (pre-LN, 2 layers, up to 4 heads, sinusoidal positions)"

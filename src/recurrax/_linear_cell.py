@@ -1,0 +1,88 @@
+"""The linear-recurrence form of the cell contract, ``h_t = a_t ⊙ h_{t-1} + b_t``, scanned in parallel by the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, NamedTuple
+
+from recurrax._cell import Cell
+from recurrax._types import Array, Carry, Params
+
+
+class LinearTerms(NamedTuple):
+    """A linear cell's recurrence over a whole sequence: ``h_t = a_t ⊙ h_{t-1} + b_t``.
+
+    Attributes:
+      a, b: ``[T, *B, ...]``, shaped like the recurrent state.
+      context: what :meth:`LinearCell.linear_outputs` needs besides the states
+        (by default the inputs themselves).
+    """
+
+    a: Array
+    b: Array
+    context: Any
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LinearCell(Cell):
+    """A cell whose state follows a linear recurrence ``h_t = a_t ⊙ h_{t-1} + b_t``.
+
+    ``a_t`` and ``b_t`` do not depend on the state, so the scan engine can run
+    the cell with :func:`jax.lax.associative_scan` (``method="parallel"``, depth
+    O(log T)) or step by step (``method="sequential"``) with the same result.
+
+    Most linear cells depend on ``x_t`` alone and implement two methods:
+    :meth:`recurrence_coefficients` and :meth:`readout`; the carry is the state
+    ``h[*B, ...]`` and :meth:`step` is derived. A cell whose coefficients read
+    more than the current input (QRNN's convolution over a window of steps)
+    implements the sequence form instead: :meth:`linear_terms`,
+    :meth:`linear_outputs` and :meth:`linear_state`.
+    """
+
+    is_linear: ClassVar[bool] = True
+
+    def recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
+        """Maps ``xs[..., D]`` (any leading dims) to ``(a, b)`` shaped like the carry."""
+        raise NotImplementedError(f"{type(self).__name__} implements linear_terms instead")
+
+    def readout(self, params: Params, hs: Array, xs: Array) -> Array:
+        """Maps states ``hs`` and inputs ``xs`` (same leading dims) to outputs ``ys``."""
+        raise NotImplementedError(f"{type(self).__name__} implements linear_outputs instead")
+
+    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
+        a, b = self.recurrence_coefficients(params, x)
+        h = a * carry + b
+        return h, self.readout(params, h, x)
+
+    def parallel_log_space(self) -> bool:
+        """Whether the parallel scan runs in log space on ``log_recurrence_coefficients`` (cells with ``b > 0``)."""
+        return False
+
+    def log_recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
+        """``(log a, log b)`` for every step, for cells whose :meth:`parallel_log_space` is True."""
+        raise NotImplementedError(f"{type(self).__name__} has no log-space form")
+
+    # ----------------------------------------------- sequence form (the engine's)
+    def linear_state(self, carry: Carry) -> Array:
+        """The part of the carry that follows the recurrence (default: the whole carry)."""
+        return carry
+
+    def linear_terms(self, params: Params, initial_carry: Carry, xs: Array, starts: Array) -> LinearTerms:
+        """``a``, ``b`` for every step of time-major ``xs[T, *B, D]``.
+
+        ``starts[T, *B]`` (or broadcastable) marks the steps whose carry restarts
+        from ``initial_carry``; coefficients that read earlier steps must not
+        read across them. The default reads ``x_t`` only.
+        """
+        a, b = self.recurrence_coefficients(params, xs)
+        return LinearTerms(a, b, xs)
+
+    def linear_outputs(
+        self, params: Params, initial_carry: Carry, hs: Array, terms: LinearTerms, last: Array | None
+    ) -> tuple[Array, Carry]:
+        """Outputs ``ys[T, *B, O]`` and the final carry from the states ``hs[T, *B, ...]``.
+
+        ``last[*B]`` is each example's last valid step (``None``: ``T - 1``);
+        ``hs`` past it repeats the state there.
+        """
+        return self.readout(params, hs, terms.context), hs[-1]

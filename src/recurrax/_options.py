@@ -1,0 +1,121 @@
+"""``ScanOptions``: how the engine runs a cell over a sequence, as one object that travels through every layer.
+
+Per-call data (``lengths``, ``resets``, ``initial_carry``) are arguments of
+each call; the static choices below are set once — on a layer, a stack, a
+backbone — and handed down unchanged. Every public function that runs the
+engine takes ``options=ScanOptions(...)`` and, for convenience, the same
+fields as keywords (:func:`accepts_scan_options` lists them in its signature).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+from recurrax._validation import check_choice
+
+METHODS: tuple[str, ...] = ("sequential", "parallel")
+Method = Literal["sequential", "parallel"]
+
+
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def _check_optional_bool(value: Any, name: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{name} must be None, True or False, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScanOptions:
+    """How :func:`recurrax.scan` runs a cell; hashable, so it can be a static argument of ``jit``.
+
+    Attributes:
+      time_major: ``xs`` and ``ys`` are ``[T, *B, ...]`` instead of ``[*B, T, ...]``.
+      reverse: run each example backwards over its own valid steps; outputs stay aligned with ``xs``.
+      unroll: steps unrolled in each loop iteration (``lax.scan``'s ``unroll``; ``True``: all).
+      remat: recompute each step in the backward pass instead of storing its
+        intermediates (gradient checkpointing: memory O(T·|carry|)).
+      method: ``"sequential"``, or ``"parallel"`` for a cell with a linear-recurrence
+        form (``jax.lax.associative_scan``, depth O(log T)); same results.
+      hoist_input_projection: apply the input matmul to all steps before the loop
+        (``None``: as the cell prefers on this backend, :meth:`Cell.hoists_by_default`).
+      fused: use the cell's whole-sequence implementation (:meth:`Cell.sequence`)
+        when it has one (``None``: whenever it supports the call; ``True``:
+        raise where it does not; ``False``: always the step loop).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> options = recurrax.ScanOptions(reverse=True, unroll=2)
+      >>> cell = recurrax.gru(4)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> ys, _ = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), options=options)
+      >>> options.replace(reverse=False).reverse, ys.shape
+      (False, (2, 5, 4))
+    """
+
+    time_major: bool = False
+    reverse: bool = False
+    unroll: int | bool = 1
+    remat: bool = False
+    method: Method = "sequential"
+    hoist_input_projection: bool | None = None
+    fused: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("time_major", "reverse", "remat"):
+            _check_bool(getattr(self, name), name)
+        check_choice(self.method, "method", METHODS)
+        _check_optional_bool(self.hoist_input_projection, "hoist_input_projection")
+        _check_optional_bool(self.fused, "fused")
+        unroll = self.unroll
+        if isinstance(unroll, bool):
+            object.__setattr__(self, "unroll", True if unroll else 1)
+        elif not isinstance(unroll, int) or unroll < 1:
+            raise ValueError(f"unroll must be a positive int or a bool, got {unroll!r}")
+
+    def replace(self, **changes: Any) -> ScanOptions:
+        """A copy with some fields changed (checked like the constructor)."""
+        _check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def resolve(cls, options: ScanOptions | None, overrides: Mapping[str, Any]) -> ScanOptions:
+        """``options`` (default: all defaults) with the fields given as keywords replaced."""
+        if options is not None and not isinstance(options, ScanOptions):
+            raise TypeError(f"options must be a recurrax.ScanOptions or None, got {type(options).__name__}")
+        base = options if options is not None else _DEFAULT
+        return base.replace(**overrides) if overrides else base
+
+
+_DEFAULT = ScanOptions()
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ScanOptions))
+
+
+def _check_names(changes: Mapping[str, Any]) -> None:
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise TypeError(f"unknown scan option(s) {unknown}; the options are {list(FIELDS)}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def accepts_scan_options(func: F) -> F:
+    """Lists every :class:`ScanOptions` field as a keyword in ``func``'s signature (for ``help`` and docs).
+
+    ``func`` takes ``options: ScanOptions | None`` and ``**overrides`` and calls
+    :meth:`ScanOptions.resolve`; the fields are declared once, on ScanOptions.
+    """
+    signature = inspect.signature(func)
+    kept = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    fields = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+        for f in dataclasses.fields(ScanOptions)
+    ]
+    func.__signature__ = signature.replace(parameters=[*kept, *fields])  # type: ignore[attr-defined]
+    return func

@@ -1,0 +1,127 @@
+"""The registry of recurrent cells: one line per cell gives its factory, its ``recurrax.nn`` layer and its backbone.
+
+``recurrax.nn`` makes a named layer for every entry (``nn.LSTM``, ``nn.IndRNN``,
+…), ``recurrax.models`` a backbone (``cell="lstm"``), and the command line a
+``--cell`` choice; the tests run every registered cell through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from recurrax._cell import Cell
+from recurrax._factory import make_factory
+
+C = TypeVar("C", bound=Cell)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellEntry:
+    """A registered cell.
+
+    Attributes:
+      name: the factory's name (``"lstm"``).
+      cell_type: the cell class (:class:`~recurrax.cells.LSTMCell`).
+      factory: ``name(hidden_size, **options)``, derived from the class's fields.
+      layer: the name of its ``recurrax.nn`` layer (``"LSTM"``).
+      backbone: its backbone name for ``recurrax.models`` and ``recurrax train --cell``
+        (``None``: not a backbone, e.g. a cell that needs more than a width to build).
+      summary: one line for listings.
+      layer_options: defaults of the layer and backbone (e.g. ``method="parallel"``).
+    """
+
+    name: str
+    cell_type: type[Cell]
+    factory: Callable[..., Cell]
+    layer: str
+    backbone: str | None
+    summary: str
+    layer_options: Mapping[str, Any]
+
+
+_ENTRIES: dict[str, CellEntry] = {}
+
+
+def register_cell(
+    cell_type: type[C],
+    name: str,
+    *,
+    layer: str,
+    summary: str,
+    backbone: str | None = "",
+    layer_options: Mapping[str, Any] | None = None,
+    positional: Sequence[str] = ("hidden_size",),
+    overwrite: bool = False,
+) -> Callable[..., C]:
+    """Registers ``cell_type`` and returns its lowercase factory.
+
+    Args:
+      cell_type: a :class:`~recurrax.Cell` subclass (a frozen dataclass).
+      name: the factory's name, e.g. ``"indrnn"``.
+      layer: the ``recurrax.nn`` layer's name, e.g. ``"IndRNN"``.
+      summary: one line for ``recurrax list`` and the backbone listing.
+      backbone: the backbone name (default: ``name``; ``None``: not a backbone).
+      layer_options: defaults the layer and backbone pass to :class:`recurrax.nn.RNN`.
+      positional: fields the factory takes positionally.
+      overwrite: replace an existing entry of the same name.
+
+    Example (a cell of your own joins every layer, model and backbone)::
+
+        @dataclasses.dataclass(frozen=True, kw_only=True)
+        class MyCell(recurrax.Cell):
+            ...
+
+        my_cell = register_cell(MyCell, "my_cell", layer="MyRNN", summary="my idea")
+        model = recurrax.models.SequenceClassifier(3, 2, cell="my_cell", rngs=nnx.Rngs(0))
+    """
+    if not (isinstance(cell_type, type) and issubclass(cell_type, Cell)):
+        raise TypeError(f"cell_type must be a recurrax Cell subclass, got {cell_type!r}")
+    for label, value in (("name", name), ("layer", layer)):
+        if not isinstance(value, str) or not value.isidentifier():
+            raise ValueError(f"{label} must be a Python identifier, got {value!r}")
+    backbone = name if backbone == "" else backbone
+    taken = {n for e in _ENTRIES.values() for n in (e.name, e.layer, e.backbone) if n is not None}
+    if not overwrite and ({name, layer, backbone} - {None}) & taken:
+        raise ValueError(f"a cell named {name!r} (or its layer or backbone name) is registered; pass overwrite=True")
+    factory = make_factory(cell_type, name, positional=positional)
+    _ENTRIES[name] = CellEntry(
+        name=name,
+        cell_type=cell_type,
+        factory=factory,
+        layer=layer,
+        backbone=backbone,
+        summary=summary,
+        layer_options=MappingProxyType(dict(layer_options or {})),
+    )
+    return factory
+
+
+def registered_cells() -> tuple[CellEntry, ...]:
+    """Every registered cell, in registration order."""
+    return tuple(_ENTRIES.values())
+
+
+def cell_entry(name: str) -> CellEntry:
+    """The entry registered under factory name, layer name or backbone name ``name``."""
+    for entry in _ENTRIES.values():
+        if name in (entry.name, entry.layer, entry.backbone):
+            return entry
+    raise KeyError(f"no cell registered as {name!r}; registered: {sorted(_ENTRIES)}")
+
+
+def registered_layer(module: str, name: str, make: Callable[[CellEntry], Any]) -> Any:
+    """For a layer module's ``__getattr__``: ``make(entry)`` for the cell whose layer is called ``name``.
+
+    So that the layer of a cell registered after the module was imported
+    (``register_cell`` in user code) is found like the built-in ones.
+    """
+    try:
+        entry = cell_entry(name)
+    except KeyError:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}") from None
+    if entry.layer != name:
+        raise AttributeError(f"module {module!r} has no attribute {name!r} (did you mean {entry.layer!r}?)")
+    return make(entry)
