@@ -14,6 +14,7 @@ from recurrax._ops import layer_norm, tree_where
 from recurrax._types import Carry, GateBlocksOrthogonal, Params, chrono_bias
 from recurrax.cells._conv_lstm import ConvLSTMCell
 from recurrax.cells._gru import GRUCell
+from recurrax.cells._indrnn import IndRNNCell
 from recurrax.cells._linear_recurrences import LRUCell, MinGRUCell, MinLSTMCell
 from recurrax.cells._lstm import LSTMCarry, LSTMCell
 from recurrax.cells._registry import CellEntry, cell_entry, register_cell, registered_cells
@@ -36,6 +37,9 @@ simple_rnn = register_cell(
 )
 lstm = register_cell(LSTMCell, "lstm", layer="LSTM", summary="LSTM (Hochreiter & Schmidhuber 1997)")
 gru = register_cell(GRUCell, "gru", layer="GRU", summary="GRU (Cho et al. 2014)")
+indrnn = register_cell(
+    IndRNNCell, "indrnn", layer="IndRNN", summary="IndRNN (Li et al. 2018), one recurrent weight per unit"
+)
 min_gru = register_cell(
     MinGRUCell,
     "min_gru",
@@ -76,6 +80,7 @@ __all__ = [
     "ConvLSTMCell",
     "GRUCell",
     "GateBlocksOrthogonal",
+    "IndRNNCell",
     "LRUCell",
     "LSTMCarry",
     "LSTMCell",
@@ -93,6 +98,7 @@ __all__ = [
     "chrono_bias",
     "conv_lstm",
     "gru",
+    "indrnn",
     "layer_norm",
     "lru",
     "lstm",
