@@ -17,6 +17,7 @@ from recurrax.cells._gru import GRUCell
 from recurrax.cells._indrnn import IndRNNCell
 from recurrax.cells._linear_recurrences import LRUCell, MinGRUCell, MinLSTMCell
 from recurrax.cells._lstm import LSTMCarry, LSTMCell
+from recurrax.cells._qrnn import QRNNCarry, QRNNCell
 from recurrax.cells._registry import CellEntry, cell_entry, register_cell, registered_cells
 from recurrax.cells._regularization import (
     RecurrentDropoutCarry,
@@ -64,6 +65,13 @@ lru = register_cell(
     layer_options={"method": "parallel"},
     summary="LRU (Orvieto et al. 2023), diagonal complex recurrence",
 )
+qrnn = register_cell(
+    QRNNCell,
+    "qrnn",
+    layer="QRNN",
+    layer_options={"method": "parallel"},
+    summary="QRNN (Bradbury et al. 2017), convolutional gates + fo-pooling",
+)
 conv_lstm = register_cell(
     ConvLSTMCell,
     "conv_lstm",
@@ -89,6 +97,8 @@ __all__ = [
     "MinGRUCell",
     "MinLSTMCell",
     "Params",
+    "QRNNCarry",
+    "QRNNCell",
     "RecurrentDropoutCarry",
     "RegularizedCell",
     "SimpleRNNCell",
@@ -104,6 +114,7 @@ __all__ = [
     "lstm",
     "min_gru",
     "min_lstm",
+    "qrnn",
     "recurrent_dropout",
     "register_cell",
     "registered_cells",
