@@ -22,6 +22,7 @@ from recurrax.nn._attention import (
 )
 from recurrax.nn._bidirectional import Bidirectional
 from recurrax.nn._conv import TCN, Conv1D, TemporalBlock
+from recurrax.nn._flax import FlaxCell
 from recurrax.nn._layers import layer_for
 from recurrax.nn._module import ParamModule
 from recurrax.nn._probe import carry_probe
@@ -36,6 +37,7 @@ __all__ = [
     "TCN",
     "Bidirectional",
     "Conv1D",
+    "FlaxCell",
     "MultiHeadAttention",
     "ParamModule",
     "StackedRNN",
