@@ -219,7 +219,9 @@ class Cell(abc.ABC):
         read = self.replace_recurrent_state(carry, recurrent_input)
         return self.step_projected(params, read, x) if projected else self.step(params, read, x)
 
-    def zoned_step(self, params: Params, carry: Carry, x: Array, mix: Mix, *, projected: bool = False) -> Carry:
+    def zoned_step(
+        self, params: Params, carry: Carry, x: Array, mix: Mix, *, projected: bool = False
+    ) -> tuple[Carry, Array]:
         """One step whose new carry is ``mix(previous, candidate)`` (zoneout); returns ``(carry, y)``.
 
         The default mixes the whole carry and outputs the mixed recurrent state.
