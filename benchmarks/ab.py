@@ -76,8 +76,50 @@ def build(package: Any, label: str, cell: str, mode: str, cfg: Config, xs: np.nd
         def forward(p: Any, x: Any, kwargs: dict = kwargs) -> Any:
             return package.scan(cell_obj, p, x, **kwargs)[0]
 
-        impls.append(jax_impl(f"{name} [{label}]", label, name, forward, params, x, mode, {"scan_kwargs": kwargs}))
+        impl = jax_impl(f"{name} [{label}]", label, name, forward, params, x, mode, {"scan_kwargs": kwargs})
+        impl.extra["hlo"] = _hlo_text(forward, params, x, mode)
+        impls.append(impl)
     return impls
+
+
+def _hlo_text(forward: Any, params: Any, x: Any, mode: str) -> Any:
+    """A function returning the optimised HLO of the program ``jax_impl`` times (built the same way)."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(p: Any, x: Any) -> Any:
+        return jnp.mean(jnp.square(forward(p, x)))
+
+    fn = jax.value_and_grad(loss) if mode == "train" else forward
+    return lambda: jax.jit(fn).lower(params, x).compile().as_text()
+
+
+def _canonical_hlo(text: str) -> str:
+    """Optimised HLO without source information (stack frame tables, metadata) and with names numbered
+    by first use: equal text, equal program."""
+    lines = text.splitlines()
+    # The module header and the stack-frame tables (file and function names) come before the first computation.
+    first = next(i for i, line in enumerate(lines) if line.startswith(("%", "ENTRY")))
+    text = "\n".join(lines[first:])
+    text = re.sub(r", metadata=\{[^}]*\}", "", text)
+    text = re.sub(r", stack_frame_id=\d+", "", text)
+    names: dict[str, str] = {}
+    return re.sub(r"%[\w.\-]+", lambda m: names.setdefault(m.group(0), f"%v{len(names)}"), text)
+
+
+def same_programs(before: Any, after: Any, cell: str, mode: str, cfg: Config, variants: dict) -> dict[str, bool]:
+    """Per variant: whether XLA compiles the same optimised program for both versions (no timing involved)."""
+    xs = input_batch(cfg)
+    pairs = zip(
+        build(before, "before", cell, mode, cfg, xs, variants),
+        build(after, "after", cell, mode, cfg, xs, variants),
+        strict=True,
+    )
+    result = {}
+    for name, (old, new) in zip(variants, pairs, strict=True):
+        texts = [_canonical_hlo(impl.extra["hlo"]()) for impl in (old, new)]
+        result[name] = texts[0] == texts[1]
+    return result
 
 
 def block(before: Any, after: Any, cell: str, mode: str, cfg: Config, repeats: int, variants: dict) -> dict:
@@ -156,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--no-levers", action="store_true", help="skip the levers variants at the levers' shape")
+    p.add_argument("--programs", action="store_true", help="only compare the compiled programs (no timing)")
     p.add_argument("--out", default=None, help="output path without suffix (default benchmarks/results/<backend>_ab)")
     args = p.parse_args(argv)
 
@@ -176,6 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{jax.default_backend()}_ab"
     t0 = time.perf_counter()
+    if args.programs:
+        return _compare_programs(before, recurrax, configs, cells, modes, not args.no_levers)
     report["peers"] = []
     for cfg in configs:
         for cell in cells:
@@ -190,6 +235,20 @@ def main(argv: list[str] | None = None) -> dict:
     report["meta"]["load_end"] = load_average()
     _write(report, out)
     return report
+
+
+def _compare_programs(before: Any, after: Any, configs: list, cells: list, modes: list, levers: bool) -> dict:
+    blocks = [(cfg, cell, mode, AB_VARIANTS) for cfg in configs for cell in cells for mode in modes]
+    if levers:
+        blocks += [(LEVER_CONFIG, "lstm", mode, LEVER_VARIANTS) for mode in modes]
+    results = {}
+    for cfg, cell, mode, variants in blocks:
+        same = same_programs(before, after, cell, mode, cfg, variants)
+        for name, equal in same.items():
+            results[f"{cell} {mode} {cfg.label} {name}"] = equal
+            log(f"[programs] {cell} {mode} {cfg.label} {name}: {'same' if equal else 'DIFFERENT'}")
+    log(f"{sum(results.values())} of {len(results)} compiled programs are the same before and after")
+    return results
 
 
 def _write(report: dict, out: Path) -> None:
