@@ -14,19 +14,22 @@ if TYPE_CHECKING:
     from recurrax._cell import Cell
 
 
-@functools.lru_cache(maxsize=256)
-def _init_shapes(cell: Cell, in_features: int) -> Any:
-    return jax.eval_shape(lambda key: cell.init(key, in_features), jax.random.key(0))
+def _abstract_init(cell: Cell, in_features: int) -> Any:
+    # The key is made inside eval_shape, so none of its ops lands in a surrounding trace.
+    return jax.eval_shape(lambda: cell.init(jax.random.key(0), in_features))
+
+
+_cached_abstract_init = functools.lru_cache(maxsize=256)(_abstract_init)
 
 
 def expected_params(cell: Cell, in_features: int) -> Any:
     """The parameter shapes (``jax.ShapeDtypeStruct`` leaves) that ``cell.init`` makes for ``in_features``."""
     try:
-        return _init_shapes(cell, in_features)
+        return _cached_abstract_init(cell, in_features)
     except TypeError as err:  # an unhashable cell (a field holding a list, say): not cached
         if "unhashable" not in str(err):
             raise
-        return jax.eval_shape(lambda key: cell.init(key, in_features), jax.random.key(0))
+        return _abstract_init(cell, in_features)
 
 
 def params_in_features(cell: Cell, params: Params) -> int | None:
