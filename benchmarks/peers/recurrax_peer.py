@@ -38,7 +38,7 @@ def describe(cell_obj: Any, params: Any, xs: Any, kwargs: dict) -> str:
     options = recurrax.ScanOptions(**kwargs)
     carry = cell_obj.initial_carry(xs.shape[1:-1])
     if _use_sequence(cell_obj, params, carry, xs, options, None, False):
-        hoisted = _fused.hoists(cell_obj, options)
+        hoisted = cell_obj.hoists(options)
         gates = 4 if isinstance(cell_obj, recurrax.LSTMCell) else 3
         batched = _fused.batched_weight_gradients(xs.shape[1], gates, cell_obj.hidden_size)
         path = "fused loop, " + ("custom_jvp: weight gradients as one matmul" if batched else "differentiated directly")

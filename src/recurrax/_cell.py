@@ -155,6 +155,18 @@ class Cell(abc.ABC):
         """
         return self.supports_input_projection and jax.default_backend() != "cpu"
 
+    def hoists(self, options: ScanOptions) -> bool:
+        """Whether a scan with ``options`` applies the input projection before the loop.
+
+        The caller's ``hoist_input_projection``, else :meth:`hoists_by_default`.
+        The step loop and the fused loops both decide it here.
+        """
+        if options.hoist_input_projection is None:
+            return self.hoists_by_default()
+        if options.hoist_input_projection and not self.supports_input_projection:
+            raise ValueError(f"hoist_input_projection=True but {type(self).__name__} has no input projection")
+        return options.hoist_input_projection
+
     # ----------------------------------------------- optional: whole-sequence path
     def sequence(
         self, params: Params, carry: Carry, xs: Array, steps: Steps, options: ScanOptions

@@ -168,8 +168,9 @@ def scan(
     else:
         if options.fused and not is_cell:
             raise ValueError("fused=True needs a recurrax Cell, got a plain step function")
-        step = _step_function(cell, params, options) if is_cell else cell
-        if is_cell and _hoists(cell, options):
+        hoisted = is_cell and cell.hoists(options)
+        step = _step_function(cell, params, hoisted) if is_cell else cell
+        if hoisted:
             xs_tm = cell.project_inputs(params, xs_tm)
         ys_tm, final_carry, carries_tm = _sequential_scan(
             step, xs_tm, initial_carry, steps, perturbation_tm, options, keep_carries=return_carries
@@ -196,17 +197,8 @@ def _default_carry(cell: Cell | StepFunction, batch_shape: tuple[int, ...], feat
     return initialize((*batch_shape, features), lambda: jax.random.key(0))
 
 
-def _hoists(cell: Cell, options: ScanOptions) -> bool:
-    """Whether the step loop applies the input projection to all steps first (the caller's choice, else the cell's)."""
-    if options.hoist_input_projection is None:
-        return cell.hoists_by_default()
-    if options.hoist_input_projection and not cell.supports_input_projection:
-        raise ValueError(f"hoist_input_projection=True but {type(cell).__name__} has no input projection")
-    return options.hoist_input_projection
-
-
-def _step_function(cell: Cell, params: Params, options: ScanOptions) -> StepFunction:
-    if _hoists(cell, options):
+def _step_function(cell: Cell, params: Params, hoisted: bool) -> StepFunction:
+    if hoisted:
 
         def projected_step(carry: Carry, x: Array) -> tuple[Carry, Array]:
             return cell.step_projected(params, carry, x)

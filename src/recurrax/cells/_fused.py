@@ -41,6 +41,7 @@ A ``custom_jvp`` (not ``custom_vjp``) keeps forward-mode differentiation
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,7 +50,6 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from recurrax._cell import Cell, Steps
-from recurrax._options import ScanOptions
 from recurrax._types import Array, Params
 
 # Steps per remat chunk: the backward pass keeps the carries at chunk starts and
@@ -73,13 +73,6 @@ def batched_weight_gradients(batch: int, num_gates: int, hidden: int) -> bool:
     if jax.default_backend() != "cpu":
         return True
     return batch * num_gates * hidden <= CPU_BATCHED_GRADIENTS_MAX[num_gates]
-
-
-def hoists(cell: Cell, options: ScanOptions) -> bool:
-    """Whether the input matmul runs before the loop: the caller's choice, else the cell's default."""
-    if options.hoist_input_projection is None:
-        return cell.hoists_by_default()
-    return options.hoist_input_projection
 
 
 def one_float_dtype(cell: Cell, params: Params, carry_leaves: Sequence[Array], xs: Array) -> str | None:
@@ -122,9 +115,7 @@ def run_fused(
     """
     num_steps = xs.shape[0]
     batch_shape = xs.shape[1:-1]
-    flat = 1
-    for n in batch_shape:
-        flat *= n
+    flat = math.prod(batch_shape)
 
     def flatten(a: Array | None, feature_dims: int) -> Array | None:
         if a is None:

@@ -129,7 +129,7 @@ class GRUCell(Cell):
         self, params: Params, carry: Array, xs: Array, steps: Steps, options: ScanOptions
     ) -> tuple[Array, Array]:
         project = lambda x: self.project_inputs(params, x)  # noqa: E731
-        return gru_sequence(project, params, carry, xs, steps, options, _fused.hoists(self, options))
+        return gru_sequence(project, params, carry, xs, steps, options, self.hoists(options))
 
     # -------------------------------------------------------- recurrent state
     def recurrent_state(self, carry: Array) -> Array:

@@ -8,6 +8,7 @@ computes step by step for the ``reset_after=True`` GRU in one float dtype;
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -37,9 +38,7 @@ def gru_sequence(
     project: Any, params: Params, h0: Array, xs: Array, steps: Steps, options: ScanOptions, hoisted: bool
 ) -> tuple[Array, Array]:
     """Runs the ``reset_after`` GRU over time-major ``xs[T, *B, D]``: ``(ys, h_final)``."""
-    batch = 1
-    for n in xs.shape[1:-1]:
-        batch *= n
+    batch = math.prod(xs.shape[1:-1])
     weights = (params["input_kernel"], params["input_bias"], params["recurrent_kernel"], params["recurrent_bias"])
     batched = _fused.batched_weight_gradients(batch, 3, h0.shape[-1])
     run = partial(_gru_run, unroll=options.unroll, hoisted=hoisted, batched=batched)

@@ -171,7 +171,7 @@ class LSTMCell(Cell):
     def sequence(
         self, params: Params, carry: LSTMCarry, xs: Array, steps: Steps, options: ScanOptions
     ) -> tuple[Array, LSTMCarry]:
-        hoisted = _fused.hoists(self, options)
+        hoisted = self.hoists(options)
         ys, (h, c) = lstm_sequence(
             lambda x: self.project_inputs(params, x), params, carry.h, carry.c, xs, steps, options, hoisted
         )

@@ -8,6 +8,7 @@ The gate equations are :func:`lstm_update`, shared with the step.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -56,9 +57,7 @@ def lstm_sequence(
     project: Any, params: Params, h0: Array, c0: Array, xs: Array, steps: Steps, options: ScanOptions, hoisted: bool
 ) -> tuple[Array, tuple[Array, Array]]:
     """Runs the plain LSTM over time-major ``xs[T, *B, D]``: ``(ys, (h_final, c_final))``."""
-    batch = 1
-    for n in xs.shape[1:-1]:
-        batch *= n
+    batch = math.prod(xs.shape[1:-1])
     hidden = c0.shape[-1]
     weights = (params["input_kernel"], params["bias"], params["recurrent_kernel"])
     batched = _fused.batched_weight_gradients(batch, 4, hidden)
