@@ -55,11 +55,26 @@ def _shapes_match(cell: Cell, params: Params, in_features: int) -> bool:
         expected = expected_params(cell, in_features)
     except Exception:  # noqa: BLE001 — a width the cell's init refuses is simply not the answer
         return False
-    got_leaves, got_tree = jax.tree.flatten(params)
-    want_leaves, want_tree = jax.tree.flatten(expected)
-    return got_tree == want_tree and all(
-        tuple(jnp.shape(g)) == tuple(w.shape) for g, w in zip(got_leaves, want_leaves, strict=True)
-    )
+    return _difference(params, expected) is None
+
+
+def _difference(params: Params, expected: Any) -> str | tuple[str, tuple[int, ...], tuple[int, ...]] | None:
+    """How ``params`` differs from ``expected``: ``None`` (not at all), a structure description, or the
+    first leaf whose shape differs as ``(name, shape, expected shape)``."""
+    got_paths, got_tree = jax.tree_util.tree_flatten_with_path(params)
+    want_paths, want_tree = jax.tree_util.tree_flatten_with_path(expected)
+    if got_tree != want_tree:
+        got = sorted(_leaf_name(p) for p, _ in got_paths)
+        want = sorted(_leaf_name(p) for p, _ in want_paths)
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        detail = "; ".join(
+            part for part in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if part
+        )
+        return detail or f"got {got_tree}"
+    for (path, got), (_, want) in zip(got_paths, want_paths, strict=True):
+        if tuple(jnp.shape(got)) != tuple(want.shape):
+            return _leaf_name(path), tuple(jnp.shape(got)), tuple(want.shape)
+    return None
 
 
 def check_params(cell: Cell, params: Params, in_features: int, name: str = "params") -> None:
@@ -70,32 +85,24 @@ def check_params(cell: Cell, params: Params, in_features: int, name: str = "para
     cell_name = type(cell).__name__
     if params is None:
         raise TypeError(f"{name} is None; make it with {cell_name}.init(key, in_features)")
-    expected = expected_params(cell, in_features)
-    got_paths, got_tree = jax.tree_util.tree_flatten_with_path(params)
-    want_paths, want_tree = jax.tree_util.tree_flatten_with_path(expected)
-    if got_tree != want_tree:
-        got = sorted(_leaf_name(p) for p, _ in got_paths)
-        want = sorted(_leaf_name(p) for p, _ in want_paths)
-        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-        detail = "; ".join(
-            part for part in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if part
-        )
+    difference = _difference(params, expected_params(cell, in_features))
+    if difference is None:
+        return
+    if isinstance(difference, str):
         raise ValueError(
-            f"{name} do not have the structure {cell_name}.init makes ({detail or f'got {got_tree}'}); "
-            "were they made for another cell?"
+            f"{name} do not have the structure {cell_name}.init makes ({difference}); were they made for another cell?"
         )
-    for (path, got), (_, want) in zip(got_paths, want_paths, strict=True):
-        if tuple(jnp.shape(got)) != tuple(want.shape):
-            made_for = params_in_features(cell, params)
-            hint = (
-                f"; the parameters were made for {made_for} input features, the input has {in_features}"
-                if made_for is not None and made_for != in_features
-                else ""
-            )
-            raise ValueError(
-                f"{name}[{_leaf_name(path)!r}] has shape {tuple(jnp.shape(got))}, but {cell_name}.init makes "
-                f"{tuple(want.shape)} for inputs with {in_features} features{hint}"
-            )
+    leaf, got, want = difference
+    made_for = params_in_features(cell, params)
+    hint = (
+        f"; the parameters were made for {made_for} input features, the input has {in_features}"
+        if made_for is not None and made_for != in_features
+        else ""
+    )
+    raise ValueError(
+        f"{name}[{leaf!r}] has shape {got}, but {cell_name}.init makes {want} for inputs with {in_features} "
+        f"features{hint}"
+    )
 
 
 def _leaf_name(path: tuple[Any, ...]) -> str:
