@@ -109,10 +109,6 @@ def _as_pair(value: Any, name: str) -> tuple[Any, Any]:
     return value[0], value[1]
 
 
-def _set_mode(cell: Cell, deterministic: bool) -> Cell:
-    return cell.with_deterministic(deterministic)
-
-
 def _needs_key(cells: Sequence[Cell], carries: Sequence[Carry | None], deterministic: bool) -> list[int]:
     if deterministic:
         return []
@@ -207,7 +203,7 @@ def stacked_scan(
         check_params(cell, p, in_features[i], name=f"params[{i}]")
     batch_shape = _batch_shape(xs, options.time_major)
 
-    cells = [_set_mode(cell, deterministic) for cell in cells]
+    cells = [cell.with_deterministic(deterministic) for cell in cells]
     use_dropout = dropout > 0.0 and not deterministic
     stochastic = _needs_key(cells, carries, deterministic)
     if key is None and (use_dropout or stochastic):
@@ -300,7 +296,7 @@ def bidirectional_scan(
     if resets is not None:
         resets = check_mask_like(resets, "resets", batch_shape, num_steps, time_major)
     carries = list(_as_pair(initial_carry, "initial_carry"))
-    cells = [_set_mode(forward_cell, deterministic), _set_mode(backward_cell, deterministic)]
+    cells = [forward_cell.with_deterministic(deterministic), backward_cell.with_deterministic(deterministic)]
     stochastic = _needs_key(cells, carries, deterministic)
     if key is None and stochastic:
         name = ("forward_cell", "backward_cell")[stochastic[0]]
