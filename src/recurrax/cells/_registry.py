@@ -41,6 +41,10 @@ class CellEntry:
     summary: str
     layer_options: Mapping[str, Any]
 
+    def layer_options_for(self, cell: Cell) -> dict[str, Any]:
+        """The layer defaults for ``cell`` as built: a regularised (so no longer linear) cell runs the step loop."""
+        return {k: v for k, v in self.layer_options.items() if cell.is_linear or k != "method"}
+
 
 _ENTRIES: dict[str, CellEntry] = {}
 

@@ -66,14 +66,14 @@ class ZoneoutCarry(NamedTuple):
 
 
 # ------------------------------------------------------------------ checks
-def _check_cell(cell: Any, wrapper: str) -> None:
+def _check_cell(cell: Any, wrapper: str, *, mixes_own_carry: bool = False) -> None:
     """The wrappers act on the cell's recurrent state, which the cell must expose (``Cell.recurrent_state``).
 
-    Zoneout also takes a cell that mixes its own carry (overrides ``Cell.zoned_step``).
+    With ``mixes_own_carry`` (zoneout), a cell that overrides ``Cell.zoned_step`` passes too.
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"{wrapper} wraps a recurrax Cell, got {type(cell).__name__}")
-    if wrapper == "zoneout" and type(cell).zoned_step is not Cell.zoned_step:
+    if mixes_own_carry and type(cell).zoned_step is not Cell.zoned_step:
         return
     template = jax.eval_shape(lambda: cell.initial_carry(()))
     try:
@@ -332,8 +332,9 @@ class Zoneout(RegularizedCell):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_cell(self.cell, "zoneout")
+        _check_cell(self.cell, "zoneout", mixes_own_carry=True)
         template = jax.eval_shape(lambda: self.base_cell.initial_carry(()))
+        object.__setattr__(self, "_template", template)
         if isinstance(self.rate, numbers.Real) and not isinstance(self.rate, bool):
             rates = jax.tree.map(lambda _: float(self.rate), template)
         else:
@@ -358,9 +359,9 @@ class Zoneout(RegularizedCell):
     def wrap_carry(self, base_carry: Carry, *, key: Array | None = None) -> ZoneoutCarry:
         inner_key, own_key = self._split_key(key)
         inner = self._wrap_inner(base_carry, inner_key)
-        leaf = jax.tree.leaves(base_carry)[0]
-        template = jax.tree.leaves(jax.eval_shape(lambda: self.base_cell.initial_carry(())))[0]
-        batch_shape = leaf.shape[: leaf.ndim - template.ndim]
+        # The batch dims are what a carry leaf has beyond one example's leaf.
+        leaf, example = jax.tree.leaves(base_carry)[0], jax.tree.leaves(self._template)[0]  # type: ignore[attr-defined]
+        batch_shape = leaf.shape[: leaf.ndim - example.ndim]
         shape = (*batch_shape, *_default_key_data_shape())
         if own_key is None or self.deterministic or not any(self._all_rates()):
             return ZoneoutCarry(inner=inner, key=jnp.zeros(shape, jnp.uint32))
@@ -492,3 +493,12 @@ def zoneout(cell: Cell, rate: float | Any, *, deterministic: bool = False) -> Zo
     if not isinstance(cell, Cell):
         raise TypeError(f"zoneout wraps a recurrax Cell, got {type(cell).__name__}")
     return Zoneout(cell=cell, rate=rate, deterministic=deterministic, **_wrapper_fields(cell))
+
+
+def regularized(cell: Cell, recurrent_dropout_rate: float, zoneout_rate: Any) -> Cell:
+    """``zoneout(recurrent_dropout(cell))``, each only when its rate is non-zero (what the layers build)."""
+    if recurrent_dropout_rate:
+        cell = recurrent_dropout(cell, recurrent_dropout_rate)
+    if not (isinstance(zoneout_rate, numbers.Real) and zoneout_rate == 0):
+        cell = zoneout(cell, zoneout_rate)
+    return cell

@@ -12,7 +12,7 @@ from recurrax._options import ScanOptions
 from recurrax._scan import scan
 from recurrax._types import Array, Carry
 from recurrax.cells._registry import CellEntry
-from recurrax.cells._regularization import RegularizedCell, start_regularized
+from recurrax.cells._regularization import RegularizedCell, regularized, start_regularized
 
 _LAYERS: dict[str, type[linen.Module]] = {}
 
@@ -24,8 +24,8 @@ class _RecurrentLayer(linen.Module):
         raise NotImplementedError
 
     def scan_options(self, cell: Cell) -> ScanOptions:
-        """The options (a registered layer's default parallel scan yields to the step loop when regularised)."""
-        return self.options
+        """The module's ``options``, else the defaults for ``cell``."""
+        return self.options if self.options is not None else ScanOptions()
 
     @linen.compact
     def __call__(
@@ -67,7 +67,8 @@ class RNN(_RecurrentLayer):
 
     Attributes:
       cell: the cell (hyper-parameters only).
-      options: a :class:`~recurrax.ScanOptions` (``reverse``, ``time_major``, ``unroll``, ``method``, …).
+      options: a :class:`~recurrax.ScanOptions` (``reverse``, ``time_major``, ``unroll``, ``method``, …);
+        ``None``: the defaults.
       return_carry: return ``(ys, final_carry)`` instead of ``ys``.
       deterministic: evaluation mode for regularised cells (can be overridden per call).
 
@@ -80,7 +81,7 @@ class RNN(_RecurrentLayer):
     """
 
     cell: Cell
-    options: ScanOptions = ScanOptions()
+    options: ScanOptions | None = None
     return_carry: bool = False
     deterministic: bool | None = None
 
@@ -98,23 +99,19 @@ def linen_layer_for(entry: CellEntry) -> type[linen.Module]:
     cell_fields = [f for f in dataclasses.fields(cell_type) if f.init]
     required = [f for f in cell_fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     optional = [f for f in cell_fields if f not in required]
-    options = ScanOptions(**{k: v for k, v in entry.layer_options.items()})
     annotations: dict[str, Any] = {f.name: f.type for f in (*required, *optional)}
-    annotations.update(options="ScanOptions", return_carry="bool", deterministic="bool | None")
+    annotations.update(options="ScanOptions | None", return_carry="bool", deterministic="bool | None")
     annotations.update(recurrent_dropout="float", zoneout="Any")
     namespace: dict[str, Any] = {f.name: f.default for f in optional}
-    namespace.update(options=options, return_carry=False, deterministic=None, recurrent_dropout=0.0, zoneout=0.0)
+    namespace.update(options=None, return_carry=False, deterministic=None, recurrent_dropout=0.0, zoneout=0.0)
 
     def make_cell(self: Any) -> Cell:
-        from recurrax.nn._layers import regularized
-
         cell = cell_type(**{f.name: getattr(self, f.name) for f in cell_fields})
         return regularized(cell, self.recurrent_dropout, self.zoneout)
 
     def scan_options(self: Any, cell: Cell) -> ScanOptions:
-        if self.options == options and not cell.is_linear and options.method == "parallel":
-            return options.replace(method="sequential")
-        return self.options
+        # None: the registry's layer defaults (a regularised linear cell runs the step loop).
+        return self.options if self.options is not None else ScanOptions(**entry.layer_options_for(cell))
 
     namespace.update(
         scan_options=scan_options,

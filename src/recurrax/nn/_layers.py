@@ -11,28 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import numbers
 import types
 from typing import Any
 
 from flax import nnx
 
-from recurrax._cell import Cell
 from recurrax.cells._registry import CellEntry
-from recurrax.cells._regularization import recurrent_dropout as wrap_recurrent_dropout
-from recurrax.cells._regularization import zoneout as wrap_zoneout
+from recurrax.cells._regularization import regularized
 from recurrax.nn._rnn import RNN
 
 _LAYERS: dict[str, type[RNN]] = {}
-
-
-def regularized(cell: Cell, recurrent_dropout: float, zoneout: Any) -> Cell:
-    """``zoneout(recurrent_dropout(cell))``, each only when its rate is non-zero."""
-    if recurrent_dropout:
-        cell = wrap_recurrent_dropout(cell, recurrent_dropout)
-    if not (isinstance(zoneout, numbers.Real) and zoneout == 0):
-        cell = wrap_zoneout(cell, zoneout)
-    return cell
 
 
 def layer_for(entry: CellEntry) -> type[RNN]:
@@ -65,8 +53,7 @@ def layer_for(entry: CellEntry) -> type[RNN]:
     ) -> None:
         cell_options = {name: options.pop(name) for name in list(options) if name in field_names}
         cell = regularized(cell_type(hidden_size=hidden_size, **cell_options), recurrent_dropout, zoneout)
-        defaults = layer_defaults if cell.is_linear else {k: v for k, v in layer_defaults.items() if k != "method"}
-        RNN.__init__(self, cell, in_features, rngs=rngs, **{**defaults, **options})
+        RNN.__init__(self, cell, in_features, rngs=rngs, **{**entry.layer_options_for(cell), **options})
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [
