@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
@@ -18,10 +17,10 @@ from jax.typing import DTypeLike
 from recurrax._types import Array
 from recurrax.attention import _multi_head, _transformer
 from recurrax.attention._kv_cache import KVCache
-from recurrax.nn._module import ParamModule, check_rngs
+from recurrax.nn._module import BlockModule
 
 
-class MultiHeadAttention(ParamModule):
+class MultiHeadAttention(BlockModule):
     """NNX module of :class:`recurrax.attention.MultiHeadAttention` (self- or cross-attention).
 
     Call: ``mha(inputs_q, inputs_kv=None, *, lengths=None, kv_lengths=None,
@@ -68,12 +67,7 @@ class MultiHeadAttention(ParamModule):
             **options,
         )
         make = functools.partial(spec.init, in_features=in_features, kv_features=kv_features)
-        check_rngs(rngs)
-        # One compiled init instead of one compile per initialiser call.
-        self.spec = spec
-        super().__init__(
-            jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic
-        )
+        super().__init__(spec, make, rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
 
@@ -110,7 +104,7 @@ class MultiHeadAttention(ParamModule):
         return self.spec.decode(self.pure_params(), inputs, cache, lengths=lengths)
 
 
-class TransformerEncoderBlock(ParamModule):
+class TransformerEncoderBlock(BlockModule):
     """NNX module of :class:`recurrax.attention.TransformerEncoderBlock`: ``xs[*B, T, D] → [*B, T, D]``.
 
     ``options`` are the pure block's fields (``num_kv_heads``, ``mlp_features``,
@@ -130,10 +124,7 @@ class TransformerEncoderBlock(ParamModule):
         spec = _transformer.TransformerEncoderBlock(num_heads=num_heads, **options)
         dropout = spec.dropout_rate > 0 or spec.attention_dropout_rate > 0
         make = functools.partial(spec.init, features=features)
-        check_rngs(rngs)
-        # One compiled init instead of one compile per initialiser call.
-        self.spec = spec
-        super().__init__(jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout, deterministic=deterministic)
+        super().__init__(spec, make, rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = features
         self.time_major = time_major
 
@@ -157,7 +148,7 @@ class TransformerEncoderBlock(ParamModule):
         return self.spec.decode(self.pure_params(), xs, cache, lengths=lengths)
 
 
-class TransformerDecoderBlock(ParamModule):
+class TransformerDecoderBlock(BlockModule):
     """NNX module of :class:`recurrax.attention.TransformerDecoderBlock`: ``(xs, memory) → [*B, T, D]``."""
 
     def __init__(
@@ -174,10 +165,7 @@ class TransformerDecoderBlock(ParamModule):
         spec = _transformer.TransformerDecoderBlock(num_heads=num_heads, **options)
         dropout = spec.dropout_rate > 0 or spec.attention_dropout_rate > 0
         make = functools.partial(spec.init, features=features, memory_features=memory_features)
-        check_rngs(rngs)
-        # One compiled init instead of one compile per initialiser call.
-        self.spec = spec
-        super().__init__(jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout, deterministic=deterministic)
+        super().__init__(spec, make, rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = features
         self.time_major = time_major
 
@@ -216,7 +204,7 @@ class TransformerDecoderBlock(ParamModule):
         return self.spec.decode(self.pure_params(), xs, memory, cache, lengths=lengths, memory_lengths=memory_lengths)
 
 
-class TransformerEncoder(ParamModule):
+class TransformerEncoder(BlockModule):
     """NNX module of :class:`recurrax.attention.TransformerEncoder`: a backbone ``xs[*B, T, D] → [*B, T, F]``.
 
     ``options`` are the pure stack's fields (``features``, ``mlp_features``,
@@ -244,10 +232,7 @@ class TransformerEncoder(ParamModule):
         spec = _transformer.TransformerEncoder(num_layers=num_layers, num_heads=num_heads, **options)
         dropout = spec.dropout_rate > 0 or spec.attention_dropout_rate > 0
         make = functools.partial(spec.init, in_features=in_features)
-        check_rngs(rngs)
-        # One compiled init instead of one compile per initialiser call.
-        self.spec = spec
-        super().__init__(jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout, deterministic=deterministic)
+        super().__init__(spec, make, rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = in_features
         self.out_features = spec.model_features(in_features)
         self.time_major = time_major
@@ -274,7 +259,7 @@ class TransformerEncoder(ParamModule):
         return self.spec.decode(self.pure_params(), xs, caches, lengths=lengths)
 
 
-class TransformerDecoder(ParamModule):
+class TransformerDecoder(BlockModule):
     """NNX module of :class:`recurrax.attention.TransformerDecoder`: ``(xs, memory) → [*B, T, F]``."""
 
     def __init__(
@@ -292,10 +277,7 @@ class TransformerDecoder(ParamModule):
         spec = _transformer.TransformerDecoder(num_layers=num_layers, num_heads=num_heads, **options)
         dropout = spec.dropout_rate > 0 or spec.attention_dropout_rate > 0
         make = functools.partial(spec.init, in_features=in_features, memory_features=memory_features)
-        check_rngs(rngs)
-        # One compiled init instead of one compile per initialiser call.
-        self.spec = spec
-        super().__init__(jax.jit(make)(rngs.params()), rngs=rngs, stochastic=dropout, deterministic=deterministic)
+        super().__init__(spec, make, rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = in_features
         self.out_features = spec.model_features(in_features)
         self.time_major = time_major

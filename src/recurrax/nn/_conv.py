@@ -12,10 +12,10 @@ from jax.typing import DTypeLike
 
 from recurrax._types import Array, Initializer
 from recurrax.conv import _conv1d, _tcn
-from recurrax.nn._module import ParamModule, check_rngs
+from recurrax.nn._module import BlockModule
 
 
-class Conv1D(ParamModule):
+class Conv1D(BlockModule):
     """NNX module of :class:`recurrax.conv.Conv1D`: ``xs[*B, T, D] → [*B, T, F]`` (causal by default).
 
     Example::
@@ -56,11 +56,8 @@ class Conv1D(ParamModule):
             dtype=dtype,
             param_dtype=param_dtype,
         )
-        check_rngs(rngs)
-        # One compiled init instead of one compile per initialiser call.
-        params = jax.jit(functools.partial(spec.init, in_features=in_features))(rngs.params())
-        self.spec = spec
-        super().__init__(params, rngs=rngs, stochastic=False, deterministic=deterministic)
+        make = functools.partial(spec.init, in_features=in_features)
+        super().__init__(spec, make, rngs=rngs, stochastic=False, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
 
@@ -68,7 +65,7 @@ class Conv1D(ParamModule):
         return self.spec.apply(self.pure_params(), xs, lengths=lengths, time_major=self.time_major)
 
 
-class TemporalBlock(ParamModule):
+class TemporalBlock(BlockModule):
     """NNX module of :class:`recurrax.conv.TemporalBlock` (one residual TCN block)."""
 
     def __init__(
@@ -99,11 +96,8 @@ class TemporalBlock(ParamModule):
             dtype=dtype,
             param_dtype=param_dtype,
         )
-        check_rngs(rngs)
-        # One compiled init instead of one compile per initialiser call.
-        params = jax.jit(functools.partial(spec.init, in_features=in_features))(rngs.params())
-        self.spec = spec
-        super().__init__(params, rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic)
+        make = functools.partial(spec.init, in_features=in_features)
+        super().__init__(spec, make, rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
 
@@ -113,7 +107,7 @@ class TemporalBlock(ParamModule):
         )
 
 
-class TCN(ParamModule):
+class TCN(BlockModule):
     """NNX module of :class:`recurrax.conv.TCN`: a backbone ``xs[*B, T, D] → [*B, T, features[-1]]``.
 
     Example::
@@ -153,11 +147,8 @@ class TCN(ParamModule):
             dtype=dtype,
             param_dtype=param_dtype,
         )
-        check_rngs(rngs)
-        # One compiled init instead of one compile per initialiser call.
-        params = jax.jit(functools.partial(spec.init, in_features=in_features))(rngs.params())
-        self.spec = spec
-        super().__init__(params, rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic)
+        make = functools.partial(spec.init, in_features=in_features)
+        super().__init__(spec, make, rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
 

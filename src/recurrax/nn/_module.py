@@ -59,3 +59,14 @@ class ParamModule(nnx.Module):
 def check_rngs(rngs: Any) -> None:
     if not isinstance(rngs, nnx.Rngs):
         raise TypeError(f"rngs must be an nnx.Rngs, got {type(rngs).__name__}")
+
+
+class BlockModule(ParamModule):
+    """A :class:`ParamModule` for a pure block (``spec.init`` / ``spec.apply``): ``make(key) -> params``
+    runs once, compiled (one compile instead of one per initialiser), and ``spec`` is kept for the calls."""
+
+    def __init__(self, spec: Any, make: Any, *, rngs: nnx.Rngs, stochastic: bool, deterministic: bool = False) -> None:
+        check_rngs(rngs)
+        params = jax.jit(make)(rngs.params())
+        self.spec = spec
+        super().__init__(params, rngs=rngs, stochastic=stochastic, deterministic=deterministic)
