@@ -1,6 +1,8 @@
 """Guides whose Python blocks run as written, and print what the text says they print.
 
 A block followed by a sentence ``It prints `...`.`` must print exactly that.
+Guides in ``RUNNABLE`` run every block; in the others, the blocks right after a
+``<!-- runs -->`` line run, in order, sharing one namespace per guide.
 """
 
 from __future__ import annotations
@@ -16,23 +18,28 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 RUNNABLE = ["architecture.md"]
 
 
-def _blocks(text: str) -> list[tuple[str, str | None]]:
-    """``(code, what the text after it says it prints)`` for each Python block."""
+def _blocks(text: str, *, marked_only: bool = False) -> list[tuple[str, str | None]]:
+    """``(code, what the text after it says it prints)`` for each (marked) Python block."""
     found = []
-    for match in re.finditer(r"```python\n(.*?)```", text, flags=re.S):
+    marker = r"<!-- runs -->\s*\n" if marked_only else ""
+    for match in re.finditer(marker + r"```python\n(.*?)```", text, flags=re.S):
         after = text[match.end() : match.end() + 400]
         said = re.match(r"\s*It prints `([^`]*)`", after)
         found.append((match.group(1), said.group(1) if said else None))
     return found
 
 
-@pytest.mark.parametrize("name", RUNNABLE)
-def test_guide_blocks_run_and_print_what_they_say(name, monkeypatch):
+MARKED = sorted(p.name for p in DOCS.glob("*.md") if p.name not in RUNNABLE and "<!-- runs -->" in p.read_text())
+
+
+@pytest.mark.parametrize("name", RUNNABLE + MARKED)
+def test_guide_blocks_run_and_print_what_they_say(name, monkeypatch, tmp_path):
     import recurrax.cells._registry as registry
 
-    # Cells that a guide registers stay in this test.
+    # Cells that a guide registers stay in this test; files it writes go to tmp_path.
     monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
-    blocks = _blocks((DOCS / name).read_text())
+    monkeypatch.chdir(tmp_path)
+    blocks = _blocks((DOCS / name).read_text(), marked_only=name not in RUNNABLE)
     assert blocks, f"{name} has no Python blocks"
     namespace: dict = {"__name__": f"docs_{name}"}
     for code, said in blocks:
