@@ -16,7 +16,7 @@ import numpy as np
 
 from recurrax._cell import Cell, Steps
 from recurrax._linear_cell import LinearCell
-from recurrax._ops import padding_mask, tree_where
+from recurrax._ops import padding_mask, tree_where, zero_padding
 from recurrax._options import ScanOptions, accepts_scan_options
 from recurrax._parallel import parallel_scan
 from recurrax._params import check_params
@@ -124,6 +124,10 @@ def scan(
         check_initial_carry(initial_carry, cell.initial_carry(batch_shape), batch_shape)
     if lengths is not None:
         lengths = check_lengths(lengths, batch_shape, num_steps)
+        # Padding is garbage by definition (NaN, Inf, 1e30 all occur). Zeroing it
+        # here, before any arithmetic, keeps it out of values and gradients alike:
+        # masking a cell's result later still differentiates through NaN * 0.
+        xs = zero_padding(xs, padding_mask(lengths, num_steps, time_major=time_major))
     if resets is not None:
         resets = check_mask_like(resets, "resets", batch_shape, num_steps, time_major)
 

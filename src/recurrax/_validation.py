@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 
 def is_concrete(value: Any) -> bool:
@@ -50,7 +51,14 @@ def check_sequence(xs: Any, name: str, *, time_major: bool, features: int | None
 
 
 def check_lengths(lengths: Any, batch_shape: tuple[int, ...], num_steps: int) -> jax.Array:
-    """Checks per-example ``lengths[*B]`` with values in ``[1, T]``."""
+    """Checks per-example ``lengths[*B]`` with values in ``[1, T]``.
+
+    Concrete lengths are checked here. Traced ones (under ``jit``) cannot be, so
+    they get a ``checkify`` check (reported when the caller wraps its function in
+    ``checkify.checkify(f, errors=checkify.user_checks)``) and are clamped to
+    ``[0, T]``: a length above ``T`` acts as ``T``, and a length of 0 or less
+    keeps the initial carry and gives zero outputs.
+    """
     lengths = as_array(lengths, "lengths")
     if tuple(lengths.shape) != tuple(batch_shape):
         raise ValueError(f"lengths must have the batch shape {tuple(batch_shape)}, got shape {tuple(lengths.shape)}")
@@ -62,7 +70,15 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], num_steps: int) ->
             raise ValueError(f"lengths must be >= 1 (zero-length sequences have no output), got min {low}")
         if high > num_steps:
             raise ValueError(f"lengths must be <= the sequence length T={num_steps}, got max {high}")
-    return jnp.asarray(lengths)
+        return jnp.asarray(lengths)
+    lengths = jnp.asarray(lengths)
+    checkify.debug_check(
+        jnp.all((lengths >= 1) & (lengths <= num_steps)),
+        f"lengths must be in [1, T={num_steps}], got min {{low}} and max {{high}}",
+        low=jnp.min(lengths, initial=num_steps),
+        high=jnp.max(lengths, initial=1),
+    )
+    return jnp.clip(lengths, 0, num_steps)
 
 
 def check_mask_like(mask: Any, name: str, batch_shape: tuple[int, ...], num_steps: int, time_major: bool) -> jax.Array:
