@@ -295,7 +295,7 @@ def test_carries_wrap_and_unwrap():
     "make, error, match",
     [
         (lambda: recurrent_dropout(recurrax.lstm(H), 1.0), ValueError, r"rate must be in \[0, 1\)"),
-        (lambda: recurrent_dropout(recurrax.lstm(H), "0.1"), TypeError, "rate must be a float"),
+        (lambda: recurrent_dropout(recurrax.lstm(H), "0.1"), TypeError, "rate must be a finite float"),
         (lambda: zoneout(recurrax.lstm(H), 1.5), ValueError, r"rate must be in \[0, 1\]"),
         (lambda: zoneout(recurrax.lstm(H), (0.1, 0.2)), ValueError, "carry structure"),
         (lambda: recurrent_dropout(zoneout(recurrax.gru(H), 0.1), 0.1), TypeError, "put zoneout outside"),

@@ -39,7 +39,7 @@ from jax.typing import DTypeLike
 from recurrax._options import ScanOptions
 from recurrax._params import params_in_features, search_in_features
 from recurrax._types import Array, Carry, Params
-from recurrax._validation import check_float_dtype
+from recurrax._validation import check_fields, check_float_dtype, check_init_arguments
 
 _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
@@ -112,6 +112,7 @@ class Cell(abc.ABC):
             )
         if self.hidden_size <= 0:
             raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size}")
+        check_fields(self)
         for name in ("dtype", "param_dtype", "carry_dtype"):
             check_float_dtype(getattr(self, name), name, allow_complex=True)
         for field in dataclasses.fields(self):
@@ -297,7 +298,7 @@ class Cell(abc.ABC):
 
 
 def _accept_input_size_keyword(init: Callable[..., Params]) -> Callable[..., Params]:
-    """Wraps a cell's ``init`` so that the old keyword ``input_size=`` still works (with a warning)."""
+    """Wraps a cell's ``init``: checks its arguments, and keeps the old keyword ``input_size=`` working (warned)."""
     if getattr(init, "_accepts_input_size", False):
         return init
 
@@ -311,7 +312,8 @@ def _accept_input_size_keyword(init: Callable[..., Params]) -> Callable[..., Par
             )
             if args or "in_features" in kwargs:
                 raise TypeError("give the input width once, as in_features")
-            return init(self, key, kwargs.pop("input_size"), **kwargs)
+            kwargs["in_features"] = kwargs.pop("input_size")
+        check_init_arguments(key, args[0] if args else kwargs.get("in_features"))
         return init(self, key, *args, **kwargs)
 
     wrapper._accepts_input_size = True  # type: ignore[attr-defined]

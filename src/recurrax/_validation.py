@@ -5,6 +5,9 @@ Each message names the argument, what it got and what it expected.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import functools
 import numbers
 from typing import Any
 
@@ -160,3 +163,136 @@ def check_block_inputs(
     if lengths is not None:
         lengths = check_lengths(lengths, xs.shape[:-2], xs.shape[-2])
     return xs, lengths
+
+
+def check_fields(obj: Any) -> None:
+    """Checks every dataclass field of ``obj`` against its declared type.
+
+    The one place constructor arguments of cells and blocks are checked by
+    type: ``bool`` takes only a bool, ``int`` an integer (not a bool),
+    ``float`` a finite real number, ``str``/``Literal[...]`` one of its values,
+    ``tuple[int, ...]`` a tuple of integers, ``Initializer`` a callable, each
+    maybe ``| None``. Fields of other types (dtypes) have their own checks.
+    """
+    for field in dataclasses.fields(obj):
+        rule = _field_rule(field.type)
+        if rule is None:
+            continue
+        value = getattr(obj, field.name)
+        problem = rule.problem(value)
+        if problem is not None:
+            error = TypeError if problem == "type" else ValueError
+            got = f"{type(value).__name__} {value!r}" if problem == "type" else repr(value)
+            raise error(f"{type(obj).__name__}: {field.name} must be {rule.expected}, got {got}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _FieldRule:
+    """What one declared field type accepts: ``atoms`` (``bool``, ``int``, ...) or ``literals``."""
+
+    atoms: frozenset[str]
+    literals: tuple[Any, ...]
+    optional: bool
+
+    @property
+    def expected(self) -> str:
+        kinds = {
+            "bool": "a bool",
+            "int": "an int",
+            "float": "a finite float",
+            "str": "a str",
+            "tuple": "a tuple of ints",
+            "callable": "an initializer(key, shape, dtype)",
+        }
+        parts = [kinds[a] for a in sorted(self.atoms)]
+        if self.literals:
+            parts.append(f"one of {list(self.literals)}")
+        if self.optional:
+            parts.append("None")
+        return " or ".join(parts)
+
+    def problem(self, value: Any) -> str | None:
+        """``None`` if ``value`` fits, else ``"type"`` or ``"value"`` (the kind of error to raise)."""
+        if value is None:
+            return None if self.optional else "type"
+        if self.literals and any(value == v and type(value) is type(v) for v in self.literals):
+            return None
+        is_int = isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+        if "bool" in self.atoms and isinstance(value, (bool, np.bool_)):
+            return None
+        if "int" in self.atoms and is_int:
+            return None
+        if "float" in self.atoms and isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+            return None if np.isfinite(float(value)) else "value"
+        if "str" in self.atoms and isinstance(value, str):
+            return None
+        if "callable" in self.atoms and callable(value):
+            return None
+        if "tuple" in self.atoms and isinstance(value, tuple) and all(isinstance(v, (int, np.integer)) for v in value):
+            return None
+        if self.literals and isinstance(value, str) and all(isinstance(v, str) for v in self.literals):
+            return "value"
+        return "type"
+
+
+_ATOMS = {
+    "bool": "bool",
+    "int": "int",
+    "float": "float",
+    "str": "str",
+    "tuple[int, ...]": "tuple",
+    "Initializer": "callable",
+}
+
+
+@functools.cache
+def _field_rule(annotation: Any) -> _FieldRule | None:
+    """The rule for a field's declared type (a string under ``from __future__ import annotations``)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", None)
+    if not isinstance(text, str):
+        return None
+    atoms, literals, optional = set(), (), False
+    for part in _split_union(text):
+        if part == "None":
+            optional = True
+        elif part in _ATOMS:
+            atoms.add(_ATOMS[part])
+        elif part.startswith("Literal[") and part.endswith("]"):
+            try:
+                values = ast.literal_eval(f"({part[len('Literal[') : -1]},)")
+            except (ValueError, SyntaxError):
+                return None
+            literals += tuple(values)
+        else:
+            return None  # a type this check does not know: the field checks itself
+    if not atoms and not literals:
+        return None
+    return _FieldRule(frozenset(atoms), literals, optional)
+
+
+def _split_union(text: str) -> list[str]:
+    """``"int | Literal['a', 'b'] | None"`` → its top-level parts."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += char == "["
+        depth -= char == "]"
+        if char == "|" and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def check_init_arguments(key: Any, in_features: Any) -> None:
+    """Checks a cell's ``init(key, in_features)`` arguments before any array is made."""
+    is_typed_key = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    is_raw_key = isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.shape == (2,)
+    if not (is_typed_key or is_raw_key):
+        got = f"{type(key).__name__} {key!r}" if np.ndim(key) == 0 else f"shape {np.shape(key)}"
+        raise TypeError(f"key must be a JAX PRNG key (jax.random.key(0)), got {got}")
+    if in_features is None:
+        raise TypeError("init needs in_features, the width D of the inputs")
+    if isinstance(in_features, (bool, np.bool_)) or not isinstance(in_features, (numbers.Integral, np.integer)):
+        raise TypeError(f"in_features must be a positive int, got {type(in_features).__name__} {in_features!r}")
+    if in_features < 1:
+        raise ValueError(f"in_features must be a positive int, got {in_features}")
