@@ -18,11 +18,14 @@ dropped (and counted) instead of poisoning the whole accumulated gradient.
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 # Names under which the chain records gradient norms, read with optax.tree.get.
@@ -78,7 +81,7 @@ def build_optimizer(
     """
     base = _base_optimizer(optimizer, learning_rate, optimizer_kwargs)
     for name, value in (("clip_value", clip_value), ("clip_norm", clip_norm), ("adaptive_clip", adaptive_clip)):
-        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+        if value is not None and not (_is_number(value) and value > 0):
             raise ValueError(f"{name} must be a positive number or None, got {value!r}")
     if isinstance(accumulate_steps, bool) or not isinstance(accumulate_steps, int) or accumulate_steps < 1:
         raise ValueError(f"accumulate_steps must be a positive int, got {accumulate_steps!r}")
@@ -111,6 +114,7 @@ def _base_optimizer(optimizer: Any, learning_rate: Any, kwargs: dict[str, Any]) 
         return optimizer
     if learning_rate is None:
         raise ValueError("learning_rate is required unless optimizer is a ready GradientTransformation")
+    check_learning_rate(learning_rate)
     if isinstance(optimizer, str):
         factory = getattr(optax, optimizer, None)
         if factory is None or not callable(factory) or "learning_rate" not in _parameters(factory):
@@ -125,6 +129,45 @@ def _base_optimizer(optimizer: Any, learning_rate: Any, kwargs: dict[str, Any]) 
             f"optimizer must be an optax optimizer name, a factory or a GradientTransformation, got {optimizer!r}"
         )
     return factory(learning_rate, **kwargs)
+
+
+# Steps at which a schedule is probed: a warmup may start at 0, but no step may be negative or NaN.
+_SCHEDULE_PROBES = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+
+
+def check_learning_rate(learning_rate: Any) -> None:
+    """Refuses a learning rate that would not train: not a number, not finite, or not positive.
+
+    A negative rate trains by gradient ascent without any error. A schedule is
+    probed at a few steps from 0 to 10⁶; it may be 0 (a warmup's start, a decay's
+    end) but never negative or non-finite.
+    """
+    if callable(learning_rate):
+        for step in _SCHEDULE_PROBES:
+            try:
+                value = float(learning_rate(jnp.asarray(step)))
+            except (TypeError, ValueError) as err:
+                raise TypeError(
+                    f"learning_rate must be a number or an optax schedule step -> rate; calling it with step={step} "
+                    f"failed: {err}"
+                ) from err
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"learning_rate schedule gives {value} at step {step}; it must be finite and >= 0")
+        return
+    if not _is_number(learning_rate):
+        raise TypeError(
+            f"learning_rate must be a positive number or an optax schedule, got "
+            f"{type(learning_rate).__name__} {learning_rate!r}"
+        )
+    if not (math.isfinite(float(learning_rate)) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
+
+
+def _is_number(value: Any) -> bool:
+    """A real scalar: a Python/numpy number or a 0-d real array, not a bool."""
+    if isinstance(value, (jax.Array, np.ndarray)):
+        return value.ndim == 0 and bool(jnp.issubdtype(value.dtype, jnp.number)) and value.dtype != jnp.bool_
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _parameters(fn: Callable[..., Any]) -> set[str]:
