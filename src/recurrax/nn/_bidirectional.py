@@ -14,9 +14,14 @@ from recurrax.nn._rnn import RNN
 class Bidirectional(nnx.Module):
     """Runs ``forward`` over ``xs`` and ``backward`` over each example reversed, then merges them.
 
-    The module form of :func:`recurrax.bidirectional_scan`: ``backward`` must be
-    built with ``reverse=True`` (it then runs each example backwards over its
-    own valid steps, ``t = lengths[b] - 1, ..., 0``); both outputs stay aligned
+    The module form of :func:`recurrax.bidirectional_scan`. **You build both
+    layers; ``Bidirectional`` builds nothing and flips nothing.** Pass the
+    backward layer already made with ``reverse=True`` (as in the example): it
+    then runs each example backwards over its own valid steps,
+    ``t = lengths[b] - 1, ..., 0``. A backward layer made without it is refused,
+    rather than silently run forwards (Keras' ``Bidirectional`` copies the layer
+    and sets ``go_backwards`` itself; here the two layers are yours, with their
+    own parameters and options, so nothing is copied behind your back). Both outputs stay aligned
     with ``xs`` and are zero at padding. ``resets`` mark episode starts in
     ``xs``'s order; the backward direction restarts at each episode's last step.
 
