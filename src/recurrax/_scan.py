@@ -82,6 +82,12 @@ def scan(
       xs: the input sequence (floating dtype).
       initial_carry: the carry at the first step (default ``cell.initial_carry``).
       lengths: valid length of each example; the carry freezes after it.
+        What ``xs`` holds past it never reaches an output or a gradient (NaN
+        and Inf included: PyTorch's packed-sequence semantics). Concrete
+        lengths outside ``[1, T]`` are refused; traced ones (under ``jit``) are
+        clamped to ``[0, T]`` (0: the initial carry and zero outputs) and
+        checked when the caller wraps its function in
+        ``checkify.checkify(f, errors=checkify.user_checks)``.
       resets: where the carry restarts from ``initial_carry`` (episode starts).
       return_carries: also return the carry after every step (step loop only).
       carry_perturbation: a pytree shaped like the stacked carries whose entry
