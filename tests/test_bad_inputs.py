@@ -244,6 +244,12 @@ CASES = [
         "epochs",
     ),
     Case(
+        "fit epochs 0",
+        lambda: train.fit(_linear_model(), optax.adam(1e-3), DATA, epochs=0, progress=False),
+        ValueError,
+        "epochs must be a positive int",
+    ),
+    Case(
         "fit data list",
         lambda: train.fit(_linear_model(), optax.adam(1e-3), [1, 2], progress=False),
         TypeError,

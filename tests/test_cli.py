@@ -56,6 +56,19 @@ def test_argument_errors_are_one_line(capsys, monkeypatch, tmp_path, argv, expec
     assert not (tmp_path / "x").exists()  # nothing written for a refused command
 
 
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [("taken", "--out taken is an existing file"), ("taken/run", "cannot be created: taken is a file")],
+)
+def test_an_unusable_out_is_refused_before_any_work(capsys, monkeypatch, tmp_path, out, expected):
+    import recurrax.cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("not a run")
+    monkeypatch.setattr(recurrax.cli, "_build", lambda config: pytest.fail("built data and a model first"))
+    _one_line_error(capsys, ["train", "--task", "adding", "--out", out], expected)
+
+
 def test_the_console_script_and_module_entry_points(tmp_path):
     (script,) = entry_points(group="console_scripts", name="recurrax")
     assert script.value == "recurrax.cli:main"

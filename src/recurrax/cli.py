@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -200,12 +201,26 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.task is None:
         raise UsageError("recurrax train", "--task is required (see `recurrax list`)")
     settings = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in TRAIN_DEFAULTS.items()}
+    _check_new_run_dir(args.out)
     if (args.out / CONFIG_FILE).exists():
         raise UsageError(
             "recurrax train",
             f"{args.out} already holds a run; continue it with --resume {args.out} or pick a new --out",
         )
     return {"format": CONFIG_FORMAT, "recurrax_version": _version(), **settings}
+
+
+def _check_new_run_dir(out: Path) -> None:
+    """Refuses an ``--out`` that cannot become a run directory, before any data or model is built."""
+    if out.exists() and not out.is_dir():
+        raise UsageError("recurrax train", f"--out {out} is an existing file, not a directory; pick a directory")
+    ancestor = out
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError("recurrax train", f"--out {out} cannot be created: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError("recurrax train", f"--out {out} cannot be created: {ancestor} is not writable")
 
 
 def _read_config(run_dir: Path, command: str) -> dict[str, Any]:

@@ -144,6 +144,8 @@ def test_callbacks_history_files_and_progress_bar(tmp_path, capsys):
     assert json.loads((tmp_path / "history.json").read_text())["epochs"][0]["epoch"] == 1
     lines = (tmp_path / "history_steps.csv").read_text().splitlines()
     assert lines[0].split(",")[:3] == ["step", "epoch", "loss"] and len(lines) == 6
+    assert lines[3].split(",")[:2] == ["3", "1"]  # counters are written as integers
+    assert type(history.steps[0]["step"]) is int and type(loaded.epochs[0]["epoch"]) is int
     assert float(lines[3].split(",")[2]) == history.steps[2]["loss"]
     assert len((tmp_path / "history_epochs.csv").read_text().splitlines()) == 2
 

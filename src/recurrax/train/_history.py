@@ -19,7 +19,8 @@ class History:
     metrics and the gradient diagnostics; ``epochs`` rows hold ``epoch``,
     ``step``, the epoch's exact train means and ``val_*`` metrics. Steps and
     epochs count from 1 (a step row's ``epoch`` is the epoch it belongs to).
-    Values are Python floats, so the JSON form round-trips bit for bit.
+    ``step`` and ``epoch`` are Python ints (in the CSVs too), every other
+    value a Python float, so the JSON form round-trips bit for bit.
 
     Example:
       >>> h = History()
@@ -33,12 +34,12 @@ class History:
         self.epochs: list[dict[str, float]] = list(epochs or [])
 
     def log_step(self, row: Mapping[str, Any]) -> None:
-        """Appends one step row (values become Python floats)."""
-        self.steps.append({k: _to_float(v) for k, v in row.items()})
+        """Appends one step row (counters become ints, the rest Python floats)."""
+        self.steps.append({k: _to_value(k, v) for k, v in row.items()})
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
-        """Appends one epoch row (values become Python floats)."""
-        self.epochs.append({k: _to_float(v) for k, v in row.items()})
+        """Appends one epoch row (counters become ints, the rest Python floats)."""
+        self.epochs.append({k: _to_value(k, v) for k, v in row.items()})
 
     def series(self, key: str, *, per: str = "epoch") -> list[float]:
         """All values of ``key``, per ``"epoch"`` or per ``"step"`` (NaN where a row lacks it)."""
@@ -61,7 +62,12 @@ class History:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
         """Inverse of :meth:`to_dict`."""
-        return cls([dict(r) for r in data.get("steps", [])], [dict(r) for r in data.get("epochs", [])])
+        history = cls()
+        for row in data.get("steps", []):
+            history.log_step(row)
+        for row in data.get("epochs", []):
+            history.log_epoch(row)
+        return history
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Writes ``history.json``, ``history_steps.csv`` and ``history_epochs.csv`` (each atomically)."""
@@ -131,7 +137,16 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
             tmp.unlink()
 
 
-def _to_float(value: Any) -> float:
+# Columns that count, written as integers ("12", not "12.0") in JSON and CSV.
+COUNTERS = ("step", "epoch")
+
+
+def _to_value(key: str, value: Any) -> float | int:
+    if key in COUNTERS:
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError(f"history column {key!r} counts, so it must be a whole number, got {value!r}")
+        return int(number)
     return float(value)
 
 

@@ -185,9 +185,9 @@ def _fit_data(
 
 
 def _check_counts(**counts: Any) -> None:
-    """Every count is a positive int (``epochs`` may be 0)."""
+    """Every count is a positive int (``epochs=0`` would train nothing and return an empty history)."""
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "epochs" else 1):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
