@@ -128,3 +128,26 @@ def test_train_evaluate_and_exact_resume(capsys, tmp_path):
     _one_line_error(capsys, ["train", *TINY, "--out", str(whole)], "already holds a run")
     _one_line_error(capsys, ["train", "--resume", str(whole), "--lr", "0.1"], "only --epochs")
     _one_line_error(capsys, ["train", "--resume", str(whole), "--epochs", "1"], "can only be extended")
+
+
+def test_mnist1d_without_validation_trains_and_evaluates(capsys, monkeypatch, tmp_path):
+    """--validation-fraction 0: the paper's split; checkpoints monitor the training loss."""
+    import recurrax.tasks
+
+    seen = {}
+
+    def small_mnist1d(name, **options):
+        seen.update(options)
+        return recurrax.tasks.mnist1d(num_samples=100, validation_fraction=options["validation_fraction"])
+
+    monkeypatch.setattr(recurrax.tasks, "load_task", small_mnist1d)
+    run = tmp_path / "run"
+    argv = ["train", "--task", "mnist1d", "--validation-fraction", "0", "--hidden", "4", "--dense", "0"]
+    assert main([*argv, "--epochs", "1", "--batch-size", "40", "--no-progress", "--out", str(run)]) == 0
+    assert seen["validation_fraction"] == 0.0
+    out = capsys.readouterr().out
+    assert "80 train / 0 validation / 20 test examples" in out and "  validation" not in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "validation" not in metrics and metrics["test"]["accuracy"] >= 0.0
+    assert main(["evaluate", str(run)]) == 0
+    assert "  test" in capsys.readouterr().out

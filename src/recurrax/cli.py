@@ -75,6 +75,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def _rate(text: str) -> float:
     try:
         value = float(text)
@@ -106,6 +116,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "num_validation": None,
     "num_test": None,
     "data_seed": None,
+    "validation_fraction": None,  # the task's own
     "cell": "lstm",
     "hidden": 128,
     "dense": None,  # the model's default: 64 for classifiers, none for regressors
@@ -121,6 +132,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "checkpoint_every": None,  # one epoch's steps
 }
 RESUMABLE = ("epochs",)
+# Settings added after the first config format: a run written before them resumes with their default.
+LATER_SETTINGS = ("validation_fraction",)
 
 
 def _build_parser() -> _Parser:
@@ -148,6 +161,12 @@ def _build_parser() -> _Parser:
     data.add_argument("--num-validation", type=_positive_int, help="validation examples (generated tasks)")
     data.add_argument("--num-test", type=_positive_int, help="test examples (generated tasks)")
     data.add_argument("--data-seed", type=_non_negative_int, help="the task's seed (default: the task's own)")
+    data.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        help="share of the training pool held out for validation (mnist1d, digits-*); mnist1d takes 0: "
+        "no validation, the published 4000/1000 split",
+    )
     model = train.add_argument_group("model")
     model.add_argument(
         "--cell", "--model", dest="cell", help="backbone: lstm (default), gru, rnn, ... (see `recurrax list`)"
@@ -237,6 +256,8 @@ def _read_config(run_dir: Path, command: str) -> dict[str, Any]:
         raise UsageError(f"recurrax {command}", f"cannot read {path}: {err}") from None
     if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
         raise UsageError(f"recurrax {command}", f"{path} is not a recurrax run config (format {CONFIG_FORMAT})")
+    for name in LATER_SETTINGS:
+        config.setdefault(name, TRAIN_DEFAULTS[name])
     missing = sorted(set(TRAIN_DEFAULTS) - set(config))
     if missing:
         raise UsageError(f"recurrax {command}", f"{path} lacks the settings {missing}")
@@ -268,7 +289,11 @@ def _build(config: dict[str, Any]) -> tuple[Any, Any, Any]:
     )
     if isinstance(config["cell"], str):
         backbone_spec(config["cell"])
-    options = {k: config[k] for k in ("num_train", "num_validation", "num_test") if config[k] is not None}
+    options = {
+        k: config[k]
+        for k in ("num_train", "num_validation", "num_test", "validation_fraction")
+        if config[k] is not None
+    }
     data = load_task(config["task"], seq_len=config["seq_len"], seed=config["data_seed"], **options)
     model_options: dict[str, Any] = {}
     if config["dense"] is not None:
@@ -371,13 +396,18 @@ def _run_training(
         flush=True,
     )
     trainer = train.Trainer(model, optimizer, loss=info.loss, metrics=list(info.metrics))
+    # With no validation split (--validation-fraction 0) the best checkpoint is the best training epoch.
+    validation = data.validation if len(data.validation) else None
     checkpointer = train.Checkpointer(
-        run_dir / CHECKPOINT_DIR, every_steps=config["checkpoint_every"] or steps_per_epoch, keep=2, monitor="val_loss"
+        run_dir / CHECKPOINT_DIR,
+        every_steps=config["checkpoint_every"] or steps_per_epoch,
+        keep=2,
+        monitor="loss" if validation is None else "val_loss",
     )
     callbacks = []
     recorder = None
     if _gradient_flow_measurable(model):
-        flow_batch = data.validation.subset(slice(0, 64))
+        flow_batch = (data.train if validation is None else validation).subset(slice(0, 64))
         batch = {"inputs": flow_batch.inputs, "targets": flow_batch.targets, "lengths": flow_batch.lengths}
         # Measured every ~1/20 of the planned run; fixed in the config so a resume measures at the same steps.
         config.setdefault("flow_every", max(1, config["epochs"] * steps_per_epoch // 20))
@@ -389,7 +419,7 @@ def _run_training(
             data.train,
             epochs=config["epochs"],
             batch_size=config["batch_size"],
-            validation_data=data.validation,
+            validation_data=validation,
             seed=config["seed"],
             callbacks=callbacks,
             checkpoint=checkpointer,
@@ -418,10 +448,8 @@ def _run_training(
         )
         train.plot_gradient_flow(flows, run_dir / "gradient_flow_heatmap.png", steps=steps)
 
-    metrics = {
-        "validation": trainer.evaluate(data.validation),
-        "test": trainer.evaluate(data.test),
-    }
+    splits = {"test": data.test} if validation is None else {"validation": validation, "test": data.test}
+    metrics = {name: trainer.evaluate(split) for name, split in splits.items()}
     summary = {
         "task": info.to_dict(),
         "step": trainer.step,
@@ -460,7 +488,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise UsageError("recurrax evaluate", f"{err}") from None
     trainer = train.Trainer(model, None, loss=data.info.loss, metrics=list(data.info.metrics), diagnostics=False)
-    splits = args.split or ["validation", "test"]
+    splits = args.split or [name for name in ("validation", "test") if len(data.splits[name])]
     metrics = {s: trainer.evaluate(data.splits[s], batch_size=args.batch_size) for s in dict.fromkeys(splits)}
     print(f"{args.run_dir} (checkpoint {args.step}):")
     _print_metrics(metrics, data.info)

@@ -166,9 +166,13 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def check_fraction(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+def check_fraction(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a float in ``(0, 1)`` (``[0, 1)`` with ``allow_zero``)."""
+    low = "[0" if allow_zero else "(0"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number in {low}, 1), got {type(value).__name__} {value!r}")
+    if not (0.0 <= value < 1.0 if allow_zero else 0.0 < value < 1.0):
+        raise ValueError(f"{name} must be a number in {low}, 1), got {value!r}")
     return float(value)
 
 

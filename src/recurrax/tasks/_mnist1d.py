@@ -61,7 +61,9 @@ def mnist1d(
     Args:
       num_samples: examples generated in total (a multiple of 10 is exact; the
         generator makes ``num_samples // 10`` per class).
-      validation_fraction: share of the generator's training part used for validation.
+      validation_fraction: share of the generator's training part used for
+        validation; 0 keeps it all for training (an empty validation split), the
+        paper's 4,000 train / 1,000 test split with the defaults.
       test_fraction: share of all examples in the test split.
       seed: the generator's seed (42 is the published dataset's setting); also the validation draw.
 
@@ -73,9 +75,12 @@ def mnist1d(
       >>> data = mnist1d(num_samples=200)
       >>> data.train.inputs.shape[1:], len(data.test)
       ((40, 1), 40)
+      >>> no_validation = mnist1d(num_samples=200, validation_fraction=0)  # 5,000 gives the paper's 4,000/1,000
+      >>> len(no_validation.train), len(no_validation.validation), len(no_validation.test)
+      (160, 0, 40)
     """
     num_samples = check_count(num_samples, "num_samples", minimum=10)
-    validation_fraction = check_fraction(validation_fraction, "validation_fraction")
+    validation_fraction = check_fraction(validation_fraction, "validation_fraction", allow_zero=True)
     test_fraction = check_fraction(test_fraction, "test_fraction")
     seed = check_seed(seed)
     raw = _generate(num_samples - num_samples % 10, seed)
@@ -86,7 +91,7 @@ def mnist1d(
     num_test = round(len(ys) * test_fraction)
     num_pool = len(ys) - num_test
     num_validation = round(num_pool * validation_fraction)
-    if min(num_test, num_validation, num_pool - num_validation) < 1:
+    if min(num_test, num_pool - num_validation) < 1 or (validation_fraction > 0 and num_validation < 1):
         raise ValueError(
             f"num_samples={num_samples} is too few for validation_fraction={validation_fraction} and "
             f"test_fraction={test_fraction}: every split needs at least one example"
