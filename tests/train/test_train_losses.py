@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import recurrax.train as train
 from recurrax.train import (
     Objective,
     accuracy,
@@ -97,3 +99,37 @@ def test_objective_reports_masked_means_as_totals_and_counts():
 def test_bad_losses_and_shapes(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_labels_outside_the_classes_are_refused_eagerly_and_nan_under_jit():
+    logits = jnp.zeros((3, 4))
+    for bad in (4, -2, 9):
+        labels = jnp.array([0, bad, 1])
+        with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 4\) or -1"):
+            train.softmax_cross_entropy(logits, labels)
+        with pytest.raises(ValueError, match=r"labels must be class indices"):
+            train.accuracy(logits, labels)
+        values = jax.jit(train.softmax_cross_entropy)(logits, labels)
+        assert np.isnan(values[1]) and np.isfinite(values[0]) and np.isfinite(values[2])
+    with pytest.raises(ValueError, match=r"targets must be probabilities in \[0, 1\]"):
+        train.binary_cross_entropy_with_logits(jnp.zeros((2, 1)), jnp.array([[0.0], [2.0]]))
+    assert np.isnan(jax.jit(train.binary_cross_entropy_with_logits)(jnp.zeros((2, 1)), jnp.array([[0.0], [2.0]]))[1])
+
+
+def test_label_minus_one_is_ignored_like_torch_ignore_index():
+    torch = pytest.importorskip("torch")
+    logits = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    labels = np.array([[0, 2, -1, 1, -1], [1, -1, -1, 0, 2]])
+    objective = train.Objective("softmax_cross_entropy", metrics=["accuracy"])
+    stats = jax.jit(objective.stats)(jnp.asarray(logits), {"targets": jnp.asarray(labels)})
+    total, count = stats["loss"]
+    want = torch.nn.functional.cross_entropy(
+        torch.tensor(logits).reshape(-1, 3), torch.tensor(labels).reshape(-1), ignore_index=-1
+    )
+    np.testing.assert_allclose(total / count, want.item(), rtol=1e-6)
+    assert float(count) == 6 and float(stats["accuracy"][1]) == 6
+    # lengths and ignored labels combine: the first example's 4th step (label 1) is padding.
+    total, count = objective.stats(jnp.asarray(logits), {"targets": jnp.asarray(labels), "lengths": jnp.array([3, 5])})[
+        "loss"
+    ]
+    assert float(count) == 2 + 3

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from recurrax.train._losses import LOSSES, METRICS, ValueFn, masked_total, resolve
+from recurrax.train._losses import LOSSES, METRICS, ValueFn, label_mask, masked_total, resolve
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -97,9 +97,10 @@ class Objective:
         """``{"loss": (total, count), metric: (total, count), ...}`` for these predictions."""
         targets = batch[self.targets_key]
         lengths = self.lengths(batch) if lengths is None else lengths
-        out = {"loss": masked_total(resolve(self.loss, "loss", LOSSES)(predictions, targets), lengths)}
+        valid = label_mask(jnp.asarray(targets))  # class labels of -1 count nowhere
+        out = {"loss": masked_total(resolve(self.loss, "loss", LOSSES)(predictions, targets), lengths, valid)}
         for name, fn in self.metric_functions().items():
-            out[name] = masked_total(resolve(fn, name, METRICS)(predictions, targets), lengths)
+            out[name] = masked_total(resolve(fn, name, METRICS)(predictions, targets), lengths, valid)
         return out
 
     def __call__(self, model: Any, batch: Batch) -> tuple[Array, Stats]:
