@@ -232,3 +232,18 @@ def test_configuration_is_validated():
     with pytest.raises(ValueError, match="num_layers must be a positive int, got 0"):
         TorchRNN(mode="GRU", params=params, input_size=D, hidden_size=H, num_layers=0)
     assert is_lstm("lstm_proj") and not is_lstm("gru")
+
+
+def test_a_subclass_with_its_own_forward_is_refused_unless_allowed():
+    class Scaled(torch.nn.LSTM):
+        def forward(self, x, hx=None):
+            output, state = super().forward(x, hx)
+            return output * 2, state
+
+    class Named(torch.nn.GRU):  # no forward of its own: converted as is
+        pass
+
+    with pytest.raises(TypeError, match="its own forward.*allow_subclass=True"):
+        from_torch(Scaled(D, H, batch_first=True))
+    assert isinstance(from_torch(Scaled(D, H, batch_first=True), allow_subclass=True), TorchRNN)
+    assert isinstance(from_torch(Named(D, H, batch_first=True)), TorchRNN)

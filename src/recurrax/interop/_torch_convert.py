@@ -87,7 +87,7 @@ def _to_jax(tensor: torch.Tensor, dtype: jnp.dtype) -> jax.Array:
     return jnp.asarray(tensor.numpy()).astype(dtype)
 
 
-def from_torch(module: torch.nn.Module, *, dtype: DTypeLike | None = None) -> TorchRNN:
+def from_torch(module: torch.nn.Module, *, dtype: DTypeLike | None = None, allow_subclass: bool = False) -> TorchRNN:
     """Loads a ``torch.nn.RNN``, ``torch.nn.LSTM`` or ``torch.nn.GRU`` into a :class:`TorchRNN`.
 
     Every configuration is supported: tanh or relu RNNs, LSTM ``proj_size``,
@@ -99,6 +99,9 @@ def from_torch(module: torch.nn.Module, *, dtype: DTypeLike | None = None) -> To
       module: the torch module; its weights are copied (on any device).
       dtype: dtype of the recurrax parameters; default the module's
         (float64 needs JAX's 64-bit mode).
+      allow_subclass: convert a subclass whose ``forward`` is its own. Only
+        the weights and the constructor's settings are read, so whatever that
+        ``forward`` adds is lost; such a subclass is refused unless you say so.
 
     Returns:
       a :class:`TorchRNN`; ``rnn(xs, lengths=..., initial_state=...)`` returns
@@ -125,6 +128,13 @@ def from_torch(module: torch.nn.Module, *, dtype: DTypeLike | None = None) -> To
         )
     if not isinstance(module, nn.RNN | nn.LSTM | nn.GRU):
         raise TypeError(f"module must be a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got {type(module).__name__}")
+    base = next(cls for cls in (nn.LSTM, nn.GRU, nn.RNN) if isinstance(module, cls))
+    if type(module).forward is not base.forward and not allow_subclass:
+        raise TypeError(
+            f"module is a {type(module).__name__}, a subclass of torch.nn.{base.__name__} with its own forward; "
+            "from_torch converts only the weights and settings, so its output would differ from that forward. "
+            "Pass allow_subclass=True to convert it anyway"
+        )
     mode = module.mode
     proj = int(getattr(module, "proj_size", 0))
     target = _target_dtype(dtype, module.weight_ih_l0.dtype, torch)
