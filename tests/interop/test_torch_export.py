@@ -243,7 +243,7 @@ def test_a_subclass_with_its_own_forward_is_refused_unless_allowed():
     class Named(torch.nn.GRU):  # no forward of its own: converted as is
         pass
 
-    with pytest.raises(TypeError, match="its own forward.*allow_subclass=True"):
+    with pytest.raises(TypeError, match=r"its own forward.*allow_subclass=True"):
         from_torch(Scaled(D, H, batch_first=True))
     assert isinstance(from_torch(Scaled(D, H, batch_first=True), allow_subclass=True), TorchRNN)
     assert isinstance(from_torch(Named(D, H, batch_first=True)), TorchRNN)
