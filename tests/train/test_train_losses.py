@@ -133,3 +133,25 @@ def test_label_minus_one_is_ignored_like_torch_ignore_index():
         "loss"
     ]
     assert float(count) == 2 + 3
+
+
+@pytest.mark.parametrize(
+    ("outputs", "loss", "metrics", "targets", "message"),
+    [
+        (1, "softmax_cross_entropy", ["accuracy"], np.array([0, 1, 1, 0]), "at least 2 classes"),
+        (3, "softmax_cross_entropy", [], np.array([0, 1, 3, 0]), r"class indices in \[0, 3\)"),
+        (3, "softmax_cross_entropy", [], np.zeros((4, 2), np.int32), "labels need the shape"),
+        (1, "binary_cross_entropy", [], np.array([[0.0], [1.0], [2.0], [0.0]], np.float32), r"lie in \[0, 1\]"),
+        (2, "mse", [], np.zeros((4, 1), np.float32), "targets have shape"),
+    ],
+)
+def test_fit_checks_the_model_against_the_loss_before_training(outputs, loss, metrics, targets, message):
+    import optax
+    from flax import nnx
+
+    model = nnx.Linear(2, outputs, rngs=nnx.Rngs(0))
+    before = np.asarray(model.kernel[...]).copy()
+    data = {"inputs": np.ones((4, 2), np.float32), "targets": targets}
+    with pytest.raises(ValueError, match=message):
+        train.fit(model, optax.sgd(0.1), data, loss=loss, metrics=metrics, batch_size=4, progress=False)
+    np.testing.assert_array_equal(model.kernel[...], before)  # nothing trained

@@ -15,9 +15,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from recurrax.train._losses import LOSSES, METRICS, ValueFn, label_mask, masked_total, resolve
+from recurrax.train._losses import IGNORE_INDEX, LOSSES, METRICS, ValueFn, label_mask, masked_total, resolve
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -102,6 +103,48 @@ class Objective:
         for name, fn in self.metric_functions().items():
             out[name] = masked_total(resolve(fn, name, METRICS)(predictions, targets), lengths, valid)
         return out
+
+    def check_outputs(self, predictions: Any, targets: Any) -> None:
+        """Checks the model's output shape against the loss, metrics and ``targets`` ``[N, ...]``.
+
+        ``predictions`` is the model's output on a first batch, or its shape
+        struct (``jax.eval_shape``); only its shape past the batch axis is
+        compared. Run once by ``fit`` before any training: a one-logit model
+        under ``softmax_cross_entropy`` would otherwise report loss 0 and
+        accuracy 1. Functions given as the loss or a metric are the caller's to check.
+        """
+        shape, targets = tuple(predictions.shape), np.asarray(targets)
+        names = [n for n in [self.loss, *self.metric_functions().values()] if isinstance(n, str)]
+        roles = {n: "loss" if n == self.loss else "metric" for n in reversed(names)}
+        classes = [n for n in roles if n in ("softmax_cross_entropy", "accuracy")]
+        if classes and shape[-1] < 2:
+            raise ValueError(
+                f"{roles[classes[0]]}={classes[0]!r} needs class logits with at least 2 classes, but the model "
+                f"outputs shape {shape}; for one logit use loss='binary_cross_entropy' and metrics=['binary_accuracy']"
+            )
+        for name, role in roles.items():
+            where = f"{role}={name!r}: targets"
+            if name in classes and np.issubdtype(targets.dtype, np.integer):
+                if targets.shape[1:] != shape[1:-1]:
+                    raise ValueError(
+                        f"{where} are class labels of shape {targets.shape}, but the model outputs {shape}; "
+                        f"labels need the shape [N{''.join(f', {d}' for d in shape[1:-1])}]"
+                    )
+                outside = (targets != IGNORE_INDEX) & ((targets < 0) | (targets >= shape[-1]))
+                if outside.any():
+                    raise ValueError(
+                        f"{where} must be class indices in [0, {shape[-1]}) (the model's {shape[-1]} outputs) or "
+                        f"{IGNORE_INDEX} (ignored), got {sorted(set(targets[outside].tolist()))[:5]}"
+                    )
+                continue
+            # values, probabilities or one-hot classes: shaped like the outputs
+            if targets.shape[1:] != shape[1:]:
+                raise ValueError(
+                    f"{where} have shape {targets.shape}, but the model outputs {shape}; "
+                    f"they need the same shape past the example axis"
+                )
+            if name.startswith("binary") and targets.size and ((targets < 0) | (targets > 1)).any():
+                raise ValueError(f"{where} must lie in [0, 1], got values in [{targets.min()}, {targets.max()}]")
 
     def __call__(self, model: Any, batch: Batch) -> tuple[Array, Stats]:
         """``(mean loss, stats)`` of ``model`` on ``batch``; the mean loss is what gets differentiated."""

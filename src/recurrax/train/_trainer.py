@@ -21,7 +21,7 @@ from flax import nnx
 
 from recurrax.train._callbacks import Callback
 from recurrax.train._checkpoint import Checkpointer
-from recurrax.train._data import Data, as_data, device_batch, in_order, num_examples
+from recurrax.train._data import Data, as_data, device_batch, in_order, num_examples, take
 from recurrax.train._diagnostics import layer_names
 from recurrax.train._history import History
 from recurrax.train._loop import FitLoop
@@ -226,7 +226,24 @@ class Trainer:
             log_every=log_every,
             history_dir=history_dir,
         )
+        self.check_outputs(loop.train, batch_size)
         return loop.run()
+
+    def check_outputs(self, data: Mapping[str, Any], batch_size: int) -> None:
+        """Checks the model's output shape on ``data``'s first batch against the loss and all targets.
+
+        The model is traced (``jax.eval_shape``), not run, and nothing is compiled.
+        """
+        if self.objective is None:
+            return
+        batch = device_batch(take(data, np.arange(min(batch_size, num_examples(data, "train_data")))))
+        outputs = jax.eval_shape(
+            lambda params, rest, b: predict_batch(self._graphdef_eval, self.objective, params, rest, b),
+            self.params,
+            self.rest,
+            batch,
+        )
+        self.objective.check_outputs(outputs, data[self.objective.targets_key])
 
     # ------------------------------------------------------- evaluate/predict
     def evaluate(self, data: Data, *, batch_size: int = 256) -> dict[str, float]:
