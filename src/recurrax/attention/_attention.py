@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recurrax._ops import dropout, stats_dtype
+from recurrax._ops import dropout, padding_mask, stats_dtype
 from recurrax._types import Array
 from recurrax._validation import as_array, check_choice, check_lengths, check_rate
 from recurrax.attention._masks import make_attention_mask
@@ -79,6 +79,14 @@ def _as_4d(array: Array | None, full: tuple[int, ...]) -> Array | None:
     return array.reshape((-1, heads, *full[-2:]))
 
 
+def _zero_padded_steps(x: Array, lengths: Array | None) -> Array:
+    """Zeros the steps of ``x[*B, T, heads, H]`` past each example's length."""
+    if lengths is None:
+        return x
+    valid = padding_mask(lengths, x.shape[-3])[..., None, None]
+    return jnp.where(valid, x, jnp.zeros_like(x))
+
+
 def _fused_attention(
     query: Array,
     key: Array,
@@ -135,7 +143,9 @@ def dot_product_attention(
     keys ``s ≤ t``, aligned at the first step); ``key_lengths`` hides each
     example's padded keys; ``query_lengths`` zeroes the outputs of padded
     queries, the same convention as :func:`recurrax.scan`. A query that can
-    see no key at all gets a zero output (and zero weights).
+    see no key at all gets a zero output (and zero weights). Padded steps
+    (past ``query_lengths`` or ``key_lengths``) may hold anything, NaN
+    included: they are zeroed first and reach no output and no gradient.
 
     Without ``return_weights`` and dropout this calls
     :func:`jax.nn.dot_product_attention` (cuDNN's fused kernel on GPUs with
@@ -174,6 +184,11 @@ def dot_product_attention(
     if key_lengths is not None:
         key_lengths = check_lengths(key_lengths, batch_shape, S)
     scale = 1.0 / math.sqrt(H) if scale is None else float(scale)
+    # Padding may hold anything (NaN, Inf): zero it before any arithmetic, or a masked
+    # weight of 0 times a NaN value, and every gradient through it, would still be NaN.
+    query = _zero_padded_steps(query, query_lengths)
+    key = _zero_padded_steps(key, key_lengths)
+    value = _zero_padded_steps(value, key_lengths)
 
     # Every mask in one place: where a query may look, and which queries exist at all.
     visible = make_attention_mask(T, S, query_lengths=query_lengths, key_lengths=key_lengths, causal=causal)

@@ -169,7 +169,8 @@ class MultiHeadAttention:
         Shapes:
           inputs_q: ``[*B, T, D]``; inputs_kv: ``[*B, S, D_kv]`` (time-major: time first).
           lengths: ``[*B]`` valid query steps (and key steps, for self-attention);
-            padded queries output zeros, padded keys are never attended to.
+            padded queries output zeros, padded keys are never attended to, and
+            whatever padding holds (NaN included) reaches no value or gradient.
           kv_lengths: ``[*B]`` valid steps of ``inputs_kv`` (cross-attention).
           mask: extra boolean mask broadcastable to ``[*B, N, T, S]``.
           returns: ``[*B, T, O]`` (and the weights ``[*B, N, T, S]`` with ``return_weights``).
@@ -193,6 +194,9 @@ class MultiHeadAttention:
                 raise ValueError(
                     f"inputs_q and inputs_kv must have the same batch dims, got {xq.shape[:-2]} and {xkv.shape[:-2]}"
                 )
+        # Padding may hold anything (NaN, Inf): zeroed before any arithmetic, it reaches no value or gradient.
+        xq = zero_padding(xq, padding_mask(lengths, xq.shape[-2]))
+        xkv = xq if inputs_kv is None else zero_padding(xkv, padding_mask(kv_lengths, xkv.shape[-2]))
         dt = compute_dtype(self.dtype, xq, params["query"]["kernel"])
         q = self._project(params["query"], xq, dt)
         k = self._project(params["key"], xkv, dt)
@@ -249,6 +253,9 @@ class MultiHeadAttention:
             raise ValueError(f"cache was made for batch shape {tuple(cache.length.shape)}, inputs have {batch_shape}")
         if lengths is not None:
             lengths = check_lengths(lengths, batch_shape, num_new)
+        # Padded steps are written to the cache too (past its new length): zeros there, never NaN,
+        # because a masked key still multiplies its value by a weight of 0.
+        xs = zero_padding(xs, padding_mask(lengths, num_new))
         dt = compute_dtype(self.dtype, xs, params["query"]["kernel"])
         q = self._project(params["query"], xs, dt)
         k = self._project(params["key"], xs, dt)

@@ -41,6 +41,16 @@ Positional = Literal["sinusoidal", "learned", "rope"] | None
 POSITIONALS: tuple[Any, ...] = ("sinusoidal", "learned", "rope", None)
 
 
+def _clean(xs: Array, lengths: Array | None) -> Array:
+    """``xs[*B, T, D]`` with zeros past each example's length.
+
+    Padding may hold anything (NaN, Inf) and must reach no value and no
+    gradient; a ``where`` after the arithmetic would still differentiate
+    through it, so the inputs are cleaned before any.
+    """
+    return zero_padding(xs, padding_mask(lengths, xs.shape[-2]))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _BlockOptions:
     """Hyper-parameters shared by every Transformer block and stack."""
@@ -192,7 +202,7 @@ class TransformerEncoderBlock(_BlockOptions):
         ``dropout_key`` is given.
         """
         xs, lengths = check_block_inputs(xs, lengths, features=params["norm1"]["scale"].shape[0], time_major=time_major)
-        xs = xs.astype(compute_dtype(self.dtype, xs, params["attention"]["query"]["kernel"]))
+        xs = _clean(xs, lengths).astype(compute_dtype(self.dtype, xs, params["attention"]["query"]["kernel"]))
         weights: list[Array] = []
 
         def attend(x: Array, key: Array | None) -> Array:
@@ -224,8 +234,8 @@ class TransformerEncoderBlock(_BlockOptions):
         """A causal block on new steps ``xs[*B, T_new, D]``; equals :meth:`apply` on the whole sequence."""
         if not self.causal:
             raise ValueError("decode needs a causal block (causal=True): a bidirectional block sees the future")
-        xs, _ = check_block_inputs(xs, None, features=params["norm1"]["scale"].shape[0], time_major=False)
-        xs = xs.astype(compute_dtype(self.dtype, xs, params["attention"]["query"]["kernel"]))
+        xs, lengths = check_block_inputs(xs, lengths, features=params["norm1"]["scale"].shape[0], time_major=False)
+        xs = _clean(xs, lengths).astype(compute_dtype(self.dtype, xs, params["attention"]["query"]["kernel"]))
         caches: list[KVCache] = []
 
         def attend(x: Array, key: Array | None) -> Array:
@@ -302,7 +312,7 @@ class TransformerDecoderBlock(_BlockOptions):
         )
         if memory.shape[:-2] != batch_shape:
             raise ValueError(f"memory must have the batch dims {batch_shape}, got {memory.shape[:-2]}")
-        return memory, memory_lengths
+        return _clean(memory, memory_lengths), memory_lengths
 
     def _cross(
         self, params: Params, memory: Array, memory_lengths: Array | None, lengths: Array | None, weights: list | None
@@ -341,7 +351,7 @@ class TransformerDecoderBlock(_BlockOptions):
         if time_major:
             memory = jnp.moveaxis(jnp.asarray(memory), 0, -2)
         memory, memory_lengths = self._check_memory(params, memory, memory_lengths, xs.shape[:-2])
-        xs = xs.astype(compute_dtype(self.dtype, xs, params["self_attention"]["query"]["kernel"]))
+        xs = _clean(xs, lengths).astype(compute_dtype(self.dtype, xs, params["self_attention"]["query"]["kernel"]))
         self_weights: list[Array] | None = [] if return_weights else None
         cross_weights: list[Array] | None = [] if return_weights else None
 
@@ -381,9 +391,9 @@ class TransformerDecoderBlock(_BlockOptions):
         memory_lengths: Array | None = None,
     ) -> tuple[Array, KVCache]:
         """New steps ``xs[*B, T_new, D]`` on top of ``cache``; equals :meth:`apply` on the whole sequence."""
-        xs, _ = check_block_inputs(xs, None, features=params["norm1"]["scale"].shape[0], time_major=False)
+        xs, lengths = check_block_inputs(xs, lengths, features=params["norm1"]["scale"].shape[0], time_major=False)
         memory, memory_lengths = self._check_memory(params, memory, memory_lengths, xs.shape[:-2])
-        xs = xs.astype(compute_dtype(self.dtype, xs, params["self_attention"]["query"]["kernel"]))
+        xs = _clean(xs, lengths).astype(compute_dtype(self.dtype, xs, params["self_attention"]["query"]["kernel"]))
         caches: list[KVCache] = []
 
         def self_attend(x: Array, key: Array | None) -> Array:
@@ -511,7 +521,7 @@ class TransformerEncoder(_StackOptions):
         xs, lengths = check_block_inputs(xs, lengths, features=self.in_features(params), time_major=time_major)
         keys = split_key(dropout_key, self.num_layers + 1)
         positions = jnp.arange(xs.shape[-2], dtype=jnp.int32)
-        h = self._embed(params, xs, positions, keys[0], self._compute_dtype(params, xs))
+        h = self._embed(params, _clean(xs, lengths), positions, keys[0], self._compute_dtype(params, xs))
         weights = []
         for block_params, k in zip(params["blocks"], keys[1:], strict=True):
             out = self.block.apply(
@@ -533,9 +543,9 @@ class TransformerEncoder(_StackOptions):
         """A causal stack on new steps ``xs[*B, T_new, D]``; equals :meth:`apply` on the whole sequence."""
         if not self.causal:
             raise ValueError("decode needs a causal stack (causal=True): a bidirectional encoder sees the future")
-        xs = jnp.asarray(xs)
+        xs, lengths = check_block_inputs(xs, lengths, features=self.in_features(params), time_major=False)
         positions = caches[0].length[..., None] + jnp.arange(xs.shape[-2], dtype=jnp.int32)
-        h = self._embed(params, xs, positions, None, self._compute_dtype(params, xs))
+        h = self._embed(params, _clean(xs, lengths), positions, None, self._compute_dtype(params, xs))
         new_caches = []
         for block_params, cache in zip(params["blocks"], caches, strict=True):
             h, cache = self.block.decode(block_params, h, cache, lengths=lengths)
@@ -594,7 +604,7 @@ class TransformerDecoder(_StackOptions):
             memory = jnp.moveaxis(jnp.asarray(memory), 0, -2)
         keys = split_key(dropout_key, self.num_layers + 1)
         positions = jnp.arange(xs.shape[-2], dtype=jnp.int32)
-        h = self._embed(params, xs, positions, keys[0], self._compute_dtype(params, xs))
+        h = self._embed(params, _clean(xs, lengths), positions, keys[0], self._compute_dtype(params, xs))
         weights = []
         for block_params, k in zip(params["blocks"], keys[1:], strict=True):
             out = self.block.apply(
@@ -627,9 +637,9 @@ class TransformerDecoder(_StackOptions):
         memory_lengths: Array | None = None,
     ) -> tuple[Array, tuple[KVCache, ...]]:
         """New steps ``xs[*B, T_new, D]`` on top of ``caches``; equals :meth:`apply` on the whole sequence."""
-        xs = jnp.asarray(xs)
+        xs, lengths = check_block_inputs(xs, lengths, features=self.in_features(params), time_major=False)
         positions = caches[0].length[..., None] + jnp.arange(xs.shape[-2], dtype=jnp.int32)
-        h = self._embed(params, xs, positions, None, self._compute_dtype(params, xs))
+        h = self._embed(params, _clean(xs, lengths), positions, None, self._compute_dtype(params, xs))
         new_caches = []
         for block_params, cache in zip(params["blocks"], caches, strict=True):
             h, cache = self.block.decode(block_params, h, memory, cache, lengths=lengths, memory_lengths=memory_lengths)

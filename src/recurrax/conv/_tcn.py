@@ -113,13 +113,17 @@ class TemporalBlock:
         xs, lengths = check_block_inputs(
             xs, lengths, features=self.conv1.in_features(params["conv1"]), time_major=time_major
         )
+        valid = padding_mask(lengths, xs.shape[-2])
+        # Padding may hold anything (NaN, Inf): zeroed before any arithmetic, it reaches no value or
+        # gradient (the convolutions' kernel gradients would otherwise multiply it by a zero cotangent).
+        xs = zero_padding(xs, valid)
         act = ACTIVATIONS[self.activation]
         k1, k2 = split_key(dropout_key, 2)
         h = dropout(act(self.conv1.apply(params["conv1"], xs)), self.dropout_rate, k1)
         h = dropout(act(self.conv2.apply(params["conv2"], h)), self.dropout_rate, k2)
         residual = self.downsample.apply(params["downsample"], xs) if "downsample" in params else xs
         ys = act(h + residual.astype(h.dtype))
-        return from_batch_major(zero_padding(ys, padding_mask(lengths, xs.shape[-2])), time_major)
+        return from_batch_major(zero_padding(ys, valid), time_major)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
