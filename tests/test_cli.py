@@ -48,6 +48,8 @@ def _one_line_error(capsys, argv: list[str], expected: str) -> None:
         (["train", "--resume", "no/such/dir"], "no/such/dir is not a directory"),
         (["evaluate", "no/such/dir"], "no/such/dir is not a directory"),
         (["evaluate", "x", "--step", "first"], "argument --step: expected 'latest', 'best' or a step"),
+        (["train", "--task", "adding", "--on-corrupt", "fallback", "--out", "x"], "--on-corrupt applies to --resume"),
+        (["train", "--resume", "x", "--on-corrupt", "skip"], "argument --on-corrupt: invalid choice: 'skip'"),
     ],
 )
 def test_argument_errors_are_one_line(capsys, monkeypatch, tmp_path, argv, expected):
@@ -151,3 +153,17 @@ def test_mnist1d_without_validation_trains_and_evaluates(capsys, monkeypatch, tm
     assert "validation" not in metrics and metrics["test"]["accuracy"] >= 0.0
     assert main(["evaluate", str(run)]) == 0
     assert "  test" in capsys.readouterr().out
+
+
+def test_resume_from_a_corrupt_checkpoint_is_one_line_or_falls_back(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--checkpoint-every", "1", "--out", str(run)]) == 0
+    for path in (run / "checkpoints" / "3").rglob("*"):
+        if path.is_file() and path.parent.name == "d":  # the array chunks of the latest step
+            path.write_bytes(b"garbage")
+    capsys.readouterr()
+    _one_line_error(capsys, ["train", "--resume", str(run), "--epochs", "2"], "--on-corrupt fallback")
+    with pytest.warns(UserWarning, match="resuming from step 2, the newest intact checkpoint"):
+        assert main(["train", "--resume", str(run), "--epochs", "2", "--on-corrupt", "fallback", "--no-progress"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["step"] == 6
+    assert (run / "checkpoints" / "3.corrupt").is_dir()

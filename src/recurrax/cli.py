@@ -187,6 +187,12 @@ def _build_parser() -> _Parser:
     run.add_argument("--out", type=Path, help="the run directory (required unless --resume)")
     run.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR exactly where it stopped")
     run.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps (default: every epoch)")
+    run.add_argument(
+        "--on-corrupt",
+        choices=("raise", "fallback"),
+        help="with --resume, when the latest checkpoint is unreadable: stop (raise, the default) or resume from "
+        "the newest intact one (fallback)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser(
@@ -334,6 +340,8 @@ def _train(args: argparse.Namespace) -> int:
         ]
         if args.out is not None:
             given.insert(0, "--out")
+        if not os.access(args.resume, os.W_OK | os.X_OK) and args.resume.is_dir():
+            raise UsageError("recurrax train", f"--resume {args.resume} is not writable")
         if given:
             raise UsageError(
                 "recurrax train",
@@ -350,6 +358,8 @@ def _train(args: argparse.Namespace) -> int:
             config["epochs"] = args.epochs
         run_dir = args.resume
     else:
+        if args.on_corrupt is not None:
+            raise UsageError("recurrax train", "--on-corrupt applies to --resume DIR only")
         config = _config_from_args(args)
         run_dir = args.out
     start = time.perf_counter()
@@ -364,6 +374,7 @@ def _train(args: argparse.Namespace) -> int:
         model,
         optimizer,
         resume=args.resume is not None,
+        on_corrupt=args.on_corrupt or "raise",
         progress=not args.no_progress,
         start=start,
     )
@@ -377,6 +388,7 @@ def _run_training(
     optimizer: Any,
     *,
     resume: bool,
+    on_corrupt: str,
     progress: bool,
     start: float,
 ) -> int:
@@ -403,6 +415,7 @@ def _run_training(
         every_steps=config["checkpoint_every"] or steps_per_epoch,
         keep=2,
         monitor="loss" if validation is None else "val_loss",
+        on_corrupt=on_corrupt,
     )
     callbacks = []
     recorder = None
@@ -433,6 +446,8 @@ def _run_training(
             file=sys.stderr,
         )
         return 130
+    except train.CheckpointError as err:
+        raise UsageError("recurrax train", f"{err}") from None
     finally:
         checkpointer.close()
     train_seconds = time.perf_counter() - start

@@ -270,3 +270,67 @@ def test_missing_mismatched_and_corrupt_checkpoints_are_clear_errors(tmp_path):
             path.write_text("{not json")
     with pytest.raises(train.CheckpointError, match="cannot read its metadata"):
         train.restore_model(directory, Regressor(nnx.Rngs(0)))
+
+
+def _corrupt_array_data(step_dir):
+    """Overwrites the array chunks of a step (its metadata stays readable, so orbax starts every read)."""
+    chunks = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
+    assert chunks
+    for path in chunks:
+        path.write_bytes(b"garbage")
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_intact_one_when_asked(tmp_path):
+    state = {"w": jnp.zeros(3)}
+    with train.Checkpointer(tmp_path) as ckpt:
+        for step in (1, 2, 3):
+            ckpt.save(step, model_state={"w": jnp.full(3, float(step))}, opt_state=(), meta={"n": step})
+    _corrupt_array_data(tmp_path / "3")
+
+    with pytest.raises(train.CheckpointError, match=r"3 is corrupt .*on_corrupt='fallback'"):
+        train.Checkpointer(tmp_path).restore(model_target=state)
+    with pytest.raises(train.CheckpointError, match="corrupt") as err:  # an explicit step does not fall back
+        train.Checkpointer(tmp_path, on_corrupt="fallback").restore(model_target=state, step=3)
+    assert "on_corrupt" not in str(err.value)
+
+    ckpt = train.Checkpointer(tmp_path, on_corrupt="fallback")
+    with pytest.warns(UserWarning, match=r"resuming from step 2, the newest intact checkpoint .*/3 is corrupt"):
+        restored = ckpt.restore(model_target=state)
+    assert restored.step == 2 and restored.meta == {"n": 2}
+    np.testing.assert_array_equal(restored.model_state["w"], np.full(3, 2.0))
+    assert ckpt.all_steps() == [1, 2] and (tmp_path / "3.corrupt").is_dir()  # set aside, kept for inspection
+    ckpt.save(3, model_state={"w": jnp.ones(3)}, opt_state=(), meta={"n": 3})  # the run can save step 3 again
+    assert ckpt.restore(model_target=state).meta == {"n": 3}
+    ckpt.close()
+    with pytest.raises(ValueError, match="on_corrupt must be 'raise' or 'fallback', got 'skip'"):
+        train.Checkpointer(tmp_path, on_corrupt="skip")
+
+
+STRAGGLERS = textwrap.dedent(
+    """
+    import sys, time, jax.numpy as jnp
+    from recurrax import train
+
+    try:
+        train.Checkpointer(sys.argv[1]).restore(model_target={f"w{i}": jnp.zeros(1000) for i in range(20)})
+    except train.CheckpointError as err:
+        print("refused:", str(err)[:60])
+    time.sleep(0.5)  # the program goes on; the abandoned reads finish meanwhile
+    """
+)
+
+
+def test_a_failed_restore_leaves_no_event_loop_tracebacks(tmp_path):
+    # Orbax reads the 20 arrays concurrently and closes its event loop at the first failure; the other
+    # reads then reported "RuntimeError: Event loop is closed" on stderr, one traceback each.
+    with train.Checkpointer(tmp_path / "ckpt") as ckpt:
+        ckpt.save(1, model_state={f"w{i}": jnp.ones(1000) for i in range(20)}, opt_state=(), meta={})
+    _corrupt_array_data(tmp_path / "ckpt" / "1")
+    script = tmp_path / "child.py"
+    script.write_text(STRAGGLERS)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "ckpt")], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.startswith("refused: checkpoint"), result.stderr
+    assert "Event loop is closed" not in result.stderr and "Traceback" not in result.stderr, result.stderr

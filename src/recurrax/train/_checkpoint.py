@@ -20,6 +20,8 @@ import dataclasses
 import json
 import math
 import os
+import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -38,6 +40,10 @@ StepSpec = int | Literal["latest", "best"]
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: corrupt, or made for a different model or optimizer."""
+
+
+class _CorruptCheckpointError(CheckpointError):
+    """A checkpoint whose files cannot be read (as opposed to one made for other shapes)."""
 
 
 class Restored(NamedTuple):
@@ -64,6 +70,11 @@ class Checkpointer:
       keep: how many of the most recent checkpoints to keep (the best one is kept as well).
       monitor: an epoch metric (``"val_loss"``) whose best value gets its own checkpoint.
       mode: ``"min"`` or ``"max"``: which direction of ``monitor`` is better.
+      on_corrupt: what ``restore(step="latest")`` (and so ``fit(resume=True)``)
+        does when the latest checkpoint cannot be read: ``"raise"`` a
+        :class:`CheckpointError`, or ``"fallback"``: warn, set the unreadable
+        steps aside as ``<step>.corrupt`` (so the run can save those steps
+        again) and use the newest intact one.
 
     Example:
       >>> import tempfile, jax.numpy as jnp
@@ -81,6 +92,7 @@ class Checkpointer:
         keep: int = 3,
         monitor: str | None = None,
         mode: Literal["min", "max"] = "min",
+        on_corrupt: Literal["raise", "fallback"] = "raise",
     ):
         if every_steps is not None and (
             isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1
@@ -90,6 +102,8 @@ class Checkpointer:
             raise ValueError(f"keep must be a positive int, got {keep!r}")
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if on_corrupt not in ("raise", "fallback"):
+            raise ValueError(f"on_corrupt must be 'raise' or 'fallback', got {on_corrupt!r}")
         if monitor is not None and not isinstance(monitor, str):
             raise TypeError(f"monitor must be a metric name or None, got {monitor!r}")
         self.directory = Path(directory).absolute()
@@ -97,6 +111,7 @@ class Checkpointer:
         self.keep = keep
         self.monitor = monitor
         self.mode = mode
+        self.on_corrupt = on_corrupt
         self._manager: Any = None
         self.best_step: int | None = None
         self.best_value: float | None = None
@@ -217,15 +232,48 @@ class Checkpointer:
           FileNotFoundError: no such directory or step.
           CheckpointError: the checkpoint is corrupt or was made for other shapes.
         """
+        resolved = self._resolve_step(step)
+        if step == "latest" and self.on_corrupt == "fallback":
+            return self._restore_newest_intact(model_target, opt_target)
+        try:
+            return self._restore_step(resolved, model_target, opt_target)
+        except _CorruptCheckpointError as err:
+            if step != "latest":
+                raise
+            raise CheckpointError(
+                f"{err}; Checkpointer(..., on_corrupt='fallback') resumes from the newest intact checkpoint "
+                "instead (recurrax train --resume DIR --on-corrupt fallback)"
+            ) from err
+
+    def _restore_newest_intact(self, model_target: Any, opt_target: Any) -> Restored:
+        """The newest step that reads; newer unreadable ones are set aside, with a warning naming them."""
+        skipped: list[str] = []
+        for step in reversed(self.all_steps()):
+            try:
+                restored = self._restore_step(step, model_target, opt_target)
+            except _CorruptCheckpointError as err:
+                skipped.append(str(err)[:300])  # orbax's messages run to pages
+                continue
+            if skipped:
+                self._set_aside([s for s in self.all_steps() if s > step])
+                warnings.warn(
+                    f"resuming from step {step}, the newest intact checkpoint in {self.directory}; "
+                    f"the newer ones are set aside as <step>.corrupt: {'; '.join(skipped)}",
+                    stacklevel=4,
+                )
+            return restored
+        raise CheckpointError(f"no intact checkpoint in {self.directory}: {'; '.join(skipped)}")
+
+    def _restore_step(self, step: int, model_target: Any, opt_target: Any) -> Restored:
+        """Reads one step; an unreadable one raises :class:`_CorruptCheckpointError`, other shapes CheckpointError."""
         import orbax.checkpoint as ocp
 
-        step = self._resolve_step(step)
         path = self.step_path(step)
         manager = self._get_manager()
         try:
             meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         except Exception as err:  # whatever orbax raises, it is unreadable
-            raise CheckpointError(
+            raise _CorruptCheckpointError(
                 f"checkpoint {path} is corrupt or incomplete: cannot read its metadata ({err})"
             ) from err
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -241,10 +289,13 @@ class Checkpointer:
             _check_spec(path, "optimizer state", meta["opt_spec"], _spec_of(opt_target, None))
             if opt_abstract:
                 items["opt_state"] = ocp.args.StandardRestore(opt_abstract)
+        _quiet_orbax_stragglers()
         try:
             restored = manager.restore(step, args=ocp.args.Composite(**items)) if items else {}
         except Exception as err:  # whatever orbax raises, it is unreadable
-            raise CheckpointError(f"checkpoint {path} is corrupt or incomplete: {type(err).__name__}: {err}") from err
+            raise _CorruptCheckpointError(
+                f"checkpoint {path} is corrupt or incomplete: {type(err).__name__}: {err}"
+            ) from err
         model_state = _unflatten_named(model_target, restored["model"] if model_abstract else {})
         opt_state = None
         if opt_target is not None:
@@ -282,6 +333,15 @@ class Checkpointer:
             )
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         return self._manager
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Renames unreadable steps to ``<step>.corrupt`` (kept for inspection, no longer a step)."""
+        self.close()  # orbax re-lists the steps when the manager is made again
+        for step in steps:
+            target, n = self.directory / f"{step}.corrupt", 1
+            while target.exists():
+                target, n = self.directory / f"{step}.corrupt.{n}", n + 1
+            os.rename(self.step_path(step), target)
 
     def _resolve_step(self, step: StepSpec) -> int:
         if not self.directory.is_dir():
@@ -339,6 +399,38 @@ class _KeepBest:
 
     def should_preserve(self, checkpoints: Any, *, context: Any) -> list[bool]:
         return [info.step == self.checkpointer.best_step for info in checkpoints]
+
+
+def _quiet_orbax_stragglers() -> None:
+    """Installs (once) a filter for the "Event loop is closed" reports of reads orbax abandoned when a restore failed.
+
+    Orbax reads a checkpoint's arrays concurrently on an event loop of its own;
+    when one read fails it closes that loop while the sibling reads are still
+    in flight, and each of them, on finishing, reports an unraisable
+    ``RuntimeError: Event loop is closed`` (two or more tracebacks on stderr
+    after the real error). Those reads' results are discarded anyway, so this
+    filter drops exactly that report (raised by asyncio's ``_check_closed``)
+    and passes every other one on to the hook it wraps. It is installed before
+    the read, as the stragglers may finish before the error reaches recurrax.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_recurrax_stragglers", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        exc, tb = unraisable.exc_value, unraisable.exc_traceback
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if not (
+            isinstance(exc, RuntimeError)
+            and str(exc) == "Event loop is closed"
+            and tb is not None
+            and tb.tb_frame.f_code.co_name == "_check_closed"
+        ):
+            previous(unraisable)
+
+    hook._recurrax_stragglers = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def restore_model(directory: str | os.PathLike[str], model: nnx.Module, *, step: StepSpec = "latest") -> nnx.Module:
