@@ -109,6 +109,11 @@ CASES: dict[str, Case] = {
         lambda b, p, xs: b.apply(p, xs, lengths=LENGTHS),
         in_features=D,
     ),
+    "Conv1D strided": _pure(
+        Conv1D(features=F, kernel_size=3, stride=2, padding=(2, 1)),
+        lambda b, p, xs: b.apply(p, xs, lengths=LENGTHS),
+        in_features=D,
+    ),
     "TemporalBlock": _pure(
         TemporalBlock(features=F, kernel_size=3, dilation=2, weight_norm=True),
         lambda b, p, xs: b.apply(p, xs, lengths=LENGTHS),

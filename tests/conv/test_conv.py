@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from recurrax.conv import TCN, Conv1D, TemporalBlock, conv1d, receptive_field, weight_norm
+from recurrax.conv import (
+    TCN,
+    Conv1D,
+    TemporalBlock,
+    conv1d,
+    conv_output_length,
+    padding_pair,
+    receptive_field,
+    weight_norm,
+)
 from recurrax.nn import TCN as NNXTCN
 from recurrax.nn import Conv1D as NNXConv1D
 
@@ -30,38 +39,115 @@ def _init(block, in_features=D, scale=0.5):
     return jax.tree.map(lambda s: (scale * rng.standard_normal(s.shape)).astype(s.dtype), shapes)
 
 
-def _reference_conv(xs, kernel, bias, dilation, padding, groups):
+def _reference_conv(xs, kernel, bias, dilation, padding, groups, stride=1):
     """Cross-correlation written as loops over groups, taps and time (numpy, float64)."""
     K, d_group, F_ = kernel.shape
     total = (K - 1) * dilation
-    left = {"causal": total, "same": total // 2, "valid": 0}[padding]
-    right = {"causal": 0, "same": total - total // 2, "valid": 0}[padding]
+    if isinstance(padding, str):
+        left = {"causal": total, "same": total // 2, "valid": 0}[padding]
+        right = {"causal": 0, "same": total - total // 2, "valid": 0}[padding]
+    else:
+        left, right = (padding, padding) if isinstance(padding, int) else padding
     padded = np.pad(xs, ((0, 0), (left, right), (0, 0)))
-    out_steps = padded.shape[1] - total
-    ys = np.zeros((xs.shape[0], out_steps, F_))
+    starts = range(0, padded.shape[1] - total, stride)
+    ys = np.zeros((xs.shape[0], len(starts), F_))
     f_group = F_ // groups
     for g in range(groups):
         x_g = padded[..., g * d_group : (g + 1) * d_group]
         w_g = kernel[..., g * f_group : (g + 1) * f_group]
-        for t in range(out_steps):
+        for j, start in enumerate(starts):
             for k in range(K):
-                ys[:, t, g * f_group : (g + 1) * f_group] += x_g[:, t + k * dilation] @ w_g[k]
+                ys[:, j, g * f_group : (g + 1) * f_group] += x_g[:, start + k * dilation] @ w_g[k]
     return ys + bias
 
 
-@pytest.mark.parametrize(
-    "kernel_size, dilation, padding, groups",
-    [(3, 2, "causal", 1), (4, 1, "same", 2), (2, 3, "same", 1), (3, 1, "valid", 2)],
-)
-def test_conv1d_matches_loop_reference(kernel_size, dilation, padding, groups, x64):
-    conv = Conv1D(features=F, kernel_size=kernel_size, dilation=dilation, padding=padding, groups=groups)
+def _random_conv_params(conv, dtype=np.float64):
     params = jax.tree.map(np.asarray, _init(conv))
     params["bias"] = np.random.default_rng(2).standard_normal(F)  # zero biases hide a missing bias
-    params = jax.tree.map(lambda p: p.astype(np.float64), params)
+    return jax.tree.map(lambda p: p.astype(dtype), params)
+
+
+# (kernel_size, stride, dilation, padding, groups): every padding form, strides that do and do not divide T.
+CONV_CONFIGS = [
+    (3, 1, 2, "causal", 1),
+    (4, 1, 1, "same", 2),
+    (2, 1, 3, "same", 1),
+    (3, 1, 1, "valid", 2),
+    (3, 2, 1, 1, 1),
+    (4, 3, 2, (3, 1), 2),
+    (5, 2, 1, "same", 1),
+    (2, 2, 2, "causal", 1),
+]
+
+
+@pytest.mark.parametrize("kernel_size, stride, dilation, padding, groups", CONV_CONFIGS)
+def test_conv1d_matches_loop_reference(kernel_size, stride, dilation, padding, groups, x64):
+    conv = Conv1D(features=F, kernel_size=kernel_size, stride=stride, dilation=dilation, padding=padding, groups=groups)
+    params = _random_conv_params(conv)
     xs = _xs(np.float64)
     ys = conv.apply(params, xs)
-    ref = _reference_conv(xs, np.asarray(params["kernel"]), np.asarray(params["bias"]), dilation, padding, groups)
+    ref = _reference_conv(xs, params["kernel"], params["bias"], dilation, padding, groups, stride)
+    assert ys.shape == ref.shape == (B, conv.output_length(T), F)
     np.testing.assert_allclose(ys, ref, atol=1e-12, rtol=1e-12)
+
+
+def _torch_conv(torch, params, kernel_size, stride, dilation, padding, groups):
+    """``torch.nn.Conv1d`` with our weights; explicit (left, right) zeros, as torch takes one int or 'same' only."""
+    left, right = padding_pair(padding, kernel_size, dilation)
+    conv = torch.nn.Conv1d(D, F, kernel_size, stride=stride, dilation=dilation, groups=groups).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(np.asarray(params["kernel"])).permute(2, 1, 0))
+        conv.bias.copy_(torch.tensor(np.asarray(params["bias"])))
+
+    def apply(xs):  # [B, T, D] -> [B, T', F]
+        return conv(torch.nn.functional.pad(xs.transpose(1, 2), (left, right))).transpose(1, 2)
+
+    return conv, apply
+
+
+@pytest.mark.parametrize("kernel_size, stride, dilation, padding, groups", CONV_CONFIGS[4:])
+def test_strided_conv_values_gradients_and_lengths_match_torch(kernel_size, stride, dilation, padding, groups, x64):
+    """Outputs and gradients (kernel, bias, inputs) equal torch's; with lengths each example equals torch
+    on its own steps alone, and ``output_length`` is the length of torch's output."""
+    torch = pytest.importorskip("torch")
+    conv = Conv1D(features=F, kernel_size=kernel_size, stride=stride, dilation=dilation, padding=padding, groups=groups)
+    params = _random_conv_params(conv)
+    xs = _xs(np.float64)
+    cotangent = np.random.default_rng(5).standard_normal((B, conv.output_length(T), F))
+
+    def loss(params, xs):
+        ys = conv.apply(params, xs, lengths=LENGTHS)
+        return jnp.sum(ys * cotangent), ys
+
+    (_, ys), (grads, grad_xs) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params, xs)
+
+    module, apply = _torch_conv(torch, params, kernel_size, stride, dilation, padding, groups)
+    x_torch = torch.tensor(xs, requires_grad=True)
+    want_loss = 0.0
+    out_lengths = conv.output_length(jnp.asarray(LENGTHS)).tolist()
+    for b, length in enumerate(LENGTHS):
+        alone = apply(x_torch[b : b + 1, :length])  # torch never sees the padding
+        assert (
+            alone.shape[1]
+            == out_lengths[b]
+            == conv_output_length(int(length), kernel_size, stride=stride, padding=padding, dilation=dilation)
+        )
+        np.testing.assert_allclose(ys[b, : out_lengths[b]], alone[0].detach().numpy(), atol=1e-12)
+        want_loss = want_loss + (alone[0] * torch.tensor(cotangent[b, : out_lengths[b]])).sum()
+        assert not np.any(np.asarray(ys[b, out_lengths[b] :])), "outputs past the output length are zero"
+    want_loss.backward()
+    np.testing.assert_allclose(grads["kernel"], module.weight.grad.permute(2, 1, 0).numpy(), atol=1e-10)
+    np.testing.assert_allclose(grads["bias"], module.bias.grad.numpy(), atol=1e-10)
+    np.testing.assert_allclose(grad_xs, x_torch.grad.numpy(), atol=1e-10)
+
+
+def test_a_strided_conv_keeps_every_stride_th_output_of_the_unstrided_one():
+    xs = _xs()
+    for padding in ("causal", "same", 2):
+        strided = Conv1D(features=F, kernel_size=3, stride=2, padding=padding)
+        params = _init(strided)
+        unstrided = Conv1D(features=F, kernel_size=3, padding=padding)
+        np.testing.assert_allclose(strided.apply(params, xs), unstrided.apply(params, xs)[:, ::2], atol=1e-6)
 
 
 def test_conv1d_lengths_equal_running_each_example_alone():
@@ -215,15 +301,18 @@ def test_dropout_only_with_a_key_and_nnx_train_eval():
 
 
 def test_nnx_conv_trains_under_nnx_jit():
-    module = NNXConv1D(D, F, kernel_size=3, dilation=2, rngs=nnx.Rngs(0))
+    module = NNXConv1D(D, F, kernel_size=3, stride=2, dilation=2, padding=(3, 1), rngs=nnx.Rngs(0))
     xs = _xs()
+    assert module.output_length(T) == 4 and module.output_length(jnp.asarray(LENGTHS)).tolist() == [4, 2]
 
     @nnx.jit
     def loss_and_grad(module):
         return nnx.value_and_grad(lambda m: jnp.sum(m(xs, lengths=LENGTHS) ** 2))(module)
 
     loss, grads = loss_and_grad(module)
-    assert np.isfinite(loss)
+    want = module.spec.apply(module.pure_params(), xs, lengths=LENGTHS)
+    assert want.shape == (B, 4, F)
+    np.testing.assert_allclose(loss, jnp.sum(want**2), rtol=1e-5)
     assert set(grads["params"]) == {"kernel", "bias"}
     assert grads["params"]["kernel"].shape == (3, D, F)
 
@@ -252,15 +341,18 @@ def test_bfloat16_compute_and_param_dtype():
         (lambda: conv1d(jnp.ones((2, 5, 3)), jnp.ones((3, 4, 2))), ValueError, "has 3 features"),
         (lambda: conv1d(jnp.ones((2, 5, 3)), jnp.ones((3, 3))), ValueError, "kernel must have shape"),
         (
-            lambda: conv1d(jnp.ones((2, 5, 3)), jnp.ones((3, 3, 2)), padding="valid", lengths=jnp.array([5, 3])),
-            ValueError,
-            "lengths cannot be used with padding='valid'",
-        ),
-        (
             lambda: conv1d(jnp.ones((2, 2, 3)), jnp.ones((3, 3, 2)), padding="valid"),
             ValueError,
-            r"needs T >= .* = 3, got T=2",
+            r"T=2 steps, too few for kernel_size=3 .* >= \(kernel_size - 1\) \* dilation \+ 1 = 3",
         ),
+        (lambda: Conv1D(features=4, kernel_size=3, stride=0), ValueError, "stride must be a positive int, got 0"),
+        (lambda: conv1d(jnp.ones((2, 5, 3)), jnp.ones((3, 3, 2)), stride=1.5), ValueError, "stride must be a positive"),
+        (lambda: Conv1D(features=4, kernel_size=3, padding=-1), ValueError, "padding must be .* got -1"),
+        (lambda: Conv1D(features=4, kernel_size=3, padding=(1, -2)), ValueError, r"padding must be .* got \(1, -2\)"),
+        (lambda: Conv1D(features=4, kernel_size=3, padding=(1,)), TypeError, r"pair \(left, right\) .* got \(1,\)"),
+        (lambda: Conv1D(features=4, kernel_size=3, padding=True), TypeError, "padding must be .* got bool True"),
+        (lambda: Conv1D(features=4, kernel_size=3, padding=1.5), TypeError, "padding must be .* got float 1.5"),
+        (lambda: conv_output_length(5.0, 3), TypeError, "length must be an int or an integer array"),
         (lambda: conv1d(jnp.ones((2, 5, 3)), jnp.ones((3, 3, 2)), lengths=jnp.array([5, 6])), ValueError, "<="),
         (lambda: TCN(features=4), ValueError, "num_levels is required"),
         (lambda: TCN(features=(4, 4), dilations=(1,)), ValueError, "dilations has 1 entries"),

@@ -1,20 +1,25 @@
-"""1D convolution over time: causal, dilated, grouped, with optional weight normalisation."""
+"""1D convolution over time: causal, strided, dilated, grouped, with optional weight normalisation."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+import numbers
+from typing import Any, Literal, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 from recurrax._ops import compute_dtype, from_batch_major, padding_mask, stats_dtype, zero_padding
 from recurrax._types import Array, Initializer
-from recurrax._validation import as_array, check_block_inputs, check_choice, check_float_dtype, check_positive_int
+from recurrax._validation import as_array, check_block_inputs, check_float_dtype, check_positive_int
 
-Padding = Literal["causal", "same", "valid"]
+Padding = Literal["causal", "same", "valid"] | int | tuple[int, int]
 PADDINGS: tuple[str, ...] = ("causal", "same", "valid")
+"""The named padding modes; ``padding`` may also be an int (both sides) or a pair ``(left, right)``."""
+
+LengthLike = TypeVar("LengthLike", int, Array)
 
 default_conv_kernel_init: Initializer = jax.nn.initializers.lecun_normal()
 
@@ -32,13 +37,77 @@ def weight_norm(v: Array, g: Array) -> Array:
     return (vf * (g.astype(acc) / norm)).astype(v.dtype)
 
 
-def _padding_pair(padding: str, kernel_size: int, dilation: int) -> tuple[int, int]:
-    total = (kernel_size - 1) * dilation
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_padding(padding: Any) -> str | int | tuple[int, int]:
+    """``padding`` if it is a named mode, an int ``>= 0`` or a pair ``(left, right)`` of them (a list: a tuple)."""
+    expected = f"one of {PADDINGS}, an int >= 0 or a pair (left, right) of ints >= 0"
+    if isinstance(padding, str):
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be {expected}, got {padding!r}")
+        return padding
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 2 or not all(_is_int(p) for p in padding):
+            raise TypeError(f"padding must be {expected}, got {padding!r}")
+        pair = (int(padding[0]), int(padding[1]))
+    elif _is_int(padding):
+        pair = (int(padding), int(padding))
+    else:
+        raise TypeError(f"padding must be {expected}, got {type(padding).__name__} {padding!r}")
+    if min(pair) < 0:
+        raise ValueError(f"padding must be {expected}, got {padding!r}")
+    return pair if isinstance(padding, (tuple, list)) else int(padding)
+
+
+def padding_pair(padding: str | int | tuple[int, int], kernel_size: int, dilation: int = 1) -> tuple[int, int]:
+    """The zeros ``(left, right)`` added around the time axis for ``padding``.
+
+    ``"causal"``: ``((K-1)·d, 0)``; ``"same"``: ``(⌊(K-1)·d / 2⌋, ⌈(K-1)·d / 2⌉)``;
+    ``"valid"``: ``(0, 0)``; an int ``p``: ``(p, p)``; a pair: itself.
+    """
+    padding = check_padding(padding)
+    total = (check_positive_int(kernel_size, "kernel_size") - 1) * check_positive_int(dilation, "dilation")
     if padding == "causal":
         return total, 0
     if padding == "same":
         return total // 2, total - total // 2
-    return 0, 0
+    if padding == "valid":
+        return 0, 0
+    return padding if isinstance(padding, tuple) else (padding, padding)
+
+
+def conv_output_length(
+    length: LengthLike,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    padding: Padding = "causal",
+    dilation: int = 1,
+) -> LengthLike:
+    """Output steps of a convolution over ``length`` input steps (an int, or ``lengths[*B]``), as PyTorch's ``Conv1d``::
+
+        T' = max(0, ⌊(T + left + right - dilation·(kernel_size - 1) - 1) / stride⌋ + 1)
+
+    with ``(left, right)`` from :func:`padding_pair`. With ``stride=1``,
+    ``"causal"`` and ``"same"`` keep the length; ``"same"`` with a stride gives
+    ``⌈T / stride⌉``. Applied to ``lengths``, it gives the outputs' lengths.
+
+    Example:
+      >>> from recurrax.conv import conv_output_length
+      >>> conv_output_length(40, 5, stride=2, padding=1)     # MNIST-1D's first convolution
+      19
+    """
+    stride = check_positive_int(stride, "stride")
+    left, right = padding_pair(padding, kernel_size, dilation)
+    reach = dilation * (kernel_size - 1) + 1
+    if _is_int(length):
+        return max(0, (int(length) + left + right - reach) // stride + 1)
+    length = as_array(length, "length")
+    if not jnp.issubdtype(length.dtype, jnp.integer):
+        raise TypeError(f"length must be an int or an integer array, got dtype {length.dtype}")
+    return jnp.maximum((jnp.asarray(length) + (left + right - reach)) // stride + 1, 0)
 
 
 def conv1d(
@@ -46,6 +115,7 @@ def conv1d(
     kernel: Array,
     bias: Array | None = None,
     *,
+    stride: int = 1,
     dilation: int = 1,
     padding: Padding = "causal",
     groups: int = 1,
@@ -55,18 +125,27 @@ def conv1d(
 ) -> Array:
     """Convolves ``xs`` over time with ``kernel``; a cross-correlation like every deep-learning conv.
 
-    With ``padding="causal"``, output ``t`` sees inputs ``t - (K-1)·d … t`` only::
+    With ``left`` zeros before the sequence and ``right`` after it (see
+    :func:`padding_pair`), output ``j`` is, as in ``torch.nn.Conv1d``::
 
-        ys[..., t, :] = bias + Σ_k xs[..., t - (K-1-k)·d, :] @ kernel[k]      # xs[<0] = 0
+        ys[..., j, :] = bias + Σ_k x_padded[..., j·stride + k·dilation, :] @ kernel[k]
 
-    ``"same"`` centres the window (extra padding on the right when ``(K-1)·d``
-    is odd) and ``"valid"`` uses no padding (``T' = T - (K-1)·d``).
+    so ``padding="causal"`` (``left = (K-1)·d``) lets output ``t`` see inputs
+    ``t - (K-1)·d … t`` only; ``"same"`` centres the window (the extra zero on
+    the right when ``(K-1)·d`` is odd); ``"valid"`` adds none; an int ``p``
+    adds ``p`` on both sides and a pair ``(left, right)`` says each. A stride
+    ``s`` keeps the outputs ``0, s, 2s, …`` of the same convolution with stride
+    1, so there are ``T' = ⌊(T + left + right - d·(K-1) - 1) / s⌋ + 1`` of them
+    (:func:`conv_output_length`).
 
     Shapes:
       xs: ``[*B, T, D]`` (``[T, *B, D]`` with ``time_major``).
       kernel: ``[K, D // groups, F]``; bias: ``[F]``.
-      lengths: ``[*B]``; inputs past an example's end are treated as zeros and
-        its outputs there are zero (not allowed with ``"valid"``).
+      lengths: ``[*B]``; inputs past an example's end are treated as zeros,
+        whatever they hold (NaN included), so each example's outputs are those of
+        its own ``lengths[b]`` steps alone; outputs past
+        ``conv_output_length(lengths, K, stride=s, padding=padding, dilation=d)``
+        are zero.
       returns: ``[*B, T', F]`` in ``dtype`` (default: promotion of xs and kernel).
 
     Example:
@@ -77,7 +156,8 @@ def conv1d(
       >>> conv1d(xs, kernel, dilation=2)[0, :, 0].tolist()    # reaches t = 2, 4, 6
       [0.0, 0.0, 3.0, 0.0, 2.0, 0.0]
     """
-    check_choice(padding, "padding", PADDINGS)
+    padding = check_padding(padding)
+    check_positive_int(stride, "stride")
     check_positive_int(dilation, "dilation")
     check_positive_int(groups, "groups")
     kernel = as_array(kernel, "kernel")
@@ -89,23 +169,22 @@ def conv1d(
     xs, lengths = check_block_inputs(xs, lengths, features=d_in * groups, time_major=time_major)
     if bias is not None and tuple(jnp.shape(bias)) != (F,):
         raise ValueError(f"bias must have shape ({F},), got {tuple(jnp.shape(bias))}")
-    if padding == "valid":
-        if lengths is not None:
-            raise ValueError("lengths cannot be used with padding='valid' (outputs no longer align with inputs)")
-        if xs.shape[-2] < (K - 1) * dilation + 1:
-            raise ValueError(
-                f"padding='valid' needs T >= (kernel_size - 1) * dilation + 1 = {(K - 1) * dilation + 1}, "
-                f"got T={xs.shape[-2]}"
-            )
-    dt = compute_dtype(dtype, xs, kernel)
     batch_shape, (T, D) = xs.shape[:-2], xs.shape[-2:]
-    valid = padding_mask(lengths, T)
-    x = zero_padding(xs, valid).astype(dt).reshape((-1, T, D))
+    pads = padding_pair(padding, K, dilation)
+    if conv_output_length(T, K, stride=stride, padding=pads, dilation=dilation) < 1:
+        raise ValueError(
+            f"xs has T={T} steps, too few for kernel_size={K} with dilation={dilation} and padding={padding!r} "
+            f"(zeros {pads} around the sequence): T + left + right must be >= (kernel_size - 1) * dilation + 1 "
+            f"= {(K - 1) * dilation + 1}"
+        )
+    dt = compute_dtype(dtype, xs, kernel)
+    # Padding may hold anything (NaN, Inf): zeroed before any arithmetic, it reaches no value or gradient.
+    x = zero_padding(xs, padding_mask(lengths, T)).astype(dt).reshape((-1, T, D))
     ys = jax.lax.conv_general_dilated(
         x,
         kernel.astype(dt),
-        window_strides=(1,),
-        padding=[_padding_pair(padding, K, dilation)],
+        window_strides=(stride,),
+        padding=[pads],
         rhs_dilation=(dilation,),
         dimension_numbers=("NWC", "WIO", "NWC"),
         feature_group_count=groups,
@@ -113,7 +192,10 @@ def conv1d(
     if bias is not None:
         ys = ys + bias.astype(dt)
     ys = ys.reshape((*batch_shape, ys.shape[1], F))
-    return from_batch_major(zero_padding(ys, valid), time_major)
+    if lengths is not None:
+        out_lengths = conv_output_length(lengths, K, stride=stride, padding=pads, dilation=dilation)
+        ys = zero_padding(ys, padding_mask(out_lengths, ys.shape[-2]))
+    return from_batch_major(ys, time_major)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -121,7 +203,10 @@ class Conv1D:
     """A 1D convolution over time (pure: ``init`` makes params, ``apply`` runs it).
 
     Parameters: ``kernel[K, D // groups, F]`` (or ``kernel_v`` and
-    ``kernel_g[F]`` with ``weight_norm``) and ``bias[F]``.
+    ``kernel_g[F]`` with ``weight_norm``) and ``bias[F]``. ``stride``,
+    ``padding`` (``"causal"``, ``"same"``, ``"valid"``, an int or a pair
+    ``(left, right)``), ``dilation`` and ``groups`` mean what they mean for
+    ``torch.nn.Conv1d``; see :func:`conv1d`.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -130,10 +215,17 @@ class Conv1D:
       >>> params = conv.init(jax.random.key(0), in_features=4)
       >>> conv.apply(params, jnp.ones((2, 10, 4))).shape, conv.receptive_field
       ((2, 10, 8), 5)
+      >>> down = Conv1D(features=8, kernel_size=4, stride=2, padding=1)   # halves the length
+      >>> lengths = jnp.array([10, 7])
+      >>> down.apply(down.init(jax.random.key(0), 4), jnp.ones((2, 10, 4)), lengths=lengths).shape
+      (2, 5, 8)
+      >>> down.output_length(lengths).tolist()      # the outputs' lengths, to pass on
+      [5, 3]
     """
 
     features: int
     kernel_size: int
+    stride: int = 1
     dilation: int = 1
     padding: Padding = "causal"
     groups: int = 1
@@ -147,9 +239,11 @@ class Conv1D:
     def __post_init__(self) -> None:
         check_positive_int(self.features, "features")
         check_positive_int(self.kernel_size, "kernel_size")
+        check_positive_int(self.stride, "stride")
         check_positive_int(self.dilation, "dilation")
         check_positive_int(self.groups, "groups")
-        check_choice(self.padding, "padding", PADDINGS)
+        # A list becomes a tuple, so that equal convolutions compare (and hash) equal.
+        object.__setattr__(self, "padding", check_padding(self.padding))
         if self.features % self.groups:
             raise ValueError(f"groups={self.groups} must divide features={self.features}")
         check_float_dtype(self.dtype, "dtype")
@@ -159,6 +253,12 @@ class Conv1D:
     def receptive_field(self) -> int:
         """Input steps that one output sees: ``(kernel_size - 1) * dilation + 1``."""
         return (self.kernel_size - 1) * self.dilation + 1
+
+    def output_length(self, length: LengthLike) -> LengthLike:
+        """Output steps for ``length`` input steps (an int, or ``lengths[*B]``); see :func:`conv_output_length`."""
+        return conv_output_length(
+            length, self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation
+        )
 
     def init(self, key: Array, in_features: int) -> dict[str, Array]:
         """Fresh parameters for inputs with ``in_features`` features."""
@@ -194,11 +294,12 @@ class Conv1D:
     def apply(
         self, params: dict[str, Any], xs: Array, *, lengths: Array | None = None, time_major: bool = False
     ) -> Array:
-        """``xs[*B, T, D] → ys[*B, T, F]`` (``T - (K-1)·d`` steps with ``"valid"``); see :func:`conv1d`."""
+        """``xs[*B, T, D] → ys[*B, T', F]`` with ``T' = self.output_length(T)``; see :func:`conv1d`."""
         return conv1d(
             xs,
             self.kernel(params),
             params.get("bias"),
+            stride=self.stride,
             dilation=self.dilation,
             padding=self.padding,
             groups=self.groups,

@@ -16,12 +16,19 @@ from recurrax.nn._module import BlockModule
 
 
 class Conv1D(BlockModule):
-    """NNX module of :class:`recurrax.conv.Conv1D`: ``xs[*B, T, D] → [*B, T, F]`` (causal by default).
+    """NNX module of :class:`recurrax.conv.Conv1D`: ``xs[*B, T, D] → [*B, T', F]`` (causal by default).
+
+    ``stride``, ``padding`` (``"causal"``, ``"same"``, ``"valid"``, an int or a
+    pair ``(left, right)``), ``dilation`` and ``groups`` as ``torch.nn.Conv1d``;
+    ``T' = conv.output_length(T)``.
 
     Example::
 
         conv = recurrax.nn.Conv1D(4, 8, kernel_size=3, dilation=2, rngs=nnx.Rngs(0))
         ys = conv(xs, lengths=lengths)        # [B, T, 4] -> [B, T, 8]
+        down = recurrax.nn.Conv1D(4, 8, kernel_size=5, stride=2, padding=2, rngs=nnx.Rngs(0))
+        ys = down(xs, lengths=lengths)        # [B, T, 4] -> [B, ⌈T/2⌉, 8]
+        lengths = down.output_length(lengths)
     """
 
     def __init__(
@@ -31,6 +38,7 @@ class Conv1D(BlockModule):
         kernel_size: int,
         *,
         rngs: nnx.Rngs,
+        stride: int = 1,
         dilation: int = 1,
         padding: _conv1d.Padding = "causal",
         groups: int = 1,
@@ -46,6 +54,7 @@ class Conv1D(BlockModule):
         spec = _conv1d.Conv1D(
             features=features,
             kernel_size=kernel_size,
+            stride=stride,
             dilation=dilation,
             padding=padding,
             groups=groups,
@@ -60,6 +69,10 @@ class Conv1D(BlockModule):
         super().__init__(spec, make, rngs=rngs, stochastic=False, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
+
+    def output_length(self, length: _conv1d.LengthLike) -> _conv1d.LengthLike:
+        """Output steps for ``length`` input steps (an int, or ``lengths[*B]``), as PyTorch's ``Conv1d``."""
+        return self.spec.output_length(length)
 
     def __call__(self, xs: Array, *, lengths: Array | None = None) -> Array:
         return self.spec.apply(self.pure_params(), xs, lengths=lengths, time_major=self.time_major)
