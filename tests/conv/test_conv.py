@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.test_util import check_grads
 
 from recurrax.conv import (
     TCN,
@@ -139,6 +140,14 @@ def test_strided_conv_values_gradients_and_lengths_match_torch(kernel_size, stri
     np.testing.assert_allclose(grads["kernel"], module.weight.grad.permute(2, 1, 0).numpy(), atol=1e-10)
     np.testing.assert_allclose(grads["bias"], module.bias.grad.numpy(), atol=1e-10)
     np.testing.assert_allclose(grad_xs, x_torch.grad.numpy(), atol=1e-10)
+
+
+def test_strided_conv_gradients_match_finite_differences(x64):
+    """Without torch too: reverse-mode gradients w.r.t. kernel, bias and inputs, with lengths."""
+    conv = Conv1D(features=F, kernel_size=4, stride=3, dilation=2, padding=(3, 1), groups=2)
+    params = _random_conv_params(conv)
+    apply = jax.jit(lambda params, xs: conv.apply(params, xs, lengths=LENGTHS))
+    check_grads(apply, (params, _xs(np.float64)), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
 def test_a_strided_conv_keeps_every_stride_th_output_of_the_unstrided_one():
