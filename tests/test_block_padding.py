@@ -86,13 +86,13 @@ def _attention(return_weights: bool) -> Case:
 
 
 def _decode(stack: Any, decode: Callable[..., Any], **init_args: Any) -> Case:
-    """A prompt of ragged lengths, then one more step: the prompt's padding must not poison the cache."""
+    """A prompt of ragged lengths; the caches it returns are outputs too: padded steps written there
+    (past each new length, for the next call to overwrite) must be zeros, not NaN, since a masked
+    key still multiplies its value by a weight of 0 in every later call."""
 
     def call(block, params, xs):
-        caches = block.init_cache(params, (B,), T + 1)
-        ys, caches = decode(block, params, xs, _memory(xs), caches, lengths=LENGTHS)
-        y, _ = decode(block, params, jnp.ones((B, 1, D)), _memory(xs), caches)
-        return ys, y
+        caches = block.init_cache(params, (B,), T)
+        return decode(block, params, xs, _memory(xs), caches, lengths=LENGTHS)
 
     return _pure(stack, call, **init_args)
 
