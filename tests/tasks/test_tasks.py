@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 import socket
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -17,18 +19,24 @@ SMALL = {"num_train": 6, "num_validation": 3, "num_test": 4}
 
 
 # ------------------------------------------------------------------- adding
+def check_adding_split(split, seq_len):
+    """Every example of ``split`` is an adding-problem example of length ``seq_len``, built by hand."""
+    assert isinstance(split, Split)
+    assert split.inputs.dtype == np.float32 and split.targets.dtype == np.float32
+    assert split.inputs.shape[1:] == (seq_len, 2) and split.targets.shape == (len(split), 1)
+    assert split.lengths is None
+    for x, y in zip(split.inputs, split.targets, strict=True):
+        marked = np.flatnonzero(x[:, 1])
+        assert set(np.unique(x[:, 1])) <= {0.0, 1.0}
+        assert len(marked) == 2 and marked[0] < seq_len // 2 <= marked[1]
+        assert np.all((x[:, 0] >= 0) & (x[:, 0] < 1))
+        assert y[0] == np.float32(float(x[marked[0], 0]) + float(x[marked[1], 0]))
+
+
 def test_adding_matches_its_definition():
     data = adding_problem(9, **SMALL, seed=3)
     for split in data.splits.values():
-        assert split.inputs.dtype == np.float32 and split.targets.dtype == np.float32
-        assert split.inputs.shape[1:] == (9, 2) and split.targets.shape == (len(split), 1)
-        assert split.lengths is None
-        for x, y in zip(split.inputs, split.targets, strict=True):
-            marked = np.flatnonzero(x[:, 1])
-            assert set(np.unique(x[:, 1])) <= {0.0, 1.0}
-            assert len(marked) == 2 and marked[0] < 9 // 2 <= marked[1]
-            assert np.all((x[:, 0] >= 0) & (x[:, 0] < 1))
-            assert y[0] == np.float32(float(x[marked[0], 0]) + float(x[marked[1], 0]))
+        check_adding_split(split, 9)
 
 
 def test_adding_baseline_is_the_mse_of_predicting_one():
@@ -52,21 +60,27 @@ def test_same_seed_same_data_and_splits_are_independent_streams():
 
 
 # --------------------------------------------------------------------- copy
-def test_copy_matches_arjovsky_layout():
-    delay, length, symbols = 4, 3, 5
-    data = copy_task(delay, copy_length=length, num_symbols=symbols, **SMALL, seed=2)
+def check_copy_split(split, delay, length, symbols):
+    """Every example of ``split`` has Arjovsky's copy-task layout, built by hand."""
     blank, delimiter = symbols, symbols + 1
     total = delay + 2 * length
+    assert isinstance(split, Split) and split.lengths is None
+    assert split.inputs.dtype == np.float32 and split.targets.dtype == np.int32
+    assert split.inputs.shape[1:] == (total, symbols + 2) and split.targets.shape == (len(split), total)
+    for x, y in zip(split.inputs, split.targets, strict=True):
+        assert np.all(x.sum(-1) == 1.0)
+        tokens = x.argmax(-1)
+        remembered = list(tokens[:length])
+        assert all(0 <= s < symbols for s in remembered)
+        expected_in = remembered + [blank] * (delay - 1) + [delimiter] + [blank] * length
+        expected_out = [blank] * (delay + length) + remembered
+        assert list(tokens) == expected_in and list(y) == expected_out
+
+
+def test_copy_matches_arjovsky_layout():
+    data = copy_task(4, copy_length=3, num_symbols=5, **SMALL, seed=2)
     for split in data.splits.values():
-        assert split.inputs.shape[1:] == (total, symbols + 2) and split.targets.shape == (len(split), total)
-        for x, y in zip(split.inputs, split.targets, strict=True):
-            assert np.all(x.sum(-1) == 1.0)
-            tokens = x.argmax(-1)
-            remembered = list(tokens[:length])
-            assert all(0 <= s < symbols for s in remembered)
-            expected_in = remembered + [blank] * (delay - 1) + [delimiter] + [blank] * length
-            expected_out = [blank] * (delay + length) + remembered
-            assert list(tokens) == expected_in and list(y) == expected_out
+        check_copy_split(split, 4, 3, 5)
 
 
 def test_copy_baseline_is_the_memoryless_cross_entropy():
@@ -222,3 +236,84 @@ def test_loss_and_metric_names_are_known_to_train():
         "binary": "binary_cross_entropy",
     }
     assert json.loads(json.dumps(kinds["binary"].to_dict()))["baseline_description"]
+
+
+# ----------------------------------------------------- infinite (fresh batches)
+NO_TRAIN = {"num_validation": 3, "num_test": 4}
+
+
+def test_fresh_batches_are_adding_examples_drawn_from_seed_and_index_alone():
+    source = adding_problem(9, infinite=True, **NO_TRAIN, seed=3).train
+    for index in (0, 1, 7):
+        check_adding_split(source.batch(index, 5), 9)
+    again = adding_problem(9, infinite=True, seed=3).train  # other split sizes: the same batches
+    np.testing.assert_array_equal(source.batch(4, 6).inputs, again.batch(4, 6).inputs)
+    np.testing.assert_array_equal(source.batch(4, 6).targets, again.batch(np.int64(4), 6).targets)
+    assert source.batch(4, 6).inputs.tobytes() == again.batch(4, 6).inputs.tobytes()
+    assert not np.array_equal(source.batch(0, 6).inputs, source.batch(1, 6).inputs)
+    assert not np.array_equal(
+        source.batch(0, 6).inputs, adding_problem(9, infinite=True, seed=4).train.batch(0, 6).inputs
+    )
+    assert source == again and source != adding_problem(10, infinite=True, seed=3).train
+
+
+def test_fresh_adding_batches_have_the_fixed_sets_distribution():
+    big = adding_problem(4, infinite=True, seed=1).train.batch(0, 40_000)
+    assert float(np.mean((big.targets.astype(np.float64) - 1.0) ** 2)) == pytest.approx(1 / 6, abs=0.005)
+    # Each marker position is uniform over its half, as in the fixed split.
+    marked = big.inputs[..., 1]
+    np.testing.assert_allclose(marked.mean(0), [0.5, 0.5, 0.5, 0.5], atol=0.02)
+
+
+def test_fresh_batches_are_copy_examples():
+    data = copy_task(4, copy_length=3, num_symbols=5, infinite=True, **NO_TRAIN, seed=2)
+    for index in (0, 3):
+        check_copy_split(data.train.batch(index, 4), 4, 3, 5)
+    for split in (data.validation, data.test):
+        check_copy_split(split, 4, 3, 5)
+    assert repr(data.train) == "FreshBatches(task='copy', delay=4, copy_length=3, num_symbols=5, seed=2)"
+
+
+def test_validation_and_test_stay_fixed_and_independent_of_the_training_batches():
+    fixed = adding_problem(6, **SMALL, seed=5)
+    fresh = adding_problem(6, infinite=True, **NO_TRAIN, seed=5)
+    assert fresh.infinite and not fixed.infinite
+    # The same arrays as without infinite=True: their own streams in both modes.
+    np.testing.assert_array_equal(fresh.validation.inputs, fixed.validation.inputs)
+    np.testing.assert_array_equal(fresh.test.targets, fixed.test.targets)
+    held_out = np.concatenate([fresh.validation.inputs[..., 0], fresh.test.inputs[..., 0], fixed.train.inputs[..., 0]])
+    drawn = np.concatenate([fresh.train.batch(i, 8).inputs[..., 0] for i in range(20)])
+    assert not set(map(bytes, held_out)) & set(map(bytes, drawn))
+    assert len(set(map(bytes, drawn))) == len(drawn)  # no example drawn twice
+
+
+def test_fresh_batches_are_the_trainers_batch_source():
+    data = load_task("adding", seq_len=7, infinite=True, seed=2, **NO_TRAIN)
+    source = data.train
+    assert isinstance(source, tasks.FreshBatches) and data.splits["train"] is source
+    # What the trainer tests to tell an endless source from a dataset of arrays.
+    assert not isinstance(source, Mapping) and not hasattr(source, "inputs") and callable(source.batch)
+    assert repr(source) == "FreshBatches(task='adding', seq_len=7, seed=2)"
+    assert repr(source) == repr(pickle.loads(pickle.dumps(source)))
+    assert bool(source)
+    assert load_task("copy", seq_len=5, infinite=True).train.batch(0, 2).inputs.shape == (2, 5 + 2 * 10, 10)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda s: len(s), TypeError, r"FreshBatches\(task='adding', seq_len=5, seed=0\) is an endless source"),
+        (lambda s: s.inputs, AttributeError, r"has no \.inputs: .*fit\(\.\.\., steps=N\)"),
+        (lambda s: s.subset(slice(0, 2)), AttributeError, r"has no \.subset"),
+        (lambda s: s.batch(-1, 4), ValueError, "index must be an int >= 0, got -1"),
+        (lambda s: s.batch(1.0, 4), TypeError, "index must be an int"),
+        (lambda s: s.batch(0, 0), ValueError, "batch_size must be an int >= 1, got 0"),
+        (lambda s: s.batch(0, True), TypeError, "batch_size must be an int"),
+        (lambda s: adding_problem(5, infinite=True, num_train=100), ValueError, "num_train must not be given"),
+        (lambda s: copy_task(5, infinite=True, num_train=100), ValueError, "num_train must not be given"),
+        (lambda s: adding_problem(5, infinite="yes"), TypeError, "infinite must be a bool"),
+    ],
+)
+def test_fresh_batches_refuse_what_needs_arrays(call, error, message):
+    with pytest.raises(error, match=message):
+        call(adding_problem(5, infinite=True, num_validation=1, num_test=1).train)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recurrax.tasks._dataset import Dataset, Split, TaskInfo, check_count, split_rngs
+from recurrax.tasks._dataset import Dataset, Split, TaskInfo, check_count, generated_dataset
 
 #: MSE of always predicting 1 = Var(u1 + u2) for u1, u2 ~ U(0, 1) = 2/12.
 ADDING_BASELINE_MSE = 1.0 / 6.0
@@ -30,10 +30,11 @@ def _adding_split(rng: np.random.Generator, num_examples: int, seq_len: int) -> 
 def adding_problem(
     seq_len: int = 100,
     *,
-    num_train: int = 10_000,
+    num_train: int | None = None,
     num_validation: int = 1_000,
     num_test: int = 1_000,
     seed: int = 0,
+    infinite: bool = False,
 ) -> Dataset:
     """The adding problem: ``T`` steps of two features, predict the sum of the two marked values.
 
@@ -46,10 +47,19 @@ def adding_problem(
 
     Shapes: inputs ``[N, T, 2]`` float32, targets ``[N, 1]`` float32, no lengths.
 
+    With ``infinite=True``, as the papers train, ``train`` is an endless
+    :class:`~recurrax.tasks.FreshBatches` source: ``train.batch(i, B)`` draws
+    ``B`` new examples from ``(seed, i)`` alone (train it with
+    ``fit(..., steps=N)``). Validation and test stay fixed arrays, the same as
+    without ``infinite``.
+
     Args:
       seq_len: ``T`` >= 2; the distance the model must carry the first value.
-      num_train, num_validation, num_test: examples per split.
+      num_train: training examples (default 10,000); must not be given with
+        ``infinite=True``.
+      num_validation, num_test: examples per split.
       seed: the same seed gives the same arrays; each split has its own stream.
+      infinite: fresh training examples for every batch instead of a fixed set.
 
     References:
       Hochreiter & Schmidhuber, "Long short-term memory", Neural Computation 1997.
@@ -61,13 +71,11 @@ def adding_problem(
       >>> data = adding_problem(50, num_train=8, num_validation=4, num_test=4)
       >>> data.train.inputs.shape, data.train.targets.shape, round(data.info.baseline, 3)
       ((8, 50, 2), (8, 1), 0.167)
+      >>> fresh = adding_problem(50, infinite=True, num_validation=4, num_test=4)
+      >>> fresh.train.batch(0, 16).inputs.shape, len(fresh.validation)
+      ((16, 50, 2), 4)
     """
     seq_len = check_count(seq_len, "seq_len", minimum=2)
-    sizes = [
-        check_count(n, name)
-        for n, name in ((num_train, "num_train"), (num_validation, "num_validation"), (num_test, "num_test"))
-    ]
-    train, validation, test = (_adding_split(rng, n, seq_len) for rng, n in zip(split_rngs(seed), sizes, strict=True))
     info = TaskInfo(
         name="adding",
         kind="regression",
@@ -81,4 +89,13 @@ def adding_problem(
         description=f"adding problem, T={seq_len}: the sum of the two marked values",
         baseline_description="always predicting 1",
     )
-    return Dataset(train=train, validation=validation, test=test, info=info)
+    return generated_dataset(
+        _adding_split,
+        {"seq_len": seq_len},
+        info,
+        num_train=num_train,
+        num_validation=num_validation,
+        num_test=num_test,
+        seed=seed,
+        infinite=infinite,
+    )

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from recurrax.tasks._dataset import Dataset, Split, TaskInfo, check_count, split_rngs
+from recurrax.tasks._dataset import Dataset, Split, TaskInfo, check_count, generated_dataset
 
 
 def _copy_split(rng: np.random.Generator, num_examples: int, delay: int, copy_length: int, num_symbols: int) -> Split:
@@ -27,10 +27,11 @@ def copy_task(
     *,
     copy_length: int = 10,
     num_symbols: int = 8,
-    num_train: int = 10_000,
+    num_train: int | None = None,
     num_validation: int = 1_000,
     num_test: int = 1_000,
     seed: int = 0,
+    infinite: bool = False,
 ) -> Dataset:
     """The copy memory task: remember ``copy_length`` symbols for ``delay`` steps, then replay them.
 
@@ -47,13 +48,22 @@ def copy_task(
 
     Shapes: inputs ``[N, T, K + 2]`` float32, targets ``[N, T]`` int32, no lengths.
 
+    With ``infinite=True``, as Arjovsky et al. train, ``train`` is an endless
+    :class:`~recurrax.tasks.FreshBatches` source: ``train.batch(i, B)`` draws
+    ``B`` new examples from ``(seed, i)`` alone (train it with
+    ``fit(..., steps=N)``). Validation and test stay fixed arrays, the same as
+    without ``infinite``.
+
     Args:
       delay: steps between the end of the symbols and the delimiter's step plus
         one (Arjovsky's ``T``), >= 1.
       copy_length: ``L``, symbols to remember.
       num_symbols: ``K`` >= 2, the alphabet of the remembered symbols.
-      num_train, num_validation, num_test: examples per split.
+      num_train: training examples (default 10,000); must not be given with
+        ``infinite=True``.
+      num_validation, num_test: examples per split.
       seed: the same seed gives the same arrays; each split has its own stream.
+      infinite: fresh training examples for every batch instead of a fixed set.
 
     References:
       Arjovsky, Shah & Bengio, "Unitary evolution recurrent neural networks",
@@ -65,17 +75,12 @@ def copy_task(
       >>> data = copy_task(5, copy_length=3, num_train=4, num_validation=2, num_test=2)
       >>> data.train.inputs.shape, data.train.targets.shape
       ((4, 11, 10), (4, 11))
+      >>> copy_task(5, copy_length=3, infinite=True, seed=1).train
+      FreshBatches(task='copy', delay=5, copy_length=3, num_symbols=8, seed=1)
     """
     delay = check_count(delay, "delay")
     copy_length = check_count(copy_length, "copy_length")
     num_symbols = check_count(num_symbols, "num_symbols", minimum=2)
-    sizes = [
-        check_count(n, name)
-        for n, name in ((num_train, "num_train"), (num_validation, "num_validation"), (num_test, "num_test"))
-    ]
-    train, validation, test = (
-        _copy_split(rng, n, delay, copy_length, num_symbols) for rng, n in zip(split_rngs(seed), sizes, strict=True)
-    )
     total = delay + 2 * copy_length
     info = TaskInfo(
         name="copy",
@@ -90,4 +95,13 @@ def copy_task(
         description=f"copy task, delay {delay}: replay {copy_length} of {num_symbols} symbols after the delimiter",
         baseline_description="the memoryless strategy, L·log(K)/T",
     )
-    return Dataset(train=train, validation=validation, test=test, info=info)
+    return generated_dataset(
+        _copy_split,
+        {"delay": delay, "copy_length": copy_length, "num_symbols": num_symbols},
+        info,
+        num_train=num_train,
+        num_validation=num_validation,
+        num_test=num_test,
+        seed=seed,
+        infinite=infinite,
+    )
