@@ -18,6 +18,10 @@ one; exporting writes it to ``bias_ih`` and zeros to ``bias_hh``.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import re
+import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -25,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from recurrax.interop._torch_rnn import TorchRNN
+from recurrax.interop._torch_rnn import _FLOAT_DTYPES, _NUM_GATES, MODES, TorchRNN
 
 if TYPE_CHECKING:
     import torch
@@ -53,19 +57,18 @@ def _weight_names(layer: int, direction: int, *, bias: bool, proj: bool) -> dict
     return {role: role + suffix for role in roles}
 
 
-def _target_dtype(dtype: DTypeLike | None, module_dtype: Any, torch: Any) -> jnp.dtype:
+def _target_dtype(dtype: DTypeLike | None, source_dtype: jnp.dtype, source: str) -> jnp.dtype:
+    """The dtype of the recurrax parameters: ``dtype`` if given, else the weights' own (``source`` names them)."""
     if dtype is None:
-        by_torch = {torch.float16: jnp.float16, torch.bfloat16: jnp.bfloat16, torch.float32: jnp.float32}
-        by_torch[torch.float64] = jnp.float64
-        if module_dtype not in by_torch:
-            raise TypeError(f"module has parameters of dtype {module_dtype}; expected a floating dtype")
-        target = jnp.dtype(by_torch[module_dtype])
+        target = jnp.dtype(source_dtype)
+        if target not in _FLOAT_DTYPES:
+            raise TypeError(f"{source} has dtype {target}; expected float16, bfloat16, float32 or float64")
     else:
         try:
             target = jnp.dtype(dtype)
         except TypeError as err:
             raise TypeError(f"dtype must be a floating dtype, got {dtype!r}") from err
-        if target not in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64):
+        if target not in _FLOAT_DTYPES:
             raise TypeError(f"dtype must be float16, bfloat16, float32 or float64, got {target}")
     if target == jnp.float64 and jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:
         raise ValueError(
@@ -76,15 +79,159 @@ def _target_dtype(dtype: DTypeLike | None, module_dtype: Any, torch: Any) -> jnp
     return target
 
 
-def _to_jax(tensor: torch.Tensor, dtype: jnp.dtype) -> jax.Array:
-    """Copies a torch tensor to a JAX array of ``dtype`` (exact unless ``dtype`` is narrower)."""
-    import torch
+def as_numpy(value: Any, name: str) -> tuple[np.ndarray, jnp.dtype]:
+    """``value`` (a numpy or JAX array, or a torch tensor) as a numpy array, and its own dtype.
 
-    tensor = tensor.detach().cpu()
-    # numpy has no bfloat16: widen first (float16/bfloat16 → float32 is exact).
-    if tensor.dtype != torch.float64:
-        tensor = tensor.to(torch.float32)
-    return jnp.asarray(tensor.numpy()).astype(dtype)
+    A torch tensor is read with ``.detach().cpu().numpy()`` (torch is not
+    imported here: a tensor exists only if the caller imported torch). numpy
+    has no bfloat16 tensor conversion, so float16/bfloat16 tensors are widened
+    to float32 first (exact) and their own dtype is returned beside them.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        own = jnp.dtype(str(value.dtype).removeprefix("torch.")) if value.is_floating_point() else None
+        tensor = value.detach().cpu()
+        if value.is_floating_point() and value.dtype != torch.float64:
+            tensor = tensor.to(torch.float32)
+        array = tensor.numpy()
+        return array, own if own is not None else array.dtype
+    if isinstance(value, np.ndarray | jax.Array):
+        array = np.asarray(value)
+        return array, jnp.dtype(array.dtype)
+    raise TypeError(f"{name} must be an array (numpy, JAX or a torch tensor), got {type(value).__name__}")
+
+
+_KEY = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?")
+
+
+def _infer_layout(keys: list[str], mode: str) -> tuple[int, bool, bool, bool]:
+    """``(num_layers, bidirectional, bias, proj)`` read off torch's parameter names (checked later)."""
+    parsed = [m.groups() for m in map(_KEY.fullmatch, keys) if m is not None]
+    num_layers = 1 + max((int(layer) for _, layer, _ in parsed), default=0)
+    bidirectional = any(reverse for _, _, reverse in parsed)
+    bias = any(role.startswith("bias") for role, _, _ in parsed)
+    proj = mode == "LSTM" and any(role == "weight_hr" for role, _, _ in parsed)
+    return num_layers, bidirectional, bias, proj
+
+
+def _load(
+    state: Mapping[str, Any],
+    *,
+    mode: str,
+    batch_first: bool,
+    dropout: float,
+    dtype: DTypeLike | None,
+    source: str,
+) -> TorchRNN:
+    """The one conversion from torch's parameter names and layout to a :class:`TorchRNN`.
+
+    ``source`` names the argument in error messages: ``"state_dict"`` (a
+    parameter is ``state_dict['weight_ih_l0']``) or ``"module"`` (``module.weight_ih_l0``).
+    """
+
+    def label(key: str) -> str:
+        return f"module.{key}" if source == "module" else f"{source}[{key!r}]"
+
+    keys = list(state)
+    num_layers, bidirectional, bias, proj = _infer_layout(keys, mode)
+    num_directions = 2 if bidirectional else 1
+    names = [
+        _weight_names(layer, direction, bias=bias, proj=proj)
+        for layer in range(num_layers)
+        for direction in range(num_directions)
+    ]
+    expected = [name for per in names for name in per.values()]
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in keys if k not in set(expected)]
+    if missing or extra:
+        found = f"num_layers={num_layers}, bidirectional={bidirectional}, bias={bias}"
+        found += f", proj_size>0={proj}" if mode == "LSTM" else ""
+        prefixed = [k for k in extra if "." in k and _KEY.fullmatch(k.rsplit(".", 1)[1])]
+        hint = f"; strip the prefix from keys such as {prefixed[0]!r} first" if prefixed else ""
+        raise ValueError(
+            f"{source} does not hold the parameters of a torch.nn.{_TORCH_CLASS[mode]} (mode {mode!r}) "
+            f"laid out as its keys say ({found}): missing {missing}, unexpected {extra}{hint}"
+        )
+    arrays = {}
+    for key in expected:
+        arrays[key] = as_numpy(state[key], label(key))
+    source_dtype = arrays["weight_ih_l0"][1]
+    for key, (_, own) in arrays.items():
+        if own != source_dtype:
+            raise TypeError(
+                f"{label(key)} has dtype {own}, but {label('weight_ih_l0')} has {source_dtype}; "
+                "a torch module keeps all its parameters in one dtype"
+            )
+    target = _target_dtype(dtype, source_dtype, label("weight_ih_l0"))
+
+    gates = _NUM_GATES[mode]
+    w_ih = arrays["weight_ih_l0"][0]
+    if w_ih.ndim != 2 or w_ih.shape[0] % gates or w_ih.shape[0] == 0 or w_ih.shape[1] == 0:
+        raise ValueError(
+            f"{label('weight_ih_l0')} has shape {w_ih.shape}, expected [{gates}·hidden_size, input_size] "
+            f"for {mode} ({gates} gate{'s' if gates > 1 else ''})"
+        )
+    proj_size = 0
+    read_off = f"{label('weight_ih_l0')}, shape {w_ih.shape}"
+    if proj:
+        w_hr = arrays["weight_hr_l0"][0]
+        if w_hr.ndim != 2 or w_hr.shape[0] == 0:
+            raise ValueError(f"{label('weight_hr_l0')} has shape {w_hr.shape}, expected [proj_size, hidden_size]")
+        proj_size = int(w_hr.shape[0])
+        read_off += f", and {label('weight_hr_l0')}, shape {w_hr.shape}"
+    config = {
+        "mode": mode,
+        "input_size": int(w_ih.shape[1]),
+        "hidden_size": int(w_ih.shape[0] // gates),
+        "num_layers": num_layers,
+        "bidirectional": bidirectional,
+        "batch_first": batch_first,
+        "bias": bias,
+        "proj_size": proj_size,
+        "dropout": dropout,
+    }
+    try:
+        layout = TorchRNN(params=(), **config)
+    except (TypeError, ValueError) as err:
+        message = f"{source} describes an invalid torch.nn.{_TORCH_CLASS[mode]}: {err} (read off {read_off})"
+        raise type(err)(message) from err
+
+    params = []
+    for layer in range(num_layers):
+        shapes = layout.param_shapes(layer)
+        torch_shapes = {
+            "weight_ih": shapes["input_kernel"][::-1],
+            "weight_hh": shapes["recurrent_kernel"][::-1],
+            "bias_ih": (gates * layout.hidden_size,),
+            "bias_hh": (gates * layout.hidden_size,),
+        }
+        if proj:
+            torch_shapes["weight_hr"] = shapes["projection_kernel"][::-1]
+        per_layer = []
+        for direction in range(num_directions):
+            w = {}
+            for role, name in names[layer * num_directions + direction].items():
+                array = arrays[name][0]
+                if array.shape != torch_shapes[role]:
+                    raise ValueError(
+                        f"{label(name)} has shape {array.shape}, expected {torch_shapes[role]} for {mode} with "
+                        f"input_size={layout.layer_input_size(layer)}, hidden_size={layout.hidden_size}"
+                        + (f", proj_size={proj_size}" if proj_size else "")
+                        + f" (read off {read_off})"
+                    )
+                w[role] = jnp.asarray(array).astype(target)
+            p = {"input_kernel": w["weight_ih"].T, "recurrent_kernel": w["weight_hh"].T}
+            zeros = jnp.zeros((gates * layout.hidden_size,), target)
+            b_ih, b_hh = (w["bias_ih"], w["bias_hh"]) if bias else (zeros, zeros)
+            if mode == "GRU":
+                p["input_bias"], p["recurrent_bias"] = b_ih, b_hh
+            else:
+                p["bias"] = b_ih + b_hh
+            if proj:
+                p["projection_kernel"] = w["weight_hr"].T
+            per_layer.append(p)
+        params.append(tuple(per_layer))
+    return dataclasses.replace(layout, params=tuple(params))
 
 
 def from_torch(module: torch.nn.Module, *, dtype: DTypeLike | None = None, allow_subclass: bool = False) -> TorchRNN:
@@ -135,41 +282,83 @@ def from_torch(module: torch.nn.Module, *, dtype: DTypeLike | None = None, allow
             "from_torch converts only the weights and settings, so its output would differ from that forward. "
             "Pass allow_subclass=True to convert it anyway"
         )
-    mode = module.mode
-    proj = int(getattr(module, "proj_size", 0))
-    target = _target_dtype(dtype, module.weight_ih_l0.dtype, torch)
+    # The module's own parameters, by torch's names: the same path as a state dict from disk.
     num_directions = 2 if module.bidirectional else 1
-
-    params = []
-    for layer in range(module.num_layers):
-        per_layer = []
-        for direction in range(num_directions):
-            names = _weight_names(layer, direction, bias=module.bias, proj=proj > 0)
-            w = {role: _to_jax(getattr(module, name), target) for role, name in names.items()}
-            p = {"input_kernel": w["weight_ih"].T, "recurrent_kernel": w["weight_hh"].T}
-            gates_h = p["input_kernel"].shape[1]
-            zeros = jnp.zeros((gates_h,), target)
-            b_ih, b_hh = (w["bias_ih"], w["bias_hh"]) if module.bias else (zeros, zeros)
-            if mode == "GRU":
-                p["input_bias"], p["recurrent_bias"] = b_ih, b_hh
-            else:
-                p["bias"] = b_ih + b_hh
-            if proj:
-                p["projection_kernel"] = w["weight_hr"].T
-            per_layer.append(p)
-        params.append(tuple(per_layer))
-
-    return TorchRNN(
-        mode=mode,
-        params=tuple(params),
-        input_size=int(module.input_size),
-        hidden_size=int(module.hidden_size),
-        num_layers=int(module.num_layers),
-        bidirectional=bool(module.bidirectional),
+    proj = int(getattr(module, "proj_size", 0)) > 0
+    names = [
+        name
+        for layer in range(module.num_layers)
+        for direction in range(num_directions)
+        for name in _weight_names(layer, direction, bias=module.bias, proj=proj).values()
+    ]
+    return _load(
+        {name: getattr(module, name) for name in names},
+        mode=module.mode,
         batch_first=bool(module.batch_first),
-        bias=bool(module.bias),
-        proj_size=proj,
         dropout=float(module.dropout),
+        dtype=dtype,
+        source="module",
+    )
+
+
+def from_torch_state_dict(
+    state_dict: Mapping[str, Any],
+    *,
+    mode: str,
+    batch_first: bool = False,
+    dropout: float = 0.0,
+    dtype: DTypeLike | None = None,
+) -> TorchRNN:
+    """Loads the ``state_dict`` of a ``torch.nn.RNN``/``LSTM``/``GRU`` into a :class:`TorchRNN`; torch not needed.
+
+    The mirror of :func:`to_torch_state_dict`, and the path :func:`from_torch`
+    takes too. Values may be numpy or JAX arrays (e.g. from ``np.load`` of an
+    ``.npz``) or torch tensors. ``input_size``, ``hidden_size``, ``num_layers``,
+    ``bidirectional``, ``bias`` and the LSTM's ``proj_size`` are read off the
+    keys and shapes; what the weights cannot tell is given here.
+
+    Shapes (torch's, per layer ``k``; ``_reverse`` names the backward direction):
+    ``weight_ih_l{k}[G·H, in]``, ``weight_hh_l{k}[G·H, H_out]``,
+    ``bias_ih_l{k}``/``bias_hh_l{k}[G·H]``, ``weight_hr_l{k}[P, H]``, with
+    ``G`` = 1 (RNN), 4 (LSTM), 3 (GRU) and ``in`` = ``input_size`` for ``k = 0``,
+    else ``num_directions·H_out``.
+
+    Args:
+      state_dict: ``{name: array}`` in torch's naming, exactly one module's
+        parameters (strip a prefix such as ``"encoder."`` first).
+      mode: ``"LSTM"``, ``"GRU"``, ``"RNN_TANH"`` or ``"RNN_RELU"`` (torch's
+        ``module.mode``; lower case accepted).
+      batch_first: the torch module's ``batch_first`` (the layout ``rnn(xs)`` expects).
+      dropout: the torch module's inter-layer dropout (kept for export only).
+      dtype: dtype of the recurrax parameters; default the arrays' own
+        (float64 needs JAX's 64-bit mode).
+
+    Returns:
+      a :class:`TorchRNN`, as :func:`from_torch` returns.
+
+    Example:
+      >>> import numpy as np, jax.numpy as jnp, recurrax
+      >>> rng = np.random.default_rng(0)
+      >>> shapes = {"weight_ih_l0": (12, 3), "weight_hh_l0": (12, 4), "bias_ih_l0": (12,), "bias_hh_l0": (12,)}
+      >>> state = {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
+      >>> rnn = recurrax.interop.from_torch_state_dict(state, mode="GRU", batch_first=True)
+      >>> rnn.hidden_size, rnn.input_size, rnn.num_layers, rnn.bidirectional
+      (4, 3, 1, False)
+      >>> output, h_n = rnn(jnp.ones((2, 5, 3)))
+      >>> output.shape, h_n.shape
+      ((2, 5, 4), (1, 2, 4))
+    """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping of parameter names to arrays, got {type(state_dict).__name__}")
+    bad = [key for key in state_dict if not isinstance(key, str)]
+    if bad:
+        raise TypeError(f"state_dict keys must be str (torch's parameter names), got {bad[:3]}")
+    if not isinstance(mode, str) or mode.upper() not in MODES:
+        raise ValueError(f"mode must be one of {MODES} (lower case accepted), got {mode!r}")
+    if not isinstance(batch_first, bool):
+        raise TypeError(f"batch_first must be a bool, got {batch_first!r}")
+    return _load(
+        state_dict, mode=mode.upper(), batch_first=batch_first, dropout=dropout, dtype=dtype, source="state_dict"
     )
 
 
