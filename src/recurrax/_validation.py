@@ -6,9 +6,14 @@ Each message names the argument, what it got and what it expected.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import dataclasses
 import functools
+import inspect
 import numbers
+import sys
+import types
+import typing
 from typing import Any
 
 import jax
@@ -171,11 +176,15 @@ def check_fields(obj: Any) -> None:
     The one place constructor arguments of cells and blocks are checked by
     type: ``bool`` takes only a bool, ``int`` an integer (not a bool),
     ``float`` a finite real number, ``str``/``Literal[...]`` one of its values,
-    ``tuple[int, ...]`` a tuple of integers, ``Initializer`` a callable, each
-    maybe ``| None``. Fields of other types (dtypes) have their own checks.
+    ``tuple[int, ...]`` a tuple of integers, ``tuple[int, int]`` a pair of
+    them, ``Sequence[int]`` a list or tuple of integers, ``Initializer`` a
+    callable, each maybe ``| None`` or a union of them. A name declared in the
+    field's module (``Padding = Literal["causal", "same"] | int``) stands for
+    what it names. Fields of other types (dtypes, other specs) have their own
+    checks; ranges (``> 0``, ``[0, 1)``) are the class's own checks, after this.
     """
     for field in dataclasses.fields(obj):
-        rule = _field_rule(field.type)
+        rule = field_rule(type(obj), field)
         if rule is None:
             continue
         value = getattr(obj, field.name)
@@ -184,6 +193,35 @@ def check_fields(obj: Any) -> None:
             error = TypeError if problem == "type" else ValueError
             got = f"{type(value).__name__} {value!r}" if problem == "type" else repr(value)
             raise error(f"{type(obj).__name__}: {field.name} must be {rule.expected}, got {got}")
+
+
+def check_positive_fields(obj: Any, *names: str) -> None:
+    """Checks that the int fields ``names`` of ``obj`` (already type-checked by :func:`check_fields`) are ``>= 1``.
+
+    ``None`` (an optional field left unset) passes.
+    """
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{type(obj).__name__}: {name} must be a positive int, got {value!r}")
+
+
+def check_rate_fields(obj: Any, *names: str) -> None:
+    """Checks that the float fields ``names`` of ``obj`` (type-checked by :func:`check_fields`) are in ``[0, 1)``."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ValueError(f"{type(obj).__name__}: {name} must be a float in [0, 1), got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_int_sequence(value: Any) -> bool:
+    """A list, tuple or other sequence (not a str) of ints."""
+    is_sequence = isinstance(value, collections.abc.Sequence) and not isinstance(value, (str, bytes))
+    return is_sequence and all(_is_int(v) for v in value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,11 +240,12 @@ class _FieldRule:
             "float": "a finite float",
             "str": "a str",
             "tuple": "a tuple of ints",
+            "pair": "a tuple of 2 ints",
+            "ints": "a sequence of ints",
             "callable": "an initializer(key, shape, dtype)",
         }
-        parts = [kinds[a] for a in sorted(self.atoms)]
-        if self.literals:
-            parts.append(f"one of {list(self.literals)}")
+        parts = [f"one of {list(self.literals)}"] if self.literals else []
+        parts += [kinds[a] for a in sorted(self.atoms)]
         if self.optional:
             parts.append("None")
         return " or ".join(parts)
@@ -217,10 +256,9 @@ class _FieldRule:
             return None if self.optional else "type"
         if self.literals and any(value == v and type(value) is type(v) for v in self.literals):
             return None
-        is_int = isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
         if "bool" in self.atoms and isinstance(value, (bool, np.bool_)):
             return None
-        if "int" in self.atoms and is_int:
+        if "int" in self.atoms and _is_int(value):
             return None
         if "float" in self.atoms and isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
             return None if np.isfinite(float(value)) else "value"
@@ -228,7 +266,11 @@ class _FieldRule:
             return None
         if "callable" in self.atoms and callable(value):
             return None
-        if "tuple" in self.atoms and isinstance(value, tuple) and all(isinstance(v, (int, np.integer)) for v in value):
+        if "tuple" in self.atoms and isinstance(value, tuple) and all(_is_int(v) for v in value):
+            return None
+        if "pair" in self.atoms and isinstance(value, tuple) and len(value) == 2 and all(_is_int(v) for v in value):
+            return None
+        if "ints" in self.atoms and _is_int_sequence(value):
             return None
         if self.literals and isinstance(value, str) and all(isinstance(v, str) for v in self.literals):
             return "value"
@@ -241,33 +283,83 @@ _ATOMS = {
     "float": "float",
     "str": "str",
     "tuple[int, ...]": "tuple",
+    "tuple[int, int]": "pair",
+    "Sequence[int]": "ints",
     "Initializer": "callable",
 }
+_TYPES = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
+def field_rule(cls: type, field: dataclasses.Field) -> _FieldRule | None:
+    """The rule :func:`check_fields` applies to ``field`` of the dataclass ``cls`` (``None``: the field checks itself).
+
+    A name in the annotation that is not a known type is looked up in the module
+    of the class that declares the field (an alias such as ``Padding``).
+    """
+    owner = next((c for c in cls.__mro__ if field.name in inspect.get_annotations(c)), cls)
+    return _field_rule(field.type, owner.__module__)
 
 
 @functools.cache
-def _field_rule(annotation: Any) -> _FieldRule | None:
-    """The rule for a field's declared type (a string under ``from __future__ import annotations``)."""
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", None)
-    if not isinstance(text, str):
-        return None
-    atoms, literals, optional = set(), (), False
-    for part in _split_union(text):
-        if part == "None":
-            optional = True
-        elif part in _ATOMS:
-            atoms.add(_ATOMS[part])
-        elif part.startswith("Literal[") and part.endswith("]"):
-            try:
-                values = ast.literal_eval(f"({part[len('Literal[') : -1]},)")
-            except (ValueError, SyntaxError):
-                return None
-            literals += tuple(values)
-        else:
-            return None  # a type this check does not know: the field checks itself
+def _field_rule(annotation: Any, module: str | None = None) -> _FieldRule | None:
+    """The rule for a declared type (a string under ``from __future__ import annotations``, or a type)."""
+    namespace = vars(sys.modules[module]) if module in sys.modules else {}
+    parts = _annotation_parts(annotation, namespace)
+    if parts is None:
+        return None  # a type this check does not know: the field checks itself
+    atoms = frozenset(p for p in parts if isinstance(p, str) and p != "None")
+    literals = tuple(v for p in parts if isinstance(p, tuple) for v in p)
     if not atoms and not literals:
         return None
-    return _FieldRule(frozenset(atoms), literals, optional)
+    return _FieldRule(atoms, literals, "None" in parts)
+
+
+def _annotation_parts(annotation: Any, namespace: dict[str, Any], depth: int = 0) -> list[Any] | None:
+    """An annotation as a list of atoms (``"int"``, ``"None"``, ...) and literal tuples; ``None`` if any is unknown."""
+    if depth > 8:
+        return None
+    if isinstance(annotation, str):
+        parts: list[Any] = []
+        for text in _split_union(annotation):
+            if text == "None":
+                parts.append("None")
+            elif text in _ATOMS:
+                parts.append(_ATOMS[text])
+            elif text.startswith("Literal[") and text.endswith("]"):
+                try:
+                    parts.append(tuple(ast.literal_eval(f"({text[len('Literal[') : -1]},)")))
+                except (ValueError, SyntaxError):
+                    return None
+            elif text.isidentifier() and text in namespace:
+                named = _annotation_parts(namespace[text], namespace, depth + 1)
+                if named is None:
+                    return None
+                parts += named
+            else:
+                return None
+        return parts
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is None or annotation is type(None):
+        return ["None"]
+    if annotation in _TYPES:
+        return [_TYPES[annotation]]
+    if origin is typing.Literal:
+        return [tuple(args)]
+    if origin in (typing.Union, types.UnionType):
+        parts = []
+        for arg in args:
+            sub = _annotation_parts(arg, namespace, depth + 1)
+            if sub is None:
+                return None
+            parts += sub
+        return parts
+    if origin is tuple and args == (int, Ellipsis):
+        return ["tuple"]
+    if origin is tuple and args == (int, int):
+        return ["pair"]
+    if origin is collections.abc.Sequence and args == (int,):
+        return ["ints"]
+    return None
 
 
 def _split_union(text: str) -> list[str]:

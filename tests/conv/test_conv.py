@@ -358,7 +358,7 @@ def test_bfloat16_compute_and_param_dtype():
         (lambda: conv1d(jnp.ones((2, 5, 3)), jnp.ones((3, 3, 2)), stride=1.5), ValueError, "stride must be a positive"),
         (lambda: Conv1D(features=4, kernel_size=3, padding=-1), ValueError, "padding must be .* got -1"),
         (lambda: Conv1D(features=4, kernel_size=3, padding=(1, -2)), ValueError, r"padding must be .* got \(1, -2\)"),
-        (lambda: Conv1D(features=4, kernel_size=3, padding=(1,)), TypeError, r"pair \(left, right\) .* got \(1,\)"),
+        (lambda: Conv1D(features=4, kernel_size=3, padding=(1,)), TypeError, r"padding must be .* got tuple \(1,\)"),
         (lambda: Conv1D(features=4, kernel_size=3, padding=True), TypeError, "padding must be .* got bool True"),
         (lambda: Conv1D(features=4, kernel_size=3, padding=1.5), TypeError, "padding must be .* got float 1.5"),
         (lambda: conv_output_length(5.0, 3), TypeError, "length must be an int or an integer array"),

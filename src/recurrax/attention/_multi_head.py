@@ -13,13 +13,14 @@ from recurrax._ops import compute_dtype, from_batch_major, padding_mask, zero_pa
 from recurrax._types import Array, Initializer
 from recurrax._validation import (
     check_block_inputs,
+    check_fields,
     check_float_dtype,
     check_lengths,
-    check_optional_positive_int,
+    check_positive_fields,
     check_positive_int,
-    check_rate,
+    check_rate_fields,
 )
-from recurrax.attention._attention import IMPLEMENTATIONS, Implementation, dot_product_attention
+from recurrax.attention._attention import Implementation, dot_product_attention
 from recurrax.attention._kv_cache import KVCache, append_to_cache, init_kv_cache
 from recurrax.attention._masks import make_attention_mask
 from recurrax.attention._positional import rope as apply_rope
@@ -73,16 +74,13 @@ class MultiHeadAttention:
     param_dtype: DTypeLike = jnp.float32
 
     def __post_init__(self) -> None:
-        check_positive_int(self.num_heads, "num_heads")
-        check_optional_positive_int(self.num_kv_heads, "num_kv_heads")
-        check_optional_positive_int(self.head_dim, "head_dim")
-        check_optional_positive_int(self.qkv_features, "qkv_features")
-        check_optional_positive_int(self.out_features, "out_features")
-        check_rate(self.dropout_rate, "dropout_rate")
+        check_fields(self)
+        check_positive_fields(self, "num_heads", "num_kv_heads", "head_dim", "qkv_features", "out_features")
+        check_rate_fields(self, "dropout_rate")
+        if not self.rope_max_timescale > 0:
+            raise ValueError(f"MultiHeadAttention: rope_max_timescale must be > 0, got {self.rope_max_timescale!r}")
         check_float_dtype(self.dtype, "dtype")
         check_float_dtype(self.param_dtype, "param_dtype")
-        if self.implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
         if self.num_kv_heads is not None and self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads} "

@@ -25,13 +25,13 @@ from recurrax._ops import (
 from recurrax._types import Array, Initializer
 from recurrax._validation import (
     check_block_inputs,
-    check_choice,
+    check_fields,
     check_float_dtype,
-    check_optional_positive_int,
+    check_positive_fields,
     check_positive_int,
-    check_rate,
+    check_rate_fields,
 )
-from recurrax.attention._attention import IMPLEMENTATIONS, Implementation
+from recurrax.attention._attention import Implementation
 from recurrax.attention._kv_cache import KVCache
 from recurrax.attention._multi_head import MultiHeadAttention, default_attention_kernel_init
 from recurrax.attention._positional import learned_positions, sinusoidal_positions
@@ -71,16 +71,15 @@ class _BlockOptions:
     param_dtype: DTypeLike = jnp.float32
 
     def __post_init__(self) -> None:
-        check_positive_int(self.num_heads, "num_heads")
-        check_optional_positive_int(self.mlp_features, "mlp_features")
-        check_rate(self.dropout_rate, "dropout_rate")
-        check_rate(self.attention_dropout_rate, "attention_dropout_rate")
+        check_fields(self)  # every field, a subclass's too
+        check_positive_fields(self, "num_heads", "num_kv_heads", "head_dim", "mlp_features")
+        check_rate_fields(self, "dropout_rate", "attention_dropout_rate")
         check_activation(self.activation)
         check_float_dtype(self.dtype, "dtype")
         check_float_dtype(self.param_dtype, "param_dtype")
-        check_choice(self.implementation, "implementation", IMPLEMENTATIONS)
         if not self.layer_norm_eps > 0:
-            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+            raise ValueError(f"{type(self).__name__}: layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        self._attention()  # builds the attention now, so that heads that do not divide fail here
 
     def block_options(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(_BlockOptions)}
@@ -417,10 +416,7 @@ class _StackOptions(_BlockOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_int(self.num_layers, "num_layers")
-        check_optional_positive_int(self.features, "features")
-        check_choice(self.positional, "positional", POSITIONALS)
-        check_optional_positive_int(self.max_length, "max_length")
+        check_positive_fields(self, "num_layers", "features", "max_length")
         if self.positional == "learned" and self.max_length is None:
             raise ValueError("positional='learned' needs max_length (the size of the position table)")
 
@@ -670,6 +666,7 @@ class Transformer:
     decoder: TransformerDecoder
 
     def __post_init__(self) -> None:
+        check_fields(self)  # (encoder and decoder are specs, checked below)
         if not isinstance(self.encoder, TransformerEncoder) or self.encoder.causal:
             raise TypeError("encoder must be a non-causal TransformerEncoder")
         if not isinstance(self.decoder, TransformerDecoder):

@@ -13,7 +13,14 @@ from jax.typing import DTypeLike
 
 from recurrax._ops import compute_dtype, from_batch_major, padding_mask, stats_dtype, zero_padding
 from recurrax._types import Array, Initializer
-from recurrax._validation import as_array, check_block_inputs, check_float_dtype, check_positive_int
+from recurrax._validation import (
+    as_array,
+    check_block_inputs,
+    check_fields,
+    check_float_dtype,
+    check_positive_fields,
+    check_positive_int,
+)
 
 Padding = Literal["causal", "same", "valid"] | int | tuple[int, int]
 PADDINGS: tuple[str, ...] = ("causal", "same", "valid")
@@ -237,13 +244,12 @@ class Conv1D:
     param_dtype: DTypeLike = jnp.float32
 
     def __post_init__(self) -> None:
-        check_positive_int(self.features, "features")
-        check_positive_int(self.kernel_size, "kernel_size")
-        check_positive_int(self.stride, "stride")
-        check_positive_int(self.dilation, "dilation")
-        check_positive_int(self.groups, "groups")
-        # A list becomes a tuple, so that equal convolutions compare (and hash) equal.
-        object.__setattr__(self, "padding", check_padding(self.padding))
+        if isinstance(self.padding, list):
+            # A list becomes a tuple, so that equal convolutions compare (and hash) equal.
+            object.__setattr__(self, "padding", tuple(self.padding))
+        check_fields(self)
+        check_positive_fields(self, "features", "kernel_size", "stride", "dilation", "groups")
+        object.__setattr__(self, "padding", check_padding(self.padding))  # its ints are >= 0
         if self.features % self.groups:
             raise ValueError(f"groups={self.groups} must divide features={self.features}")
         check_float_dtype(self.dtype, "dtype")

@@ -11,7 +11,7 @@ from jax.typing import DTypeLike
 from recurrax._cell import Cell
 from recurrax._factory import make_factory
 from recurrax._types import Array, Initializer, Params
-from recurrax._validation import check_positive_int
+from recurrax._validation import check_positive_fields
 from recurrax.conv._conv1d import Conv1D, default_conv_kernel_init
 
 
@@ -62,8 +62,8 @@ class CausalConv1DCell(Cell):
     bias_init: Initializer = jax.nn.initializers.zeros
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive_int(self.in_features, "in_features")
+        super().__post_init__()  # checks every field's type
+        check_positive_fields(self, "in_features")
         if self.in_features % self.groups:
             raise ValueError(f"groups={self.groups} must divide in_features={self.in_features}")
         self.conv  # noqa: B018 — validates kernel_size, dilation and groups now

@@ -20,7 +20,14 @@ from recurrax._ops import (
     zero_padding,
 )
 from recurrax._types import Array, Initializer
-from recurrax._validation import check_block_inputs, check_float_dtype, check_positive_int, check_rate
+from recurrax._validation import (
+    check_block_inputs,
+    check_fields,
+    check_float_dtype,
+    check_positive_fields,
+    check_positive_int,
+    check_rate_fields,
+)
 from recurrax.conv._conv1d import Conv1D
 from recurrax.conv._receptive_field import receptive_field
 
@@ -55,10 +62,9 @@ class TemporalBlock:
     param_dtype: DTypeLike = jnp.float32
 
     def __post_init__(self) -> None:
-        check_positive_int(self.features, "features")
-        check_positive_int(self.kernel_size, "kernel_size")
-        check_positive_int(self.dilation, "dilation")
-        check_rate(self.dropout_rate, "dropout_rate")
+        check_fields(self)
+        check_positive_fields(self, "features", "kernel_size", "dilation")
+        check_rate_fields(self, "dropout_rate")
         check_activation(self.activation)
         check_float_dtype(self.dtype, "dtype")
         check_float_dtype(self.param_dtype, "param_dtype")
@@ -160,20 +166,24 @@ class TCN:
     param_dtype: DTypeLike = jnp.float32
 
     def __post_init__(self) -> None:
-        if isinstance(self.features, int):
+        check_fields(self)
+        check_positive_fields(self, "num_levels", "kernel_size")
+        check_rate_fields(self, "dropout_rate")
+        if not isinstance(self.features, Sequence):
             if self.num_levels is None:
                 raise ValueError("num_levels is required when features is one int (or pass one int per level)")
-            check_positive_int(self.num_levels, "num_levels")
-            features = (self.features,) * self.num_levels
+            features = (int(self.features),) * self.num_levels
         else:
             features = tuple(self.features)
             if not features:
                 raise ValueError("features must name at least one level")
             if self.num_levels is not None and self.num_levels != len(features):
                 raise ValueError(f"num_levels={self.num_levels} but features has {len(features)} levels")
-        for i, f in enumerate(features):
-            check_positive_int(f, f"features[{i}]")
-        dilations = tuple(2**i for i in range(len(features))) if self.dilations is None else tuple(self.dilations)
+        features = tuple(check_positive_int(f, f"features[{i}]") for i, f in enumerate(features))
+        if self.dilations is None:
+            dilations = tuple(2**i for i in range(len(features)))
+        else:
+            dilations = tuple(check_positive_int(d, f"dilations[{i}]") for i, d in enumerate(self.dilations))
         if len(dilations) != len(features):
             raise ValueError(f"dilations has {len(dilations)} entries, expected one per level ({len(features)})")
         # Normalised to tuples so that equal TCNs compare (and hash) equal.
