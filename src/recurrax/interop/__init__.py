@@ -4,6 +4,7 @@ torch is optional and imported only when these functions are called.
 """
 
 from recurrax.interop._torch_convert import from_torch, from_torch_state_dict, to_torch, to_torch_state_dict
+from recurrax.interop._torch_nnx import to_nnx
 from recurrax.interop._torch_rnn import TorchRNN
 
-__all__ = ["TorchRNN", "from_torch", "from_torch_state_dict", "to_torch", "to_torch_state_dict"]
+__all__ = ["TorchRNN", "from_torch", "from_torch_state_dict", "to_nnx", "to_torch", "to_torch_state_dict"]
