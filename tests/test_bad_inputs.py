@@ -5,8 +5,12 @@ raise (``ValueError`` or ``TypeError``) and a pattern that the message must
 contain, naming the argument. Adding a case is one line. A second part is
 generated from the cell registry: every registered cell's declared fields get a
 value of the wrong type (or a non-finite float), so a new cell is covered
-without a line here. No row matches JAX's own messages: an error that escapes
-from inside jax fails its row.
+without a line here; the same is generated for every declared field of every
+block (``recurrax.conv``, ``recurrax.attention``), and a coverage test fails when
+a public block is missing from ``BLOCKS``. No row matches JAX's own messages: an
+error that escapes from inside jax fails its row. A second, smaller table holds
+``recurrax`` command lines: each must exit with status 2 and one line on stderr
+naming the flag.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import recurrax.attention as attention
 import recurrax.conv as conv
 import recurrax.train as train
 from cell_registry import CELL_CASES
-from recurrax import nn
-from recurrax._validation import _field_rule
+from recurrax import cli, nn
+from recurrax._cell import Cell
+from recurrax._validation import field_rule
 
 KEY = jax.random.key(0)
 CELL = recurrax.lstm(4)
@@ -165,6 +170,94 @@ CASES = [
     Case("conv kernel_size 0", lambda: nn.Conv1D(3, 4, kernel_size=0, rngs=_rngs()), ValueError, "kernel_size"),
     Case("tcn kernel_size -1", lambda: nn.TCN(3, [4], kernel_size=-1, rngs=_rngs()), ValueError, "kernel_size"),
     Case("conv padding", lambda: conv.conv1d(4, 3, padding="full"), ValueError, "padding"),
+    Case("Conv1D stride 0", lambda: conv.Conv1D(features=4, kernel_size=3, stride=0), ValueError, "stride must be"),
+    Case("Conv1D stride -1", lambda: conv.Conv1D(features=4, kernel_size=3, stride=-1), ValueError, "stride must be"),
+    Case("Conv1D stride 1.5", lambda: conv.Conv1D(features=4, kernel_size=3, stride=1.5), TypeError, "stride must be"),
+    Case("Conv1D padding 'foo'", lambda: conv.Conv1D(features=4, kernel_size=3, padding="foo"), ValueError, "padding"),
+    Case(
+        "Conv1D padding (-1, 0)",
+        lambda: conv.Conv1D(features=4, kernel_size=3, padding=(-1, 0)),
+        ValueError,
+        r"padding must be .* got \(-1, 0\)",
+    ),
+    Case("Conv1D padding 2.5", lambda: conv.Conv1D(features=4, kernel_size=3, padding=2.5), TypeError, "padding"),
+    Case("Conv1D padding (1,)", lambda: conv.Conv1D(features=4, kernel_size=3, padding=(1,)), TypeError, "padding"),
+    Case(
+        "Conv1D valid, input shorter than the kernel",
+        lambda: conv.Conv1D(features=4, kernel_size=3, padding="valid").apply(
+            {"kernel": jnp.ones((3, 3, 4))}, jnp.ones((2, 2, 3))
+        ),
+        ValueError,
+        r"T=2 steps, too few for kernel_size=3",
+    ),
+    Case("conv1d stride 0", lambda: conv.conv1d(XS, jnp.ones((3, 3, 2)), stride=0), ValueError, "stride"),
+    Case(
+        "conv1d padding (-1, 0)", lambda: conv.conv1d(XS, jnp.ones((3, 3, 2)), padding=(-1, 0)), ValueError, "padding"
+    ),
+    Case("conv_output_length stride 0", lambda: conv.conv_output_length(9, 3, stride=0), ValueError, "stride"),
+    Case("nn.Conv1D stride 1.5", lambda: nn.Conv1D(3, 4, kernel_size=3, stride=1.5, rngs=_rngs()), TypeError, "stride"),
+    Case(
+        "nn.Conv1D padding 'foo'",
+        lambda: nn.Conv1D(3, 4, kernel_size=3, padding="foo", rngs=_rngs()),
+        ValueError,
+        "padding",
+    ),
+    Case(
+        "nn.Conv1D valid, input shorter than the kernel",
+        lambda: nn.Conv1D(3, 4, kernel_size=3, padding="valid", rngs=_rngs())(jnp.ones((2, 2, 3))),
+        ValueError,
+        "too few for kernel_size=3",
+    ),
+    Case("TCN features str", lambda: conv.TCN(features="16", num_levels=2), TypeError, "features must be"),
+    Case("TCN dilations (1, 0)", lambda: conv.TCN(features=(4, 4), dilations=(1, 0)), ValueError, r"dilations\[1\]"),
+    Case(
+        "nn.TCN dropout nan",
+        lambda: nn.TCN(3, 4, num_levels=1, dropout_rate=float("nan"), rngs=_rngs()),
+        ValueError,
+        "dropout_rate must be a finite float",
+    ),
+    Case(
+        "nn.TemporalBlock activation callable",
+        lambda: nn.TemporalBlock(3, 4, 2, activation=jax.nn.relu, rngs=_rngs()),
+        TypeError,
+        "activation must be a str",
+    ),
+    Case(
+        "MultiHeadAttention rope_max_timescale -1",
+        lambda: attention.MultiHeadAttention(num_heads=2, rope_max_timescale=-1.0),
+        ValueError,
+        "rope_max_timescale",
+    ),
+    Case(
+        "nn.MultiHeadAttention implementation 'foo'",
+        lambda: nn.MultiHeadAttention(8, num_heads=2, implementation="foo", rngs=_rngs()),
+        ValueError,
+        "implementation must be one of",
+    ),
+    Case(
+        "nn.TransformerEncoderBlock layer_norm_eps inf",
+        lambda: nn.TransformerEncoderBlock(8, num_heads=2, layer_norm_eps=float("inf"), rngs=_rngs()),
+        ValueError,
+        "layer_norm_eps",
+    ),
+    Case(
+        "nn.TransformerEncoderBlock heads 3 of kv 2",
+        lambda: nn.TransformerEncoderBlock(12, num_heads=3, num_kv_heads=2, rngs=_rngs()),
+        ValueError,
+        "num_kv_heads",
+    ),
+    Case(
+        "nn.TransformerEncoder positional 'alibi'",
+        lambda: nn.TransformerEncoder(8, num_layers=1, num_heads=2, positional="alibi", rngs=_rngs()),
+        ValueError,
+        "positional must be one of",
+    ),
+    Case(
+        "Transformer encoder str",
+        lambda: attention.Transformer(encoder="enc", decoder=attention.TransformerDecoder(num_heads=2)),
+        TypeError,
+        "encoder",
+    ),
     Case(
         "attention mask shape",
         lambda: attention.dot_product_attention(
@@ -271,6 +364,7 @@ CASES = [
     ),
     Case("Checkpointer every_steps 0", lambda: train.Checkpointer("unused", every_steps=0), ValueError, "every_steps"),
     Case("Checkpointer mode", lambda: train.Checkpointer("unused", mode="up"), ValueError, "mode"),
+    Case("Checkpointer on_corrupt", lambda: train.Checkpointer("unused", on_corrupt="maybe"), ValueError, "on_corrupt"),
     Case("EarlyStopping patience", lambda: train.EarlyStopping(patience=-1), ValueError, "patience"),
 ]
 
@@ -298,7 +392,7 @@ def _generated_cell_cases() -> list[Case]:
     cases = []
     for entry in recurrax.cells.registered_cells():
         for field in dataclasses.fields(entry.cell_type):
-            rule = _field_rule(field.type)
+            rule = field_rule(entry.cell_type, field)
             if rule is None or field.name == "hidden_size":
                 continue
             value, label = _wrong_value(rule)
@@ -316,11 +410,85 @@ def _generated_cell_cases() -> list[Case]:
     return cases
 
 
-ALL_CASES = CASES + _generated_cell_cases()
+# One valid instance of every public block (a pure spec); the rows below rebuild it with one field wrong.
+BLOCKS = [
+    conv.Conv1D(features=4, kernel_size=3),
+    conv.TemporalBlock(features=4, kernel_size=2),
+    conv.TCN(features=4, num_levels=2),
+    attention.MultiHeadAttention(num_heads=2),
+    attention.TransformerEncoderBlock(num_heads=2),
+    attention.TransformerDecoderBlock(num_heads=2),
+    attention.TransformerEncoder(num_heads=2),
+    attention.TransformerDecoder(num_heads=2),
+    attention.Transformer(
+        encoder=attention.TransformerEncoder(num_heads=2), decoder=attention.TransformerDecoder(num_heads=2)
+    ),
+]
+# Fields that check_fields leaves to their class: dtypes (check_float_dtype) and nested specs (isinstance).
+UNCHECKED_BLOCK_FIELDS = {"dtype", "param_dtype", "encoder", "decoder"}
+
+
+def _public_block_types() -> set[type]:
+    """Every dataclass exported by ``recurrax.conv`` and ``recurrax.attention`` that is not a cell."""
+    exported = [getattr(module, name) for module in (conv, attention) for name in module.__all__]
+    return {
+        obj for obj in exported if isinstance(obj, type) and dataclasses.is_dataclass(obj) and not issubclass(obj, Cell)
+    }
+
+
+def _wrong_block_values(rule: Any) -> list[tuple[Any, str, type[Exception]]]:
+    """Values the declared type refuses: always one of no type it names, and the near misses for its kinds."""
+    wrong: list[tuple[Any, str, type[Exception]]] = [(object(), "object()", TypeError)]
+    if "float" in rule.atoms:
+        wrong += [(float("nan"), "nan", ValueError), (float("-inf"), "-inf", ValueError)]
+    elif rule.atoms & {"int", "pair"}:
+        wrong.append((2.5, "2.5", TypeError))
+    if "bool" in rule.atoms and "int" not in rule.atoms:
+        wrong.append((1, "1", TypeError))
+    if "ints" in rule.atoms:
+        wrong.append(("16", "'16'", TypeError))  # a str is a sequence, not of ints
+    if rule.literals and all(isinstance(v, str) for v in rule.literals) and "str" not in rule.atoms:
+        wrong.append(("not-a-choice", "'not-a-choice'", ValueError))
+    return wrong
+
+
+def _generated_block_cases() -> list[Case]:
+    """For every block in ``BLOCKS``, each declared field given values of the wrong kind (or non-finite)."""
+    cases = []
+    for block in BLOCKS:
+        for field in dataclasses.fields(block):
+            rule = field_rule(type(block), field)
+            if rule is None:
+                continue
+            for value, label, error in _wrong_block_values(rule):
+                cases.append(
+                    Case(
+                        f"{type(block).__name__}({field.name}={label})",
+                        lambda block=block, name=field.name, value=value: dataclasses.replace(block, **{name: value}),
+                        error,
+                        rf"{type(block).__name__}: {field.name} must be",
+                    )
+                )
+    return cases
+
+
+ALL_CASES = CASES + _generated_cell_cases() + _generated_block_cases()
 
 
 def test_the_table_is_long_enough():
     assert len(CASES) >= 60, len(CASES)
+
+
+def test_every_public_block_is_in_the_generated_rows():
+    missing = _public_block_types() - {type(block) for block in BLOCKS}
+    assert not missing, f"add a valid instance of {sorted(t.__name__ for t in missing)} to BLOCKS"
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[type(block).__name__ for block in BLOCKS])
+def test_check_fields_knows_every_block_field(block):
+    """A field whose annotation check_fields cannot read would go unchecked (and have no rows here)."""
+    unread = {f.name for f in dataclasses.fields(block) if field_rule(type(block), f) is None}
+    assert unread <= UNCHECKED_BLOCK_FIELDS, f"{type(block).__name__}: no type check for {sorted(unread)}"
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=[case.name for case in ALL_CASES])
@@ -336,3 +504,79 @@ def test_bad_input_gives_a_clear_error_naming_the_argument(case: Case, tmp_path,
     origin = frame.tb_frame.f_code.co_filename
     assert "/recurrax/" in origin or origin.endswith("test_bad_inputs.py"), f"{case.name}: raised in {origin}"
     assert re.search(case.names, str(caught.value)), f"{case.name}: message {str(caught.value)!r} lacks {case.names!r}"
+
+
+class CliCase(NamedTuple):
+    name: str
+    argv: list[str]
+    flag: str  # the flag (or argument) the one line must name
+
+
+def _train(task: str, *flags: str, out: str | None = "x") -> list[str]:
+    """``recurrax train --task TASK FLAGS... --out x`` (``out=None``: the flags give --out)."""
+    return ["train", "--task", task, *flags, *(["--out", out] if out else [])]
+
+
+# Run in an empty directory holding one file, ``taken``; ``x`` must not be created.
+CLI_CASES = [
+    CliCase("--on-corrupt maybe", _train("adding", "--on-corrupt", "maybe"), "--on-corrupt"),
+    CliCase("--resume --on-corrupt maybe", ["train", "--resume", "x", "--on-corrupt", "maybe"], "--on-corrupt"),
+    CliCase("--on-corrupt without --resume", _train("adding", "--on-corrupt", "fallback"), "--on-corrupt"),
+    CliCase("--validation-fraction 1.5", _train("mnist1d", "--validation-fraction", "1.5"), "--validation-fraction"),
+    CliCase("--validation-fraction nan", _train("mnist1d", "--validation-fraction", "nan"), "--validation-fraction"),
+    CliCase("--validation-fraction -1", _train("digits-rows", "--validation-fraction", "-1"), "--validation-fraction"),
+    CliCase("--out an existing file", _train("adding", "--out", "taken", out=None), "--out"),
+    CliCase("--out below a file", _train("adding", "--out", "taken/run", out=None), "--out"),
+    CliCase("--lr nan", _train("adding", "--lr", "nan"), "--lr"),
+    CliCase("--lr 0", _train("adding", "--lr", "0"), "--lr"),
+    CliCase("--clip inf", _train("adding", "--clip", "inf"), "--clip"),
+    CliCase("--clip-value -1", _train("adding", "--clip-value", "-1"), "--clip-value"),
+    CliCase("--hidden 2.5", _train("adding", "--hidden", "2.5"), "--hidden"),
+    CliCase("--dense -1", _train("adding", "--dense", "-1"), "--dense"),
+    CliCase("--dropout 1", _train("adding", "--dropout", "1"), "--dropout"),
+    CliCase("--batch-size 0", _train("adding", "--batch-size", "0"), "--batch-size"),
+    CliCase("--epochs -1", _train("adding", "--epochs", "-1"), "--epochs"),
+    CliCase("--accumulate 0", _train("adding", "--accumulate", "0"), "--accumulate"),
+    CliCase("--seed -1", _train("adding", "--seed", "-1"), "--seed"),
+    CliCase("--data-seed x", _train("adding", "--data-seed", "x"), "--data-seed"),
+    CliCase("--seq-len 0", _train("adding", "--seq-len", "0"), "--seq-len"),
+    CliCase("--num-train 0", _train("adding", "--num-train", "0"), "--num-train"),
+    CliCase("--checkpoint-every 0", _train("adding", "--checkpoint-every", "0"), "--checkpoint-every"),
+    CliCase("evaluate --split bogus", ["evaluate", "x", "--split", "bogus"], "--split"),
+    CliCase("evaluate --step -1", ["evaluate", "x", "--step", "-1"], "--step"),
+    CliCase("evaluate --batch-size 0", ["evaluate", "x", "--batch-size", "0"], "--batch-size"),
+    CliCase("--cell lsmt", _train("adding", "--cell", "lsmt"), "--cell"),
+    CliCase("--optimizer adamz", _train("adding", "--optimizer", "adamz"), "--optimizer"),
+    CliCase("adding --validation-fraction", _train("adding", "--validation-fraction", "0.5"), "--validation-fraction"),
+]  # fmt: skip
+# Refused with one line and status 2 today, but the line names the setting ("cell must be one of ...")
+# rather than the flag; the fix belongs in recurrax/cli.py.
+CLI_FLAG_NOT_NAMED = {"--cell lsmt", "--optimizer adamz", "adding --validation-fraction"}
+CLI_PARAMS = [
+    pytest.param(
+        case,
+        id=case.name,
+        marks=[pytest.mark.xfail(strict=True, reason="the line names the setting, not the flag")]
+        if case.name in CLI_FLAG_NOT_NAMED
+        else [],
+    )
+    for case in CLI_CASES
+]
+
+
+@pytest.mark.parametrize("case", CLI_PARAMS)
+def test_bad_command_line_exits_2_with_one_line_naming_the_flag(case: CliCase, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("not a run")
+    try:
+        status = cli.main(case.argv)
+    except SystemExit as stop:  # argparse's own exit, should the parser ever bypass main's handling
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status == 2, f"{case.name}: exit status {status}; stderr {err!r}"
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"{case.name}: {err!r}"
+    assert lines[0].startswith("recurrax") and ": error: " in lines[0], lines[0]
+    assert re.search(rf"(?<![\w-]){re.escape(case.flag)}(?![\w-])", lines[0]), f"{case.name}: {lines[0]!r}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"], "a refused command wrote files"
