@@ -177,7 +177,7 @@ def check_fields(obj: Any) -> None:
     type: ``bool`` takes only a bool, ``int`` an integer (not a bool),
     ``float`` a finite real number, ``str``/``Literal[...]`` one of its values,
     ``tuple[int, ...]`` a tuple of integers, ``tuple[int, int]`` a pair of
-    them, ``Sequence[int]`` a list or tuple of integers, ``Initializer`` a
+    them, ``Sequence[int]`` a list, tuple or range of them, ``Initializer`` a
     callable, each maybe ``| None`` or a union of them. A name declared in the
     field's module (``Padding = Literal["causal", "same"] | int``) stands for
     what it names. Fields of other types (dtypes, other specs) have their own
@@ -290,6 +290,7 @@ _ATOMS = {
 _TYPES = {bool: "bool", int: "int", float: "float", str: "str"}
 
 
+@functools.cache
 def field_rule(cls: type, field: dataclasses.Field) -> _FieldRule | None:
     """The rule :func:`check_fields` applies to ``field`` of the dataclass ``cls`` (``None``: the field checks itself).
 
