@@ -1,6 +1,7 @@
 """Interoperability with other frameworks: PyTorch ``nn.RNN``/``nn.LSTM``/``nn.GRU`` weights in and out.
 
-torch is optional and imported only when these functions are called.
+torch is optional and imported only when a function needs it: :func:`from_torch_state_dict`
+(numpy arrays in torch's naming) and :func:`to_nnx` on such a state dict work without it.
 """
 
 from recurrax.interop._torch_convert import from_torch, from_torch_state_dict, to_torch, to_torch_state_dict
