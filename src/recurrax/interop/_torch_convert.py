@@ -240,7 +240,9 @@ def from_torch(module: torch.nn.Module, *, dtype: DTypeLike | None = None, allow
     Every configuration is supported: tanh or relu RNNs, LSTM ``proj_size``,
     any ``num_layers``, ``bidirectional``, ``batch_first``, ``bias=False``.
     The result runs the same computation as the module in eval mode
-    (inter-layer dropout is an inference no-op and is not applied).
+    (inter-layer dropout is an inference no-op and is not applied). The
+    weights go through :func:`from_torch_state_dict`, so both give the same
+    result bit for bit.
 
     Args:
       module: the torch module; its weights are copied (on any device).
