@@ -1,9 +1,10 @@
-"""Data plumbing of the trainer: datasets as dicts of arrays ``[N, ...]``, epoch orders, device batches."""
+"""Data plumbing of the trainer: datasets as dicts of arrays ``[N, ...]``, endless batch sources, epoch orders,
+device batches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,39 @@ from recurrax.train._objective import Objective
 
 Array = jax.Array
 Data = Mapping[str, Any] | Any  # a dict of arrays [N, ...], or an object with .inputs/.targets/.lengths
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """An endless training source: ``batch(index, batch_size)`` returns batch ``index`` (0, 1, 2, ...).
+
+    The batch must depend on ``index`` alone (and the source's own seed), so
+    that a resumed run draws the batches an uninterrupted one would have. It
+    is a dict of arrays ``[batch_size, ...]`` or an object with
+    ``.inputs``/``.targets``/``.lengths`` (a :class:`recurrax.tasks.Split`), e.g.
+    the ``train`` of ``recurrax.tasks.adding_problem(..., infinite=True)``.
+    """
+
+    def batch(self, index: int, batch_size: int) -> Any: ...
+
+
+def is_source(data: Any) -> bool:
+    """Whether ``data`` is a :class:`BatchSource` rather than a dataset of arrays."""
+    return not isinstance(data, Mapping) and not hasattr(data, "inputs") and isinstance(data, BatchSource)
+
+
+def source_batch(source: BatchSource, index: int, batch_size: int, objective: Objective | None) -> dict[str, Any]:
+    """Batch ``index`` of ``source`` as a dict of arrays, checked to hold ``batch_size`` examples."""
+    batch = as_data(source.batch(index, batch_size), f"train_data.batch({index}, {batch_size})", objective)
+    n = num_examples(batch, f"train_data.batch({index}, {batch_size})")
+    if n != batch_size:
+        raise ValueError(f"train_data.batch({index}, {batch_size}) returned {n} examples, expected {batch_size}")
+    return batch
+
+
+def stack(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Equal-sized batches ``[B, ...]`` stacked into ``[S, B, ...]`` (the input of a multi-step call)."""
+    return {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
 
 
 def as_data(data: Data, name: str, objective: Objective | None) -> dict[str, Any]:

@@ -1,16 +1,23 @@
-"""The epoch loop of :meth:`~recurrax.train.Trainer.fit`: batches in each epoch's order, validation, progress bar.
+"""The loop of :meth:`~recurrax.train.Trainer.fit`: batches in order, validation, progress bar.
 
 Everything one ``fit`` call owns lives in a :class:`FitLoop`: the data, the
 settings, the callbacks and the checkpoints. The step itself, the history and
 the loop position (``trainer.step``, ``trainer.epoch``, ``trainer.position``)
 belong to the trainer, so a later call or a resume continues where it stopped.
+
+The loop runs in *periods*, each ending with an evaluation row in
+``history.epochs`` and ``on_epoch_end``: an epoch of the data with
+``epochs=``, ``eval_every`` optimizer steps with ``steps=``. In step mode the
+data read by a step follows from ``trainer.step`` alone (array data: epoch
+``g // batches_per_epoch`` of the shuffled orders; a source: ``batch(g)``,
+``g`` the batch count), so a resumed run reads what an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,13 +25,27 @@ import numpy as np
 from recurrax.train._callback_list import CallbackList
 from recurrax.train._callbacks import Callback
 from recurrax.train._checkpoint import Checkpointer
-from recurrax.train._data import Data, as_data, device_batch, epoch_order, num_examples, take
+from recurrax.train._data import (
+    BatchSource,
+    Data,
+    as_data,
+    device_batch,
+    epoch_order,
+    is_source,
+    num_examples,
+    source_batch,
+    stack,
+    take,
+)
 from recurrax.train._fit_checkpoints import FitCheckpoints
 from recurrax.train._history import History
 from recurrax.train._tbptt import check_streaming_batch
 
 if TYPE_CHECKING:
     from recurrax.train._trainer import Trainer
+
+# A batch's key: (data epoch, batch index in that epoch's order) for arrays; the batch index for a source.
+BatchKey = tuple[int, int] | int
 
 
 class FitLoop:
@@ -37,13 +58,16 @@ class FitLoop:
     def __init__(
         self,
         trainer: Trainer,
-        train_data: Data,
+        train_data: Data | BatchSource,
         *,
-        epochs: int,
+        epochs: int | None,
+        steps: int | None,
+        eval_every: int | None,
+        steps_per_call: int,
         batch_size: int,
         validation_data: Data | None,
         validation_batch_size: int | None,
-        validation_every: int,
+        validation_every: int | None,
         shuffle: bool,
         seed: int,
         drop_remainder: bool,
@@ -54,16 +78,39 @@ class FitLoop:
         log_every: int,
         history_dir: str | os.PathLike[str] | None,
     ):
-        _check_counts(epochs=epochs, batch_size=batch_size, validation_every=validation_every, log_every=log_every)
+        epochs, eval_every, validation_every = _check_length(epochs, steps, eval_every, validation_every)
+        _check_counts(batch_size=batch_size, steps_per_call=steps_per_call, log_every=log_every)
         self.trainer = trainer
-        self.train, self.valid, n = _fit_data(trainer, train_data, validation_data)
-        self.num_examples, self.batches_per_epoch = n, n // batch_size if drop_remainder else -(-n // batch_size)
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"train_data has {n} examples, fewer than batch_size={batch_size} with drop_remainder")
-        self.epochs, self.batch_size, self.validation_every = epochs, batch_size, validation_every
+        objective = trainer.objective
+        self.valid = None if validation_data is None else as_data(validation_data, "validation_data", objective)
+        self.source: BatchSource | None = None
+        self.train: dict[str, Any] | None = None
+        self.num_examples: int | None = None
+        if is_source(train_data):
+            if steps is None:
+                raise ValueError(
+                    f"train_data is an endless batch source ({train_data!r}): it has no epochs; "
+                    "train it for steps=N (validating every eval_every=K steps)"
+                )
+            self.source = train_data
+            self.batches_per_epoch = 0
+        else:
+            self.train = as_data(train_data, "train_data", objective)
+            n = self.num_examples = num_examples(self.train, "train_data")
+            self.batches_per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)
+            if self.batches_per_epoch == 0:
+                raise ValueError(f"train_data has {n} examples, fewer than batch_size={batch_size} with drop_remainder")
+        self.epochs, self.steps, self.eval_every, self.validation_every = epochs, steps, eval_every, validation_every
+        self.batch_size, self.steps_per_call = batch_size, steps_per_call
         self.validation_batch_size = validation_batch_size or batch_size
         self.shuffle, self.seed = shuffle, seed
         self.progress, self.log_every, self.history_dir = progress, log_every, history_dir
+        self._orders: dict[int, np.ndarray] = {}
+        self._first = self._batch((0, 0) if self.source is None else 0)
+        if trainer.tbptt is not None:
+            assert objective is not None
+            check_streaming_batch(objective, self.train if self.source is None else self._first)
+        self.steps_per_batch = self._check_steps_per_batch()
         if checkpoint is not None and not isinstance(checkpoint, Checkpointer):
             checkpoint = Checkpointer(checkpoint)
         trainer.checkpointer = checkpoint
@@ -78,31 +125,40 @@ class FitLoop:
             "tbptt": trainer.tbptt,
             "tbptt_update": trainer.tbptt_update,
         }
+        if steps is not None:  # absent in epoch mode, so that checkpoints of earlier versions still resume
+            settings["eval_every"] = eval_every
+        if self.source is not None:
+            settings["train_source"] = repr(self.source)
         if resume and checkpoint is None:
             raise ValueError("resume=True needs a checkpoint (a Checkpointer or a directory)")
         self.resume = resume
         self.checkpoints = None if checkpoint is None else FitCheckpoints(checkpoint, self.callbacks, settings)
         self.tqdm = _progress_bar()
 
+    def output_check_data(self) -> dict[str, Any]:
+        """What the model's outputs are checked against: all training arrays, or a source's first batch."""
+        return self._first if self.train is None else self.train
+
     def run(self) -> History:
-        """Trains until ``epochs`` epochs are done or a callback stops; returns the trainer's history."""
+        """Trains until the epochs or steps are done or a callback stops; returns the trainer's history."""
         trainer = self.trainer
         if self.resume:
             assert self.checkpoints is not None
             self.checkpoints.resume(trainer)
         self.callbacks.on_train_begin(trainer)
-        while trainer.epoch < self.epochs and not trainer.stop_training:
-            self._run_epoch()
+        if self.steps is None:
+            while trainer.epoch < self.epochs and not trainer.stop_training:
+                self._run_epoch()
+        else:
+            self._run_steps()
         self._finish()
         return trainer.history
 
+    # ------------------------------------------------------------ epoch mode
     def _run_epoch(self) -> None:
         """The rest of the current epoch, from ``trainer.position`` (a resume may start mid-epoch)."""
-        trainer, epoch, size = self.trainer, self.trainer.epoch, self.batch_size
-        order = epoch_order(self.num_examples, epoch, self.seed, self.shuffle)
-        if trainer.position == 0:
-            trainer._epoch_totals = {}
-        self.callbacks.on_epoch_begin(trainer, epoch)
+        trainer, epoch = self.trainer, self.trainer.epoch
+        self._begin_period()
         bar = self.tqdm(
             total=self.batches_per_epoch,
             initial=trainer.position,
@@ -112,40 +168,110 @@ class FitLoop:
             leave=True,
         )
         try:
-            for i in range(trainer.position, self.batches_per_epoch):
-                self._run_batch(i, order[i * size : (i + 1) * size], bar)
-                if trainer.stop_training:
-                    break
+            while trainer.epoch == epoch and not trainer.stop_training:  # the epoch's end resets position to 0
+                keys = self._call_keys((epoch, i) for i in range(trainer.position, self.batches_per_epoch))
+                before = trainer.step
+                self._run_call(keys)
+                bar.update(len(keys))
+                self._log_or_end(before, trainer.position == self.batches_per_epoch, bar)
         finally:
             bar.close()
 
-    def _run_batch(self, i: int, index: np.ndarray, bar: Any) -> None:
-        """Batch ``i`` of the epoch (examples ``index``), then the epoch's end if it was the last, then a save."""
+    # ------------------------------------------------------------- step mode
+    def _run_steps(self) -> None:
+        """Periods of ``eval_every`` steps (the last one may be shorter) until ``steps``."""
+        trainer, every, last = self.trainer, self.eval_every, self.steps
+        assert every is not None and last is not None
+        bar = self.tqdm(
+            total=last,
+            initial=min(trainer.step, last),
+            desc="steps",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            leave=True,
+        )
+        try:
+            while trainer.step < last and not trainer.stop_training:
+                end = min((trainer.step // every + 1) * every, last)
+                self._begin_period()
+                while trainer.step < end and not trainer.stop_training:
+                    first = trainer.step // self.steps_per_batch
+                    keys = self._call_keys(self._step_key(g) for g in range(first, end // self.steps_per_batch))
+                    before = trainer.step
+                    self._run_call(keys)
+                    bar.update(trainer.step - before)
+                    self._log_or_end(before, trainer.step == end, bar)
+        finally:
+            bar.close()
+
+    def _step_key(self, g: int) -> BatchKey:
+        """The key of the ``g``-th batch of a step-mode run (0-based)."""
+        if self.source is not None:
+            return g
+        return divmod(g, self.batches_per_epoch)
+
+    # ---------------------------------------------------------------- shared
+    def _begin_period(self) -> None:
         trainer = self.trainer
-        step_before = trainer.step
-        metrics = trainer._run_step(device_batch(take(self.train, index)))
-        trainer.position = i + 1
-        self.callbacks.on_step_end(trainer, trainer.step, metrics)
-        bar.update(1)
-        last = trainer.position == self.batches_per_epoch
-        if self.progress and (trainer.position % self.log_every == 0 or last):
-            bar.set_postfix(_postfix(metrics, trainer._stat_names()), refresh=False)
+        if trainer.position == 0:
+            trainer._epoch_totals = {}
+        self.callbacks.on_epoch_begin(trainer, trainer.epoch)
+
+    def _call_keys(self, keys: Iterable[BatchKey]) -> list[BatchKey]:
+        """The batches of the next device call: of ``keys``, those up to the next multiple of
+        ``steps_per_call`` in the step count, all of one size.
+
+        Calls end at multiples of ``steps_per_call`` (or earlier, at a period's
+        end or a smaller batch), so a run resumed from any checkpoint makes the
+        same calls as an uninterrupted one.
+        """
+        room = self.steps_per_call - self.trainer.step % self.steps_per_call
+        out: list[BatchKey] = []
+        for key in keys:
+            if len(out) == room or (out and self._size(key) != self._size(out[0])):
+                break
+            out.append(key)
+        return out
+
+    def _run_call(self, keys: list[BatchKey]) -> None:
+        """One device call over the batches ``keys``, then ``on_step_end`` for each of its steps."""
+        trainer = self.trainer
+        before = trainer.step
+        if len(keys) == 1:
+            metrics = trainer._run_step(device_batch(self._batch(keys[0])), _BatchLabel(self, keys[0]))
+            trainer.position += 1
+            self.callbacks.on_step_end(trainer, trainer.step, metrics)
+            return
+        stacked = trainer._run_steps(device_batch(self._stacked(keys)), [_BatchLabel(self, k) for k in keys])
+        trainer.position += len(keys)
+        if self.callbacks.callbacks:
+            for i in range(len(keys)):
+                self.callbacks.on_step_end(trainer, before + i + 1, _StepMetrics(stacked, i))
+
+    def _log_or_end(self, before: int, ends_period: bool, bar: Any) -> None:
+        """After a call from step ``before``: the host reads the metrics every ``log_every`` steps
+        (and checks the loss); the period's end; a save."""
+        trainer = self.trainer
         logs = None
-        if last:
-            logs = self._end_epoch()
+        if ends_period:
+            logs = self._end_period()
             if self.progress:
                 bar.set_postfix(_postfix(logs, list(logs)), refresh=True)
+        elif trainer.step // self.log_every > before // self.log_every:
+            trainer._flush()
+            if self.progress and trainer.history.steps:
+                bar.set_postfix(_postfix(trainer.history.steps[-1], trainer._stat_names()), refresh=False)
         if self.checkpoints is not None:
-            self.checkpoints.after_step(trainer, step_before, logs)
+            self.checkpoints.after_step(trainer, before, logs)
 
-    def _end_epoch(self) -> dict[str, float]:
-        """Logs the epoch's exact train means and validation metrics; returns its history row."""
+    def _end_period(self) -> dict[str, float]:
+        """Logs the period's exact train means and validation metrics; returns its history row."""
         trainer = self.trainer
         trainer._flush()
         epoch = trainer.epoch
         logs: dict[str, float] = {"epoch": epoch + 1, "step": trainer.step}
         logs.update({k: (t / c if c else math.nan) for k, (t, c) in trainer._epoch_totals.items()})
-        if self.valid is not None and (epoch + 1) % self.validation_every == 0:
+        if self.valid is not None and (self.steps is not None or (epoch + 1) % self.validation_every == 0):
             scores = trainer._evaluate_arrays(self.valid, self.validation_batch_size)
             logs.update({f"val_{k}": v for k, v in scores.items()})
         trainer.history.log_epoch(logs)
@@ -159,7 +285,7 @@ class FitLoop:
         return trainer.history.epochs[-1]
 
     def _finish(self) -> None:
-        """After the last epoch or a stop: the last save, ``on_train_end``, the model and history files up to date."""
+        """After the last period or a stop: the last save, ``on_train_end``, the model and history files up to date."""
         trainer = self.trainer
         trainer._flush()
         if self.checkpoints is not None:
@@ -169,19 +295,113 @@ class FitLoop:
         if self.history_dir is not None:
             trainer.history.save(self.history_dir)
 
+    # ------------------------------------------------------------------ data
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            assert self.num_examples is not None
+            self._orders = {epoch: epoch_order(self.num_examples, epoch, self.seed, self.shuffle)}
+        return self._orders[epoch]
 
-def _fit_data(
-    trainer: Trainer, train_data: Data, validation_data: Data | None
-) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
-    """``(train, valid, N)``: the data as dicts of arrays, checked for the trainer's objective."""
-    objective = trainer.objective
-    train = as_data(train_data, "train_data", objective)
-    valid = None if validation_data is None else as_data(validation_data, "validation_data", objective)
-    n = num_examples(train, "train_data")
-    if trainer.tbptt is not None:
-        assert objective is not None
-        check_streaming_batch(objective, train)
-    return train, valid, n
+    def _index(self, key: BatchKey) -> np.ndarray:
+        epoch, i = key  # type: ignore[misc]
+        return self._order(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def _size(self, key: BatchKey) -> int:
+        if self.source is not None:
+            return self.batch_size
+        assert self.num_examples is not None
+        return min(self.batch_size, self.num_examples - key[1] * self.batch_size)  # type: ignore[index]
+
+    def _batch(self, key: BatchKey) -> dict[str, Any]:
+        if self.source is not None:
+            return source_batch(self.source, key, self.batch_size, self.trainer.objective)  # type: ignore[arg-type]
+        assert self.train is not None
+        return take(self.train, self._index(key))
+
+    def _stacked(self, keys: list[BatchKey]) -> dict[str, Any]:
+        """The batches ``keys`` stacked, ``[S, B, ...]``."""
+        if self.source is not None:
+            return stack([self._batch(k) for k in keys])
+        assert self.train is not None
+        return take(self.train, np.stack([self._index(k) for k in keys]))
+
+    def describe(self, key: BatchKey) -> str:
+        """The batch ``key`` in words, for an error: enough to find it again."""
+        if self.source is not None:
+            return f"batch index {key} of the source (train_data.batch({key}, {self.batch_size}))"
+        epoch, i = key  # type: ignore[misc]
+        return f"batch index {i} of epoch {epoch + 1} (examples {self._index(key).tolist()})"
+
+    def _check_steps_per_batch(self) -> int:
+        """Optimizer steps per batch (more than 1 for streaming TBPTT), checked against the step settings."""
+        trainer = self.trainer
+        assert trainer._config is not None
+        per_batch = trainer._config.steps_per_batch(self._first)
+        if per_batch > 1 and self.steps_per_call > 1:
+            raise ValueError(
+                f"steps_per_call={self.steps_per_call} needs one optimizer step per batch; tbptt_update='chunk' "
+                "already runs a batch's chunk steps in one device call (use steps_per_call=1)"
+            )
+        for name in ("steps", "eval_every"):
+            value = getattr(self, name)
+            if self.steps is not None and value % per_batch:
+                raise ValueError(
+                    f"{name}={value} must be a multiple of the {per_batch} optimizer steps each batch takes "
+                    f"with tbptt_update='chunk'"
+                )
+        return per_batch
+
+
+class _BatchLabel:
+    """A batch named for an error message; the words are made only if the message is."""
+
+    def __init__(self, loop: FitLoop, key: BatchKey):
+        self._loop, self._key = loop, key
+
+    def __str__(self) -> str:
+        return self._loop.describe(self._key)
+
+
+class _StepMetrics(Mapping[str, Any]):
+    """Step ``i``'s metrics of a multi-step call, sliced from the ``[S]`` arrays only when read."""
+
+    def __init__(self, metrics: Mapping[str, Any], i: int):
+        self._metrics, self._i = metrics, i
+
+    def __getitem__(self, key: str) -> Any:
+        return self._metrics[key][self._i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._metrics)
+
+    def __len__(self) -> int:
+        return len(self._metrics)
+
+
+def _check_length(
+    epochs: int | None, steps: int | None, eval_every: int | None, validation_every: int | None
+) -> tuple[int, int | None, int]:
+    """``(epochs, eval_every, validation_every)`` with defaults, checked: ``epochs`` or ``steps``, not both."""
+    if epochs is not None and steps is not None:
+        raise ValueError(f"pass epochs or steps, not both (got epochs={epochs!r}, steps={steps!r})")
+    if steps is None:
+        if eval_every is not None:
+            raise ValueError(
+                f"eval_every counts steps and goes with steps=N (got eval_every={eval_every!r} and no steps); "
+                "with epochs, validation_every counts epochs"
+            )
+        epochs = 1 if epochs is None else epochs
+        validation_every = 1 if validation_every is None else validation_every
+        _check_counts(epochs=epochs, validation_every=validation_every)
+        return epochs, None, validation_every
+    if validation_every is not None:
+        raise ValueError(
+            f"validation_every counts epochs (got {validation_every!r}); with steps=N validation runs every "
+            "eval_every steps"
+        )
+    eval_every = steps if eval_every is None else eval_every
+    _check_counts(steps=steps, eval_every=eval_every)
+    return 0, eval_every, 1
 
 
 def _check_counts(**counts: Any) -> None:

@@ -119,3 +119,23 @@ def eval_batch(graphdef: nnx.GraphDef, objective: Callable[..., Any], params: An
 def predict_batch(graphdef: nnx.GraphDef, objective: Objective, params: Any, rest: Any, batch: Any) -> Array:
     """The model's predictions for the batch, ``[B, ...]``."""
     return objective.predict(nnx.merge(graphdef, params, rest), batch)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def train_batches(config: StepConfig, params: Any, rest: Any, opt_state: Any, batches: dict[str, Array]) -> tuple:
+    """``S`` optimizer steps in one call, over the stacked batches ``[S, B, ...]`` (a ``lax.scan``).
+
+    Equal to ``S`` calls of :func:`train_batch`, one per batch in order. The
+    metrics and stats come back per step (leading axis ``S``), so the history
+    and the epoch sums are exactly those of ``S`` separate calls.
+    """
+    if config.tbptt is not None and config.tbptt_update == "chunk":
+        raise ValueError("train_batches takes one optimizer step per batch; streaming TBPTT takes one per chunk")
+
+    def one_step(state: tuple, batch: dict[str, Array]) -> tuple:
+        params, rest, opt_state = state
+        params, rest, opt_state, metrics, stats = train_batch(config, params, rest, opt_state, batch)
+        return (params, rest, opt_state), (metrics, stats)
+
+    (params, rest, opt_state), (metrics, stats) = jax.lax.scan(one_step, (params, rest, opt_state), batches)
+    return params, rest, opt_state, metrics, stats

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import numpy as np
@@ -21,14 +21,14 @@ from flax import nnx
 
 from recurrax.train._callbacks import Callback
 from recurrax.train._checkpoint import Checkpointer
-from recurrax.train._data import Data, as_data, device_batch, in_order, num_examples, take
+from recurrax.train._data import BatchSource, Data, as_data, device_batch, in_order, num_examples, take
 from recurrax.train._diagnostics import layer_names
 from recurrax.train._history import History
 from recurrax.train._loop import FitLoop
 from recurrax.train._losses import ValueFn
 from recurrax.train._objective import LossFn, Objective, ObjectiveFn, Stats, as_objective, stats_from_loss_fn
 from recurrax.train._optimizers import standard_promotion
-from recurrax.train._step import StepConfig, eval_batch, predict_batch, train_batch
+from recurrax.train._step import StepConfig, eval_batch, predict_batch, train_batch, train_batches
 from recurrax.train._tbptt import check_chunk_size, check_streaming_batch
 
 Array = jax.Array
@@ -41,6 +41,40 @@ _DIAGNOSTIC_KEYS = (
     "clipped",
     "nonfinite_count",
 )
+
+
+class _Pending(NamedTuple):
+    """A device call's results not yet read by the host: steps ``first..last``, run in ``epoch``."""
+
+    first: int
+    last: int
+    epoch: int
+    metrics: dict[str, Array]
+    stats: Stats
+    stacked: bool  # stats per batch (leading axis), from a multi-step call
+    labels: tuple[object, ...]  # the batches, named (by str()) for an error
+
+
+def _check_finite_loss(entry: _Pending) -> None:
+    """Raises ``FloatingPointError`` naming the step and batch of ``entry``'s first non-finite loss."""
+    if "loss" not in entry.stats:
+        return
+    totals = np.atleast_1d(np.asarray(entry.stats["loss"][0], np.float64))
+    bad = np.flatnonzero(~np.isfinite(totals))
+    if not bad.size:
+        return
+    i = int(bad[0])
+    if entry.stacked:
+        where, label = f"step {entry.first + i}", entry.labels[i]
+    elif entry.first == entry.last:
+        where, label = f"step {entry.first}", entry.labels[0]
+    else:  # streaming TBPTT: one batch, one step per chunk
+        where, label = f"steps {entry.first}-{entry.last} (the chunks of one batch)", entry.labels[0]
+    raise FloatingPointError(
+        f"the training loss is {float(totals[i])} at {where}, on {label}; training stopped (the parameters "
+        "hold the steps run so far). Lower the learning rate or clip the gradients (build_optimizer(..., "
+        "clip_norm=...)), or skip such steps with build_optimizer(..., skip_nonfinite=True)"
+    )
 
 
 class Trainer:
@@ -119,7 +153,10 @@ class Trainer:
         self.stop_training = False
         self.checkpointer: Checkpointer | None = None
         self._epoch_totals: dict[str, list[float]] = {}
-        self._pending: list[tuple[int, int, int, dict[str, Array], Stats]] = []
+        self._pending: list[_Pending] = []
+        # optax.apply_if_finite (build_optimizer's skip_nonfinite) skips NaN/Inf updates; without it a
+        # non-finite loss stops training (see _flush).
+        self._guarded = self.opt_state is not None and optax.tree.get(self.opt_state, "total_notfinite") is not None
 
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, Array]:
         """One jitted optimizer step (or one per chunk with ``tbptt``) on ``batch``; returns its metrics.
@@ -136,42 +173,73 @@ class Trainer:
         self._flush()
         return metrics
 
-    def _run_step(self, batch: dict[str, Array]) -> dict[str, Array]:
+    def _run_step(self, batch: dict[str, Array], label: object = "the batch given to train_step") -> dict[str, Array]:
+        """One batch's optimizer step(s); ``label`` names the batch in a non-finite-loss error."""
         assert self._config is not None
         self.params, self.rest, self.opt_state, metrics, stats = train_batch(
             self._config, self.params, self.rest, self.opt_state, batch
         )
         first = self.step + 1
         self.step += self._config.steps_per_batch(batch)
-        self._pending.append((first, self.step, self.epoch, metrics, stats))
+        self._pending.append(_Pending(first, self.step, self.epoch, metrics, stats, False, (label,)))
+        return metrics
+
+    def _run_steps(self, batches: dict[str, Array], labels: Sequence[object]) -> dict[str, Array]:
+        """One optimizer step per batch of the stacked ``batches`` ``[S, B, ...]``, in one device call.
+
+        Returns the metrics per step, ``[S]`` each; ``labels`` name the batches.
+        """
+        assert self._config is not None
+        self.params, self.rest, self.opt_state, metrics, stats = train_batches(
+            self._config, self.params, self.rest, self.opt_state, batches
+        )
+        first = self.step + 1
+        self.step += len(labels)
+        self._pending.append(_Pending(first, self.step, self.epoch, metrics, stats, True, tuple(labels)))
         return metrics
 
     def _flush(self) -> None:
-        """Moves pending device metrics into the history and the epoch sums (one device transfer)."""
+        """Moves pending device metrics into the history and the epoch sums (one device transfer).
+
+        Without a non-finite guard in the optimizer, a NaN/Inf training loss
+        raises ``FloatingPointError`` here, after its rows are logged.
+        """
         if not self._pending:
             return
         pending, self._pending = jax.device_get(self._pending), []
-        for first, last, epoch, metrics, stats in pending:
-            for i, step in enumerate(range(first, last + 1)):
-                row: dict[str, Any] = {"step": step, "epoch": epoch + 1}  # epochs count from 1, as in the epoch rows
+        for entry in pending:
+            metrics = entry.metrics
+            for i, step in enumerate(range(entry.first, entry.last + 1)):
+                row: dict[str, Any] = {"step": step, "epoch": entry.epoch + 1}  # epochs count from 1, as epoch rows
                 for k in [*(n for n in self._stat_names() if n in metrics), *metrics]:
                     row.setdefault(k, metrics[k][i] if np.ndim(metrics[k]) else metrics[k])
                 self.history.log_step(row)
-            for name, (total, count) in stats.items():
-                acc = self._epoch_totals.setdefault(name, [0.0, 0.0])
-                acc[0] += float(total)
-                acc[1] += float(count)
+            # Per batch, in order, so that the sums do not depend on how many batches one call ran.
+            per_batch = [entry.stats]
+            if entry.stacked:
+                per_batch = [jax.tree.map(lambda a, i=i: a[i], entry.stats) for i in range(len(entry.labels))]
+            for stats in per_batch:
+                for name, (total, count) in stats.items():
+                    acc = self._epoch_totals.setdefault(name, [0.0, 0.0])
+                    acc[0] += float(total)
+                    acc[1] += float(count)
+        if not self._guarded:
+            for entry in pending:
+                _check_finite_loss(entry)
 
     # -------------------------------------------------------------------- fit
     def fit(
         self,
-        train_data: Data,
+        train_data: Data | BatchSource,
         *,
-        epochs: int = 1,
+        epochs: int | None = None,
+        steps: int | None = None,
+        eval_every: int | None = None,
+        steps_per_call: int = 1,
         batch_size: int = 32,
         validation_data: Data | None = None,
         validation_batch_size: int | None = None,
-        validation_every: int = 1,
+        validation_every: int | None = None,
         shuffle: bool = True,
         seed: int = 0,
         drop_remainder: bool = False,
@@ -182,15 +250,25 @@ class Trainer:
         log_every: int = 10,
         history_dir: str | os.PathLike[str] | None = None,
     ) -> History:
-        """Trains until ``epochs`` epochs are done (counting any done before a resume).
+        """Trains until ``epochs`` epochs or ``steps`` steps are done (counting any done before a resume).
 
         Args:
           train_data: ``{"inputs": [N, T, D], "targets": [N, ...], "lengths": [N]}``
-            (lengths optional), or an object with those attributes (a task split).
-          epochs: the total number of epochs.
+            (lengths optional), or an object with those attributes (a task split),
+            or an endless :class:`~recurrax.train.BatchSource` (fresh data per
+            batch; needs ``steps``).
+          epochs: the total number of epochs (1 when neither ``epochs`` nor ``steps`` is given).
+          steps: instead of ``epochs``, the total number of optimizer steps.
+          eval_every: with ``steps``: validate (and log an evaluation row to
+            ``history.epochs``, call ``on_epoch_end``) every ``eval_every`` steps
+            and at the last step; default ``steps``.
+          steps_per_call: optimizer steps per device call (a ``lax.scan`` over
+            that many batches), so a small model is not held back by one host
+            round trip per step; the result equals ``steps_per_call=1``.
           batch_size: examples per step.
-          validation_data: evaluated after every ``validation_every`` epochs;
-            its metrics are logged as ``val_<name>``.
+          validation_data: evaluated after every ``validation_every`` epochs
+            (default 1; with ``steps``: every ``eval_every`` steps); its metrics
+            are logged as ``val_<name>``.
           shuffle, seed: the example order of epoch ``e`` is a permutation drawn
             from ``(seed, e)``, so it is the same after a resume.
           drop_remainder: skip the last, smaller batch of each epoch.
@@ -201,7 +279,10 @@ class Trainer:
           resume: continue from the checkpointer's latest checkpoint, if any;
             the result is bit-identical to a run that was never interrupted.
           progress: show a tqdm bar with the live loss and metrics.
-          log_every: steps between progress-bar updates (each one waits for the device).
+          log_every: steps between progress-bar updates and reads of the
+            metrics by the host (each one waits for the device). Without
+            ``skip_nonfinite`` in the optimizer, a NaN/Inf loss found there
+            raises ``FloatingPointError`` naming its step and batch.
           history_dir: write ``history.json`` and CSVs there after every epoch.
 
         Returns:
@@ -212,6 +293,9 @@ class Trainer:
             self,
             train_data,
             epochs=epochs,
+            steps=steps,
+            eval_every=eval_every,
+            steps_per_call=steps_per_call,
             batch_size=batch_size,
             validation_data=validation_data,
             validation_batch_size=validation_batch_size,
@@ -226,7 +310,7 @@ class Trainer:
             log_every=log_every,
             history_dir=history_dir,
         )
-        self.check_outputs(loop.train, batch_size)
+        self.check_outputs(loop.output_check_data(), batch_size)
         return loop.run()
 
     def check_outputs(self, data: Mapping[str, Any], batch_size: int) -> None:
