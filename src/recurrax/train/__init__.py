@@ -14,6 +14,7 @@ orbax and matplotlib are imported only when a checkpoint or a plot is made.
 
 from recurrax.train._callbacks import Callback, EarlyStopping, LambdaCallback
 from recurrax.train._checkpoint import Checkpointer, CheckpointError, restore_model
+from recurrax.train._data import BatchSource
 from recurrax.train._diagnostics import gradient_diagnostics, layer_names
 from recurrax.train._gradient_flow import GradientFlowRecorder, gradient_flow
 from recurrax.train._history import History
@@ -33,6 +34,7 @@ from recurrax.train._tbptt import tbptt_value_and_grad
 from recurrax.train._trainer import Trainer, evaluate, fit, predict
 
 __all__ = [
+    "BatchSource",
     "Callback",
     "CheckpointError",
     "Checkpointer",
