@@ -16,6 +16,7 @@ naming the flag.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -548,26 +549,26 @@ CLI_CASES = [
     CliCase("--cell lsmt", _train("adding", "--cell", "lsmt"), "--cell"),
     CliCase("--optimizer adamz", _train("adding", "--optimizer", "adamz"), "--optimizer"),
     CliCase("adding --validation-fraction", _train("adding", "--validation-fraction", "0.5"), "--validation-fraction"),
+    CliCase("--task bogus", _train("bogus"), "--task"),
+    CliCase("mnist1d --seq-len", _train("mnist1d", "--seq-len", "10"), "--seq-len"),
+    CliCase("--epochs and --steps", _train("adding", "--epochs", "2", "--steps", "10"), "--steps"),
+    CliCase("--steps 0", _train("adding", "--steps", "0"), "--steps"),
+    CliCase("--eval-every without --steps", _train("adding", "--eval-every", "5"), "--eval-every"),
+    CliCase("--eval-every 0", _train("adding", "--steps", "10", "--eval-every", "0"), "--eval-every"),
+    CliCase("--steps-per-call 0", _train("adding", "--steps-per-call", "0"), "--steps-per-call"),
+    CliCase("--fresh-data without --steps", _train("adding", "--fresh-data"), "--fresh-data"),
+    CliCase("mnist1d --fresh-data", _train("mnist1d", "--fresh-data", "--steps", "10"), "--fresh-data"),
+    CliCase("--resume --steps of an epoch run", ["train", "--resume", "run", "--steps", "10"], "--steps"),
 ]  # fmt: skip
-# Refused with one line and status 2 today, but the line names the setting ("cell must be one of ...")
-# rather than the flag; the fix belongs in recurrax/cli.py.
-CLI_FLAG_NOT_NAMED = {"--cell lsmt", "--optimizer adamz", "adding --validation-fraction"}
-CLI_PARAMS = [
-    pytest.param(
-        case,
-        id=case.name,
-        marks=[pytest.mark.xfail(strict=True, reason="the line names the setting, not the flag")]
-        if case.name in CLI_FLAG_NOT_NAMED
-        else [],
-    )
-    for case in CLI_CASES
-]
 
 
-@pytest.mark.parametrize("case", CLI_PARAMS)
+@pytest.mark.parametrize("case", CLI_CASES, ids=[case.name for case in CLI_CASES])
 def test_bad_command_line_exits_2_with_one_line_naming_the_flag(case: CliCase, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "taken").write_text("not a run")
+    (tmp_path / "run").mkdir()  # a run trained by epochs, as `recurrax train` writes its config
+    config = {**cli.TRAIN_DEFAULTS, "format": cli.CONFIG_FORMAT, "task": "adding"}
+    (tmp_path / "run" / cli.CONFIG_FILE).write_text(json.dumps(config))
     try:
         status = cli.main(case.argv)
     except SystemExit as stop:  # argparse's own exit, should the parser ever bypass main's handling
@@ -579,4 +580,5 @@ def test_bad_command_line_exits_2_with_one_line_naming_the_flag(case: CliCase, c
     assert len(lines) == 1, f"{case.name}: {err!r}"
     assert lines[0].startswith("recurrax") and ": error: " in lines[0], lines[0]
     assert re.search(rf"(?<![\w-]){re.escape(case.flag)}(?![\w-])", lines[0]), f"{case.name}: {lines[0]!r}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"], "a refused command wrote files"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "taken"], "a refused command wrote files"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [cli.CONFIG_FILE]

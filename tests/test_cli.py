@@ -41,8 +41,8 @@ def _one_line_error(capsys, argv: list[str], expected: str) -> None:
         (["train", "--task", "adding", "--dropout", "1", "--out", "x"], "argument --dropout: expected a rate"),
         (["train", "--task", "adding", "--nope", "--out", "x"], "unrecognized arguments: --nope"),
         (["train", "--task", "nope", "--out", "x"], "task must be one of adding, copy"),
-        (["train", "--task", "mnist1d", "--seq-len", "9", "--out", "x"], "fixed sequence length"),
-        (["train", "--task", "digits-rows", "--num-train", "9", "--out", "x"], "has no option 'num_train'"),
+        (["train", "--task", "mnist1d", "--seq-len", "9", "--out", "x"], "--seq-len does not apply"),
+        (["train", "--task", "digits-rows", "--num-train", "9", "--out", "x"], "--num-train does not apply"),
         (["train", "--task", "adding", "--cell", "lsmt", "--out", "x"], "cell must be one of"),
         (["train", "--task", "adding", "--optimizer", "adamz", "--out", "x"], "optimizer 'adamz'"),
         (["train", "--resume", "no/such/dir"], "no/such/dir is not a directory"),
@@ -167,3 +167,20 @@ def test_resume_from_a_corrupt_checkpoint_is_one_line_or_falls_back(capsys, tmp_
         assert main(["train", "--resume", str(run), "--epochs", "2", "--on-corrupt", "fallback", "--no-progress"]) == 0
     assert json.loads((run / "metrics.json").read_text())["step"] == 6
     assert (run / "checkpoints" / "3.corrupt").is_dir()
+
+
+def test_fresh_data_by_steps_resumes_exactly(capsys, tmp_path):
+    """--fresh-data --steps: batch g is drawn from (seed, g), so a resumed run reads what an uninterrupted one did."""
+    adding = ["--task", "adding", "--seq-len", "8", "--num-validation", "16", "--num-test", "16", "--hidden", "8"]
+    flags = [*adding, "--fresh-data", "--eval-every", "3", "--batch-size", "8", "--steps-per-call", "2"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["train", *flags, "--steps", "6", "--no-progress", "--out", str(whole)]) == 0
+    out = capsys.readouterr().out
+    assert "a fresh batch per step" in out and "final metrics after 6 steps" in out
+    assert main(["train", *flags, "--steps", "3", "--no-progress", "--out", str(split)]) == 0
+    assert main(["train", "--resume", str(split), "--steps", "6", "--no-progress"]) == 0
+    a, b = History.load(whole), History.load(split)
+    assert [r["step"] for r in a.epochs] == [3, 6] and a.epochs == b.epochs and a.steps == b.steps
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (whole, split)]
+    assert metrics[0]["validation"] == metrics[1]["validation"] and metrics[0]["test"] == metrics[1]["test"]
+    _one_line_error(capsys, ["train", "--resume", str(split), "--epochs", "3"], "the run trains by steps")

@@ -4,6 +4,7 @@ Usage::
 
     recurrax train --task digits-rows --cell lstm --hidden 64 --epochs 12 --out runs/digits
     recurrax train --resume runs/digits --epochs 20      # continue the same run exactly
+    recurrax train --task adding --seq-len 100 --fresh-data --steps 2000 --eval-every 200 --out runs/adding
     recurrax evaluate runs/digits                         # metrics of the saved model
     recurrax list                                         # tasks and backbones
 
@@ -126,14 +127,26 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "clip": None,
     "clip_value": None,
     "accumulate": 1,
-    "epochs": 10,
+    "epochs": 10,  # unless --steps is given
+    "steps": None,
+    "eval_every": None,  # with --steps: a tenth of the steps
+    "steps_per_call": 1,
+    "fresh_data": False,
     "batch_size": 32,
     "seed": 0,
-    "checkpoint_every": None,  # one epoch's steps
+    "checkpoint_every": None,  # one epoch's steps, or --eval-every
 }
-RESUMABLE = ("epochs",)
+RESUMABLE = ("epochs", "steps")
 # Settings added after the first config format: a run written before them resumes with their default.
-LATER_SETTINGS = ("validation_fraction",)
+LATER_SETTINGS = ("validation_fraction", "steps", "eval_every", "steps_per_call", "fresh_data")
+# The flag that sets each option of a task's builder.
+TASK_OPTION_FLAGS = {
+    "num_train": "--num-train",
+    "num_validation": "--num-validation",
+    "num_test": "--num-test",
+    "validation_fraction": "--validation-fraction",
+    "infinite": "--fresh-data",
+}
 
 
 def _build_parser() -> _Parser:
@@ -167,6 +180,13 @@ def _build_parser() -> _Parser:
         help="share of the training pool held out for validation (mnist1d, digits-*); mnist1d takes 0: "
         "no validation, the published 4000/1000 split",
     )
+    data.add_argument(
+        "--fresh-data",
+        action="store_const",
+        const=True,
+        help="generated tasks (adding, copy): a fresh training batch every step, as the papers train "
+        "(needs --steps; validation and test stay fixed)",
+    )
     model = train.add_argument_group("model")
     model.add_argument(
         "--cell", "--model", dest="cell", help="backbone: lstm (default), gru, rnn, ... (see `recurrax list`)"
@@ -181,6 +201,17 @@ def _build_parser() -> _Parser:
     optim.add_argument("--clip-value", type=_positive_float, help="clip each gradient element to ±this")
     optim.add_argument("--accumulate", type=_positive_int, help="average gradients over k batches per update")
     optim.add_argument("--epochs", type=_positive_int, help="total epochs (default 10; with --resume: extend)")
+    optim.add_argument(
+        "--steps", type=_positive_int, help="instead of --epochs: total optimizer steps (with --resume: extend)"
+    )
+    optim.add_argument(
+        "--eval-every", type=_positive_int, help="with --steps: validate every K steps (default: a tenth of --steps)"
+    )
+    optim.add_argument(
+        "--steps-per-call",
+        type=_positive_int,
+        help="optimizer steps per device call (a lax.scan over batches; same result; default 1)",
+    )
     optim.add_argument("--batch-size", type=_positive_int, help="examples per step (default 32)")
     optim.add_argument("--seed", type=_non_negative_int, help="initialisation, dropout and shuffling seed (default 0)")
     run = train.add_argument_group("run")
@@ -226,6 +257,10 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.task is None:
         raise UsageError("recurrax train", "--task is required (see `recurrax list`)")
     settings = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in TRAIN_DEFAULTS.items()}
+    _check_length_flags(args)
+    if args.steps is not None:
+        settings["epochs"] = None
+        settings["eval_every"] = args.eval_every or max(1, args.steps // 10)
     _check_new_run_dir(args.out)
     if (args.out / CONFIG_FILE).exists():
         raise UsageError(
@@ -233,6 +268,16 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.out} already holds a run; continue it with --resume {args.out} or pick a new --out",
         )
     return {"format": CONFIG_FORMAT, "recurrax_version": _version(), **settings}
+
+
+def _check_length_flags(args: argparse.Namespace) -> None:
+    """--epochs or --steps, and the flags that go with --steps only."""
+    if args.epochs is not None and args.steps is not None:
+        raise UsageError("recurrax train", "give --epochs or --steps, not both")
+    if args.steps is None:
+        for flag, value in (("--eval-every", args.eval_every), ("--fresh-data", args.fresh_data)):
+            if value is not None:
+                raise UsageError("recurrax train", f"{flag} goes with --steps N (training by steps, not epochs)")
 
 
 def _check_new_run_dir(out: Path) -> None:
@@ -285,21 +330,30 @@ def _build(config: dict[str, Any]) -> tuple[Any, Any, Any]:
     from recurrax.tasks import load_task
     from recurrax.train import build_optimizer
 
-    # Cheap checks first, so that a typo fails before any data or weights are made.
-    optimizer = build_optimizer(
-        config["optimizer"],
-        config["lr"],
-        clip_norm=config["clip"],
-        clip_value=config["clip_value"],
-        accumulate_steps=config["accumulate"],
-    )
+    # Cheap checks first, so that a typo fails before any data or weights are made; each names its flag.
+    try:
+        optimizer = build_optimizer(
+            config["optimizer"],
+            config["lr"],
+            clip_norm=config["clip"],
+            clip_value=config["clip_value"],
+            accumulate_steps=config["accumulate"],
+        )
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--optimizer {config['optimizer']} / --lr {config['lr']}: {err}") from None
     if isinstance(config["cell"], str):
-        backbone_spec(config["cell"])
+        try:
+            backbone_spec(config["cell"])
+        except ValueError as err:
+            raise ValueError(f"--cell {config['cell']}: {err}") from None
     options = {
         k: config[k]
         for k in ("num_train", "num_validation", "num_test", "validation_fraction")
         if config[k] is not None
     }
+    if config["fresh_data"]:
+        options["infinite"] = True
+    _check_task_flags(config["task"], config["seq_len"], options)
     data = load_task(config["task"], seq_len=config["seq_len"], seed=config["data_seed"], **options)
     model_options: dict[str, Any] = {}
     if config["dense"] is not None:
@@ -309,6 +363,25 @@ def _build(config: dict[str, Any]) -> tuple[Any, Any, Any]:
     rngs = nnx.Rngs(params=config["seed"], dropout=config["seed"] + 1)
     model = model_for_task(data.info, cell=config["cell"], hidden_size=config["hidden"], rngs=rngs, **model_options)
     return data, model, optimizer
+
+
+def _check_task_flags(task: str, seq_len: int | None, options: dict[str, Any]) -> None:
+    """Refuses, by flag, a task name or a task option the task does not take."""
+    import inspect
+
+    from recurrax.tasks import task_spec
+
+    try:
+        spec = task_spec(task)
+    except ValueError as err:
+        raise ValueError(f"--task {task}: {err} (see `recurrax list`)") from None
+    parameters = inspect.signature(spec.build).parameters
+    for option in options:
+        if option not in parameters:
+            flags = sorted(flag for name, flag in TASK_OPTION_FLAGS.items() if name in parameters)
+            raise ValueError(f"{TASK_OPTION_FLAGS[option]} does not apply to --task {task} (it takes {flags})")
+    if seq_len is not None and spec.length_argument is None:
+        raise ValueError(f"--seq-len does not apply to --task {task}: its sequence length is fixed")
 
 
 def _count_parameters(model: Any) -> int:
@@ -346,16 +419,22 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(
                 "recurrax train",
                 f"--resume takes the run's settings from {args.resume / CONFIG_FILE}; "
-                f"only --epochs (and --no-progress) may be given, got {' '.join(given)}",
+                f"only --epochs or --steps (and --no-progress) may be given, got {' '.join(given)}",
             )
         config = _read_config(args.resume, "train")
-        if args.epochs is not None:
-            if args.epochs < config["epochs"]:
+        by_steps = config["steps"] is not None
+        for name, value in (("epochs", args.epochs), ("steps", args.steps)):
+            if value is None:
+                continue
+            if by_steps != (name == "steps"):
+                other = "steps" if by_steps else "epochs"
+                raise UsageError("recurrax train", f"--{name}: the run trains by {other}; extend it with --{other}")
+            if value < config[name]:
                 raise UsageError(
                     "recurrax train",
-                    f"--epochs {args.epochs} is fewer than the run's {config['epochs']}; it can only be extended",
+                    f"--{name} {value} is fewer than the run's {config[name]}; it can only be extended",
                 )
-            config["epochs"] = args.epochs
+            config[name] = value
         run_dir = args.resume
     else:
         if args.on_corrupt is not None:
@@ -397,14 +476,25 @@ def _run_training(
     info = data.info
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / CONFIG_FILE, config)
-    n = len(data.train)
-    steps_per_epoch = -(-n // config["batch_size"])
+    by_steps = config["steps"] is not None
+    if config["fresh_data"]:
+        train_size, plan = "a fresh batch per step", f"{config['steps']} steps, validating every {config['eval_every']}"
+        total_steps, period = config["steps"], config["eval_every"]
+    else:
+        steps_per_epoch = -(-len(data.train) // config["batch_size"])
+        train_size = f"{len(data.train)} train"
+        if by_steps:
+            total_steps, period = config["steps"], config["eval_every"]
+            plan = f"{total_steps} steps ({steps_per_epoch} per epoch), validating every {period}"
+        else:
+            total_steps, period = config["epochs"] * steps_per_epoch, steps_per_epoch
+            plan = f"{config['epochs']} epochs x {steps_per_epoch} steps"
     print(
         f"recurrax: {info.description}\n"
-        f"  {n} train / {len(data.validation)} validation / {len(data.test)} test examples, "
+        f"  {train_size} / {len(data.validation)} validation / {len(data.test)} test examples, "
         f"inputs [T={info.seq_len}, D={info.in_features}]\n"
         f"  model: {type(model).__name__}, cell={config['cell']}, hidden={config['hidden']}, "
-        f"{_count_parameters(model):,} parameters; {config['epochs']} epochs x {steps_per_epoch} steps",
+        f"{_count_parameters(model):,} parameters; {plan}",
         flush=True,
     )
     trainer = train.Trainer(model, optimizer, loss=info.loss, metrics=list(info.metrics))
@@ -412,7 +502,7 @@ def _run_training(
     validation = data.validation if len(data.validation) else None
     checkpointer = train.Checkpointer(
         run_dir / CHECKPOINT_DIR,
-        every_steps=config["checkpoint_every"] or steps_per_epoch,
+        every_steps=config["checkpoint_every"] or period,
         keep=2,
         monitor="loss" if validation is None else "val_loss",
         on_corrupt=on_corrupt,
@@ -420,17 +510,22 @@ def _run_training(
     callbacks = []
     recorder = None
     if _gradient_flow_measurable(model):
-        flow_batch = (data.train if validation is None else validation).subset(slice(0, 64))
+        if validation is not None:
+            flow_batch = validation.subset(slice(0, 64))
+        else:
+            flow_batch = data.train.batch(0, 64) if config["fresh_data"] else data.train.subset(slice(0, 64))
         batch = {"inputs": flow_batch.inputs, "targets": flow_batch.targets, "lengths": flow_batch.lengths}
         # Measured every ~1/20 of the planned run; fixed in the config so a resume measures at the same steps.
-        config.setdefault("flow_every", max(1, config["epochs"] * steps_per_epoch // 20))
+        config.setdefault("flow_every", max(1, total_steps // 20))
         _write_json(run_dir / CONFIG_FILE, config)
         recorder = train.GradientFlowRecorder(batch, every_steps=config["flow_every"])
         callbacks.append(recorder)
     try:
+        length = {"steps": config["steps"], "eval_every": config["eval_every"]} if by_steps else {}
         history = trainer.fit(
             data.train,
-            epochs=config["epochs"],
+            **(length or {"epochs": config["epochs"]}),
+            steps_per_call=config["steps_per_call"],
             batch_size=config["batch_size"],
             validation_data=validation,
             seed=config["seed"],
@@ -448,6 +543,13 @@ def _run_training(
         return 130
     except train.CheckpointError as err:
         raise UsageError("recurrax train", f"{err}") from None
+    except FloatingPointError as err:
+        print(
+            f"recurrax train: {err}\n  the run stays in {run_dir}: its last checkpoint is from before the "
+            "non-finite loss (a new run with a lower --lr or with --clip may fare better)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         checkpointer.close()
     train_seconds = time.perf_counter() - start
@@ -476,7 +578,8 @@ def _run_training(
         "train_seconds": train_seconds,
     }
     _write_json(run_dir / METRICS_FILE, summary)
-    print(f"final metrics after {trainer.epoch} epochs, {trainer.step} steps ({summary['wall_seconds']:.1f} s):")
+    done = f"{trainer.step} steps" if by_steps else f"{trainer.epoch} epochs, {trainer.step} steps"
+    print(f"final metrics after {done} ({summary['wall_seconds']:.1f} s):")
     _print_metrics(metrics, info)
     print(f"run saved in {run_dir}")
     return 0
@@ -503,6 +606,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise UsageError("recurrax evaluate", f"{err}") from None
     trainer = train.Trainer(model, None, loss=data.info.loss, metrics=list(data.info.metrics), diagnostics=False)
+    if args.split and "train" in args.split and config["fresh_data"]:
+        raise UsageError(
+            "recurrax evaluate", "--split train: the run trained on fresh batches (--fresh-data); no fixed train split"
+        )
     splits = args.split or [name for name in ("validation", "test") if len(data.splits[name])]
     metrics = {s: trainer.evaluate(data.splits[s], batch_size=args.batch_size) for s in dict.fromkeys(splits)}
     print(f"{args.run_dir} (checkpoint {args.step}):")
