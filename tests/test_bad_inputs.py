@@ -31,6 +31,8 @@ from flax import nnx
 import recurrax
 import recurrax.attention as attention
 import recurrax.conv as conv
+import recurrax.interop as interop
+import recurrax.tasks as tasks
 import recurrax.train as train
 from cell_registry import CELL_CASES
 from recurrax import cli, nn
@@ -43,6 +45,13 @@ PARAMS = CELL.init(KEY, 3)
 XS = jnp.ones((2, 5, 3))
 GRU_PARAMS = recurrax.gru(4).init(KEY, 3)
 DATA = {"inputs": np.ones((4, 5, 3), np.float32), "targets": np.ones((4, 1), np.float32)}
+_GRU_SD = {  # a torch.nn.GRU(2, 4) state dict, as numpy arrays
+    "weight_ih_l0": np.zeros((12, 2), np.float32),
+    "weight_hh_l0": np.zeros((12, 4), np.float32),
+    "bias_ih_l0": np.zeros(12, np.float32),
+    "bias_hh_l0": np.zeros(12, np.float32),
+}
+_FRESH = tasks.adding_problem(8, infinite=True, num_validation=1, num_test=1).train
 
 
 def _rngs() -> nnx.Rngs:
@@ -308,6 +317,40 @@ CASES = [
         ValueError,
         "accumulate_steps",
     ),
+    # ------------------------------------------------------------- interop
+    Case(
+        "from_torch_state_dict mode", lambda: interop.from_torch_state_dict(_GRU_SD, mode="lstmx"), ValueError, "mode"
+    ),
+    Case(
+        "from_torch_state_dict missing key",
+        lambda: interop.from_torch_state_dict({k: v for k, v in _GRU_SD.items() if k != "bias_hh_l0"}, mode="gru"),
+        ValueError,
+        r"state_dict.*missing \['bias_hh_l0'\]",
+    ),
+    Case(
+        "from_torch_state_dict str value",
+        lambda: interop.from_torch_state_dict({**_GRU_SD, "weight_hh_l0": "x"}, mode="gru"),
+        TypeError,
+        r"state_dict\['weight_hh_l0'\]",
+    ),
+    Case(
+        "from_torch_state_dict wrong shape",
+        lambda: interop.from_torch_state_dict({**_GRU_SD, "weight_hh_l0": np.zeros((12, 5), np.float32)}, mode="gru"),
+        ValueError,
+        r"state_dict\['weight_hh_l0'\] has shape",
+    ),
+    Case("from_torch_state_dict list", lambda: interop.from_torch_state_dict([1], mode="gru"), TypeError, "state_dict"),
+    Case("to_nnx rngs None", lambda: interop.to_nnx(_GRU_SD, mode="gru", rngs=None), TypeError, "rngs"),
+    # ---------------------------------------------------- generated tasks
+    Case(
+        "adding infinite num_train",
+        lambda: tasks.adding_problem(8, infinite=True, num_train=5),
+        ValueError,
+        "num_train",
+    ),
+    Case("fresh batch index -1", lambda: _FRESH.batch(-1, 4), ValueError, "index"),
+    Case("fresh batch size 0", lambda: _FRESH.batch(0, 0), ValueError, "batch_size"),
+    Case("fresh source len", lambda: len(_FRESH), TypeError, "endless"),
     # ----------------------------------------------------- losses and fit
     Case(
         "softmax_cross_entropy label shape",
@@ -323,6 +366,36 @@ CASES = [
         lambda: train.Trainer(_linear_model(), optax.adam(1e-3), metrics=["bogus"]),
         ValueError,
         "metric",
+    ),
+    Case(
+        "fit epochs and steps",
+        lambda: train.fit(_linear_model(), optax.adam(1e-3), DATA, epochs=2, steps=4, progress=False),
+        ValueError,
+        "epochs or steps",
+    ),
+    Case(
+        "fit steps 0",
+        lambda: train.fit(_linear_model(), optax.adam(1e-3), DATA, steps=0, progress=False),
+        ValueError,
+        "steps",
+    ),
+    Case(
+        "fit eval_every without steps",
+        lambda: train.fit(_linear_model(), optax.adam(1e-3), DATA, eval_every=2, progress=False),
+        ValueError,
+        "eval_every",
+    ),
+    Case(
+        "fit steps_per_call 0",
+        lambda: train.fit(_linear_model(), optax.adam(1e-3), DATA, steps_per_call=0, progress=False),
+        ValueError,
+        "steps_per_call",
+    ),
+    Case(
+        "fit source with epochs",
+        lambda: train.fit(_linear_model(), optax.adam(1e-3), _FRESH, epochs=1, progress=False),
+        ValueError,
+        "steps",
     ),
     Case("fit optimizer str", lambda: train.fit(_linear_model(), "adam", DATA, progress=False), TypeError, "optimizer"),
     Case(
