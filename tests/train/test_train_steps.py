@@ -23,11 +23,19 @@ def trainer(tx=TX, dropout=0.3):
     return train.Trainer(Regressor(nnx.Rngs(0, dropout=1), dropout=dropout), tx)
 
 
-def same_run(a, b):
+def same_run(a, b, *, exact_history=True):
+    """Bit-identical parameters, RNG and optimizer state; the same history (to float32 round-off if not exact)."""
     assert a.step == b.step
     assert leaves_equal(a.params, b.params) and leaves_equal(a.rest, b.rest)
     assert leaves_equal(a.opt_state, b.opt_state)
-    assert a.history == b.history
+    if exact_history:
+        assert a.history == b.history
+        return
+    for rows_a, rows_b in [(a.history.steps, b.history.steps), (a.history.epochs, b.history.epochs)]:
+        assert [sorted(r) for r in rows_a] == [sorted(r) for r in rows_b]
+        for row_a, row_b in zip(rows_a, rows_b, strict=True):
+            assert (row_a["step"], row_a["epoch"]) == (row_b["step"], row_b["epoch"])
+            np.testing.assert_allclose([row_a[k] for k in row_a], [row_b[k] for k in row_a], rtol=1e-6)
 
 
 def test_steps_mode_reads_the_data_of_the_epoch_mode_and_validates_every_k_steps():
@@ -56,7 +64,9 @@ def test_several_steps_per_call_equal_one_step_per_call():
         one, many = trainer(), trainer()
         one.fit(data, batch_size=B, validation_data=VALID, progress=False, **kwargs)
         many.fit(data, batch_size=B, validation_data=VALID, progress=False, steps_per_call=4, log_every=5, **kwargs)
-        same_run(one, many)
+        # XLA may fuse a step's diagnostics differently inside the scan: jax 0.12 reports a gradient norm
+        # 1 ulp apart at one step (the updates themselves stay bit-identical).
+        same_run(one, many, exact_history=False)
 
 
 class Steps(train.Callback):
@@ -133,7 +143,7 @@ def test_an_endless_source_trains_for_steps():
         Batches(), steps=6, eval_every=3, steps_per_call=2, batch_size=B, validation_data=VALID, progress=False
     )
     from_arrays.fit(DATA, steps=6, eval_every=3, batch_size=B, validation_data=VALID, shuffle=False, progress=False)
-    same_run(from_source, from_arrays)
+    same_run(from_source, from_arrays, exact_history=False)
 
     with pytest.raises(ValueError, match=r"endless batch source .*steps=N"):
         trainer().fit(Batches(), epochs=2, batch_size=B, progress=False)

@@ -125,9 +125,10 @@ def predict_batch(graphdef: nnx.GraphDef, objective: Objective, params: Any, res
 def train_batches(config: StepConfig, params: Any, rest: Any, opt_state: Any, batches: dict[str, Array]) -> tuple:
     """``S`` optimizer steps in one call, over the stacked batches ``[S, B, ...]`` (a ``lax.scan``).
 
-    Equal to ``S`` calls of :func:`train_batch`, one per batch in order. The
-    metrics and stats come back per step (leading axis ``S``), so the history
-    and the epoch sums are exactly those of ``S`` separate calls.
+    The computation of ``S`` calls of :func:`train_batch`, one per batch in
+    order. The metrics and stats come back per step (leading axis ``S``) and
+    are summed per batch on the host, so the history and epoch sums are those
+    of ``S`` separate calls (up to how XLA fuses a diagnostic inside the scan).
     """
     if config.tbptt is not None and config.tbptt_update == "chunk":
         raise ValueError("train_batches takes one optimizer step per batch; streaming TBPTT takes one per chunk")
