@@ -75,3 +75,25 @@ def test_reports_are_written_with_metadata(smoke_report):
     assert "## Summary: recurrax against the others" in table and "× floor" in table
     assert {r["impl"] for r in saved["scaling"]} >= {"recurrax", "recurrax, remat"}
     assert {(r["cell"], r["method"]) for r in saved["linear"]} >= {("min_gru", "sequential"), ("min_gru", "parallel")}
+
+
+def test_train_loop_benchmark_runs_every_configuration_with_finite_numbers(tmp_path):
+    from benchmarks import train_loop
+
+    out = tmp_path / "train_loop"
+    report = train_loop.main(["--smoke", "--out", str(out)])
+    (block,) = report["models"]
+    kinds = {(r["kind"], r["steps_per_call"]) for r in block["rows"]}
+    per_call = train_loop.SMOKE_STEPS_PER_CALL
+    assert kinds == {("trainer", s) for s in per_call} | {("hand-written", 1), ("hand-written", max(per_call))}
+    for row in block["rows"]:
+        assert row["finite"] and math.isfinite(row["loss"]), row
+        for key in ("updates_per_s", "ratio_to_s1", "ratio_to_hand_loop", "first_call_s"):
+            assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+        assert row["updates"] == (1 + 1) * train_loop.SMOKE_MODEL.n  # the compiling call and one round
+        if row["kind"] == "trainer":
+            assert row["params_equal_to_s1"], row  # several steps per call train exactly like one
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["meta"]["versions"]["jax"] and isinstance(saved["meta"]["load_start"], list)
+    assert isinstance(saved["models"][0]["load_before"], list)
+    assert "## Summary (updates/s, median)" in out.with_suffix(".md").read_text()
