@@ -116,3 +116,23 @@ def test_stacked_and_bidirectional_layers_each_get_a_row():
     # The loss reads position T-1 only. The backward direction computes that output first, from the carry
     # entering position T-1; the carries entering earlier positions come later and cannot reach the loss.
     assert flow[3, -1] > 0 and np.all(flow[3, :-1] == 0)
+
+
+def test_flow_of_a_complex_carry_counts_its_real_and_imaginary_parts():
+    # The LRU's carry is complex64: ‖∂L/∂h_t‖ is the norm over both parts (casting drops the imaginary one).
+    model = Regressor(nnx.Rngs(3), layer=lambda i, h, rngs: nn.LRU(i, h, skip=False, method="sequential", rngs=rngs))
+    batch = {k: jnp.asarray(v[:B]) for k, v in regression_data().items()}
+    flow = train.gradient_flow(model, batch)
+    cell, params = model.rnn.cell, model.rnn.pure_params()
+
+    def loss(real, imag):
+        h = cell.initial_carry((B,))
+        for t in range(T):
+            h, y = cell.step(params, h + jax.lax.complex(real[t], imag[t]), batch["inputs"][:, t])
+        return jnp.mean((model.head(y) - batch["targets"]) ** 2)
+
+    zeros = jnp.zeros((T, B, cell.hidden_size), jnp.float32)
+    real, imag = jax.grad(loss, argnums=(0, 1))(zeros, zeros)
+    want = np.sqrt(np.sum(np.asarray(real, np.float64) ** 2 + np.asarray(imag, np.float64) ** 2, axis=(1, 2)))
+    assert np.linalg.norm(imag) > 0.1 * np.linalg.norm(real)  # the part a cast to float32 would drop
+    np.testing.assert_allclose(flow[0], want, rtol=1e-5)

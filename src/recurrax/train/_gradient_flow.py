@@ -93,9 +93,13 @@ def _flow(graphdef: nnx.GraphDef, objective: ObjectiveFn, time_axis: int, state:
         num_steps = {leaf.shape[time_axis] for leaf in leaves}
         if len(num_steps) != 1:
             raise ValueError(f"layer {i}'s carry leaves disagree on the time axis {time_axis}: sizes {num_steps}")
+        # |g|, not g: a complex carry (LRU) has a gradient in its real and its imaginary part, and casting
+        # it to float32 would silently drop the imaginary one. For a real leaf |g|² is g² exactly.
         squares = [
             jnp.sum(
-                jnp.square(jnp.moveaxis(leaf, time_axis, 0).astype(jnp.float32)).reshape(leaf.shape[time_axis], -1),
+                jnp.square(jnp.abs(jnp.moveaxis(leaf, time_axis, 0)).astype(jnp.float32)).reshape(
+                    leaf.shape[time_axis], -1
+                ),
                 axis=1,
             )
             for leaf in leaves
