@@ -5,46 +5,58 @@ factory (``lstm``); the Flax layer has the plain name (``recurrax.nn.LSTM``).
 Sizes are ``in_features`` (inputs) and ``hidden_size`` (state) everywhere.
 """
 
-from typing import Any
-
-# Subpackages: the pure attention and convolution blocks (no Flax import), and interop
-# (torch-free until one of its functions is called).
-from recurrax import attention, cells, conv, interop
-from recurrax._compose import bidirectional_scan, stacked_scan
-from recurrax._deprecation import moved_attribute
-from recurrax._options import ScanOptions
-from recurrax._params import params_in_features
-from recurrax._scan import scan
-from recurrax.cells import *  # noqa: F403 — the cells, their factories and the contract, as recurrax.X
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ScanOptions",
-    "attention",
-    "bidirectional_scan",
-    "cells",
-    "conv",
-    "interop",
-    "params_in_features",
-    "scan",
-    "stacked_scan",
-]
-__all__ += cells.__all__
+# Every name loads on first access, so `import recurrax` does not import jax:
+# the `recurrax` command (recurrax.cli) answers --help and argument errors in
+# ~0.1 s instead of waiting 2-5 s for jax. `recurrax.lstm`, `from recurrax
+# import scan` and `from recurrax import *` work as with eager imports.
+_SUBPACKAGES = ("attention", "cells", "conv", "interop", "nn", "train", "tasks", "models", "linen")
+_NAMES = {
+    "ScanOptions": "recurrax._options",
+    "bidirectional_scan": "recurrax._compose",
+    "stacked_scan": "recurrax._compose",
+    "params_in_features": "recurrax._params",
+    "scan": "recurrax._scan",
+}
 
-# Heavier subpackages (Flax, optax, orbax, matplotlib) load on first access, so
-# `import recurrax` stays light while `recurrax.nn.LSTM` still works.
-_LAZY_SUBPACKAGES = ("nn", "train", "tasks", "models", "linen")
+if TYPE_CHECKING:  # what static checkers see: the names, eagerly
+    from recurrax import attention, cells, conv, interop
+    from recurrax._compose import bidirectional_scan, stacked_scan
+    from recurrax._options import ScanOptions
+    from recurrax._params import params_in_features
+    from recurrax._scan import scan
+    from recurrax.cells import *  # noqa: F403
+
+    __all__ = ["ScanOptions", "attention", "bidirectional_scan", "cells", "conv", "interop", "params_in_features",
+               "scan", "stacked_scan"]  # fmt: skip
+    __all__ += cells.__all__
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_SUBPACKAGES:
-        import importlib
-
+    if name in _SUBPACKAGES:
         return importlib.import_module(f"recurrax.{name}")
-    # The earlier releases' names (recurrax.LSTM was the pure cell, easily taken for recurrax.nn.LSTM).
-    return moved_attribute(__name__, name, cells._MOVED)
+    if name.startswith("__") and name != "__all__":  # tools probing for __path__-like hooks need no jax
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    else:
+        cells = importlib.import_module("recurrax.cells")
+        if name == "__all__":
+            value = [*_NAMES, "attention", "cells", "conv", "interop", *cells.__all__]
+        elif name in cells.__all__:  # the cells, their factories and the contract, as recurrax.X
+            value = getattr(cells, name)
+        else:
+            # The earlier releases' names (recurrax.LSTM was the pure cell, easily taken for recurrax.nn.LSTM).
+            from recurrax._deprecation import moved_attribute
+
+            return moved_attribute(__name__, name, cells._MOVED)
+    globals()[name] = value  # later accesses skip this function
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY_SUBPACKAGES])
+    return sorted({*globals(), *_SUBPACKAGES, *_NAMES, *__getattr__("__all__")})
