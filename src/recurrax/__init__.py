@@ -6,9 +6,17 @@ Sizes are ``in_features`` (inputs) and ``hidden_size`` (state) everywhere.
 """
 
 import importlib
+import importlib.util
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# The library logs to the "recurrax" logger hierarchy ("recurrax.train._loop", ...) and
+# configures nothing: the application chooses handlers and levels (the logging HOWTO's
+# advice for libraries). The NullHandler keeps Python's last-resort handler from printing
+# records of WARNING and above to stderr when the application has set up no logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Every name loads on first access, so `import recurrax` does not import jax:
 # the `recurrax` command (recurrax.cli) answers --help and argument errors in
@@ -41,6 +49,8 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f"recurrax.{name}")
     if name.startswith("__") and name != "__all__":  # tools probing for __path__-like hooks need no jax
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if importlib.util.find_spec(f"recurrax.{name}") is not None:  # `from recurrax import info`: a module
+        return importlib.import_module(f"recurrax.{name}")
     if name in _NAMES:
         value = getattr(importlib.import_module(_NAMES[name]), name)
     else:
