@@ -86,12 +86,13 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
         assert json.dumps(resumed.history.to_dict()) == json.dumps(full.history.to_dict())
         assert resumed_ckpt.all_steps() == full_ckpt.all_steps()  # the same saves were made and kept
 
-    # Retention: the last 2 steps plus the best val_loss; the index points at the best.
+    # Retention: the last 2 steps plus the best val_loss, which orbax reads back from the steps' metrics.
     val = [(row["step"], row["val_loss"]) for row in full.history.epochs]
     best_step = int(min(val, key=lambda sv: sv[1])[0])
     assert best_step == 3 and full_ckpt.all_steps() == [3, 8, 9]
-    index = json.loads((tmp_path / "full" / "recurrax_checkpoints.json").read_text())
-    assert index["best_step"] == best_step and index["latest_step"] == 9
+    with train.Checkpointer(tmp_path / "full", monitor="val_loss") as reopened:
+        assert (reopened.best_step, reopened.best_value) == (best_step, dict(val)[best_step])
+        assert reopened.latest_step() == 9
 
     # EarlyStopping(restore_best=True) ended both runs on the best epoch's weights (the resumed one read
     # them back from the checkpoint of that step).
@@ -105,38 +106,38 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert leaves_equal(nnx.state(fresh, nnx.Param), snapshots[9])
 
 
-def test_rebuild_best_recomputes_the_best_from_the_runs_own_values(tmp_path):
-    with train.Checkpointer(tmp_path, monitor="val_loss") as ckpt:
+def test_the_best_step_is_orbaxs_from_the_metric_saved_with_each_step(tmp_path):
+    def save(ckpt, step, value):
+        ckpt.save(step, model_state={"w": jnp.full(2, float(step))}, opt_state=(), meta={}, metric=value)
+
+    with train.Checkpointer(tmp_path, monitor="val_loss", keep=1) as ckpt:
         for step, value in [(3, 0.5), (6, 0.25), (9, 0.125)]:
+            save(ckpt, step, value)
+        # A tie and a NaN are not improvements: the first best stays (as EarlyStopping's does), and is kept.
+        save(ckpt, 10, 0.125)
+        save(ckpt, 11, float("nan"))
+        assert (ckpt.best_step, ckpt.best_value) == (9, 0.125) and ckpt.all_steps() == [9, 11]
+    with train.Checkpointer(tmp_path, monitor="val_loss") as ckpt:  # a new process: read from the steps
+        assert (ckpt.best_step, ckpt.best_value) == (9, 0.125)
+        assert ckpt.restore(model_target={"w": jnp.zeros(2)}, step="best").step == 9
+    # Another monitor or mode has no best here; restore_model finds the recorded one by itself.
+    assert train.Checkpointer(tmp_path, monitor="val_loss", mode="max").best_step is None
+    assert train.Checkpointer(tmp_path, monitor="val_accuracy").best_step is None
+    assert train.Checkpointer(tmp_path).best_step is None
+
+
+def test_a_best_step_set_aside_as_corrupt_is_no_longer_the_best(tmp_path):
+    # The best lives in its step's metrics, so it leaves with the step: an index file beside the steps
+    # went on naming step 6 after the fallback had set it aside, and "best" failed.
+    with train.Checkpointer(tmp_path, monitor="val_loss") as ckpt:
+        for step, value in [(3, 0.5), (6, 0.25)]:
             ckpt.save(step, model_state={"w": jnp.full(2, float(step))}, opt_state=(), meta={}, metric=value)
-    ckpt = train.Checkpointer(tmp_path, monitor="val_loss")
-    assert (ckpt.best_step, ckpt.best_value) == (9, 0.125)  # from the index
-
-    # A run whose history ends at step 6 has never seen step 9's value; NaN never counts.
-    ckpt.rebuild_best([(3, 0.5), (4, float("nan")), (6, 0.25)])
-    assert (ckpt.best_step, ckpt.best_value) == (6, 0.25)
-    ckpt.save(10, model_state={"w": jnp.zeros(2)}, opt_state=(), meta={}, metric=0.2)  # beats 0.25, not 0.125
-    index = json.loads((tmp_path / "recurrax_checkpoints.json").read_text())
-    assert (index["best_step"], index["best_value"]) == (10, 0.2)
-    ckpt.rebuild_best([])
-    assert (ckpt.best_step, ckpt.best_value) == (None, None)
-    ckpt.close()
-
-
-def test_resume_ignores_a_later_best_in_the_index(tmp_path):
-    full, full_ckpt = run(tmp_path / "full")
-    directory = tmp_path / "cut"
-    run(directory, interrupt_at=5)  # latest checkpoint: step 4; best val_loss: step 3
-    index_path = directory / "recurrax_checkpoints.json"
-    index = json.loads(index_path.read_text())
-    assert index["best_step"] == 3
-    index.update(best_step=4, best_value=-1.0)  # as if a later best had been written before the run died
-    write_atomic(index_path, json.dumps(index))
-
-    resumed, resumed_ckpt = run(directory, resume=True)
-    assert leaves_equal(resumed.params, full.params) and resumed.history == full.history
-    assert (resumed_ckpt.best_step, resumed_ckpt.best_value) == (full_ckpt.best_step, full_ckpt.best_value)
-    assert resumed_ckpt.all_steps() == full_ckpt.all_steps() == [3, 8, 9]
+    _corrupt_array_data(tmp_path / "6")
+    with train.Checkpointer(tmp_path, monitor="val_loss", on_corrupt="fallback") as ckpt:
+        with pytest.warns(UserWarning, match="resuming from step 3"):
+            assert ckpt.restore(model_target={"w": jnp.zeros(2)}).step == 3
+        assert (ckpt.best_step, ckpt.best_value) == (3, 0.5)
+        assert ckpt.restore(model_target={"w": jnp.zeros(2)}, step="best").step == 3
 
 
 def test_resume_refuses_changed_settings(tmp_path):

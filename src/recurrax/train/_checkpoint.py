@@ -1,13 +1,18 @@
 """Checkpoints with orbax-checkpoint: save, keep the last k and the best, restore exactly.
 
-Layout of a checkpoint directory::
+Layout of a checkpoint directory (all of it orbax's CheckpointManager)::
 
     <directory>/
-      recurrax_checkpoints.json   # index: latest and best step (written with os.replace)
       <step>/                     # one orbax step, written to a temporary directory
         model/                    #   and renamed into place when complete, so a run
         opt_state/                #   killed mid-save leaves the older steps intact
         meta/                     # JSON: step, history, loop position, shapes of every array
+        metrics/                  # orbax's step metrics, only on a step that set a new best of
+                                  #   ``monitor``: {"monitor", "mode", "value"}
+
+The best step is orbax's (``best_fn`` over those metrics, ``BestN`` retention):
+each step carries its own metric, so nothing can say a step is the best after
+the step is gone (set aside as corrupt, or never finished).
 
 Arrays are stored flat, keyed by their path in the model (``"rnn/params/input_kernel"``),
 so a mismatch is reported by name. PRNG key arrays (the model's dropout RNG
@@ -16,13 +21,12 @@ state) are stored as their raw key data and rewrapped on restore.
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import logging
 import math
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -31,9 +35,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from recurrax.train._history import write_atomic
-
-INDEX_FILE = "recurrax_checkpoints.json"
 FORMAT = "recurrax.train.checkpoint/1"
 StepSpec = int | Literal["latest", "best"]
 
@@ -62,7 +63,9 @@ class Checkpointer:
     The loop (:class:`~recurrax.train.Trainer`) decides *when* to save from
     ``every_steps`` and ``monitor``; this class does the writing, the retention
     (orbax keeps the ``keep`` latest steps and the best step of ``monitor``) and the checks on
-    restore. Saves are synchronous.
+    restore. Saves are synchronous. Which step is the best is orbax's
+    ``CheckpointManager.best_step()``, from the metric recorded with each step
+    that improved on the best before it.
 
     Args:
       directory: where the steps go (created if missing).
@@ -113,11 +116,6 @@ class Checkpointer:
         self.mode = mode
         self.on_corrupt = on_corrupt
         self._manager: Any = None
-        self.best_step: int | None = None
-        self.best_value: float | None = None
-        index = self._read_index()
-        if index is not None and index.get("monitor") == monitor and index.get("mode") == mode:
-            self.best_step, self.best_value = index.get("best_step"), index.get("best_value")
 
     # ------------------------------------------------------------------ queries
     def all_steps(self) -> list[int]:
@@ -135,6 +133,22 @@ class Checkpointer:
         """The directory of one step."""
         return self.directory / str(step)
 
+    @property
+    def best_step(self) -> int | None:
+        """The step with the best recorded value of ``monitor`` (under ``mode``), or None."""
+        if self.monitor is None or not self.directory.is_dir():
+            return None
+        step = self._get_manager().best_step()
+        if step is None or _score(self.monitor, self.mode)(self._get_manager().metrics(step)) == -math.inf:
+            return None  # only steps recorded for another monitor or mode
+        return int(step)
+
+    @property
+    def best_value(self) -> float | None:
+        """``monitor``'s value at :attr:`best_step`, or None."""
+        step = self.best_step
+        return None if step is None else float(self._get_manager().metrics(step)["value"])
+
     def is_improvement(self, value: float) -> bool:
         """Whether ``value`` of ``monitor`` beats the best saved so far (NaN never does)."""
         if math.isnan(value):
@@ -142,25 +156,6 @@ class Checkpointer:
         if self.best_value is None:
             return True
         return value < self.best_value if self.mode == "min" else value > self.best_value
-
-    def rebuild_best(self, values: Iterable[tuple[int, float]]) -> None:
-        """Recomputes the best step and value of ``monitor`` from a run's own ``(step, value)`` pairs, oldest first.
-
-        A resumed run calls it with the values it logged up to its checkpoint,
-        so a best that an interrupted run wrote to the index after that step no
-        longer counts (a NaN never counts). The index is rewritten at the next :meth:`save`.
-
-        Example:
-          >>> import tempfile
-          >>> ckpt = Checkpointer(tempfile.mkdtemp(), monitor="val_loss")
-          >>> ckpt.rebuild_best([(3, 0.5), (6, float("nan")), (9, 0.25), (12, 0.75)])
-          >>> ckpt.best_step, ckpt.best_value
-          (9, 0.25)
-        """
-        self.best_step, self.best_value = None, None
-        for step, value in values:
-            if self.is_improvement(value):
-                self.best_step, self.best_value = int(step), float(value)
 
     # -------------------------------------------------------------------- save
     def save(
@@ -199,17 +194,15 @@ class Checkpointer:
             items["model"] = ocp.args.StandardSave(model_flat)
         if opt_flat:
             items["opt_state"] = ocp.args.StandardSave(opt_flat)
-        previous_best = self.best_step, self.best_value
+        metrics = None
         if metric is not None and self.monitor is not None and self.is_improvement(float(metric)):
-            # Set before saving: orbax applies the retention policy (which keeps the best step) right after.
-            self.best_step, self.best_value = int(step), float(metric)
-        try:
-            self._get_manager().save(int(step), args=ocp.args.Composite(**items), force=True)
-            self._get_manager().wait_until_finished()
-        except BaseException:
-            self.best_step, self.best_value = previous_best
-            raise
-        self._write_index()
+            # Only a strict improvement is recorded. orbax sorts the recorded values stably and takes
+            # the last, so a tie recorded later would become the best, while EarlyStopping (and this
+            # class before) keep the first: its step could then be deleted under EarlyStopping's
+            # restore_best. NaN is never recorded (it would make the sort meaningless).
+            metrics = {"monitor": self.monitor, "mode": self.mode, "value": float(metric)}
+        self._get_manager().save(int(step), args=ocp.args.Composite(**items), force=True, metrics=metrics)
+        self._get_manager().wait_until_finished()
         return self.step_path(step)
 
     # ----------------------------------------------------------------- restore
@@ -326,12 +319,27 @@ class Checkpointer:
             import orbax.checkpoint as ocp
             from orbax.checkpoint import checkpoint_managers as managers
 
+            keep: list[Any] = [managers.LatestN(self.keep)]
+            best: dict[str, Any] = {}
+            if self.monitor is not None:
+                score = _score(self.monitor, self.mode)
+                # Higher is better for the score, whatever the mode; steps without metrics are not "best".
+                keep.append(managers.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False))
+                best = {"best_fn": score, "best_mode": "max"}
+                _quiet_missing_metrics()
             options = ocp.CheckpointManagerOptions(
                 enable_async_checkpointing=False,
-                preservation_policy=managers.AnyPreservationPolicy([managers.LatestN(self.keep), _KeepBest(self)]),
+                preservation_policy=managers.AnyPreservationPolicy(keep),
                 cleanup_tmp_directories=True,
+                **best,
             )
-            self._manager = ocp.CheckpointManager(self.directory, options=options)
+            try:
+                self._manager = ocp.CheckpointManager(self.directory, options=options)
+            except Exception as err:  # orbax reads every step's metrics here; one unreadable file stops it
+                raise CheckpointError(
+                    f"cannot open the checkpoints in {self.directory}: a step's orbax metadata is unreadable "
+                    f"({type(err).__name__}: {str(err)[:200]})"
+                ) from err
         return self._manager
 
     def _set_aside(self, steps: list[int]) -> None:
@@ -363,42 +371,39 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; steps: {steps}")
         return int(step)
 
-    def _read_index(self) -> dict[str, Any] | None:
-        path = self.directory / INDEX_FILE
-        if not path.exists():
-            return None
-        try:
-            index = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"checkpoint index {path} is unreadable: {err}") from err
-        if not isinstance(index, dict) or index.get("format") != FORMAT:
-            raise CheckpointError(f"{path} is not a recurrax checkpoint index")
-        return index
 
-    def _write_index(self) -> None:
-        index = {
-            "format": FORMAT,
-            "latest_step": self.latest_step(),
-            "best_step": self.best_step,
-            "best_value": self.best_value,
-            "monitor": self.monitor,
-            "mode": self.mode,
-        }
-        write_atomic(self.directory / INDEX_FILE, json.dumps(index))
+def _score(monitor: str, mode: str) -> Any:
+    """orbax's ``best_fn``: a step's recorded metrics as a score where higher is better.
 
-
-@dataclasses.dataclass
-class _KeepBest:
-    """An orbax preservation policy that keeps the checkpointer's best step.
-
-    The best step is tracked here (and in the index file) rather than through
-    orbax's metrics, so it survives a restart without orbax re-reading them.
+    A step recorded for another monitor or mode scores -inf, so it is never the best.
     """
 
-    checkpointer: Checkpointer
+    def score(metrics: Any) -> float:
+        if not isinstance(metrics, Mapping) or metrics.get("monitor") != monitor or metrics.get("mode") != mode:
+            return -math.inf
+        value = float(metrics["value"])
+        return value if mode == "max" else -value
 
-    def should_preserve(self, checkpoints: Any, *, context: Any) -> list[bool]:
-        return [info.step == self.checkpointer.best_step for info in checkpoints]
+    return score
+
+
+class _MissingMetricsFilter(logging.Filter):
+    """Drops orbax's warning for a save without metrics while ``best_fn`` is set.
+
+    Saves between epochs (``every_steps``) and saves that did not improve have
+    no metric by design (see :meth:`Checkpointer.save`); orbax would print
+    ``WARNING:absl:Requested `tracked_metric`; did not provide metrics.`` for each.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Requested `tracked_metric`; did not provide metrics."
+
+
+def _quiet_missing_metrics() -> None:
+    """Installs (once) :class:`_MissingMetricsFilter` on absl's logger, which orbax logs through."""
+    logger = logging.getLogger("absl")
+    if not any(isinstance(f, _MissingMetricsFilter) for f in logger.filters):
+        logger.addFilter(_MissingMetricsFilter())
 
 
 def _quiet_orbax_stragglers() -> None:
@@ -440,7 +445,8 @@ def restore_model(directory: str | os.PathLike[str], model: nnx.Module, *, step:
     shapes); build it as for training, then restore. ``step="best"`` needs a
     run that checkpointed with ``monitor=``.
     """
-    checkpointer = Checkpointer(directory, monitor=_index_monitor(directory), mode=_index_mode(directory))
+    monitor, mode = _recorded_monitor(directory) if step == "best" else (None, "min")
+    checkpointer = Checkpointer(directory, monitor=monitor, mode=mode)
     try:
         restored = checkpointer.restore(model_target=nnx.as_pure(nnx.state(model)), step=step)
     finally:
@@ -449,21 +455,17 @@ def restore_model(directory: str | os.PathLike[str], model: nnx.Module, *, step:
     return model
 
 
-def _index_monitor(directory: str | os.PathLike[str]) -> str | None:
-    path = Path(directory) / INDEX_FILE
-    try:
-        return json.loads(path.read_text()).get("monitor")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-
-
-def _index_mode(directory: str | os.PathLike[str]) -> Literal["min", "max"]:
-    path = Path(directory) / INDEX_FILE
-    try:
-        mode = json.loads(path.read_text()).get("mode")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return "min"
-    return mode if mode in ("min", "max") else "min"
+def _recorded_monitor(directory: str | os.PathLike[str]) -> tuple[str | None, Literal["min", "max"]]:
+    """The monitor and mode recorded with the newest step that has metrics (None, "min" if none has)."""
+    with Checkpointer(directory) as checkpointer:
+        if not checkpointer.directory.is_dir():
+            return None, "min"
+        manager = checkpointer._get_manager()
+        for step in reversed(checkpointer.all_steps()):
+            metrics = manager.metrics(step)
+            if isinstance(metrics, Mapping) and metrics.get("mode") in ("min", "max"):
+                return str(metrics["monitor"]), metrics["mode"]
+    return None, "min"
 
 
 # ------------------------------------------------------------ flat array trees

@@ -88,14 +88,9 @@ class FitCheckpoints:
         trainer._epoch_totals = {k: list(v) for k, v in saved["epoch_totals"].items()}
         trainer.history = History.from_dict(saved["history"])
         trainer._pending = []
+        # The best step needs no restoring: orbax reads it from the metrics saved with the steps,
+        # all of them at or before this one (the newest).
         self.callbacks.load_state_dict(saved["callbacks"])
-        monitor = self.checkpointer.monitor
-        if monitor is not None:
-            # The best value this run had seen by its checkpoint, not a later one
-            # an interrupted run may have written to the index.
-            self.checkpointer.rebuild_best(
-                (row["step"], row[monitor]) for row in trainer.history.epochs if monitor in row
-            )
 
     def _check_settings(self, path: Path, saved: Mapping[str, Any]) -> None:
         changed = {k: (saved.get(k), v) for k, v in self.settings.items() if saved.get(k) != v}
