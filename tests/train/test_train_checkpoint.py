@@ -138,6 +138,12 @@ def test_a_best_step_set_aside_as_corrupt_is_no_longer_the_best(tmp_path):
             assert ckpt.restore(model_target={"w": jnp.zeros(2)}).step == 3
         assert (ckpt.best_step, ckpt.best_value) == (3, 0.5)
         assert ckpt.restore(model_target={"w": jnp.zeros(2)}, step="best").step == 3
+    # orbax reads every step's metrics when it opens the directory: an unreadable one is one clear error.
+    for path in (tmp_path / "3" / "metrics").rglob("*"):
+        if path.is_file():
+            path.write_text("{not json")
+    with pytest.raises(train.CheckpointError, match=f"cannot open the checkpoints in {tmp_path}: .*JSONDecodeError"):
+        train.Checkpointer(tmp_path).all_steps()
 
 
 def test_resume_refuses_changed_settings(tmp_path):
