@@ -8,8 +8,12 @@
   with truncated BPTT (:func:`tbptt_value_and_grad`), callbacks and history.
 * :class:`Checkpointer`, :func:`restore_model` — orbax checkpoints, exact resume.
 * :func:`plot_history`, :func:`plot_gradient_norms`, :func:`plot_gradient_flow` — PNG plots.
+* :class:`TensorBoardWriter`, :class:`WandbWriter`, :class:`MLflowWriter` — metric
+  writers (callbacks); :class:`MetricWriter` for another backend.
 
-orbax and matplotlib are imported only when a checkpoint or a plot is made.
+orbax and matplotlib are imported only when a checkpoint or a plot is made,
+a writer's backend only when the writer is made. Messages go to the
+``recurrax.train`` loggers (``logging``), never to stdout.
 """
 
 from recurrax.train._callbacks import Callback, EarlyStopping, LambdaCallback
@@ -32,6 +36,7 @@ from recurrax.train._optimizers import build_optimizer
 from recurrax.train._plots import plot_gradient_flow, plot_gradient_norms, plot_history
 from recurrax.train._tbptt import tbptt_value_and_grad
 from recurrax.train._trainer import Trainer, evaluate, fit, predict
+from recurrax.train._writers import MetricWriter, MLflowWriter, TensorBoardWriter, WandbWriter
 
 __all__ = [
     "BatchSource",
@@ -42,8 +47,12 @@ __all__ = [
     "GradientFlowRecorder",
     "History",
     "LambdaCallback",
+    "MLflowWriter",
+    "MetricWriter",
     "Objective",
+    "TensorBoardWriter",
     "Trainer",
+    "WandbWriter",
     "accuracy",
     "binary_accuracy",
     "binary_cross_entropy_with_logits",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -10,6 +11,8 @@ import jax
 
 if TYPE_CHECKING:
     from recurrax.train._trainer import Trainer
+
+logger = logging.getLogger(__name__)
 
 
 class Callback:
@@ -158,6 +161,19 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             trainer.stop_training = True
+            if self.best_epoch is None:
+                logger.info(
+                    "early stopping after epoch %d: %s has been NaN for %d epochs", epoch + 1, self.monitor, self.wait
+                )
+            else:
+                logger.info(
+                    "early stopping after epoch %d: %s has not improved on %.6g (epoch %d) for %d epochs",
+                    epoch + 1,
+                    self.monitor,
+                    self.best,
+                    self.best_epoch + 1,
+                    self.wait,
+                )
 
     def on_train_end(self, trainer: Trainer) -> None:
         if not self.restore_best or self.best_epoch is None:
@@ -168,6 +184,7 @@ class EarlyStopping(Callback):
             # Resumed: the weights of the best epoch are in the checkpoint saved at its step.
             assert self.best_step is not None
             trainer.load_checkpoint_weights(self.best_step)
+        logger.info("restored the weights of epoch %d (%s %.6g)", self.best_epoch + 1, self.monitor, self.best)
 
     def state_dict(self) -> dict[str, Any]:
         return {

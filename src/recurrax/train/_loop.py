@@ -15,6 +15,7 @@ data read by a step follows from ``trainer.step`` alone (array data: epoch
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -43,6 +44,8 @@ from recurrax.train._tbptt import check_streaming_batch
 
 if TYPE_CHECKING:
     from recurrax.train._trainer import Trainer
+
+logger = logging.getLogger(__name__)
 
 # A batch's key: (data epoch, batch index in that epoch's order) for arrays; the batch index for a source.
 BatchKey = tuple[int, int] | int
@@ -144,7 +147,17 @@ class FitLoop:
         trainer = self.trainer
         if self.resume:
             assert self.checkpoints is not None
+            saved = self.checkpoints.checkpointer.latest_step()
             self.checkpoints.resume(trainer)
+            if saved is None:
+                logger.info("no checkpoint in %s yet: training from the start", self.checkpoints.checkpointer.directory)
+            else:
+                logger.info(
+                    "resumed from the checkpoint of step %d (epoch %d, %d batches into it)",
+                    trainer.step,
+                    trainer.epoch + 1,
+                    trainer.position,
+                )
         self.callbacks.on_train_begin(trainer)
         if self.steps is None:
             while trainer.epoch < self.epochs and not trainer.stop_training:
@@ -279,10 +292,21 @@ class FitLoop:
         trainer.position = 0
         trainer._epoch_totals = {}
         trainer.sync_model()
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("%s", self._period_line(trainer.history.epochs[-1]))
         self.callbacks.on_epoch_end(trainer, epoch, trainer.history.epochs[-1])
         if self.history_dir is not None:
             trainer.history.save(self.history_dir)
         return trainer.history.epochs[-1]
+
+    def _period_line(self, row: Mapping[str, float]) -> str:
+        """One line per evaluation row, as Keras's ``verbose=2``: ``epoch 3/20 (step 60): loss 0.4123, ...``."""
+        if self.steps is None:
+            where = f"epoch {row['epoch']}/{self.epochs} (step {row['step']})"
+        else:
+            where = f"step {row['step']}/{self.steps}"
+        values = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
+        return f"{where}: {values}"
 
     def _finish(self) -> None:
         """After the last period or a stop: the last save, ``on_train_end``, the model and history files up to date."""
