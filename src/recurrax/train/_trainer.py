@@ -152,6 +152,14 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self.checkpointer: Checkpointer | None = None
+        # The epoch means are exact: the jitted step returns each batch's (total, count) (masked_total,
+        # the math of flax.nnx.metrics.Average.update(values, mask)) and the host adds them as Python
+        # floats. Kept over nnx.metrics (benchmarks/metric_aggregation.py, on the 2-core CPU machine):
+        # eager Average updates cost 2.2 ms per batch and jitted ones 1.8 ms, against 0.8 us here and
+        # ~1.2 ms for a whole tiny-GRU step; Average's float32 total drifts (2.8e-6 relative over an
+        # epoch of 164M tokens) where these sums keep the history's means and resumes bit-exact; and
+        # Average.compute() raises under strict dtype promotion (float32 / int32).
+        # tests/train/test_train_metric_aggregation.py holds the last two.
         self._epoch_totals: dict[str, list[float]] = {}
         self._pending: list[_Pending] = []
         # optax.apply_if_finite (build_optimizer's skip_nonfinite) skips NaN/Inf updates; without it a
