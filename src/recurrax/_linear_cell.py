@@ -13,13 +13,14 @@ class LinearTerms(NamedTuple):
     """A linear cell's recurrence over a whole sequence: ``h_t = a_t ⊙ h_{t-1} + b_t``.
 
     Attributes:
-      a, b: ``[T, *B, ...]``, shaped like the recurrent state.
+      a, b: ``[T, *B, ...]``, shaped like the recurrent state (``None`` on the
+        log-space path, which reads :meth:`LinearCell.log_recurrence_coefficients`).
       context: what :meth:`LinearCell.linear_outputs` needs besides the states
         (by default the inputs themselves).
     """
 
-    a: Array
-    b: Array
+    a: Array | None
+    b: Array | None
     context: Any
 
 
@@ -49,7 +50,7 @@ class LinearCell(Cell):
         """Maps states ``hs`` and inputs ``xs`` (same leading dims) to outputs ``ys``."""
         raise NotImplementedError(f"{type(self).__name__} implements linear_outputs instead")
 
-    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
+    def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         a, b = self.recurrence_coefficients(params, x)
         h = a * carry + b
         return h, self.readout(params, h, x)
@@ -65,7 +66,8 @@ class LinearCell(Cell):
     # ----------------------------------------------- sequence form (the engine's)
     def linear_state(self, carry: Carry) -> Array:
         """The part of the carry that follows the recurrence (default: the whole carry)."""
-        return carry
+        state: Array = carry
+        return state
 
     def linear_terms(self, params: Params, initial_carry: Carry, xs: Array, starts: Array) -> LinearTerms:
         """``a``, ``b`` for every step of time-major ``xs[T, *B, D]``.

@@ -7,10 +7,11 @@ import it, and it imports none of them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 from recurrax._types import Array
@@ -25,6 +26,18 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 }
 
 _LAYER_NORM_EPS = 1e-5
+
+
+@overload
+def padding_mask(lengths: Array, num_steps: int, *, time_major: bool = False) -> Array: ...
+
+
+@overload
+def padding_mask(lengths: None, num_steps: int, *, time_major: bool = False) -> None: ...
+
+
+@overload
+def padding_mask(lengths: Array | None, num_steps: int, *, time_major: bool = False) -> Array | None: ...
 
 
 def padding_mask(lengths: Array | None, num_steps: int, *, time_major: bool = False) -> Array | None:
@@ -83,9 +96,9 @@ def compute_dtype(dtype: DTypeLike | None, *arrays: Any) -> jnp.dtype:
     return jnp.result_type(*arrays)
 
 
-def stats_dtype(dtype: DTypeLike) -> jnp.dtype:
+def stats_dtype(dtype: DTypeLike) -> np.dtype[Any]:
     """At least float32, for softmax and normalisation statistics."""
-    return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
+    return np.dtype(np.float64) if jnp.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
 def dense(x: Array, kernel: Array, bias: Array | None, dtype: jnp.dtype) -> Array:

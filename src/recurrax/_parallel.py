@@ -43,6 +43,7 @@ def episode_starts(xs_tm: Array, resets_tm: Array | None) -> Array:
 
 def _linear_states(terms: LinearTerms, h0: Array, starts: Array, valid: Array | None) -> Array:
     a, b = terms.a, terms.b
+    assert a is not None and b is not None  # only the log-space path leaves them None
     state_dtype = h0.dtype
     h0 = jnp.broadcast_to(h0, a.shape[1:]).astype(jnp.result_type(a, b, h0))
     # Fold the initial carry (and every reset back to it) into b, so that the
@@ -61,6 +62,7 @@ def _linear_states(terms: LinearTerms, h0: Array, starts: Array, valid: Array | 
         a2, b2 = later
         return a2 * a1, a2 * b1 + b2
 
+    hs: Array
     _, hs = jax.lax.associative_scan(combine, (a, b), axis=0)
     return hs.astype(state_dtype)
 

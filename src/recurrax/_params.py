@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
-from recurrax._types import Params
+from recurrax._types import Params, tree_structure
 
 if TYPE_CHECKING:
     from recurrax._cell import Cell
@@ -61,8 +61,11 @@ def _shapes_match(cell: Cell, params: Params, in_features: int) -> bool:
 def _difference(params: Params, expected: Any) -> str | tuple[str, tuple[int, ...], tuple[int, ...]] | None:
     """How ``params`` differs from ``expected``: ``None`` (not at all), a structure description, or the
     first leaf whose shape differs as ``(name, shape, expected shape)``."""
-    got_paths, got_tree = jax.tree_util.tree_flatten_with_path(params)
-    want_paths, want_tree = jax.tree_util.tree_flatten_with_path(expected)
+    got_paths, want_paths = (
+        jax.tree_util.tree_flatten_with_path(params)[0],
+        jax.tree_util.tree_flatten_with_path(expected)[0],
+    )
+    got_tree, want_tree = tree_structure(params), tree_structure(expected)
     if got_tree != want_tree:
         got = sorted(_leaf_name(p) for p, _ in got_paths)
         want = sorted(_leaf_name(p) for p, _ in want_paths)

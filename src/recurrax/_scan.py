@@ -8,7 +8,7 @@ to the cell's step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,56 @@ from recurrax._types import Array, Carry, Params
 from recurrax._validation import check_initial_carry, check_lengths, check_mask_like, check_sequence
 
 StepFunction = Callable[[Carry, Array], tuple[Carry, Array]]
+
+
+# The overloads give `ys, carry = scan(...)` and `ys, carry, carries = scan(..., return_carries=True)`
+# each its own tuple type, so that unpacking either checks.
+@overload
+def scan(
+    cell: Cell | StepFunction,
+    params: Params,
+    xs: Array,
+    *,
+    initial_carry: Carry | None = ...,
+    lengths: Array | None = ...,
+    resets: Array | None = ...,
+    return_carries: Literal[False] = ...,
+    carry_perturbation: Carry | None = ...,
+    options: ScanOptions | None = ...,
+    **scan_options: Any,
+) -> tuple[Array, Carry]: ...
+
+
+@overload
+def scan(
+    cell: Cell | StepFunction,
+    params: Params,
+    xs: Array,
+    *,
+    initial_carry: Carry | None = ...,
+    lengths: Array | None = ...,
+    resets: Array | None = ...,
+    return_carries: Literal[True],
+    carry_perturbation: Carry | None = ...,
+    options: ScanOptions | None = ...,
+    **scan_options: Any,
+) -> tuple[Array, Carry, Carry]: ...
+
+
+@overload
+def scan(
+    cell: Cell | StepFunction,
+    params: Params,
+    xs: Array,
+    *,
+    initial_carry: Carry | None = ...,
+    lengths: Array | None = ...,
+    resets: Array | None = ...,
+    return_carries: bool,
+    carry_perturbation: Carry | None = ...,
+    options: ScanOptions | None = ...,
+    **scan_options: Any,
+) -> tuple[Array, Carry] | tuple[Array, Carry, Carry]: ...
 
 
 @accepts_scan_options
@@ -110,9 +160,10 @@ def scan(
     """
     options = ScanOptions.resolve(options, scan_options)
     is_cell = isinstance(cell, Cell)
+    cell_obj = cell if isinstance(cell, Cell) else None  # narrowed once, for the type checker
     if not is_cell and not callable(cell):
         raise TypeError(f"cell must be a recurrax Cell or a step(carry, x) function, got {type(cell).__name__}")
-    if options.method == "parallel" and not (is_cell and cell.is_linear):
+    if options.method == "parallel" and not (cell_obj is not None and cell_obj.is_linear):
         raise ValueError(
             f"method='parallel' needs a linear-recurrence cell (LinearCell), got {type(cell).__name__}; "
             "use method='sequential'"
@@ -121,13 +172,13 @@ def scan(
     xs = check_sequence(xs, "xs", time_major=time_major, features=None)
     num_steps = xs.shape[0 if time_major else xs.ndim - 2]
     batch_shape = tuple(xs.shape[1:-1] if time_major else xs.shape[:-2])
-    if is_cell:
-        check_params(cell, params, xs.shape[-1])
+    if cell_obj is not None:
+        check_params(cell_obj, params, xs.shape[-1])
 
     if initial_carry is None:
         initial_carry = _default_carry(cell, batch_shape, xs.shape[-1])
-    elif is_cell:
-        check_initial_carry(initial_carry, cell.initial_carry(batch_shape), batch_shape)
+    elif cell_obj is not None:
+        check_initial_carry(initial_carry, cell_obj.initial_carry(batch_shape), batch_shape)
     if lengths is not None:
         lengths = check_lengths(lengths, batch_shape, num_steps)
         # Padding is garbage by definition (NaN, Inf, 1e30 all occur). Zeroing it
@@ -173,15 +224,17 @@ def scan(
         assert isinstance(cell, LinearCell)
         last = None if lengths is None else lengths - 1
         ys_tm, final_carry, carries_tm = parallel_scan(cell, params, xs_tm, initial_carry, steps, last)
-    elif is_cell and _use_sequence(cell, params, initial_carry, xs_tm, options, perturbation_tm, return_carries):
-        ys_tm, final_carry = cell.sequence(params, initial_carry, xs_tm, steps, options)
+    elif cell_obj is not None and _use_sequence(
+        cell_obj, params, initial_carry, xs_tm, options, perturbation_tm, return_carries
+    ):
+        ys_tm, final_carry = cell_obj.sequence(params, initial_carry, xs_tm, steps, options)
     else:
-        if options.fused and not is_cell:
+        if options.fused and cell_obj is None:
             raise ValueError("fused=True needs a recurrax Cell, got a plain step function")
-        hoisted = is_cell and cell.hoists(options)
-        step = _step_function(cell, params, hoisted) if is_cell else cell
-        if hoisted:
-            xs_tm = cell.project_inputs(params, xs_tm)
+        hoisted = cell_obj is not None and cell_obj.hoists(options)
+        step = _step_function(cell, params, hoisted) if isinstance(cell, Cell) else cell
+        if cell_obj is not None and hoisted:
+            xs_tm = cell_obj.project_inputs(params, xs_tm)
         ys_tm, final_carry, carries_tm = _sequential_scan(
             step, xs_tm, initial_carry, steps, perturbation_tm, options, keep_carries=return_carries
         )
@@ -259,7 +312,7 @@ def _sequential_scan(
     *,
     keep_carries: bool,
 ) -> tuple[Array, Carry, Carry | None]:
-    def body(carry: Carry, inputs: tuple) -> tuple[Carry, Any]:
+    def body(carry: Carry, inputs: tuple[Any, ...]) -> tuple[Carry, Any]:
         x, valid, reset, perturbation = inputs
         if perturbation is not None:
             carry = jax.tree.map(jnp.add, carry, perturbation)
@@ -285,8 +338,8 @@ def _reverse_within_lengths_index(num_steps: int, batch_shape: tuple[int, ...], 
     It is its own inverse, so the same gather puts outputs back in place.
     """
     if lengths is None:
-        steps = np.arange(num_steps, dtype=np.int32).reshape((num_steps,) + (1,) * len(batch_shape))
-        return jnp.broadcast_to(jnp.asarray(num_steps - 1 - steps), (num_steps, *batch_shape))
+        forward = np.arange(num_steps, dtype=np.int32).reshape((num_steps,) + (1,) * len(batch_shape))
+        return jnp.broadcast_to(jnp.asarray(num_steps - 1 - forward), (num_steps, *batch_shape))
     steps = jnp.arange(num_steps, dtype=lengths.dtype).reshape((num_steps,) + (1,) * len(batch_shape))
     return jnp.where(padding_mask(lengths, num_steps, time_major=True), lengths[None] - 1 - steps, steps)
 

@@ -21,6 +21,21 @@ Array = jax.Array
 Params = Any  # a pytree (usually a dict) of arrays
 Carry = Any  # a pytree of arrays with leading batch dims ``*B``
 Initializer = Callable[[Array, tuple[int, ...], DTypeLike], Array]
+# A pytree's structure. jaxlib 0.10 ships no type stubs for its C++ PyTreeDef,
+# so mypy can neither compare two of them nor call their methods: the flatten
+# helpers below hand it on as Any.
+TreeDef = Any
+
+
+def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
+    """``jax.tree.flatten(tree)``, its treedef typed :data:`TreeDef`."""
+    return jax.tree.flatten(tree)
+
+
+def tree_structure(tree: Any) -> TreeDef:
+    """``jax.tree.structure(tree)``, typed :data:`TreeDef`."""
+    return jax.tree.structure(tree)
+
 
 default_kernel_init: Initializer = jax.nn.initializers.glorot_uniform()
 default_bias_init: Initializer = jax.nn.initializers.zeros
@@ -48,7 +63,7 @@ class GateBlocksOrthogonal:
         orthogonal = jax.nn.initializers.orthogonal(self.scale)
         keys = jax.random.split(key, self.num_gates)
         # QR has no bf16/f16 kernel: draw in at least float32, then cast.
-        draw_dtype = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+        draw_dtype = jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
         blocks = [orthogonal(k, (rows, width), draw_dtype) for k in keys]
         return jnp.concatenate(blocks, axis=1).astype(dtype)
 

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from recurrax._types import tree_flatten
+
 
 def is_concrete(value: Any) -> bool:
     """True when ``value``'s contents are known now (not a tracer under jit/grad)."""
@@ -102,8 +104,8 @@ def check_mask_like(mask: Any, name: str, batch_shape: tuple[int, ...], num_step
 
 def check_initial_carry(carry: Any, expected: Any, batch_shape: tuple[int, ...]) -> None:
     """Checks that ``carry`` has the structure, shapes and dtypes of ``expected``."""
-    got_leaves, got_tree = jax.tree.flatten(carry)
-    want_leaves, want_tree = jax.tree.flatten(expected)
+    got_leaves, got_tree = tree_flatten(carry)
+    want_leaves, want_tree = tree_flatten(expected)
     if got_tree != want_tree:
         raise ValueError(f"initial_carry has structure {got_tree}, but the cell's carry is {want_tree}")
     for i, (got, want) in enumerate(zip(got_leaves, want_leaves, strict=True)):
@@ -184,7 +186,7 @@ def check_fields(obj: Any) -> None:
     checks; ranges (``> 0``, ``[0, 1)``) are the class's own checks, after this.
     """
     for field in dataclasses.fields(obj):
-        rule = field_rule(type(obj), field)
+        rule = field_rule(type(obj), field)  # type: ignore[arg-type]  # mypy: a class is not Hashable (python/mypy#11470)
         if rule is None:
             continue
         value = getattr(obj, field.name)
@@ -291,14 +293,14 @@ _TYPES = {bool: "bool", int: "int", float: "float", str: "str"}
 
 
 @functools.cache
-def field_rule(cls: type, field: dataclasses.Field) -> _FieldRule | None:
+def field_rule(cls: type, field: dataclasses.Field[Any]) -> _FieldRule | None:
     """The rule :func:`check_fields` applies to ``field`` of the dataclass ``cls`` (``None``: the field checks itself).
 
     A name in the annotation that is not a known type is looked up in the module
     of the class that declares the field (an alias such as ``Padding``).
     """
     owner = next((c for c in cls.__mro__ if field.name in inspect.get_annotations(c)), cls)
-    return _field_rule(field.type, owner.__module__)
+    return _field_rule(field.type, owner.__module__)  # type: ignore[arg-type]  # a class as above (python/mypy#11470)
 
 
 @functools.cache

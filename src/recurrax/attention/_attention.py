@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -48,21 +48,21 @@ def _check_qkv(query: Any, key: Any, value: Any) -> tuple[Array, Array, Array]:
 def _check_broadcast(array: Any, name: str, full: tuple[int, ...], boolean: bool) -> Array | None:
     if array is None:
         return None
-    array = jnp.asarray(as_array(array, name))
-    if boolean and array.dtype != jnp.bool_:
-        raise TypeError(f"{name} must be boolean (True = may attend), got dtype {array.dtype}")
-    if not boolean and not jnp.issubdtype(array.dtype, jnp.floating):
-        raise TypeError(f"{name} must have a floating dtype, got {array.dtype}")
+    checked = jnp.asarray(as_array(array, name))
+    if boolean and checked.dtype != jnp.bool_:
+        raise TypeError(f"{name} must be boolean (True = may attend), got dtype {checked.dtype}")
+    if not boolean and not jnp.issubdtype(checked.dtype, jnp.floating):
+        raise TypeError(f"{name} must have a floating dtype, got {checked.dtype}")
     try:
-        ok = np.broadcast_shapes(array.shape, full) == full
+        ok = np.broadcast_shapes(checked.shape, full) == full
     except ValueError:
         ok = False
-    if not ok or array.ndim > len(full):
+    if not ok or checked.ndim > len(full):
         raise ValueError(
-            f"{name} of shape {tuple(array.shape)} does not broadcast to [*B, heads, T, S] = {full}; "
+            f"{name} of shape {tuple(checked.shape)} does not broadcast to [*B, heads, T, S] = {full}; "
             "use a head axis of 1 or heads, and query/key axes of 1, T or S"
         )
-    return array
+    return checked
 
 
 def _as_4d(array: Array | None, full: tuple[int, ...]) -> Array | None:
@@ -115,6 +115,63 @@ def _fused_attention(
         key_value_seq_lengths=None if key_lengths is None else key_lengths.reshape(flat).astype(jnp.int32),
         implementation=implementation,
     )
+
+
+@overload
+def dot_product_attention(
+    query: Array,
+    key: Array,
+    value: Array,
+    *,
+    mask: Array | None = None,
+    bias: Array | None = None,
+    causal: bool = False,
+    query_lengths: Array | None = None,
+    key_lengths: Array | None = None,
+    scale: float | None = None,
+    return_weights: Literal[False] = False,
+    dropout_rate: float = 0.0,
+    dropout_key: Array | None = None,
+    implementation: Implementation = None,
+) -> Array: ...
+
+
+@overload
+def dot_product_attention(
+    query: Array,
+    key: Array,
+    value: Array,
+    *,
+    mask: Array | None = None,
+    bias: Array | None = None,
+    causal: bool = False,
+    query_lengths: Array | None = None,
+    key_lengths: Array | None = None,
+    scale: float | None = None,
+    return_weights: Literal[True],
+    dropout_rate: float = 0.0,
+    dropout_key: Array | None = None,
+    implementation: Implementation = None,
+) -> tuple[Array, Array]: ...
+
+
+@overload
+def dot_product_attention(
+    query: Array,
+    key: Array,
+    value: Array,
+    *,
+    mask: Array | None = None,
+    bias: Array | None = None,
+    causal: bool = False,
+    query_lengths: Array | None = None,
+    key_lengths: Array | None = None,
+    scale: float | None = None,
+    return_weights: bool = False,
+    dropout_rate: float = 0.0,
+    dropout_key: Array | None = None,
+    implementation: Implementation = None,
+) -> Array | tuple[Array, Array]: ...
 
 
 def dot_product_attention(
@@ -219,7 +276,7 @@ def dot_product_attention(
     if bias is not None:
         logits = logits + bias.astype(acc)
     # The large negative jax uses: masked entries underflow to exactly 0 after the softmax.
-    large_negative = jnp.asarray(-0.7 * float(jnp.finfo(jnp.float32).max), acc)
+    large_negative = jnp.asarray(-0.7 * float(np.finfo(np.float32).max), acc)
     probs = jax.nn.softmax(jnp.where(visible, logits, large_negative), axis=-1)
     weights = jnp.where(visible, probs, jnp.zeros_like(probs))
     attended = dropout(weights, dropout_rate, dropout_key).astype(value.dtype)

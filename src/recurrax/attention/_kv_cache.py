@@ -39,7 +39,7 @@ def init_kv_cache(
     return KVCache(key=zeros, value=zeros, length=jnp.zeros(batch_shape, jnp.int32))
 
 
-def append_to_cache(cache: KVCache, keys: Array, values: Array, num_new: Array) -> KVCache:
+def append_to_cache(cache: KVCache, keys: Array, values: Array, num_new: int | Array) -> KVCache:
     """Writes ``keys, values[*B, T_new, K, H]`` at each example's ``length``; ``length += num_new``.
 
     Steps past ``num_new[b]`` are written too but stay beyond the new length,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -148,6 +148,54 @@ class MultiHeadAttention:
         return apply_rope(x, positions, max_timescale=self.rope_max_timescale) if self.rope else x
 
     # ------------------------------------------------------------------ public
+    @overload
+    def apply(
+        self,
+        params: Params,
+        inputs_q: Array,
+        inputs_kv: Array | None = None,
+        *,
+        lengths: Array | None = None,
+        kv_lengths: Array | None = None,
+        mask: Array | None = None,
+        causal: bool = False,
+        time_major: bool = False,
+        return_weights: Literal[False] = False,
+        dropout_key: Array | None = None,
+    ) -> Array: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        inputs_q: Array,
+        inputs_kv: Array | None = None,
+        *,
+        lengths: Array | None = None,
+        kv_lengths: Array | None = None,
+        mask: Array | None = None,
+        causal: bool = False,
+        time_major: bool = False,
+        return_weights: Literal[True],
+        dropout_key: Array | None = None,
+    ) -> tuple[Array, Array]: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        inputs_q: Array,
+        inputs_kv: Array | None = None,
+        *,
+        lengths: Array | None = None,
+        kv_lengths: Array | None = None,
+        mask: Array | None = None,
+        causal: bool = False,
+        time_major: bool = False,
+        return_weights: bool = False,
+        dropout_key: Array | None = None,
+    ) -> Array | tuple[Array, Array]: ...
+
     def apply(
         self,
         params: Params,
@@ -215,10 +263,10 @@ class MultiHeadAttention:
             dropout_key=dropout_key,
             implementation=self.implementation,
         )
-        attended, weights = result if return_weights else (result, None)
+        attended, weights = result if isinstance(result, tuple) else (result, None)
         ys = zero_padding(self._output(params, attended, dt), padding_mask(lengths, xq.shape[-2]))
         ys = from_batch_major(ys, time_major)
-        return (ys, weights) if return_weights else ys
+        return ys if weights is None else (ys, weights)
 
     def init_cache(
         self, params: Params, batch_shape: tuple[int, ...], max_length: int, dtype: DTypeLike | None = None

@@ -91,7 +91,7 @@ def rope(x: Array, positions: Array, *, max_timescale: float = 10_000.0) -> Arra
       >>> [round(float(v), 3) for v in rope(q, jnp.arange(4))[:, 0, 0]]   # cos(p) - sin(p)
       [1.0, -0.301, -1.325, -1.131]
     """
-    x = as_array(x, "x")
+    x = jnp.asarray(as_array(x, "x"))
     if x.ndim < 3 or x.shape[-1] % 2:
         raise ValueError(f"rope needs x of shape [..., T, N, H] with an even head size H, got {tuple(x.shape)}")
     positions = _check_positions(positions)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -183,6 +183,45 @@ class TransformerEncoderBlock(_BlockOptions):
         h = self._sublayer(params["norm1"], xs, lambda x: attend(x, k_attn), k_res1)
         return self._sublayer(params["norm2"], h, lambda x: self._mlp(params["mlp"], x, k_mlp), k_res2)
 
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: Literal[True],
+    ) -> tuple[Array, Array]: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: bool = False,
+    ) -> Array | tuple[Array, Array]: ...
+
     def apply(
         self,
         params: Params,
@@ -214,7 +253,7 @@ class TransformerEncoderBlock(_BlockOptions):
                 return_weights=return_weights,
                 dropout_key=key,
             )
-            if return_weights:
+            if isinstance(out, tuple):  # return_weights
                 out, w = out
                 weights.append(w)
             return out
@@ -304,7 +343,9 @@ class TransformerDecoderBlock(_BlockOptions):
         h = self._sublayer(params["norm2"], h, lambda x: cross_attend(x, k_cross), k_res2)
         return self._sublayer(params["norm3"], h, lambda x: self._mlp(params["mlp"], x, k_mlp), k_res3)
 
-    def _check_memory(self, params: Params, memory: Array, memory_lengths: Array | None, batch_shape: tuple) -> tuple:
+    def _check_memory(
+        self, params: Params, memory: Array, memory_lengths: Array | None, batch_shape: tuple[int, ...]
+    ) -> tuple[Array, Array | None]:
         d_memory = int(params["cross_attention"]["key"]["kernel"].shape[0])
         memory, memory_lengths = check_block_inputs(
             memory, memory_lengths, features=d_memory, time_major=False, name="memory"
@@ -314,7 +355,12 @@ class TransformerDecoderBlock(_BlockOptions):
         return _clean(memory, memory_lengths), memory_lengths
 
     def _cross(
-        self, params: Params, memory: Array, memory_lengths: Array | None, lengths: Array | None, weights: list | None
+        self,
+        params: Params,
+        memory: Array,
+        memory_lengths: Array | None,
+        lengths: Array | None,
+        weights: list[Array] | None,
     ) -> Callable[[Array, Array | None], Array]:
         def cross_attend(x: Array, key: Array | None) -> Array:
             out = self.cross_attention.apply(
@@ -326,12 +372,55 @@ class TransformerDecoderBlock(_BlockOptions):
                 return_weights=weights is not None,
                 dropout_key=key,
             )
-            if weights is not None:
+            if isinstance(out, tuple):  # return_weights
                 out, w = out
-                weights.append(w)
+                if weights is not None:
+                    weights.append(w)
             return out
 
         return cross_attend
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: Literal[True],
+    ) -> tuple[Array, dict[str, Array]]: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: bool = False,
+    ) -> Array | tuple[Array, dict[str, Array]]: ...
 
     def apply(
         self,
@@ -363,15 +452,16 @@ class TransformerDecoderBlock(_BlockOptions):
                 return_weights=return_weights,
                 dropout_key=key,
             )
-            if self_weights is not None:
+            if isinstance(out, tuple):  # return_weights
                 out, w = out
-                self_weights.append(w)
+                if self_weights is not None:
+                    self_weights.append(w)
             return out
 
         cross = self._cross(params, memory, memory_lengths, lengths, cross_weights)
         ys = self._run(params, xs, self_attend, cross, dropout_key)
         ys = from_batch_major(zero_padding(ys, padding_mask(lengths, xs.shape[-2])), time_major)
-        if return_weights:
+        if self_weights is not None and cross_weights is not None:  # return_weights
             return ys, {"self": self_weights[0], "cross": cross_weights[0]}
         return ys
 
@@ -502,6 +592,45 @@ class TransformerEncoder(_StackOptions):
         params["blocks"] = [self.block.init(k, F) for k in keys[1:]]
         return params
 
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: Literal[True],
+    ) -> tuple[Array, list[Array]]: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: bool = False,
+    ) -> Array | tuple[Array, list[Array]]: ...
+
     def apply(
         self,
         params: Params,
@@ -518,13 +647,16 @@ class TransformerEncoder(_StackOptions):
         keys = split_key(dropout_key, self.num_layers + 1)
         positions = jnp.arange(xs.shape[-2], dtype=jnp.int32)
         h = self._embed(params, _clean(xs, lengths), positions, keys[0], self._compute_dtype(params, xs))
-        weights = []
+        weights: list[Array] = []  # one entry per layer, with return_weights
         for block_params, k in zip(params["blocks"], keys[1:], strict=True):
             out = self.block.apply(
                 block_params, h, lengths=lengths, mask=mask, dropout_key=k, return_weights=return_weights
             )
-            h, w = out if return_weights else (out, None)
-            weights.append(w)
+            if isinstance(out, tuple):  # return_weights
+                h, w = out
+                weights.append(w)
+            else:
+                h = out
         ys = zero_padding(self._finish(params, h), padding_mask(lengths, xs.shape[-2]))
         ys = from_batch_major(ys, time_major)
         return (ys, weights) if return_weights else ys
@@ -582,6 +714,48 @@ class TransformerDecoder(_StackOptions):
         params["blocks"] = [self.block.init(k, F, memory_features) for k in keys[1:]]
         return params
 
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: Literal[True],
+    ) -> tuple[Array, list[dict[str, Array]]]: ...
+
+    @overload
+    def apply(
+        self,
+        params: Params,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        time_major: bool = False,
+        dropout_key: Array | None = None,
+        return_weights: bool = False,
+    ) -> Array | tuple[Array, list[dict[str, Array]]]: ...
+
     def apply(
         self,
         params: Params,
@@ -601,7 +775,7 @@ class TransformerDecoder(_StackOptions):
         keys = split_key(dropout_key, self.num_layers + 1)
         positions = jnp.arange(xs.shape[-2], dtype=jnp.int32)
         h = self._embed(params, _clean(xs, lengths), positions, keys[0], self._compute_dtype(params, xs))
-        weights = []
+        weights: list[dict[str, Array]] = []  # one entry per layer, with return_weights
         for block_params, k in zip(params["blocks"], keys[1:], strict=True):
             out = self.block.apply(
                 block_params,
@@ -612,8 +786,11 @@ class TransformerDecoder(_StackOptions):
                 dropout_key=k,
                 return_weights=return_weights,
             )
-            h, w = out if return_weights else (out, None)
-            weights.append(w)
+            if isinstance(out, tuple):  # return_weights
+                h, w = out
+                weights.append(w)
+            else:
+                h = out
         ys = zero_padding(self._finish(params, h), padding_mask(lengths, xs.shape[-2]))
         ys = from_batch_major(ys, time_major)
         return (ys, weights) if return_weights else ys

@@ -124,9 +124,11 @@ class ConvLSTMCell(Cell):
         C_in, C_h, dt = in_features // self.num_positions, self.hidden_size, self.param_dtype
         k_in, k_rec, k_bias, k_peep = jax.random.split(key, 4)
         bias = self.bias_init(k_bias, (4 * C_h,), dt).at[C_h : 2 * C_h].add(jnp.asarray(self.forget_bias, dt))
+        kernel = self.kernel_size
+        assert isinstance(kernel, tuple)  # __post_init__ made it one size per spatial dim
         params = {
-            "input_kernel": self.kernel_init(k_in, (*self.kernel_size, C_in, 4 * C_h), dt),
-            "recurrent_kernel": self.recurrent_init(k_rec, (*self.kernel_size, C_h, 4 * C_h), dt),
+            "input_kernel": self.kernel_init(k_in, (*kernel, C_in, 4 * C_h), dt),
+            "recurrent_kernel": self.recurrent_init(k_rec, (*kernel, C_h, 4 * C_h), dt),
             "bias": bias,
         }
         if self.peephole:
@@ -160,7 +162,8 @@ class ConvLSTMCell(Cell):
         dt = self.compute_dtype(xs, params["input_kernel"])
         frames = xs.reshape((*xs.shape[:-1], *self.spatial_shape, -1)).astype(dt)
         z = self._conv(frames, params["input_kernel"].astype(dt)) + params["bias"].astype(dt)
-        return z.reshape((*xs.shape[:-1], -1))
+        projected: Array = z.reshape((*xs.shape[:-1], -1))
+        return projected
 
     def step_projected(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array]:
         C_h, dt, state_dt = self.hidden_size, projected_x.dtype, carry.c.dtype

@@ -117,15 +117,13 @@ def run_fused(
     batch_shape = xs.shape[1:-1]
     flat = math.prod(batch_shape)
 
-    def flatten(a: Array | None, feature_dims: int) -> Array | None:
-        if a is None:
-            return None
+    def flatten(a: Array, feature_dims: int) -> Array:
         lead = a.shape[: a.ndim - feature_dims - len(batch_shape)]
         return a.reshape((*lead, flat, *a.shape[a.ndim - feature_dims :]))
 
     xs_f = flatten(xs, 1)
-    valid_f = flatten(steps.valid, 0)
-    resets_f = flatten(steps.resets, 0)
+    valid_f = None if steps.valid is None else flatten(steps.valid, 0)
+    resets_f = None if steps.resets is None else flatten(steps.resets, 0)
     state_f = tuple(flatten(s, 1) for s in state0)
     # Hoisted: the loop reads one [T, B, H] array per gate (never slices of a [T, B, G·H] one).
     inputs: Any = split_gates(project(xs_f), num_gates) if project is not None else xs_f
@@ -172,7 +170,7 @@ def _chunked(
 
     # The reset target is always the initial carry, so it is a constant of the chunk body.
     @jax.checkpoint
-    def body(state: tuple[Array, ...], chunk: tuple) -> tuple[tuple[Array, ...], Array]:
+    def body(state: tuple[Array, ...], chunk: tuple[Any, ...]) -> tuple[tuple[Array, ...], Array]:
         inputs_c, valid_c, resets_c = chunk
         ys_c, new_state = run(weights, inputs_c, state, valid_c, resets_c, reset_state=state0)
         return new_state, ys_c
@@ -202,7 +200,7 @@ def starts(carries: Array, state0: Array, reset_state: Array, resets: Array | No
 def input_gates(hoisted: bool, w_x: Array, b: Array, x_t: Any, num_gates: int) -> tuple[Array, ...]:
     """Per-step input part of the gates: read from the hoisted arrays, or one matmul of ``x_t``."""
     if hoisted:
-        return x_t
+        return tuple(x_t)  # already one array per gate
     return split_gates(jnp.matmul(x_t, w_x) + b, num_gates)
 
 

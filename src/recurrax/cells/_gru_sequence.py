@@ -63,7 +63,7 @@ def _gru_run(
     if reset_state is None:
         reset_state = state0
     recurrence = _gru_recurrence if batched else _gru_forward_loop
-    hs = recurrence(*weights, inputs, state0[0], reset_state[0], valid, resets, unroll, hoisted)
+    hs: Array = recurrence(*weights, inputs, state0[0], reset_state[0], valid, resets, unroll, hoisted)
     ys = hs if valid is None else jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
     return ys, (hs[-1],)
 
@@ -81,10 +81,10 @@ def _gru_forward_loop(
     unroll: int | bool,
     hoisted: bool,
     with_coefficients: bool = False,
-) -> tuple:
+) -> Any:
     """The carry ``h_t`` after every step, ``[T, B, H]`` (and the derivative's coefficients)."""
 
-    def body(h_prev: Array, step_inputs: tuple) -> tuple[Array, tuple]:
+    def body(h_prev: Array, step_inputs: tuple[Any, ...]) -> tuple[Array, tuple[Any, ...]]:
         x_t, v, r = step_inputs
         h = h_prev if r is None else _fused.select(r, rh, h_prev)
         xr, xz, xn = _fused.input_gates(hoisted, w_x, b_x, x_t, 3)
@@ -121,10 +121,13 @@ def _gru_recurrence(
     unroll: int | bool,
     hoisted: bool,
 ) -> Array:
-    return _gru_forward_loop(w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets, unroll, hoisted)
+    hs: Array = _gru_forward_loop(w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets, unroll, hoisted)
+    return hs
 
 
-def _gru_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tangents: tuple) -> tuple:
+def _gru_recurrence_jvp(
+    unroll: int | bool, hoisted: bool, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+) -> tuple[Any, ...]:
     w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets = primals
     dw_x, db_x, dw_h, db_h, dinputs, dh0, drh, _, _ = tangents
     hs, coefs = _gru_forward_loop(w_x, b_x, w_h, b_h, inputs, h0, rh, valid, resets, unroll, hoisted, True)
@@ -146,7 +149,7 @@ def _gru_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tange
     drh = _fused.materialize(drh, rh)
     recurrent = _fused.tangent_matmul(w_h)
 
-    def body(dh_prev: Array, step_inputs: tuple) -> tuple[Array, Array]:
+    def body(dh_prev: Array, step_inputs: tuple[Any, ...]) -> tuple[Array, Array]:
         u, (cr, cz, cxn, chn, keep), v, r = step_inputs
         dh = dh_prev if r is None else _fused.select(r, drh, dh_prev)
         dr, dz, dn_h = _fused.split_gates(recurrent(dh), 3)

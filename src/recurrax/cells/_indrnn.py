@@ -97,7 +97,7 @@ class IndRNNCell(Cell):
 
     def recurrent_weight(self, params: Params) -> Array:
         """``u`` with the constraint applied, ``[H]``: what the recurrence multiplies ``h`` by."""
-        u = params["recurrent_kernel"]
+        u: Array = params["recurrent_kernel"]
         if self.recurrent_min_abs is None and self.recurrent_max_abs is None:
             return u
         magnitude = jnp.clip(jnp.abs(u), self.recurrent_min_abs, self.recurrent_max_abs)

@@ -136,7 +136,8 @@ class LSTMCell(Cell):
         z = jnp.matmul(xs.astype(dt), params["input_kernel"].astype(dt))
         if self.layer_norm:
             z = layer_norm(z, params["input_norm_scale"])
-        return z + params["bias"].astype(dt)
+        bias: Array = params["bias"]
+        return z + bias.astype(dt)
 
     def step_projected(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array]:
         H = self.hidden_size

@@ -102,14 +102,14 @@ def _lstm_forward_loop(
     unroll: int | bool,
     hoisted: bool,
     with_coefficients: bool = False,
-) -> tuple:
+) -> tuple[Any, ...]:
     """``h_t`` after every step, ``[T, B, H]``, and the last cell state ``[B, H]`` (and the derivative's coefficients).
 
     Only the hidden states are stacked: every stacked output is one more
     ``[T, B, H]`` buffer to zero, write and (under differentiation) read back.
     """
 
-    def body(carry: tuple[Array, Array], step_inputs: tuple) -> tuple[tuple[Array, Array], tuple]:
+    def body(carry: tuple[Array, Array], step_inputs: tuple[Any, ...]) -> tuple[tuple[Array, Array], tuple[Any, ...]]:
         h, c = carry
         x_t, v, r = step_inputs
         if r is not None:
@@ -157,7 +157,9 @@ def _lstm_recurrence(
     return _lstm_forward_loop(w_x, b, w_h, inputs, h0, c0, rh, rc, valid, resets, unroll, hoisted)
 
 
-def _lstm_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tangents: tuple) -> tuple:
+def _lstm_recurrence_jvp(
+    unroll: int | bool, hoisted: bool, primals: tuple[Any, ...], tangents: tuple[Any, ...]
+) -> tuple[Any, ...]:
     w_x, b, w_h, inputs, h0, c0, rh, rc, valid, resets = primals
     dw_x, db, dw_h, dinputs, dh0, dc0, drh, drc, _, _ = tangents
     # The forward loop also emits the derivative's coefficients (the gates' local slopes).
@@ -175,7 +177,7 @@ def _lstm_recurrence_jvp(unroll: int | bool, hoisted: bool, primals: tuple, tang
 
     # One [B, 4H] input per step (the transposed loop writes one [B, 4H] cotangent per step,
     # whose weight gradients are then two large matmuls).
-    def body(carry: tuple[Array, Array], step_inputs: tuple) -> tuple[tuple[Array, Array], Array]:
+    def body(carry: tuple[Array, Array], step_inputs: tuple[Any, ...]) -> tuple[tuple[Array, Array], Array]:
         dh, dc = carry
         u, (ci, cf, cg, co, cc, ft), v, r = step_inputs
         if r is not None:

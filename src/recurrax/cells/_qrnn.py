@@ -129,7 +129,7 @@ class QRNNCell(LinearCell):
     def step(self, params: Params, carry: QRNNCarry, x: Array) -> tuple[QRNNCarry, Array]:
         return self.step_projected(params, carry, self.project_inputs(params, x))
 
-    def _step(self, params: Params, carry: QRNNCarry, projected_x: Array) -> tuple[QRNNCarry, Array, Array]:
+    def _step(self, params: Params, carry: QRNNCarry, projected_x: Array) -> tuple[QRNNCarry, Array, Array | None]:
         """One step; also returns the output gate (what zoneout needs to re-read the output)."""
         taps = projected_x.reshape((*projected_x.shape[:-1], self.window, self.gate_width))
         state = carry.c.dtype

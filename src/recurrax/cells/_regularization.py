@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from recurrax._cell import Cell
-from recurrax._types import Array, Carry, Params
+from recurrax._types import Array, Carry, Params, tree_flatten
 
 
 class RecurrentDropoutCarry(NamedTuple):
@@ -85,12 +85,12 @@ def _check_cell(cell: Any, wrapper: str, *, mixes_own_carry: bool = False) -> No
 def _check_rate(rate: Any, name: str, *, allow_one: bool) -> float:
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise TypeError(f"{name} must be a float, got {type(rate).__name__} {rate!r}")
-    rate = float(rate)
-    ok = 0.0 <= rate <= 1.0 if allow_one else 0.0 <= rate < 1.0
+    value = float(rate)
+    ok = 0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0
     if not ok:
         interval = "[0, 1]" if allow_one else "[0, 1)"
-        raise ValueError(f"{name} must be in {interval}, got {rate}")
-    return rate
+        raise ValueError(f"{name} must be in {interval}, got {value}")
+    return value
 
 
 @functools.cache
@@ -100,7 +100,8 @@ def _key_data_shape(impl: str) -> tuple[int, ...]:
 
 
 def _default_key_data_shape() -> tuple[int, ...]:
-    return _key_data_shape(str(jax.config.jax_default_prng_impl))
+    # jax sets its flags on Config at run time; read() refuses this one (it has a context manager).
+    return _key_data_shape(str(jax.config.jax_default_prng_impl))  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ base wrapper
@@ -373,18 +374,20 @@ class Zoneout(RegularizedCell):
     def step_projected(self, params: Params, carry: ZoneoutCarry, projected_x: Array) -> tuple[ZoneoutCarry, Array]:
         return self._zoned_step(params, carry, projected_x, projected=True)
 
-    def _zoned_step(self, params: Params, carry: ZoneoutCarry, x: Array, *, projected: bool) -> tuple:
+    def _zoned_step(
+        self, params: Params, carry: ZoneoutCarry, x: Array, *, projected: bool
+    ) -> tuple[ZoneoutCarry, Array]:
         """The wrapped cell's step with its new base carry mixed with the previous one (``Cell.zoned_step``)."""
         if not any(self._all_rates()):
             step = self.cell.step_projected if projected else self.cell.step
             new_inner, y = step(params, carry.inner, x)
             return ZoneoutCarry(new_inner, carry.key), y
-        wrapped = isinstance(self.cell, RegularizedCell)
+        inner_cell = self.cell if isinstance(self.cell, RegularizedCell) else None  # a wrapped wrapper
         next_key = [carry.key]
 
         def mix(previous_inner: Carry, candidate_inner: Carry) -> Carry:
-            previous = self.cell.unwrap_carry(previous_inner) if wrapped else previous_inner
-            candidate = self.cell.unwrap_carry(candidate_inner) if wrapped else candidate_inner
+            previous = previous_inner if inner_cell is None else inner_cell.unwrap_carry(previous_inner)
+            candidate = candidate_inner if inner_cell is None else inner_cell.unwrap_carry(candidate_inner)
             expected = jax.tree.map(_expected_zoneout, self.rates, previous, candidate)
             if self.deterministic:
                 state = expected
@@ -394,7 +397,7 @@ class Zoneout(RegularizedCell):
                 no_key = jnp.all(carry.key == 0, axis=-1)
                 state = jax.tree.map(lambda s, e: _where_batch(no_key, e, s), sampled, expected)
                 next_key[0] = jnp.where(no_key[..., None], carry.key, key)
-            return self.cell.replace_base_carry(candidate_inner, state) if wrapped else state
+            return state if inner_cell is None else inner_cell.replace_base_carry(candidate_inner, state)
 
         new_inner, y = self.cell.zoned_step(params, carry.inner, x, mix, projected=projected)
         return ZoneoutCarry(new_inner, next_key[0]), y
@@ -408,7 +411,7 @@ class Zoneout(RegularizedCell):
         """
         batch_shape = key_data.shape[:-1]
         key_words = key_data.shape[-1]
-        rates, treedef = jax.tree.flatten(self.rates)
+        rates, treedef = tree_flatten(self.rates)
         leaves_prev = treedef.flatten_up_to(previous)
         leaves_new = treedef.flatten_up_to(candidate)
         random = [0.0 < rate < 1.0 for rate in rates]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -80,19 +80,31 @@ def padding_pair(padding: str | int | tuple[int, int], kernel_size: int, dilatio
         return total, 0
     if padding == "same":
         return total // 2, total - total // 2
-    if padding == "valid":
+    if isinstance(padding, str):  # "valid", the one name left
         return 0, 0
     return padding if isinstance(padding, tuple) else (padding, padding)
 
 
+@overload
 def conv_output_length(
-    length: LengthLike,
+    length: int, kernel_size: int, *, stride: int = 1, padding: Padding = "causal", dilation: int = 1
+) -> int: ...
+
+
+@overload
+def conv_output_length(
+    length: Array, kernel_size: int, *, stride: int = 1, padding: Padding = "causal", dilation: int = 1
+) -> Array: ...
+
+
+def conv_output_length(
+    length: int | Array,
     kernel_size: int,
     *,
     stride: int = 1,
     padding: Padding = "causal",
     dilation: int = 1,
-) -> LengthLike:
+) -> int | Array:
     """Output steps of a convolution over ``length`` input steps (an int, or ``lengths[*B]``), as PyTorch's ``Conv1d``::
 
         T' = max(0, ⌊(T + left + right - dilation·(kernel_size - 1) - 1) / stride⌋ + 1)
@@ -111,10 +123,10 @@ def conv_output_length(
     reach = dilation * (kernel_size - 1) + 1
     if _is_int(length):
         return max(0, (int(length) + left + right - reach) // stride + 1)
-    length = as_array(length, "length")
-    if not jnp.issubdtype(length.dtype, jnp.integer):
-        raise TypeError(f"length must be an int or an integer array, got dtype {length.dtype}")
-    return jnp.maximum((jnp.asarray(length) + (left + right - reach)) // stride + 1, 0)
+    lengths = as_array(length, "length")
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"length must be an int or an integer array, got dtype {lengths.dtype}")
+    return jnp.maximum((jnp.asarray(lengths) + (left + right - reach)) // stride + 1, 0)
 
 
 def conv1d(
@@ -163,11 +175,11 @@ def conv1d(
       >>> conv1d(xs, kernel, dilation=2)[0, :, 0].tolist()    # reaches t = 2, 4, 6
       [0.0, 0.0, 3.0, 0.0, 2.0, 0.0]
     """
-    padding = check_padding(padding)
+    mode = check_padding(padding)
     check_positive_int(stride, "stride")
     check_positive_int(dilation, "dilation")
     check_positive_int(groups, "groups")
-    kernel = as_array(kernel, "kernel")
+    kernel = jnp.asarray(as_array(kernel, "kernel"))
     if kernel.ndim != 3:
         raise ValueError(f"kernel must have shape [K, D // groups, F], got shape {tuple(kernel.shape)}")
     K, d_in, F = kernel.shape
@@ -177,10 +189,10 @@ def conv1d(
     if bias is not None and tuple(jnp.shape(bias)) != (F,):
         raise ValueError(f"bias must have shape ({F},), got {tuple(jnp.shape(bias))}")
     batch_shape, (T, D) = xs.shape[:-2], xs.shape[-2:]
-    pads = padding_pair(padding, K, dilation)
+    pads = padding_pair(mode, K, dilation)
     if conv_output_length(T, K, stride=stride, padding=pads, dilation=dilation) < 1:
         raise ValueError(
-            f"xs has T={T} steps, too few for kernel_size={K} with dilation={dilation} and padding={padding!r} "
+            f"xs has T={T} steps, too few for kernel_size={K} with dilation={dilation} and padding={mode!r} "
             f"(zeros {pads} around the sequence): T + left + right must be >= (kernel_size - 1) * dilation + 1 "
             f"= {(K - 1) * dilation + 1}"
         )
@@ -295,7 +307,8 @@ class Conv1D:
         """The effective kernel ``[K, D // groups, F]`` (weight-normalised if asked)."""
         if self.weight_norm:
             return weight_norm(params["kernel_v"], params["kernel_g"])
-        return params["kernel"]
+        kernel: Array = params["kernel"]
+        return kernel
 
     def apply(
         self, params: dict[str, Any], xs: Array, *, lengths: Array | None = None, time_major: bool = False

@@ -193,6 +193,13 @@ class TCN:
         self.blocks  # noqa: B018 — builds every block now, so bad options fail here
 
     @property
+    def _levels(self) -> tuple[tuple[int, int], ...]:
+        """``(features, dilation)`` of each level, from the tuples ``__post_init__`` made of both fields."""
+        features, dilations = self.features, self.dilations
+        assert isinstance(features, tuple) and dilations is not None  # __post_init__ normalised them
+        return tuple(zip(features, dilations, strict=True))
+
+    @property
     def blocks(self) -> tuple[TemporalBlock, ...]:
         return tuple(
             TemporalBlock(
@@ -206,20 +213,20 @@ class TCN:
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
             )
-            for f, d in zip(self.features, self.dilations, strict=True)
+            for f, d in self._levels
         )
 
     @property
     def out_features(self) -> int:
-        return self.features[-1]
+        return self._levels[-1][0]
 
     @property
     def receptive_field(self) -> int:
         """``1 + 2 (kernel_size - 1) Σ dilations`` (two convolutions per block)."""
-        return receptive_field(self.kernel_size, [d for d in self.dilations for _ in range(2)])
+        return receptive_field(self.kernel_size, [d for _, d in self._levels for _ in range(2)])
 
     def init(self, key: Array, in_features: int) -> dict[str, Any]:
-        keys = jax.random.split(key, self.num_levels)
+        keys = jax.random.split(key, len(self._levels))
         blocks, features = [], in_features
         for block, k in zip(self.blocks, keys, strict=True):
             blocks.append(block.init(k, features))
@@ -236,7 +243,7 @@ class TCN:
         dropout_key: Array | None = None,
     ) -> Array:
         """``xs[*B, T, D] → ys[*B, T, features[-1]]``; dropout is on when ``dropout_key`` is given."""
-        keys = split_key(dropout_key, self.num_levels)
+        keys = split_key(dropout_key, len(self._levels))
         ys = xs
         for block, block_params, k in zip(self.blocks, params["blocks"], keys, strict=True):
             ys = block.apply(block_params, ys, lengths=lengths, time_major=time_major, dropout_key=k)

@@ -179,7 +179,7 @@ def _load(
             raise ValueError(f"{label('weight_hr_l0')} has shape {w_hr.shape}, expected [proj_size, hidden_size]")
         proj_size = int(w_hr.shape[0])
         read_off += f", and {label('weight_hr_l0')}, shape {w_hr.shape}"
-    config = {
+    config: dict[str, Any] = {
         "mode": mode,
         "input_size": int(w_ih.shape[1]),
         "hidden_size": int(w_ih.shape[0] // gates),

@@ -109,7 +109,7 @@ def to_nnx(
                 built.params[key][...] = value
             directions.append(built)
         layers.append(directions[0] if len(directions) == 1 else nn.Bidirectional(*directions))
-    model = nn.StackedRNN(layers, dropout=rnn.dropout, rngs=rngs)
+    model: nnx.Module = nn.StackedRNN(layers, dropout=rnn.dropout, rngs=rngs)
     if head is not None:
         model = nnx.Sequential(model, _linear_head(head, rnn, cast=dtype is not None, rngs=rngs))
     training = getattr(source, "training", None)
@@ -162,6 +162,6 @@ def _linear_head(head: Any, rnn: TorchRNN, *, cast: bool, rngs: nnx.Rngs) -> nnx
     )
     # Widened tensors were exact, so this is the head's own value in rnn's dtype.
     linear.kernel[...] = jnp.asarray(weight).astype(rnn.dtype).T
-    if "bias" in arrays:
+    if "bias" in arrays and linear.bias is not None:  # use_bias=True made it
         linear.bias[...] = jnp.asarray(arrays["bias"][0]).astype(rnn.dtype)
     return linear

@@ -90,7 +90,8 @@ class TorchRNN:
     @property
     def dtype(self) -> jnp.dtype:
         """The dtype of the parameters (and of the inputs and outputs)."""
-        return jnp.dtype(self.params[0][0]["input_kernel"].dtype)
+        dtype: np.dtype[Any] = np.dtype(self.params[0][0]["input_kernel"].dtype)
+        return dtype
 
     @property
     def cell(self) -> Cell:
@@ -110,7 +111,7 @@ class TorchRNN:
     def param_shapes(self, layer: int) -> dict[str, tuple[int, ...]]:
         """The shape of every parameter of one direction of ``layer``."""
         H, P, G = self.hidden_size, self.output_size, _NUM_GATES[self.mode]
-        shapes = {
+        shapes: dict[str, tuple[int, ...]] = {
             "input_kernel": (self.layer_input_size(layer), G * H),
             "recurrent_kernel": (P, G * H),
         }
@@ -247,8 +248,8 @@ class TorchRNN:
         h0 = self._check_state(initial_state, "initial_state (h_0)", batch_shape, self.hidden_size)
         return [h0[i].astype(state_dtype) for i in range(count)]
 
-    def _check_state(self, state: Any, name: str, batch_shape: tuple[int, ...], features: int) -> jax.Array:
-        state = jnp.asarray(state) if isinstance(state, np.ndarray | jax.Array) else _as_float_array(state, name)
+    def _check_state(self, value: Any, name: str, batch_shape: tuple[int, ...], features: int) -> jax.Array:
+        state = jnp.asarray(value) if isinstance(value, np.ndarray | jax.Array) else _as_float_array(value, name)
         want = (self.num_layers * self.num_directions, *batch_shape, features)
         if tuple(state.shape) != want:
             raise ValueError(

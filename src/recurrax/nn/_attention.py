@@ -8,7 +8,7 @@ the ``"dropout"`` rng stream and follows ``model.train()`` / ``model.eval()``.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax.numpy as jnp
 from flax import nnx
@@ -32,6 +32,8 @@ class MultiHeadAttention(BlockModule):
         mha = recurrax.nn.MultiHeadAttention(16, num_heads=4, num_kv_heads=1, rngs=nnx.Rngs(0))
         ys, weights = mha(xs, lengths=lengths, causal=True, return_weights=True)
     """
+
+    spec: _multi_head.MultiHeadAttention
 
     def __init__(
         self,
@@ -70,6 +72,45 @@ class MultiHeadAttention(BlockModule):
         super().__init__(spec, make, rngs=rngs, stochastic=dropout_rate > 0, deterministic=deterministic)
         self.in_features = in_features
         self.time_major = time_major
+
+    @overload
+    def __call__(
+        self,
+        inputs_q: Array,
+        inputs_kv: Array | None = None,
+        *,
+        lengths: Array | None = None,
+        kv_lengths: Array | None = None,
+        mask: Array | None = None,
+        causal: bool = False,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def __call__(
+        self,
+        inputs_q: Array,
+        inputs_kv: Array | None = None,
+        *,
+        lengths: Array | None = None,
+        kv_lengths: Array | None = None,
+        mask: Array | None = None,
+        causal: bool = False,
+        return_weights: Literal[True],
+    ) -> tuple[Array, Array]: ...
+
+    @overload
+    def __call__(
+        self,
+        inputs_q: Array,
+        inputs_kv: Array | None = None,
+        *,
+        lengths: Array | None = None,
+        kv_lengths: Array | None = None,
+        mask: Array | None = None,
+        causal: bool = False,
+        return_weights: bool = False,
+    ) -> Array | tuple[Array, Array]: ...
 
     def __call__(
         self,
@@ -111,6 +152,8 @@ class TransformerEncoderBlock(BlockModule):
     ``norm_first``, ``causal``, ``dropout_rate``, ``activation``, ``rope``, …).
     """
 
+    spec: _transformer.TransformerEncoderBlock
+
     def __init__(
         self,
         features: int,
@@ -127,6 +170,26 @@ class TransformerEncoderBlock(BlockModule):
         super().__init__(spec, make, rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = features
         self.time_major = time_major
+
+    @overload
+    def __call__(
+        self,
+        xs: Array,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def __call__(
+        self, xs: Array, *, lengths: Array | None = None, mask: Array | None = None, return_weights: Literal[True]
+    ) -> tuple[Array, Array]: ...
+
+    @overload
+    def __call__(
+        self, xs: Array, *, lengths: Array | None = None, mask: Array | None = None, return_weights: bool = False
+    ) -> Array | tuple[Array, Array]: ...
 
     def __call__(
         self, xs: Array, *, lengths: Array | None = None, mask: Array | None = None, return_weights: bool = False
@@ -151,6 +214,8 @@ class TransformerEncoderBlock(BlockModule):
 class TransformerDecoderBlock(BlockModule):
     """NNX module of :class:`recurrax.attention.TransformerDecoderBlock`: ``(xs, memory) → [*B, T, D]``."""
 
+    spec: _transformer.TransformerDecoderBlock
+
     def __init__(
         self,
         features: int,
@@ -168,6 +233,39 @@ class TransformerDecoderBlock(BlockModule):
         super().__init__(spec, make, rngs=rngs, stochastic=dropout, deterministic=deterministic)
         self.in_features = features
         self.time_major = time_major
+
+    @overload
+    def __call__(
+        self,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def __call__(
+        self,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        return_weights: Literal[True],
+    ) -> tuple[Array, dict[str, Array]]: ...
+
+    @overload
+    def __call__(
+        self,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        return_weights: bool = False,
+    ) -> Array | tuple[Array, dict[str, Array]]: ...
 
     def __call__(
         self,
@@ -218,6 +316,8 @@ class TransformerEncoder(BlockModule):
         ys = encoder(xs, lengths=lengths)      # [B, T, 3] -> [B, T, 32]
     """
 
+    spec: _transformer.TransformerEncoder
+
     def __init__(
         self,
         in_features: int,
@@ -236,6 +336,26 @@ class TransformerEncoder(BlockModule):
         self.in_features = in_features
         self.out_features = spec.model_features(in_features)
         self.time_major = time_major
+
+    @overload
+    def __call__(
+        self,
+        xs: Array,
+        *,
+        lengths: Array | None = None,
+        mask: Array | None = None,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def __call__(
+        self, xs: Array, *, lengths: Array | None = None, mask: Array | None = None, return_weights: Literal[True]
+    ) -> tuple[Array, list[Array]]: ...
+
+    @overload
+    def __call__(
+        self, xs: Array, *, lengths: Array | None = None, mask: Array | None = None, return_weights: bool = False
+    ) -> Array | tuple[Array, list[Array]]: ...
 
     def __call__(
         self, xs: Array, *, lengths: Array | None = None, mask: Array | None = None, return_weights: bool = False
@@ -262,6 +382,8 @@ class TransformerEncoder(BlockModule):
 class TransformerDecoder(BlockModule):
     """NNX module of :class:`recurrax.attention.TransformerDecoder`: ``(xs, memory) → [*B, T, F]``."""
 
+    spec: _transformer.TransformerDecoder
+
     def __init__(
         self,
         in_features: int,
@@ -281,6 +403,39 @@ class TransformerDecoder(BlockModule):
         self.in_features = in_features
         self.out_features = spec.model_features(in_features)
         self.time_major = time_major
+
+    @overload
+    def __call__(
+        self,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        return_weights: Literal[False] = False,
+    ) -> Array: ...
+
+    @overload
+    def __call__(
+        self,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        return_weights: Literal[True],
+    ) -> tuple[Array, list[dict[str, Array]]]: ...
+
+    @overload
+    def __call__(
+        self,
+        xs: Array,
+        memory: Array,
+        *,
+        lengths: Array | None = None,
+        memory_lengths: Array | None = None,
+        return_weights: bool = False,
+    ) -> Array | tuple[Array, list[dict[str, Array]]]: ...
 
     def __call__(
         self,

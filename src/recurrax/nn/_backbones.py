@@ -119,7 +119,8 @@ def _recurrent(cell_name: str) -> BackboneFactory:
     """A registered cell's backbone: its ``recurrax.nn`` layer, with the registry's layer defaults."""
 
     def factory(in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **options: Any) -> tuple[nnx.Module, int]:
-        layer = layer_for(cell_entry(cell_name))(in_features, hidden_size, rngs=rngs, **options)
+        make_layer: Callable[..., RNN] = layer_for(cell_entry(cell_name))  # (in_features, hidden_size, ...)
+        layer = make_layer(in_features, hidden_size, rngs=rngs, **options)
         return layer, layer.out_features
 
     return factory

@@ -31,6 +31,8 @@ class Conv1D(BlockModule):
         lengths = down.output_length(lengths)
     """
 
+    spec: _conv1d.Conv1D
+
     def __init__(
         self,
         in_features: int,
@@ -81,6 +83,8 @@ class Conv1D(BlockModule):
 class TemporalBlock(BlockModule):
     """NNX module of :class:`recurrax.conv.TemporalBlock` (one residual TCN block)."""
 
+    spec: _tcn.TemporalBlock
+
     def __init__(
         self,
         in_features: int,
@@ -129,6 +133,8 @@ class TCN(BlockModule):
         tcn.eval()                               # no dropout
         ys = tcn(xs, lengths=lengths)            # [B, T, 3] -> [B, T, 16]; tcn.receptive_field == 29
     """
+
+    spec: _tcn.TCN
 
     def __init__(
         self,

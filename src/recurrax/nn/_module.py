@@ -32,7 +32,8 @@ class ParamModule(nnx.Module):
         # help() and editors show the constructor's signature (NNX's metaclass call would hide it).
         if "__init__" in cls.__dict__:
             signature = inspect.signature(cls.__init__)
-            cls.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+            # inspect reads __signature__; typeshed declares it on no class, hence the ignore.
+            cls.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
 
     def __init__(self, params: Params, *, rngs: nnx.Rngs, stochastic: bool, deterministic: bool = False) -> None:
         check_rngs(rngs)
@@ -53,7 +54,8 @@ class ParamModule(nnx.Module):
         """A fresh key when randomness is active, else None (the pure functions' convention)."""
         if self.deterministic or self.dropout_rngs is None:
             return None
-        return self.dropout_rngs()
+        key: Array = self.dropout_rngs()
+        return key
 
 
 def check_rngs(rngs: Any) -> None:

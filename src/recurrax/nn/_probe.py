@@ -8,10 +8,9 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
-from recurrax._types import Carry
+from recurrax._types import Carry, tree_flatten
 
 
 @dataclasses.dataclass
@@ -38,8 +37,8 @@ _ACTIVE: contextvars.ContextVar[_Probe | None] = contextvars.ContextVar("recurra
 
 
 def _check_like(value: Carry, expected: Any, name: str) -> None:
-    got_leaves, got_tree = jax.tree.flatten(value)
-    want_leaves, want_tree = jax.tree.flatten(expected)
+    got_leaves, got_tree = tree_flatten(value)
+    want_leaves, want_tree = tree_flatten(expected)
     if got_tree != want_tree:
         raise ValueError(f"{name} has structure {got_tree}, expected {want_tree} (the layer's stacked carries)")
     for i, (got, want) in enumerate(zip(got_leaves, want_leaves, strict=True)):

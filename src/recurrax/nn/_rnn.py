@@ -178,8 +178,9 @@ class RNN(ParamModule):
             return_carries=probe is not None,
             carry_perturbation=perturbation,
         )
-        if probe is not None:
+        if len(out) == 3:  # return_carries: the probe is on
             ys, final, carries = out
+            assert probe is not None
             probe.carries.append(unwrap(carries))
         else:
             ys, final = out

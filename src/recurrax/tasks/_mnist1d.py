@@ -33,7 +33,8 @@ def _generate(num_samples: int, seed: int) -> dict[str, np.ndarray]:
     # generator directly: get_dataset would try to download the published pickle.
     numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
-        return make_dataset(args)
+        data: dict[str, np.ndarray] = make_dataset(args)
+        return data
     finally:
         np.random.set_state(numpy_state)
         random.setstate(python_state)

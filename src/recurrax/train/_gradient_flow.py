@@ -73,7 +73,7 @@ def _objective_fn(loss: str | ValueFn | Objective, loss_fn: LossFn | None) -> Ob
     return as_objective(loss, ()) if loss_fn is None else stats_from_loss_fn(loss_fn)
 
 
-def _flow(graphdef: nnx.GraphDef, objective: ObjectiveFn, time_axis: int, state: Any, batch: Batch) -> Array:
+def _flow(graphdef: nnx.GraphDef[Any], objective: ObjectiveFn, time_axis: int, state: Any, batch: Batch) -> Array:
     from recurrax.nn import carry_probe
 
     def probed_loss(perturbations: list[Any] | None, state: Any) -> tuple[Array, list[Any]]:

@@ -85,7 +85,8 @@ def softmax_cross_entropy(logits: Array, targets: Array) -> Array:
         values = optax.losses.softmax_cross_entropy_with_integer_labels(logits, safe)
         return jnp.where(outside, jnp.nan, jnp.where(ignored, jnp.zeros_like(values), values))
     _check_same_shape(logits, targets, "softmax_cross_entropy (probability targets)")
-    return optax.losses.softmax_cross_entropy(logits, targets.astype(logits.dtype))
+    losses: Array = optax.losses.softmax_cross_entropy(logits, targets.astype(logits.dtype))
+    return losses
 
 
 def accuracy(logits: Array, targets: Array) -> Array:

@@ -92,7 +92,8 @@ class Objective:
     def predict(self, model: Any, batch: Batch) -> Array:
         """The model's predictions for ``batch`` (the carry of a streaming model dropped)."""
         out = self.apply(model, batch[self.inputs_key], self.lengths(batch))
-        return out[0] if isinstance(out, tuple) else out
+        predictions: Array = out[0] if isinstance(out, tuple) else out
+        return predictions
 
     def stats(self, predictions: Array, batch: Batch, lengths: Array | None = None) -> Stats:
         """``{"loss": (total, count), metric: (total, count), ...}`` for these predictions."""
@@ -214,3 +215,13 @@ def batch_size(batch: Batch) -> int:
     if len(sizes) != 1:
         raise ValueError(f"every array in a batch must share its leading (example) size, got sizes {sorted(sizes)}")
     return sizes.pop()
+
+
+def split_params(model: nnx.Module) -> tuple[nnx.GraphDef[Any], nnx.State[Any, Any], nnx.State[Any, Any]]:
+    """``nnx.split(model, nnx.Param, ...)``: the graphdef, the parameters and the rest of the state.
+
+    Flax types that call's result as ``(graphdef, state, *states)``, so a plain
+    three-name unpacking does not type-check; this one does.
+    """
+    graphdef, params, *rest = nnx.split(model, nnx.Param, ...)
+    return graphdef, params, rest[0]

@@ -88,7 +88,7 @@ def plot_gradient_flow(
     flow: Any,
     path: str | os.PathLike[str],
     *,
-    steps: Sequence[int] | None = None,
+    steps: Sequence[int] | np.ndarray | None = None,
     layer_names: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
@@ -125,7 +125,7 @@ def plot_gradient_flow(
 def _plot_flow_heatmaps(
     flows: dict[str, np.ndarray],
     path: str | os.PathLike[str],
-    steps: Sequence[int] | None,
+    steps: Sequence[int] | np.ndarray | None,
     layer_names: Sequence[str] | None,
     title: str | None,
 ) -> Path:
@@ -133,9 +133,9 @@ def _plot_flow_heatmaps(
     if len(num_steps) != 1:
         raise ValueError(f"flows to compare must have the same number of rows S, got {sorted(num_steps)}")
     (num_rows,) = num_steps
-    steps = np.arange(num_rows) if steps is None else np.asarray(steps)
-    if steps.shape != (num_rows,):
-        raise ValueError(f"steps must have {num_rows} entries (one per row of flow), got shape {steps.shape}")
+    step_of_row = np.arange(num_rows) if steps is None else np.asarray(steps)
+    if step_of_row.shape != (num_rows,):
+        raise ValueError(f"steps must have {num_rows} entries (one per row of flow), got shape {step_of_row.shape}")
     panels = []
     for label, flow in flows.items():
         names = _layer_names(layer_names, flow.shape[1])
@@ -161,7 +161,7 @@ def _plot_flow_heatmaps(
             extent=(-0.5, log_flow.shape[1] - 0.5, -0.5, num_rows - 0.5),
             interpolation="nearest",
         )
-        ax.set_yticks(ticks, [str(int(steps[t])) for t in ticks])
+        ax.set_yticks(ticks, [str(int(step_of_row[t])) for t in ticks])
         ax.set_xlabel("time step t")
         ax.set_ylabel("training step")
         ax.set_title(name)

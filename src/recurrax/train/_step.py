@@ -20,17 +20,19 @@ import optax
 from flax import nnx
 
 from recurrax.train._diagnostics import gradient_diagnostics
-from recurrax.train._objective import Objective, Stats
+from recurrax.train._objective import Objective, Stats, split_params
 from recurrax.train._tbptt import chunk_loss, num_chunks, run_chunks, sequence_grad
 
 Array = jax.Array
+# (params, rest, opt_state, metrics, stats) after a train step.
+StepResult = tuple[Any, Any, Any, dict[str, Array], Stats]
 
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     """Everything static about a train step (hashable: the jit cache key)."""
 
-    graphdef: nnx.GraphDef
+    graphdef: nnx.GraphDef[Any]
     optimizer: optax.GradientTransformation
     objective: Callable[[Any, Any], tuple[Array, Stats]]
     layers: tuple[str, ...] | None
@@ -46,7 +48,7 @@ class StepConfig:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def train_batch(config: StepConfig, params: Any, rest: Any, opt_state: Any, batch: dict[str, Array]) -> tuple:
+def train_batch(config: StepConfig, params: Any, rest: Any, opt_state: Any, batch: dict[str, Array]) -> StepResult:
     """One batch: ``(params, rest, opt_state, metrics, stats)`` after its optimizer step(s).
 
     ``metrics`` are batch means and diagnostics (each ``[num_chunks]`` for
@@ -63,7 +65,7 @@ def train_batch(config: StepConfig, params: Any, rest: Any, opt_state: Any, batc
         def loss_of(p: Any, r: Any) -> tuple[Array, tuple[Stats, Any]]:
             model = nnx.merge(config.graphdef, p, r)
             loss, stats = config.objective(model, batch)
-            _, _, r = nnx.split(model, nnx.Param, ...)
+            r = split_params(model)[2]
             return loss, (stats, nnx.as_pure(r))
 
         (_, (stats, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params, rest)
@@ -83,7 +85,7 @@ def _apply_gradient(config: StepConfig, grads: Any, params: Any, opt_state: Any)
     return params, opt_state, diag
 
 
-def _train_chunks(config: StepConfig, params: Any, rest: Any, opt_state: Any, batch: dict[str, Array]) -> tuple:
+def _train_chunks(config: StepConfig, params: Any, rest: Any, opt_state: Any, batch: dict[str, Array]) -> StepResult:
     """Streaming TBPTT: an optimizer step after every chunk; metrics come back per chunk."""
     objective = config.objective
     assert isinstance(objective, Objective) and config.tbptt is not None
@@ -110,19 +112,20 @@ def means(stats: Stats) -> dict[str, Array]:
 
 # Shared by every Trainer with the same model structure and objective (one compile).
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def eval_batch(graphdef: nnx.GraphDef, objective: Callable[..., Any], params: Any, rest: Any, batch: Any) -> Stats:
+def eval_batch(graphdef: nnx.GraphDef[Any], objective: Callable[..., Any], params: Any, rest: Any, batch: Any) -> Stats:
     """The batch's ``(total, count)`` sums of the loss and metrics (``graphdef`` in eval mode)."""
-    return objective(nnx.merge(graphdef, params, rest), batch)[1]
+    stats: Stats = objective(nnx.merge(graphdef, params, rest), batch)[1]
+    return stats
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def predict_batch(graphdef: nnx.GraphDef, objective: Objective, params: Any, rest: Any, batch: Any) -> Array:
+def predict_batch(graphdef: nnx.GraphDef[Any], objective: Objective, params: Any, rest: Any, batch: Any) -> Array:
     """The model's predictions for the batch, ``[B, ...]``."""
     return objective.predict(nnx.merge(graphdef, params, rest), batch)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def train_batches(config: StepConfig, params: Any, rest: Any, opt_state: Any, batches: dict[str, Array]) -> tuple:
+def train_batches(config: StepConfig, params: Any, rest: Any, opt_state: Any, batches: dict[str, Array]) -> StepResult:
     """``S`` optimizer steps in one call, over the stacked batches ``[S, B, ...]`` (a ``lax.scan``).
 
     The computation of ``S`` calls of :func:`train_batch`, one per batch in
@@ -133,10 +136,12 @@ def train_batches(config: StepConfig, params: Any, rest: Any, opt_state: Any, ba
     if config.tbptt is not None and config.tbptt_update == "chunk":
         raise ValueError("train_batches takes one optimizer step per batch; streaming TBPTT takes one per chunk")
 
-    def one_step(state: tuple, batch: dict[str, Array]) -> tuple:
+    def one_step(state: tuple[Any, ...], batch: dict[str, Array]) -> tuple[Any, ...]:
         params, rest, opt_state = state
         params, rest, opt_state, metrics, stats = train_batch(config, params, rest, opt_state, batch)
         return (params, rest, opt_state), (metrics, stats)
 
+    metrics: dict[str, Array]
+    stats: Stats
     (params, rest, opt_state), (metrics, stats) = jax.lax.scan(one_step, (params, rest, opt_state), batches)
     return params, rest, opt_state, metrics, stats

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from recurrax.train._losses import ValueFn, sequence_mask
-from recurrax.train._objective import Batch, Objective, Stats, as_objective
+from recurrax.train._objective import Batch, Objective, Stats, as_objective, split_params
 
 Array = jax.Array
 # chunk_fn(state, carry, chunk, chunk_lengths) -> (state, carry, output); carry is None for the first chunk.
@@ -152,7 +152,7 @@ def run_chunks(
 def chunk_loss(
     params: Any,
     rest: Any,
-    graphdef: nnx.GraphDef,
+    graphdef: nnx.GraphDef[Any],
     objective: Objective,
     carry: Any,
     chunk: Mapping[str, Array],
@@ -178,12 +178,12 @@ def chunk_loss(
     total, count = stats["loss"]
     # A chunk in which every example already ended has nothing to average.
     denominator = jnp.maximum(count, 1.0) if denominator is None else denominator
-    _, _, new_rest = nnx.split(model, nnx.Param, ...)
+    new_rest = split_params(model)[2]
     return total / denominator, (stats, new_carry, predictions, nnx.as_pure(new_rest))
 
 
 def sequence_grad(
-    graphdef: nnx.GraphDef,
+    graphdef: nnx.GraphDef[Any],
     objective: Objective,
     chunk_size: int,
     params: Any,
@@ -229,7 +229,7 @@ def tbptt_value_and_grad(
     chunk_size: int,
     loss: str | ValueFn | Objective = "mse",
     metrics: Sequence[str] | Mapping[str, ValueFn] = (),
-) -> tuple[tuple[Array, dict[str, Array], Array], nnx.State]:
+) -> tuple[tuple[Array, dict[str, Array], Array], nnx.State[Any, Any]]:
     """Loss, metrics, predictions and parameter gradient of a streaming model, by truncated BPTT.
 
     The forward pass equals the full-sequence forward pass; the gradient is the
@@ -251,7 +251,7 @@ def tbptt_value_and_grad(
     objective = as_objective(loss, metrics)
     chunk_size = check_chunk_size(chunk_size)
     check_streaming_batch(objective, batch)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = split_params(model)
     batch = {k: jnp.asarray(v) for k, v in batch.items()}
     (value, stats, predictions), grads, new_rest = _sequence_grad_jit(
         graphdef, objective, chunk_size, nnx.as_pure(params), nnx.as_pure(rest), batch

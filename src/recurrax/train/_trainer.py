@@ -26,7 +26,15 @@ from recurrax.train._diagnostics import layer_names
 from recurrax.train._history import History
 from recurrax.train._loop import FitLoop
 from recurrax.train._losses import ValueFn
-from recurrax.train._objective import LossFn, Objective, ObjectiveFn, Stats, as_objective, stats_from_loss_fn
+from recurrax.train._objective import (
+    LossFn,
+    Objective,
+    ObjectiveFn,
+    Stats,
+    as_objective,
+    split_params,
+    stats_from_loss_fn,
+)
 from recurrax.train._optimizers import standard_promotion
 from recurrax.train._step import StepConfig, eval_batch, predict_batch, train_batch, train_batches
 from recurrax.train._tbptt import check_chunk_size, check_streaming_batch
@@ -135,7 +143,7 @@ class Trainer:
         self.tbptt, self.tbptt_update, self.diagnostics = tbptt, tbptt_update, diagnostics
 
         model.train()
-        self._graphdef_train, params, rest = nnx.split(model, nnx.Param, ...)
+        self._graphdef_train, params, rest = split_params(model)
         model.eval()
         self._graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
         self.params, self.rest = nnx.as_pure(params), nnx.as_pure(rest)
@@ -184,6 +192,7 @@ class Trainer:
     def _run_step(self, batch: dict[str, Array], label: object = "the batch given to train_step") -> dict[str, Array]:
         """One batch's optimizer step(s); ``label`` names the batch in a non-finite-loss error."""
         assert self._config is not None
+        metrics: dict[str, Array]
         self.params, self.rest, self.opt_state, metrics, stats = train_batch(
             self._config, self.params, self.rest, self.opt_state, batch
         )
@@ -198,6 +207,7 @@ class Trainer:
         Returns the metrics per step, ``[S]`` each; ``labels`` name the batches.
         """
         assert self._config is not None
+        metrics: dict[str, Array]
         self.params, self.rest, self.opt_state, metrics, stats = train_batches(
             self._config, self.params, self.rest, self.opt_state, batches
         )
@@ -398,7 +408,7 @@ class Trainer:
 
     def _set_model_state(self, model_state: Any) -> None:
         nnx.update(self.model, model_state)
-        _, params, rest = nnx.split(self.model, nnx.Param, ...)
+        _, params, rest = split_params(self.model)
         self.params, self.rest = nnx.as_pure(params), nnx.as_pure(rest)
 
     def _require_optimizer(self) -> None:
