@@ -4,7 +4,7 @@ device batches."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ class BatchSource(Protocol):
     def batch(self, index: int, batch_size: int) -> Any: ...
 
 
-def is_source(data: Any) -> bool:
+def is_source(data: Any) -> TypeGuard[BatchSource]:
     """Whether ``data`` is a :class:`BatchSource` rather than a dataset of arrays."""
     return not isinstance(data, Mapping) and not hasattr(data, "inputs") and isinstance(data, BatchSource)
 

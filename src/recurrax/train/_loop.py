@@ -112,14 +112,14 @@ class FitLoop:
         self._first = self._batch((0, 0) if self.source is None else 0)
         if trainer.tbptt is not None:
             assert objective is not None
-            check_streaming_batch(objective, self.train if self.source is None else self._first)
+            check_streaming_batch(objective, self._first if self.train is None else self.train)
         self.steps_per_batch = self._check_steps_per_batch()
         if checkpoint is not None and not isinstance(checkpoint, Checkpointer):
             checkpoint = Checkpointer(checkpoint)
         trainer.checkpointer = checkpoint
         self.callbacks = CallbackList(callbacks)
         trainer.stop_training = False  # a new call trains on; a resumed run takes the flag from its checkpoint
-        settings = {
+        settings: dict[str, Any] = {
             "num_examples": self.num_examples,
             "batch_size": batch_size,
             "shuffle": bool(shuffle),
