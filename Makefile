@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test lint bench bench-smoke clean
+.PHONY: demo test lint typecheck bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(VENV)/.test-installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests benchmarks notebooks
 	$(BIN)/ruff format --check src tests benchmarks notebooks
+
+# mypy, strict, on src/recurrax and tests/typecheck (the documented calls); settings in pyproject.
+typecheck: $(VENV)/.test-installed
+	$(BIN)/python -m mypy
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.run
