@@ -44,3 +44,18 @@ bench: $(VENV)/.test-installed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# The docs site (docs/conf.py) into build/site: Sphinx + MyST-NB in strict mode, every guide
+# page's Python run at build time (a fresh environment each time, so every warning is seen),
+# then checked in headless Chromium by tests/test_site.py (needs `apt-get install chromium`).
+.PHONY: docs
+DOCS_OUT ?= build/site
+
+$(VENV)/.docs-installed: $(VENV)/.test-installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	rm -rf $(DOCS_OUT)
+	$(BIN)/sphinx-build -b html -W --keep-going -E -j 2 -q -d build/doctrees -c docs . $(DOCS_OUT)
+	RECURRAX_SITE=$(DOCS_OUT) $(BIN)/python -m pytest -q -p no:randomly tests/test_site.py
