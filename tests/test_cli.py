@@ -1,14 +1,21 @@
-"""The ``recurrax`` command: one-line argument errors, a tiny end-to-end run, evaluate, exact resume."""
+"""The ``recurrax`` command: one-line argument errors before jax loads, a tiny end-to-end run with its
+per-epoch lines, evaluate, exact resume, a quiet Ctrl-C during a checkpoint write, ``doctor``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import entry_points
 
 import pytest
 
+from recurrax import info
 from recurrax.cli import main
 from recurrax.train import History
 
@@ -32,7 +39,7 @@ def _one_line_error(capsys, argv: list[str], expected: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        ([], "required: {train,evaluate,list}"),
+        ([], "required: {train,evaluate,list,doctor}"),
         (["fly"], "invalid choice: 'fly'"),
         (["train", "--task", "adding"], "--out DIR is required"),
         (["train", "--out", "x"], "--task is required"),
@@ -63,27 +70,37 @@ def test_argument_errors_are_one_line(capsys, monkeypatch, tmp_path, argv, expec
     [("taken", "--out taken is an existing file"), ("taken/run", "cannot be created: taken is a file")],
 )
 def test_an_unusable_out_is_refused_before_any_work(capsys, monkeypatch, tmp_path, out, expected):
-    import recurrax.cli
+    import recurrax._cli_run
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "taken").write_text("not a run")
-    monkeypatch.setattr(recurrax.cli, "_build", lambda config: pytest.fail("built data and a model first"))
+    monkeypatch.setattr(recurrax._cli_run, "build", lambda config: pytest.fail("built data and a model first"))
     _one_line_error(capsys, ["train", "--task", "adding", "--out", out], expected)
 
 
-def test_the_console_script_and_module_entry_points(tmp_path):
+def _imported(importtime: str) -> set[str]:
+    """The modules named in ``python -X importtime``'s report (stderr)."""
+    return {line.split("|")[-1].strip() for line in importtime.splitlines() if line.startswith("import time:")}
+
+
+def test_the_entry_points_answer_help_and_argument_errors_without_importing_jax(tmp_path):
+    """Arguments are parsed before jax is imported: --help and a typo answer at once (0.2 s, not 2-5 s)."""
     (script,) = entry_points(group="console_scripts", name="recurrax")
     assert script.value == "recurrax.cli:main"
-    result = subprocess.run(
-        [sys.executable, "-m", "recurrax", "train", "--task", "adding", "--epochs", "ten", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
+    said = {}
+    for argv in (["--help"], ["train", "--task", "adding", "--epochs", "ten", "--out", str(tmp_path)]):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "recurrax", *argv], capture_output=True, text=True, check=False
+        )
+        modules = _imported(result.stderr)
+        assert "recurrax.cli" in modules and not {m for m in modules if m.split(".")[0] in ("jax", "flax")}
+        errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+        said[argv[0]] = result.returncode, result.stdout, errors
+    status, out, errors = said["--help"]
+    assert status == 0 and "{train,evaluate,list,doctor}" in out and errors == []
+    assert said["train"][0] == 2 and said["train"][2] == [
         "recurrax train: error: argument --epochs: expected a positive integer, got 'ten' (see recurrax train --help)"
-    )
+    ]
 
 
 def test_list_names_every_task_and_backbone(capsys):
@@ -106,6 +123,11 @@ def test_train_evaluate_and_exact_resume(capsys, tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert main(["train", *TINY, "--epochs", "2", "--out", str(whole)]) == 0
     trained = capsys.readouterr().out
+    # --no-progress: one line per epoch, Keras' verbose=2 (loss, metrics, validation, seconds).
+    epochs = [line for line in trained.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" - ")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"], trained
+    line = r"epoch 2/2 - [\d.]+s - loss \S+ - binary_accuracy \S+ - val_loss \S+ - val_binary_accuracy \S+"
+    assert re.fullmatch(line, epochs[1]), epochs[1]
     for name in ("config.json", "metrics.json", "history.json", "history_steps.csv", "history.png",
                  "gradient_norms.png", "gradient_flow.png", "gradient_flow_heatmap.png"):  # fmt: skip
         assert (whole / name).is_file(), name
@@ -117,10 +139,20 @@ def test_train_evaluate_and_exact_resume(capsys, tmp_path):
     # evaluate reloads the saved model and prints the same numbers.
     assert main(["evaluate", str(whole)]) == 0
     assert _final_lines(capsys.readouterr().out) == _final_lines(trained)
+    # A step the run does not hold is refused before any data or model is built.
+    import recurrax._cli_run
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recurrax._cli_run, "build", lambda config: pytest.fail("built data and a model first"))
+        _one_line_error(capsys, ["evaluate", str(whole), "--step", "5"], "--step 5: no checkpoint for step 5; steps: [")
 
     # One epoch, then --resume to two: bit-identical history and metrics (dropout included).
     assert main(["train", *TINY, "--epochs", "1", "--out", str(split)]) == 0
+    capsys.readouterr()
     assert main(["train", "--resume", str(split), "--epochs", "2", "--no-progress"]) == 0
+    resumed_out = capsys.readouterr().out
+    assert "recurrax: resumed from the checkpoint of step 3 (end of epoch 1); training to epoch 2" in resumed_out
+    assert [line.split(" - ")[0] for line in resumed_out.splitlines() if line.startswith("epoch ")] == ["epoch 2/2"]
     assert History.load(split) == History.load(whole)
     resumed = json.loads((split / "metrics.json").read_text())
     assert (resumed["validation"], resumed["test"]) == (metrics["validation"], metrics["test"])
@@ -177,10 +209,68 @@ def test_fresh_data_by_steps_resumes_exactly(capsys, tmp_path):
     assert main(["train", *flags, "--steps", "6", "--no-progress", "--out", str(whole)]) == 0
     out = capsys.readouterr().out
     assert "a fresh batch per step" in out and "final metrics after 6 steps" in out
+    assert [line.split(" - ")[0] for line in out.splitlines() if line.startswith("step ")] == ["step 3/6", "step 6/6"]
     assert main(["train", *flags, "--steps", "3", "--no-progress", "--out", str(split)]) == 0
+    capsys.readouterr()
     assert main(["train", "--resume", str(split), "--steps", "6", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "recurrax: resumed from the checkpoint of step 3; training to step 6" in out
+    assert [line.split(" - ")[0] for line in out.splitlines() if line.startswith("step ")] == ["step 6/6"]
     a, b = History.load(whole), History.load(split)
     assert [r["step"] for r in a.epochs] == [3, 6] and a.epochs == b.epochs and a.steps == b.steps
     metrics = [json.loads((run / "metrics.json").read_text()) for run in (whole, split)]
     assert metrics[0]["validation"] == metrics[1]["validation"] and metrics[0]["test"] == metrics[1]["test"]
     _one_line_error(capsys, ["train", "--resume", str(split), "--epochs", "3"], "the run trains by steps")
+
+
+def test_ctrl_c_during_a_checkpoint_write_finishes_it_and_says_one_line(tmp_path):
+    """SIGINT the moment orbax's temporary directory of a save appears: the save completes, stderr is the
+    one line and the resume hint (no orbax/asyncio tracebacks), exit status 130."""
+    run = tmp_path / "run"
+    argv = ["train", *TINY, "--epochs", "100", "--checkpoint-every", "1", "--out", str(run)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "recurrax", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        writing: list[str] = []
+        while not writing and child.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                writing = [n for n in os.listdir(run / "checkpoints") if ".orbax-checkpoint-tmp" in n]
+            time.sleep(0.002)  # a save takes tens of milliseconds
+        assert writing, "no checkpoint write seen"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    step = int(writing[0].split(".")[0])
+    assert child.returncode == 130, err
+    assert err.strip().splitlines() == [
+        f"recurrax: interrupted at step {step}; the last checkpoint is step {step}",
+        f"  continue with: recurrax train --resume {run}",
+    ], err
+    assert (run / "checkpoints" / str(step)).is_dir()  # the write that was interrupted finished
+    assert not [p for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
+
+
+def test_doctor_reports_versions_devices_environment_and_extras(capsys, monkeypatch):
+    monkeypatch.setenv("RECURRAX_TEST_TOKEN", "not reported")  # only JAX_*, XLA_* and device variables are
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["packages"]["jax"] == info.version_of("jax") and report["packages"]["orbax-checkpoint"]
+    assert set(report["optional"]) == set(info.OPTIONAL)
+    assert report["jax"]["backend"] == "cpu" and report["jax"]["devices"][0]["platform"] == "cpu"
+    assert report["environment"]["XLA_FLAGS"] == os.environ["XLA_FLAGS"]  # tests/conftest.py sets it
+    assert report["environment"]["JAX_PLATFORMS"] == "cpu" and "RECURRAX_TEST_TOKEN" not in report["environment"]
+    assert report["extras"]["tasks"] == []  # scikit-learn and mnist1d are test dependencies
+    text = info.format_report(report)
+    assert re.search(r"^numpy +\d", text, re.M) and re.search(r"^recurrax\[tasks\] +usable$", text, re.M)
+    assert re.search(rf"^XLA_FLAGS +{re.escape(os.environ['XLA_FLAGS'])}$", text, re.M)
+    assert info.version_of("no-such-distribution-recurrax") is None
+    broken = {**report, "jax": {"error": "RuntimeError: no devices"}, "extras": {"torch": ["torch (not installed)"]}}
+    text = info.format_report(broken)
+    assert re.search(r"^jax backend +unavailable: RuntimeError: no devices$", text, re.M)
+    assert re.search(r"^recurrax\[torch\] +missing torch \(not installed\)$", text, re.M)
+    # The module entry point, in a process of its own.
+    result = subprocess.run([sys.executable, "-m", "recurrax.info"], capture_output=True, text=True, check=True)
+    assert re.search(r"^jax backend +cpu$", result.stdout, re.M) and result.stderr == ""

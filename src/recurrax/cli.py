@@ -7,6 +7,13 @@ Usage::
     recurrax train --task adding --seq-len 100 --fresh-data --steps 2000 --eval-every 200 --out runs/adding
     recurrax evaluate runs/digits                         # metrics of the saved model
     recurrax list                                         # tasks and backbones
+    recurrax doctor                                       # versions, devices, extras: for a bug report
+
+This module parses and checks the arguments without importing jax, so
+``--help`` and every argument error answer at once; the work is done in
+:mod:`recurrax._cli_run`. A new option is a parser line in :func:`_build_parser`
+(and, for a run setting that ``--resume`` restores, an entry in
+:data:`TRAIN_DEFAULTS`), read where ``_cli_run.run_training`` builds the run.
 
 A run directory holds ``config.json`` (everything needed to rebuild the task,
 model and optimizer), ``checkpoints/``, ``history.json`` and CSVs, plots and
@@ -23,7 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -96,9 +103,11 @@ def _rate(text: str) -> float:
     return value
 
 
-def _step_spec(text: str) -> int | str:
-    if text in ("latest", "best"):
-        return text
+def _step_spec(text: str) -> int | Literal["latest", "best"]:
+    if text == "latest":
+        return "latest"
+    if text == "best":
+        return "best"
     try:
         value = int(text)
     except ValueError:
@@ -155,7 +164,7 @@ def _build_parser() -> _Parser:
         description="Train ready-made recurrent models on built-in tasks (recurrax.tasks, recurrax.models).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,list}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate,list,doctor}", parser_class=_Parser)
     commands.required = True
 
     train = commands.add_parser(
@@ -224,7 +233,11 @@ def _build_parser() -> _Parser:
         help="with --resume, when the latest checkpoint is unreadable: stop (raise, the default) or resume from "
         "the newest intact one (fallback)",
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar: one line per epoch (per evaluation with --steps), for logs and batch jobs",
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -241,6 +254,15 @@ def _build_parser() -> _Parser:
     evaluate.add_argument("--batch-size", type=_positive_int, default=256, help="examples per batch (default 256)")
 
     commands.add_parser("list", help="the tasks and backbones", description="List the tasks and backbones.")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="versions, backend, devices and usable extras, for a bug report",
+        description="Print what a bug report needs: the versions of Python, recurrax and its dependencies, "
+        "the optional packages, jax's backend and devices, JAX/XLA environment variables and which extras "
+        "of recurrax are usable. The same as `python -m recurrax.info`.",
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON object instead of text")
     return parser
 
 
@@ -315,96 +337,6 @@ def _read_config(run_dir: Path, command: str) -> dict[str, Any]:
     return config
 
 
-def _write_json(path: Path, data: Any) -> None:
-    from recurrax.train._history import write_atomic
-
-    write_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
-
-
-# --------------------------------------------------------- task, model, optim
-def _build(config: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """``(dataset, model, optimizer)`` from a config; bad settings raise ValueError/TypeError."""
-    from flax import nnx
-
-    from recurrax.models import backbone_spec, model_for_task
-    from recurrax.tasks import load_task
-    from recurrax.train import build_optimizer
-
-    # Cheap checks first, so that a typo fails before any data or weights are made; each names its flag.
-    try:
-        optimizer = build_optimizer(
-            config["optimizer"],
-            config["lr"],
-            clip_norm=config["clip"],
-            clip_value=config["clip_value"],
-            accumulate_steps=config["accumulate"],
-        )
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"--optimizer {config['optimizer']} / --lr {config['lr']}: {err}") from None
-    if isinstance(config["cell"], str):
-        try:
-            backbone_spec(config["cell"])
-        except ValueError as err:
-            raise ValueError(f"--cell {config['cell']}: {err}") from None
-    options = {
-        k: config[k]
-        for k in ("num_train", "num_validation", "num_test", "validation_fraction")
-        if config[k] is not None
-    }
-    if config["fresh_data"]:
-        options["infinite"] = True
-    _check_task_flags(config["task"], config["seq_len"], options)
-    data = load_task(config["task"], seq_len=config["seq_len"], seed=config["data_seed"], **options)
-    model_options: dict[str, Any] = {}
-    if config["dense"] is not None:
-        model_options["dense_size"] = config["dense"] or None
-    if config["dropout"] is not None:
-        model_options["dropout"] = config["dropout"]
-    rngs = nnx.Rngs(params=config["seed"], dropout=config["seed"] + 1)
-    model = model_for_task(data.info, cell=config["cell"], hidden_size=config["hidden"], rngs=rngs, **model_options)
-    return data, model, optimizer
-
-
-def _check_task_flags(task: str, seq_len: int | None, options: dict[str, Any]) -> None:
-    """Refuses, by flag, a task name or a task option the task does not take."""
-    import inspect
-
-    from recurrax.tasks import task_spec
-
-    try:
-        spec = task_spec(task)
-    except ValueError as err:
-        raise ValueError(f"--task {task}: {err} (see `recurrax list`)") from None
-    parameters = inspect.signature(spec.build).parameters
-    for option in options:
-        if option not in parameters:
-            flags = sorted(flag for name, flag in TASK_OPTION_FLAGS.items() if name in parameters)
-            raise ValueError(f"{TASK_OPTION_FLAGS[option]} does not apply to --task {task} (it takes {flags})")
-    if seq_len is not None and spec.length_argument is None:
-        raise ValueError(f"--seq-len does not apply to --task {task}: its sequence length is fixed")
-
-
-def _count_parameters(model: Any) -> int:
-    import jax
-    from flax import nnx
-
-    return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
-def _gradient_flow_measurable(model: Any) -> bool:
-    """Whether ``train.gradient_flow`` applies: recurrent layers, all scanned step by step.
-
-    The flow is read through carry perturbations, which only the sequential
-    scan takes (a parallel linear scan has no per-step carry to perturb).
-    """
-    from flax import nnx
-
-    from recurrax.nn import RNN
-
-    layers = [m for _, m in nnx.iter_modules(model) if isinstance(m, RNN)]
-    return bool(layers) and all(layer.method == "sequential" for layer in layers)
-
-
 # -------------------------------------------------------------------- train
 def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
@@ -441,17 +373,12 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError("recurrax train", "--on-corrupt applies to --resume DIR only")
         config = _config_from_args(args)
         run_dir = args.out
-    start = time.perf_counter()
-    try:
-        data, model, optimizer = _build(config)
-    except (ValueError, TypeError, ImportError) as err:
-        raise UsageError("recurrax train", f"{err}") from None
-    return _run_training(
+    from recurrax import _cli_run
+
+    start = time.perf_counter()  # after jax's import, which the wall time never counted
+    return _cli_run.run_training(
         config,
         run_dir,
-        data,
-        model,
-        optimizer,
         resume=args.resume is not None,
         on_corrupt=args.on_corrupt or "raise",
         progress=not args.no_progress,
@@ -459,175 +386,16 @@ def _train(args: argparse.Namespace) -> int:
     )
 
 
-def _run_training(
-    config: dict[str, Any],
-    run_dir: Path,
-    data: Any,
-    model: Any,
-    optimizer: Any,
-    *,
-    resume: bool,
-    on_corrupt: str,
-    progress: bool,
-    start: float,
-) -> int:
-    from recurrax import train
-
-    info = data.info
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / CONFIG_FILE, config)
-    by_steps = config["steps"] is not None
-    if config["fresh_data"]:
-        train_size, plan = "a fresh batch per step", f"{config['steps']} steps, validating every {config['eval_every']}"
-        total_steps, period = config["steps"], config["eval_every"]
-    else:
-        steps_per_epoch = -(-len(data.train) // config["batch_size"])
-        train_size = f"{len(data.train)} train"
-        if by_steps:
-            total_steps, period = config["steps"], config["eval_every"]
-            plan = f"{total_steps} steps ({steps_per_epoch} per epoch), validating every {period}"
-        else:
-            total_steps, period = config["epochs"] * steps_per_epoch, steps_per_epoch
-            plan = f"{config['epochs']} epochs x {steps_per_epoch} steps"
-    print(
-        f"recurrax: {info.description}\n"
-        f"  {train_size} / {len(data.validation)} validation / {len(data.test)} test examples, "
-        f"inputs [T={info.seq_len}, D={info.in_features}]\n"
-        f"  model: {type(model).__name__}, cell={config['cell']}, hidden={config['hidden']}, "
-        f"{_count_parameters(model):,} parameters; {plan}",
-        flush=True,
-    )
-    trainer = train.Trainer(model, optimizer, loss=info.loss, metrics=list(info.metrics))
-    # With no validation split (--validation-fraction 0) the best checkpoint is the best training epoch.
-    validation = data.validation if len(data.validation) else None
-    checkpointer = train.Checkpointer(
-        run_dir / CHECKPOINT_DIR,
-        every_steps=config["checkpoint_every"] or period,
-        keep=2,
-        monitor="loss" if validation is None else "val_loss",
-        on_corrupt=on_corrupt,
-    )
-    callbacks = []
-    recorder = None
-    if _gradient_flow_measurable(model):
-        if validation is not None:
-            flow_batch = validation.subset(slice(0, 64))
-        else:
-            flow_batch = data.train.batch(0, 64) if config["fresh_data"] else data.train.subset(slice(0, 64))
-        batch = {"inputs": flow_batch.inputs, "targets": flow_batch.targets, "lengths": flow_batch.lengths}
-        # Measured every ~1/20 of the planned run; fixed in the config so a resume measures at the same steps.
-        config.setdefault("flow_every", max(1, total_steps // 20))
-        _write_json(run_dir / CONFIG_FILE, config)
-        recorder = train.GradientFlowRecorder(batch, every_steps=config["flow_every"])
-        callbacks.append(recorder)
-    try:
-        length = {"steps": config["steps"], "eval_every": config["eval_every"]} if by_steps else {}
-        history = trainer.fit(
-            data.train,
-            **(length or {"epochs": config["epochs"]}),
-            steps_per_call=config["steps_per_call"],
-            batch_size=config["batch_size"],
-            validation_data=validation,
-            seed=config["seed"],
-            callbacks=callbacks,
-            checkpoint=checkpointer,
-            resume=resume,
-            progress=progress,
-            history_dir=run_dir,
-        )
-    except KeyboardInterrupt:
-        print(
-            f"\nrecurrax: interrupted; continue from the last checkpoint with: recurrax train --resume {run_dir}",
-            file=sys.stderr,
-        )
-        return 130
-    except train.CheckpointError as err:
-        raise UsageError("recurrax train", f"{err}") from None
-    except FloatingPointError as err:
-        print(
-            f"recurrax train: {err}\n  the run stays in {run_dir}: its last checkpoint is from before the "
-            "non-finite loss (a new run with a lower --lr or with --clip may fare better)",
-            file=sys.stderr,
-        )
-        return 1
-    finally:
-        checkpointer.close()
-    train_seconds = time.perf_counter() - start
-
-    train.plot_history(history, run_dir / "history.png")
-    train.plot_gradient_norms(history, run_dir / "gradient_norms.png")
-    if recorder is not None and len(recorder.steps):
-        flows, steps = recorder.flows, recorder.steps
-        train.plot_gradient_flow(
-            {f"step {steps[0]}": flows[0], f"step {steps[-1]}": flows[-1]},
-            run_dir / "gradient_flow.png",
-            title=f"gradient flow ‖∂L/∂h_t‖, {config['cell']} on {info.name}",
-        )
-        train.plot_gradient_flow(flows, run_dir / "gradient_flow_heatmap.png", steps=steps)
-
-    splits = {"test": data.test} if validation is None else {"validation": validation, "test": data.test}
-    metrics = {name: trainer.evaluate(split) for name, split in splits.items()}
-    summary = {
-        "task": info.to_dict(),
-        "step": trainer.step,
-        "epoch": trainer.epoch,
-        "train_last_epoch": {k: v for k, v in history.epochs[-1].items() if not k.startswith("val_")},
-        **metrics,
-        "baseline": {info.baseline_metric: info.baseline},
-        "wall_seconds": time.perf_counter() - start,
-        "train_seconds": train_seconds,
-    }
-    _write_json(run_dir / METRICS_FILE, summary)
-    done = f"{trainer.step} steps" if by_steps else f"{trainer.epoch} epochs, {trainer.step} steps"
-    print(f"final metrics after {done} ({summary['wall_seconds']:.1f} s):")
-    _print_metrics(metrics, info)
-    print(f"run saved in {run_dir}")
-    return 0
-
-
-def _print_metrics(metrics: dict[str, dict[str, float]], info: Any) -> None:
-    for split, values in metrics.items():
-        text = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
-        print(f"  {split:<10}  {text}")
-    print(f"  baseline    {info.baseline_metric} {info.baseline:.4f}  ({info.baseline_description})")
-
-
 # ----------------------------------------------------------------- evaluate
 def _evaluate(args: argparse.Namespace) -> int:
-    from recurrax import train
-
     config = _read_config(args.run_dir, "evaluate")
-    try:
-        data, model, _ = _build(config)
-    except (ValueError, TypeError, ImportError) as err:
-        raise UsageError("recurrax evaluate", f"{err}") from None
-    try:
-        train.restore_model(args.run_dir / CHECKPOINT_DIR, model, step=args.step)
-    except (FileNotFoundError, ValueError) as err:
-        raise UsageError("recurrax evaluate", f"{err}") from None
-    trainer = train.Trainer(model, None, loss=data.info.loss, metrics=list(data.info.metrics), diagnostics=False)
     if args.split and "train" in args.split and config["fresh_data"]:
         raise UsageError(
             "recurrax evaluate", "--split train: the run trained on fresh batches (--fresh-data); no fixed train split"
         )
-    splits = args.split or [name for name in ("validation", "test") if len(data.splits[name])]
-    metrics = {s: trainer.evaluate(data.splits[s], batch_size=args.batch_size) for s in dict.fromkeys(splits)}
-    print(f"{args.run_dir} (checkpoint {args.step}):")
-    _print_metrics(metrics, data.info)
-    return 0
+    from recurrax import _cli_run
 
-
-def _list() -> int:
-    from recurrax.models import backbone_names, backbone_spec
-    from recurrax.tasks import task_names, task_spec
-
-    print("tasks (--task):")
-    for name in task_names():
-        print(f"  {name:<14} {task_spec(name).summary}")
-    print("backbones (--cell/--model):")
-    for name in backbone_names():
-        print(f"  {name:<14} {backbone_spec(name).summary}")
-    return 0
+    return _cli_run.evaluate(args.run_dir, config, splits=args.split, step=args.step, batch_size=args.batch_size)
 
 
 # --------------------------------------------------------------------- main
@@ -635,7 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``recurrax`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
     Mistakes in the arguments or the run directory print one line
-    (``recurrax train: ...``) to stderr and return 2; no traceback.
+    (``recurrax train: ...``) to stderr and return 2; no traceback. A Ctrl-C
+    returns 130 (a training run prints how to resume it).
     """
     parser = _build_parser()
     try:
@@ -644,7 +413,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
-        return _list()
+        if args.command == "doctor":
+            from recurrax import info
+
+            return info.print_report(as_json=args.json)
+        from recurrax import _cli_run
+
+        return _cli_run.list_names()
     except UsageError as err:
         print(err, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a Ctrl-C while training has its own message (and resume hint) in _cli_run
+        print("\nrecurrax: interrupted", file=sys.stderr)
+        return 130
