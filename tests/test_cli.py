@@ -7,11 +7,13 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +78,26 @@ def test_an_unusable_out_is_refused_before_any_work(capsys, monkeypatch, tmp_pat
     (tmp_path / "taken").write_text("not a run")
     monkeypatch.setattr(recurrax._cli_run, "build", lambda config: pytest.fail("built data and a model first"))
     _one_line_error(capsys, ["train", "--task", "adding", "--out", out], expected)
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+
+
+def _doc_block(heading: str) -> list[str]:
+    """The lines of the first code block after ``heading`` in docs/cli.md."""
+    text = DOCS.read_text()
+    section = text[text.index(heading) :]
+    return section.split("```\n", 2)[1].splitlines()
+
+
+def test_the_documented_errors_are_what_the_command_prints(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    lines = _doc_block("## Errors")
+    commands = [(i, line) for i, line in enumerate(lines) if line.startswith("$ recurrax ")]
+    assert len(commands) >= 3
+    for i, line in commands:
+        assert main(shlex.split(line)[2:]) == 2
+        assert capsys.readouterr().err.strip() == lines[i + 1], line
 
 
 def _imported(importtime: str) -> set[str]:
@@ -271,6 +293,10 @@ def test_doctor_reports_versions_devices_environment_and_extras(capsys, monkeypa
     text = info.format_report(broken)
     assert re.search(r"^jax backend +unavailable: RuntimeError: no devices$", text, re.M)
     assert re.search(r"^recurrax\[torch\] +missing torch \(not installed\)$", text, re.M)
+    # docs/cli.md's sample output has the rows the report prints.
+    labels = {line.split("  ")[0] for line in info.format_report(report).splitlines()}
+    sample = _doc_block("## `recurrax doctor`")
+    assert sample and {line.split("  ")[0] for line in sample} <= labels | {"recurrax[torch]"}
     # The module entry point, in a process of its own.
     result = subprocess.run([sys.executable, "-m", "recurrax.info"], capture_output=True, text=True, check=True)
     assert re.search(r"^jax backend +cpu$", result.stdout, re.M) and result.stderr == ""
