@@ -32,7 +32,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
-# slow: about 80 worker-seconds for all pages together (their models' compiles), on the full leg only.
+# slow: about 70 CPU-seconds for all pages together (mostly their models' compiles); the full leg runs them.
 @pytest.mark.slow
 @pytest.mark.parametrize("page", GUIDES, ids=lambda page: page.name)
 def test_guide_blocks_run_and_print_what_they_say(page, isolated):
