@@ -7,9 +7,12 @@ rare and needs a reason a reader can check; the count is held here.
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from markdown_blocks import blocks, run_page
@@ -53,3 +56,57 @@ def test_the_rule_finds_every_block():
     # A block the parser missed would silently not run: count the fences another way.
     for page in PAGES:
         assert page.read_text().count("```python") == len(blocks(page)), page.name
+
+
+# ---------------------------------------------------------------- the quick start's numbers
+# README.md and docs/cli.md quote the record that `python -m benchmarks.quickstart` writes from a real run
+# of `make demo`'s command; these tests hold the text to the record, and the record to the code.
+RECORD = ROOT / "benchmarks" / "results" / "quickstart.json"
+
+
+def _quoted(run: dict) -> str:
+    """How the docs quote one recorded run: its numbers and the stack they came from."""
+    python = ".".join(run["stack"]["python"].split(".")[:2])
+    test, validation = run["test"]["accuracy"], run["validation"]["accuracy"]
+    return f"test accuracy {test:g}, validation {validation:g} on jax {run['stack']['jax']} (Python {python}"
+
+
+def test_the_quickstart_numbers_in_the_docs_are_the_recorded_ones():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.quickstart import demo_command
+
+    record = json.loads(RECORD.read_text())
+    assert record["command"] == demo_command(), "make demo changed: rerun python -m benchmarks.quickstart"
+    # Prose wraps anywhere: compare with every run of whitespace as one space.
+    readme, cli = (" ".join((ROOT / page).read_text().split()) for page in ("README.md", "docs/cli.md"))
+    first = record["runs"][0]
+    for name, text in [("README.md", readme), ("docs/cli.md", cli)]:
+        assert record["command"] in text, f"{name} does not show make demo's command"
+        for run in record["runs"]:
+            assert _quoted(run) in text, f"{name} should say {_quoted(run)!r} (benchmarks/results/quickstart.json)"
+        assert f"{first['wall_seconds']:.0f} s" in text, f"{name}: the recorded run took {first['wall_seconds']} s"
+    printed = " ".join(" ".join(first["printed"]).split())
+    assert printed in cli, "docs/cli.md should show the lines the recorded run printed"
+
+
+@pytest.mark.slow
+def test_a_short_run_of_the_recorded_config_starts_as_the_record_did():
+    # The same config through the command's own builder and the trainer it uses, for a few steps: a change to
+    # the data, model, initialisation or optimizer changes these losses (rounding moves them by ~1e-7).
+    from recurrax import _cli_run, train
+
+    record = json.loads(RECORD.read_text())
+    config = record["runs"][0]["config"]
+    data, model, optimizer = _cli_run.build(config)
+    trainer = train.Trainer(model, optimizer, loss=data.info.loss, metrics=list(data.info.metrics))
+    steps = len(record["runs"][0]["first_losses"])
+    history = trainer.fit(data.train, steps=steps, batch_size=config["batch_size"], seed=config["seed"], progress=False)
+    for run in record["runs"]:
+        assert run["config"] == config
+        np.testing.assert_allclose(
+            [row["loss"] for row in history.steps],
+            run["first_losses"],
+            rtol=1e-5,
+            err_msg="the quick start now trains differently: rerun python -m benchmarks.quickstart, update the docs",
+        )
