@@ -55,7 +55,9 @@ nb_execution_raise_on_error = (
 )
 nb_execution_show_tb = True
 nb_execution_timeout = 300
-nb_output_stderr = "warn"  # a warning, so an error under -W: stderr on a page is noise a reader should not see
+# stderr is the progress bars fit draws (tqdm, passed disable= explicitly, so TQDM_DISABLE cannot
+# silence it): noise on a page. Warnings a page raises fail tests/test_docs.py (warnings are errors there).
+nb_output_stderr = "remove"
 nb_merge_streams = True
 myst_heading_anchors = 3  # GitHub-style #anchors, as the guides link them
 
