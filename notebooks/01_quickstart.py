@@ -29,8 +29,8 @@
 #
 # The committed outputs come from the small default size (a few seconds on a
 # CPU; the test suite re-executes it and compares). Set `FULL = True` below for
-# the full-size run: 5,000 reviews of 50 words, 10 epochs (a few minutes on a
-# CPU, less on a Colab GPU: *Runtime → Change runtime type*).
+# the full-size run: 5,000 reviews of 50 words, 10 epochs (a minute or two on a
+# 2-core CPU, less on a Colab GPU: *Runtime → Change runtime type*).
 
 # %%
 # Where recurrax comes from, the one setting to change (notebooks/README.md):

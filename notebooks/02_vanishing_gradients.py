@@ -34,9 +34,10 @@
 # The committed outputs come from the small default size (`T = 50`, 150
 # training steps: seconds on a CPU; the test suite re-executes it and
 # compares). That is enough to see the gradients, not to learn the task: set
-# `FULL = True` for `T = 100` and 3,000 steps, where the LSTM and the LRU
-# learn it and the tanh RNN does not (minutes on a CPU; on Colab choose a GPU
-# runtime: *Runtime → Change runtime type*).
+# `FULL = True` for `T = 100` and 3,000 steps, where the LSTM learns it and
+# the other two do not, each for its own reason (below). That takes a minute or
+# two on a 2-core CPU; on Colab a GPU runtime (*Runtime → Change runtime type*)
+# is faster.
 
 # %%
 # Where recurrax comes from, the one setting to change (notebooks/README.md):
@@ -172,12 +173,23 @@ steps = results["rnn"][1].steps
 display(Image(filename=train.plot_gradient_flow(over_training, "flow_training.png", steps=steps, title=f"T={T}")))
 
 # %% [markdown]
+# ## Gradient flow is necessary, not sufficient
+#
+# At the full size the LSTM learns the task and the tanh RNN stays near the
+# baseline: its gradient never reaches the first marked value. The LRU stays
+# near the baseline too, although its gradient does reach every step: one LRU
+# layer is linear in its inputs, so its last state is a weighted sum
+# `Σ_t λ^(T-1-t) ⊙ B x_t`, and no readout of a sum can pick out
+# `value × marker` at the two marked steps. The LRU paper stacks LRU layers
+# with nonlinear MLPs between them, which is what makes such products
+# possible; the LSTM's gates multiply inside the recurrence.
+#
 # Similar runs from the command line (the CLI's LSTM without chrono initialisation), with checkpoints,
 # history and plots:
 #
 # ```
-# recurrax train --task adding --seq-len 100 --cell lstm --hidden 32 --steps 3000 --fresh-data \\
+# recurrax train --task adding --seq-len 100 --cell lstm --hidden 32 --steps 3000 --fresh-data \
 #     --lr 3e-3 --clip 1.0 --out runs/lstm
-# recurrax train --task adding --seq-len 100 --cell rnn --hidden 32 --steps 3000 --fresh-data \\
+# recurrax train --task adding --seq-len 100 --cell rnn --hidden 32 --steps 3000 --fresh-data \
 #     --lr 3e-3 --clip 1.0 --out runs/rnn
 # ```

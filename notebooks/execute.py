@@ -61,7 +61,7 @@ ENVIRONMENT = {
 # that it leaves the numbers alone.
 CHECK_ENVIRONMENT = {"XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
 # Unset for the kernels: a backend or device choice from the calling shell would change the outputs.
-UNSET = ("MPLBACKEND", "CUDA_VISIBLE_DEVICES", "JAX_ENABLE_X64", "RECURRAX_NOTEBOOK_QUICK", "XLA_FLAGS")
+UNSET = ("MPLBACKEND", "CUDA_VISIBLE_DEVICES", "JAX_ENABLE_X64", "XLA_FLAGS")
 RTOL = 1e-3
 TIMEOUT_S = 600
 

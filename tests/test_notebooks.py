@@ -46,7 +46,7 @@ def test_notebook_is_committed_executed_and_paired(path):
 
     code = [c for c in committed.cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "commit it executed, top to bottom"
-    assert code[0].source.startswith(execute.INSTALL_BLOCK.rstrip()), "the first code cell starts with the install block"
+    assert code[0].source.startswith(execute.INSTALL_BLOCK.rstrip()), "the first code cell starts with the install"
     execute.check_clean(committed, path.name)  # no errors, no stderr, no memory addresses
     images = [kind for c in code for kind in execute.summary(c)[1]]
     assert "image/png" in images, "a notebook shows at least one figure"
