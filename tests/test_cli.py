@@ -28,6 +28,15 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.fixture
+def no_plots(monkeypatch):
+    """The run's figures are checked once (test_train_evaluate_and_exact_resume); elsewhere they cost ~1 s a run."""
+    from recurrax import train
+
+    for name in ("plot_history", "plot_gradient_norms", "plot_gradient_flow"):
+        monkeypatch.setattr(train, name, lambda *args, **kwargs: None)
+
+
 def _one_line_error(capsys, argv: list[str], expected: str) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -186,7 +195,7 @@ def test_train_evaluate_and_exact_resume(capsys, tmp_path):
     _one_line_error(capsys, ["train", "--resume", str(whole), "--epochs", "1"], "can only be extended")
 
 
-def test_mnist1d_without_validation_trains_and_evaluates(capsys, monkeypatch, tmp_path):
+def test_mnist1d_without_validation_trains_and_evaluates(no_plots, capsys, monkeypatch, tmp_path):
     """--validation-fraction 0: the paper's split; checkpoints monitor the training loss."""
     import recurrax.tasks
 
@@ -209,7 +218,7 @@ def test_mnist1d_without_validation_trains_and_evaluates(capsys, monkeypatch, tm
     assert "  test" in capsys.readouterr().out
 
 
-def test_resume_from_a_corrupt_checkpoint_is_one_line_or_falls_back(capsys, tmp_path):
+def test_resume_from_a_corrupt_checkpoint_is_one_line_or_falls_back(no_plots, capsys, tmp_path):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--checkpoint-every", "1", "--out", str(run)]) == 0
     for path in (run / "checkpoints" / "3").rglob("*"):
@@ -223,7 +232,7 @@ def test_resume_from_a_corrupt_checkpoint_is_one_line_or_falls_back(capsys, tmp_
     assert (run / "checkpoints" / "3.corrupt").is_dir()
 
 
-def test_fresh_data_by_steps_resumes_exactly(capsys, tmp_path):
+def test_fresh_data_by_steps_resumes_exactly(no_plots, capsys, tmp_path):
     """--fresh-data --steps: batch g is drawn from (seed, g), so a resumed run reads what an uninterrupted one did."""
     adding = ["--task", "adding", "--seq-len", "8", "--num-validation", "16", "--num-test", "16", "--hidden", "8"]
     flags = [*adding, "--fresh-data", "--eval-every", "3", "--batch-size", "8", "--steps-per-call", "2"]
