@@ -17,11 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
-# The page kernels inherit this environment: CPU only, no progress bars, files
-# drawn with Agg.
+# The page kernels inherit this environment: CPU only. No MPLBACKEND: the
+# kernel's inline backend is what puts a page's plt.show() figures on the page.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 import recurrax  # noqa: E402  (after the environment is set)
 
@@ -55,8 +53,8 @@ nb_execution_raise_on_error = (
 )
 nb_execution_show_tb = True
 nb_execution_timeout = 300
-# stderr is the progress bars fit draws (tqdm, passed disable= explicitly, so TQDM_DISABLE cannot
-# silence it): noise on a page. Warnings a page raises fail tests/test_docs.py (warnings are errors there).
+# stderr is the progress bars fit draws: noise on a page. Warnings a page raises
+# fail tests/test_docs.py (warnings are errors there).
 nb_output_stderr = "remove"
 nb_merge_streams = True
 myst_heading_anchors = 3  # GitHub-style #anchors, as the guides link them
