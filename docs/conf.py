@@ -4,8 +4,9 @@ The source directory is the repository root (`sphinx-build -c docs . <out>`), so
 the guides' relative links (`../benchmarks/results/train_loop.md`, README's
 `docs/cli.md`) resolve as they do on GitHub; `include_patterns` picks the pages.
 Every ```python block of a Markdown page runs in a fresh kernel per page at build
-time (MyST-NB, `auto` mode: cells without outputs run); the notebooks are shown
-with the outputs committed with them (tests/test_notebooks.py re-executes them).
+time (MyST-NB, `auto` mode: a page whose code cells lack outputs runs); the
+notebooks are shown with the outputs committed with them (tests/test_notebooks.py
+re-executes them), and one committed without outputs runs here like a guide.
 """
 
 from __future__ import annotations
@@ -48,9 +49,8 @@ extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon"]
 nb_custom_formats = {".md": "guide_reader.read_guide"}
 nb_execution_mode = "auto"
 nb_execution_in_temp = True  # files a page writes go to a temporary directory, as in tests/test_docs.py
-nb_execution_raise_on_error = (
-    False  # a failing page is a warning (an error under -W): every failure is listed in one build
-)
+# A failing page is a warning (an error under -W), so one build lists every failure.
+nb_execution_raise_on_error = False
 nb_execution_show_tb = True
 nb_execution_timeout = 300
 # stderr is the progress bars fit draws: noise on a page. Warnings a page raises
