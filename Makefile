@@ -1,14 +1,20 @@
-# The two quick-start commands: `make demo` (set up + main job) and `make test`.
-# Each creates the virtual environment it needs in .venv on first use.
+# The two quick-start commands: `make demo` (set up + main job) and `make test`
+# (the whole CI). Each creates the virtual environments it needs on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The newest-stack leg of `make test`: Python 3.12 with the newest jax/flax, no torch.
+# python3.12 on PATH, else pyenv's 3.12 (a pyenv shim answers only for the selected version).
+PYTHON312 ?= $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null \
+	|| PYENV_VERSION=3.12 pyenv which python3.12 2>/dev/null || echo python3.12)
+VENV312 ?= .venv312
+BIN312 := $(VENV312)/bin
 # PyTorch is only a parity-test/benchmark reference. This exact pin takes the
 # CPU build; an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test lint typecheck bench bench-smoke clean
+.PHONY: demo test test-full test-newest lint typecheck bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +29,36 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[tasks,test,dev,bench]'
 	touch $@
 
+$(BIN312)/python:
+	$(PYTHON312) -m venv $(VENV312)
+	$(BIN312)/python -m pip install --quiet --upgrade pip
+
+# --upgrade-strategy eager: the newest release of every dependency, not the first that satisfies pyproject.
+$(VENV312)/.installed: $(BIN312)/python pyproject.toml
+	$(BIN312)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[tasks,test]'
+	touch $@
+
 demo: $(VENV)/.demo-installed
 	$(BIN)/recurrax train --task mnist1d --cell gru --hidden 128 --epochs 20 --batch-size 32 --lr 3e-3 --clip 1.0 --out $(DEMO_OUT)
 
+# The whole CI: lint, the full suite on $(PYTHON), then the fast subset on the newest stack.
+# The newest-stack venv installs in the background while the full suite runs (pip is mostly
+# waiting on the network and the disk); its log is shown only if it fails.
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests benchmarks notebooks
 	$(BIN)/ruff format --check src tests benchmarks notebooks
+	@$(MAKE) --no-print-directory $(VENV312)/.installed > $(VENV312).log 2>&1 & install=$$!; \
+	$(MAKE) --no-print-directory test-full; status=$$?; \
+	if ! wait $$install; then cat $(VENV312).log; echo "make: installing $(VENV312) failed"; exit 1; fi; \
+	exit $$status
+	$(MAKE) --no-print-directory test-newest
+
+test-full: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# The fast subset: tests marked slow and those needing torch (not installed there) are skipped.
+test-newest: $(VENV312)/.installed
+	$(BIN312)/python -m pytest -n 2 --dist loadfile -q -m "not slow"
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests benchmarks notebooks
@@ -43,7 +72,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV312) $(VENV312).log runs .pytest_cache .ruff_cache
 
 # The docs site (docs/conf.py) into build/site: Sphinx + MyST-NB in strict mode, every guide
 # page's Python run at build time (a fresh environment each time, so every warning is seen),
