@@ -10,6 +10,8 @@ for any number of batch dims is the library's normal broadcasting.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -21,6 +23,37 @@ import jax
 import pytest
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+_own_cache_dir: str | None = None
+
+
+def pytest_configure(config):
+    """One persistent compilation cache per test run, fresh and empty at the start.
+
+    Shared by the xdist workers, the subprocesses the tests start (`recurrax
+    train ...`, notebook kernels) and tests that rebuild a program from fresh
+    closures, which jit's in-memory cache misses. A hit needs the same HLO, XLA
+    flags, jax/jaxlib version and backend, so it returns what compiling would.
+    The first process of the run makes the directory (workers and subprocesses
+    inherit the variable) and removes it at the end: no run reads another's.
+    """
+    global _own_cache_dir
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        _own_cache_dir = tempfile.mkdtemp(prefix="recurrax-tests-jax-cache-")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = _own_cache_dir
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the tests' programs take < 1 s
+    # jax is imported already: its config read the environment before this ran.
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    min_seconds = float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_seconds)
+    # Entries are written without a lock: a read racing another process's write sees a
+    # truncated file, which the decompressor refuses, and jax compiles instead (after this warning).
+    config.addinivalue_line("filterwarnings", "ignore:Error reading persistent compilation cache entry:UserWarning")
+
+
+def pytest_unconfigure(config):
+    if _own_cache_dir is not None:
+        shutil.rmtree(_own_cache_dir, ignore_errors=True)
 
 
 @pytest.fixture
