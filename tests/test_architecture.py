@@ -109,6 +109,7 @@ def _required(entry):
     return {"spatial_shape": (3,)} if entry.name == "conv_lstm" else {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", registered_cells(), ids=[e.name for e in registered_cells()])
 def test_every_registered_layer_is_its_cell_scanned(entry):
     xs = jax.random.normal(jax.random.key(0), (2, 5, 3))

@@ -23,6 +23,9 @@ if str(ROOT) not in sys.path:
 from benchmarks import run as bench  # noqa: E402
 from benchmarks.peers import PEERS  # noqa: E402
 
+# ~45 s of the suite (every installed peer compiles its own model): not in the newest-stack leg.
+pytestmark = pytest.mark.slow
+
 # A peer's framework is optional; only those installed here are required to run.
 OPTIONAL = {"equinox_peer": "equinox", "haiku_peer": "haiku", "keras_peer": "keras", "torch_peer": "torch"}
 

@@ -172,6 +172,7 @@ CASES: dict[str, Case] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_padding_never_reaches_values_or_gradients(name: str):
     fn, params = CASES[name]()

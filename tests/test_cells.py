@@ -69,6 +69,7 @@ def test_matches_numpy_reference_loop(case: CellCase, reverse: bool, x64):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CELL_CASES, ids=CASE_IDS)
 def test_gradients_match_finite_differences(case: CellCase, x64):
     cell = case.make(param_dtype=jnp.float64)
@@ -87,6 +88,7 @@ def test_gradients_match_finite_differences(case: CellCase, x64):
 PROJECTING_CASES = [case for case in CELL_CASES if case.make().supports_input_projection]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", PROJECTING_CASES, ids=[case.name for case in PROJECTING_CASES])
 def test_hoisted_input_projection_equals_the_step(case: CellCase, x64):
     """Both ways of applying the input matmul (hoisted before the loop, or in each step) agree, with gradients."""

@@ -69,6 +69,7 @@ def _compare(name, dtype, tol, *, batch_shape=(B,), lengths=None, resets=None, c
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=tol, atol=tol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_equals_plain_float64(x64, name):
     lengths = jnp.array([T, 4, 1])
@@ -85,6 +86,7 @@ def test_fused_with_other_backends_layouts_equals_plain(x64, monkeypatch, name):
     _compare(name, jnp.float64, 1e-12, lengths=lengths, resets=resets, check_jvp=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_second_derivatives_equal_plain(x64, name):
     # Hessian-vector products both ways round: forward over reverse, and reverse over forward.
@@ -109,6 +111,7 @@ def test_fused_second_derivatives_equal_plain(x64, name):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_hoisted_equals_plain_float32_time_major_reverse_unroll(name):
     # Batch dims (2, 2), time-major, reverse within lengths with resets, unroll and the hoisted

@@ -49,6 +49,7 @@ def _paths(case: CellCase) -> list[dict]:
     return [{}, {"fused": False, "hoist_input_projection": False}]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CELL_CASES, ids=[case.name for case in CELL_CASES])
 def test_padding_never_reaches_values_or_gradients(case: CellCase):
     cell = case.make()

@@ -6,6 +6,7 @@ import doctest
 import importlib
 import inspect
 import pkgutil
+import re
 
 import pytest
 
@@ -57,13 +58,26 @@ def _library_modules():
         yield info.name
 
 
-@pytest.mark.parametrize("module_name", sorted(_library_modules()))
+# `import torch`, `import numpy as np, torch` or `from torch import nn` in an example.
+_IMPORTS_TORCH = re.compile(r"^\s*(import\s+([\w.]+(\s+as\s+\w+)?\s*,\s*)*torch\b|from\s+torch\b)", re.MULTILINE)
+
+# Examples that build whole models op by op (each op compiles on its own): 20-25 s each on 2 cores.
+SLOW_EXAMPLES = {"recurrax.attention._transformer", "recurrax.nn._sequence_models"}
+
+
+@pytest.mark.parametrize(
+    "module_name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_EXAMPLES else name
+        for name in sorted(_library_modules())
+    ],
+)
 def test_docstring_examples_run(module_name):
     module = importlib.import_module(module_name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     tests = [test for test in finder.find(module, module_name) if test.examples]
-    if any("import torch" in example.source for test in tests for example in test.examples):
+    if any(_IMPORTS_TORCH.search(example.source) for test in tests for example in test.examples):
         pytest.importorskip("torch")  # torch is an optional extra (not in the newest-stack leg)
     for test in tests:
         if test.examples:

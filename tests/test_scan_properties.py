@@ -38,6 +38,7 @@ def masked_batches(draw):
     return xs, lengths, resets, draw(st.booleans())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CELLS))
 def test_scan_equals_its_loop_for_any_masks(name):
     cell, options = CELLS[name]

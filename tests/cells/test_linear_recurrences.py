@@ -136,6 +136,7 @@ def test_both_methods_match_the_papers_equations(name, x64):
         np.testing.assert_allclose(final, ref_final, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["min_gru_log", "min_lstm", "lru"])  # the log-space, linear and complex scans
 def test_parallel_equals_sequential_outputs_and_gradients_float32(name):
     """The issue's bar: ≤ 1e-5 in float32, with lengths, resets, a non-zero initial carry, both directions.
@@ -172,6 +173,7 @@ def test_parallel_equals_sequential_outputs_and_gradients_float32(name):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["min_gru_log", "lru"])  # the log-space and complex scans
 def test_parallel_gradients_match_finite_differences(name, x64):
     cell = CELLS[name](param_dtype=jnp.float64)
@@ -185,6 +187,7 @@ def test_parallel_gradients_match_finite_differences(name, x64):
     check_grads(loss, (params, xs), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_log_space_scan_is_stable_on_long_sequences_with_saturated_gates():
     """Gates near 0 and 1: products of forget gates underflow float32, the log-space scan does not mind."""
     cell = min_lstm(H, log_space=True)

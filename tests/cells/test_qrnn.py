@@ -62,6 +62,7 @@ def _setup(window, pooling, dtype=jnp.float64):
     return cell, params, xs, carry0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("window", "pooling"), [(1, "f"), (2, "fo"), (3, "ifo")])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_both_methods_match_a_plain_python_loop(x64, window, pooling, reverse):
@@ -75,6 +76,7 @@ def test_both_methods_match_a_plain_python_loop(x64, window, pooling, reverse):
         np.testing.assert_allclose(carry.c, ref_c, rtol=1e-12, atol=1e-12, err_msg=method)
 
 
+@pytest.mark.slow
 def test_final_pending_sums_continue_the_sequence(x64):
     # Scanning a sequence in two pieces (the second from the first's final carry) equals
     # scanning it whole: the carry holds exactly what the convolution still owes.

@@ -177,6 +177,7 @@ def test_wrong_input_width_is_a_clear_error():
         model(jnp.ones((B, T, 4)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", backbone_names())
 def test_every_backbone_respects_lengths_and_trains(name):
     """Driven by the registry: a new backbone gets the same checks."""

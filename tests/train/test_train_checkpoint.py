@@ -66,6 +66,7 @@ def run(directory, *, resume=False, interrupt_at=None, snapshots=None):
     return trainer, ckpt
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     snapshots = {}
     full, full_ckpt = run(tmp_path / "full", snapshots=snapshots)

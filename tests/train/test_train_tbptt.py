@@ -41,6 +41,7 @@ def reference(model, batch, chunk_size):
     return value, preds, grads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("layer", "chunk_size", "lengths"),
     [(nn.LSTM, 2, False), (nn.SimpleRNN, 4, True)],  # scanned chunks, tuple carry; a short last chunk, lengths
