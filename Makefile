@@ -9,12 +9,14 @@ PYTHON312 ?= $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/nu
 	|| PYENV_VERSION=3.12 pyenv which python3.12 2>/dev/null || echo python3.12)
 VENV312 ?= .venv312
 BIN312 := $(VENV312)/bin
-# PyTorch is only a parity-test/benchmark reference. This exact pin takes the
-# CPU build; an unpinned torch would pull a multi-GB CUDA build.
+# PyTorch is only a parity-test/benchmark reference, for the python3 (3.11) venv only. On the CI
+# machine this pin resolves to a local CPU wheel; elsewhere install the CPU build with
+# `pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu` (plain PyPI gives a
+# multi-GB CUDA build on Linux), e.g. make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
 TORCH ?= torch==2.13.0
 DEMO_OUT ?= runs/quickstart
 
-.PHONY: demo test test-full test-newest lint typecheck bench bench-smoke clean
+.PHONY: demo test test-full test-newest lint typecheck notebooks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +27,7 @@ $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[tasks,test,dev,bench]'
 	touch $@
 
@@ -47,6 +49,7 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests benchmarks notebooks
 	$(BIN)/ruff format --check src tests benchmarks notebooks
+	$(BIN)/python -m mypy
 	@$(MAKE) --no-print-directory $(VENV312)/.installed > $(VENV312).log 2>&1 & install=$$!; \
 	$(MAKE) --no-print-directory test-full; status=$$?; \
 	if ! wait $$install; then cat $(VENV312).log; echo "make: installing $(VENV312) failed"; exit 1; fi; \
@@ -67,6 +70,11 @@ lint: $(VENV)/.test-installed
 # mypy, strict, on src/recurrax and tests/typecheck (the documented calls); settings in pyproject.
 typecheck: $(VENV)/.test-installed
 	$(BIN)/python -m mypy
+
+# Writes every notebook from its .py pair, executed (CPU, small size), with its outputs; the suite
+# re-executes them and compares (notebooks/execute.py --check).
+notebooks: $(VENV)/.test-installed
+	$(BIN)/python notebooks/execute.py
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.run

@@ -237,13 +237,13 @@ def test_fresh_data_by_steps_resumes_exactly(no_plots, capsys, tmp_path):
     adding = ["--task", "adding", "--seq-len", "8", "--num-validation", "16", "--num-test", "16", "--hidden", "8"]
     flags = [*adding, "--fresh-data", "--eval-every", "3", "--batch-size", "8", "--steps-per-call", "2"]
     whole, split = tmp_path / "whole", tmp_path / "split"
-    assert main(["train", *flags, "--steps", "6", "--no-progress", "--out", str(whole)]) == 0
+    assert main(["train", *flags, "--steps", "6", "--no-progress", "--tensorboard", "--out", str(whole)]) == 0
     out = capsys.readouterr().out
     assert "a fresh batch per step" in out and "final metrics after 6 steps" in out
     assert [line.split(" - ")[0] for line in out.splitlines() if line.startswith("step ")] == ["step 3/6", "step 6/6"]
-    assert main(["train", *flags, "--steps", "3", "--no-progress", "--out", str(split)]) == 0
+    assert main(["train", *flags, "--steps", "3", "--no-progress", "--tensorboard", "--out", str(split)]) == 0
     capsys.readouterr()
-    assert main(["train", "--resume", str(split), "--steps", "6", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(split), "--steps", "6", "--no-progress", "--tensorboard"]) == 0
     out = capsys.readouterr().out
     assert "recurrax: resumed from the checkpoint of step 3; training to step 6" in out
     assert [line.split(" - ")[0] for line in out.splitlines() if line.startswith("step ")] == ["step 6/6"]
@@ -252,6 +252,30 @@ def test_fresh_data_by_steps_resumes_exactly(no_plots, capsys, tmp_path):
     metrics = [json.loads((run / "metrics.json").read_text()) for run in (whole, split)]
     assert metrics[0]["validation"] == metrics[1]["validation"] and metrics[0]["test"] == metrics[1]["test"]
     _one_line_error(capsys, ["train", "--resume", str(split), "--epochs", "3"], "the run trains by steps")
+    # --tensorboard: the resumed run's event files hold the uninterrupted run's curves, each step once.
+    assert _tensorboard_scalars(whole) == _tensorboard_scalars(split) and "epoch/val_loss" in _tensorboard_scalars(
+        whole
+    )
+
+
+def _tensorboard_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_without_its_package_is_one_line(capsys, monkeypatch, tmp_path):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else find_spec(name, *a)
+    )
+    _one_line_error(
+        capsys, ["train", *TINY, "--tensorboard", "--out", str(tmp_path / "run")], 'pip install "recurrax[tensorboard]"'
+    )
 
 
 def test_ctrl_c_during_a_checkpoint_write_finishes_it_and_says_one_line(tmp_path):

@@ -17,13 +17,20 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import jax
 from flax import nnx
 
 from recurrax import tasks, train
-from recurrax.cli import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, TASK_OPTION_FLAGS, UsageError
+from recurrax.cli import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    TASK_OPTION_FLAGS,
+    TENSORBOARD_DIR,
+    UsageError,
+)
 from recurrax.models import backbone_names, backbone_spec, model_for_task
 from recurrax.tasks import task_names, task_spec
 from recurrax.train._checkpoint import Restored, StepSpec
@@ -227,7 +234,14 @@ class _RunLog(train.Callback):
 
 # -------------------------------------------------------------------- train
 def run_training(
-    config: dict[str, Any], run_dir: Path, *, resume: bool, on_corrupt: str, progress: bool, start: float
+    config: dict[str, Any],
+    run_dir: Path,
+    *,
+    resume: bool,
+    on_corrupt: Literal["raise", "fallback"],
+    progress: bool,
+    start: float,
+    tensorboard: bool = False,
 ) -> int:
     """Builds and trains the run ``config`` in ``run_dir``; prints and writes its results; the exit status."""
     data, model, optimizer = _build_or_usage_error(config, "train")
@@ -277,6 +291,9 @@ def run_training(
             lines=not progress,
         )
     ]
+    if tensorboard:
+        # Resuming purges the events an interrupted run wrote past its checkpoint: one curve per metric.
+        callbacks.append(train.TensorBoardWriter(run_dir / TENSORBOARD_DIR))
     recorder = None
     if _gradient_flow_measurable(model):
         if validation is not None:

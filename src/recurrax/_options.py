@@ -39,7 +39,7 @@ class ScanOptions:
       reverse: run each example backwards over its own valid steps; outputs stay aligned with ``xs``.
       unroll: steps unrolled in each loop iteration (``lax.scan``'s ``unroll``; ``True``: all).
       remat: recompute each step in the backward pass instead of storing its
-        intermediates (gradient checkpointing: memory O(T·|carry|)).
+        intermediates (gradient checkpointing: memory ``O(T·|carry|)``).
       method: ``"sequential"``, or ``"parallel"`` for a cell with a linear-recurrence
         form (``jax.lax.associative_scan``, depth O(log T)); same results.
       hoist_input_projection: apply the input matmul to all steps before the loop

@@ -106,8 +106,8 @@ def scan(
                 final_carry[b] = carry                # the carry at b's own end
             return ys, final_carry
 
-    Shapes (``*B`` any batch dims, possibly none):
-      xs: ``[*B, T, D]``, or ``[T, *B, D]`` with ``time_major``.
+    Shapes:
+      xs: ``[*B, T, D]`` (``*B``: any batch dims, possibly none), or ``[T, *B, D]`` with ``time_major``.
       lengths: ``[*B]`` integers in ``[1, T]``; default: all ``T``.
       resets: ``[*B, T]`` (``[T, *B]`` time-major) booleans.
       returns: ``ys`` ``[*B, T, O]`` (``[T, *B, O]``) and the final carry

@@ -23,6 +23,7 @@ model and optimizer), ``checkpoints/``, ``history.json`` and CSVs, plots and
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from typing import Any, Literal, NoReturn
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
 CONFIG_FORMAT = "recurrax.cli.run/1"
 
 
@@ -238,6 +240,12 @@ def _build_parser() -> _Parser:
         action="store_true",
         help="no progress bar: one line per epoch (per evaluation with --steps), for logs and batch jobs",
     )
+    run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help=f"also write the metrics as TensorBoard events to DIR/{TENSORBOARD_DIR} "
+        '(pip install "recurrax[tensorboard]"; view with tensorboard --logdir DIR)',
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -351,7 +359,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(
                 "recurrax train",
                 f"--resume takes the run's settings from {args.resume / CONFIG_FILE}; "
-                f"only --epochs or --steps (and --no-progress) may be given, got {' '.join(given)}",
+                f"only --epochs or --steps (and --no-progress, --tensorboard) may be given, got {' '.join(given)}",
             )
         config = _read_config(args.resume, "train")
         by_steps = config["steps"] is not None
@@ -373,6 +381,10 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError("recurrax train", "--on-corrupt applies to --resume DIR only")
         config = _config_from_args(args)
         run_dir = args.out
+    if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError(
+            "recurrax train", '--tensorboard needs the tensorboard package: pip install "recurrax[tensorboard]"'
+        )
     from recurrax import _cli_run
 
     start = time.perf_counter()  # after jax's import, which the wall time never counted
@@ -382,6 +394,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume is not None,
         on_corrupt=args.on_corrupt or "raise",
         progress=not args.no_progress,
+        tensorboard=args.tensorboard,
         start=start,
     )
 

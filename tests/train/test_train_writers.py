@@ -79,7 +79,10 @@ def run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sys.modules, "wandb", fake_wandb(wandb_calls))
         mp.setitem(sys.modules, "mlflow", fake_mlflow(mlflow_calls))
-        mp.setattr(logger, "level", logging.INFO)
+        # setLevel, not an attribute write: it also clears the loggers' isEnabledFor caches, which
+        # hold False for INFO once any earlier fit in this process asked.
+        level = logger.level
+        logger.setLevel(logging.INFO)
         logger.addHandler(recorder)
         try:
             data, valid = regression_data(), regression_data(8, seed=1)
@@ -94,6 +97,7 @@ def run(tmp_path_factory):
             history = trainer.fit(data, epochs=3, **kwargs)
         finally:
             logger.removeHandler(recorder)
+            logger.setLevel(level)
     return SimpleNamespace(
         logdir=logdir,
         first=first,

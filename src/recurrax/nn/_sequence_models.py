@@ -156,7 +156,8 @@ class SequenceRegressor(SequenceModel):
     Args:
       in_features: ``D``, features per step.
       num_outputs: ``O``, values predicted per sequence (per step with ``readout="sequence"``).
-      cell, hidden_size, readout, rngs, **backbone_options: as in :class:`SequenceClassifier`.
+      cell, hidden_size, readout, rngs: as in :class:`SequenceClassifier`.
+      backbone_options: keyword arguments, as in :class:`SequenceClassifier`.
       dense_size: width of an optional ReLU layer before the output (default none).
       dropout: dropout rate after that layer.
 
