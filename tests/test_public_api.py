@@ -61,7 +61,7 @@ def _library_modules():
 # `import torch`, `import numpy as np, torch` or `from torch import nn` in an example.
 _IMPORTS_TORCH = re.compile(r"^\s*(import\s+([\w.]+(\s+as\s+\w+)?\s*,\s*)*torch\b|from\s+torch\b)", re.MULTILINE)
 
-# Examples that build whole models op by op (each op compiles on its own): 20-25 s each on 2 cores.
+# Examples that build several whole models (each parameter shape's initializer compiles on its own): 5-8 CPU-s each.
 SLOW_EXAMPLES = {"recurrax.attention._transformer", "recurrax.nn._sequence_models"}
 
 

@@ -155,7 +155,8 @@ class TransformerEncoderBlock(_BlockOptions):
       >>> from recurrax.attention import TransformerEncoderBlock
       >>> block = TransformerEncoderBlock(num_heads=2)
       >>> params = block.init(jax.random.key(0), features=8)
-      >>> block.apply(params, jnp.ones((3, 5, 8)), lengths=jnp.array([5, 2, 4])).shape
+      >>> apply = jax.jit(block.apply)  # one compiled program instead of one per operation
+      >>> apply(params, jnp.ones((3, 5, 8)), lengths=jnp.array([5, 2, 4])).shape
       (3, 5, 8)
     """
 
@@ -304,7 +305,8 @@ class TransformerDecoderBlock(_BlockOptions):
       >>> from recurrax.attention import TransformerDecoderBlock
       >>> block = TransformerDecoderBlock(num_heads=2)
       >>> params = block.init(jax.random.key(0), features=8, memory_features=6)
-      >>> block.apply(params, jnp.ones((3, 5, 8)), jnp.ones((3, 4, 6)), memory_lengths=jnp.array([4, 1, 2])).shape
+      >>> apply = jax.jit(block.apply)  # one compiled program instead of one per operation
+      >>> apply(params, jnp.ones((3, 5, 8)), jnp.ones((3, 4, 6)), memory_lengths=jnp.array([4, 1, 2])).shape
       (3, 5, 8)
     """
 
@@ -571,10 +573,11 @@ class TransformerEncoder(_StackOptions):
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from recurrax.attention import TransformerEncoder
-      >>> encoder = TransformerEncoder(num_layers=2, num_heads=4, features=16)
+      >>> encoder = TransformerEncoder(num_layers=2, num_heads=2, features=8)
       >>> params = encoder.init(jax.random.key(0), in_features=3)
-      >>> encoder.apply(params, jnp.ones((2, 9, 3)), lengths=jnp.array([9, 4])).shape
-      (2, 9, 16)
+      >>> apply = jax.jit(encoder.apply)  # one compiled program instead of one per operation
+      >>> apply(params, jnp.ones((2, 9, 3)), lengths=jnp.array([9, 4])).shape
+      (2, 9, 8)
     """
 
     causal: bool = False
@@ -697,7 +700,8 @@ class TransformerDecoder(_StackOptions):
       >>> from recurrax.attention import TransformerDecoder
       >>> decoder = TransformerDecoder(num_layers=2, num_heads=2, features=8)
       >>> params = decoder.init(jax.random.key(0), in_features=5, memory_features=8)
-      >>> decoder.apply(params, jnp.ones((2, 6, 5)), jnp.ones((2, 4, 8))).shape
+      >>> apply = jax.jit(decoder.apply)  # one compiled program instead of one per operation
+      >>> apply(params, jnp.ones((2, 6, 5)), jnp.ones((2, 4, 8))).shape
       (2, 6, 8)
     """
 
@@ -835,7 +839,8 @@ class Transformer:
       ...     decoder=TransformerDecoder(num_layers=1, num_heads=2, features=8),
       ... )
       >>> params = model.init(jax.random.key(0), src_features=3, tgt_features=5)
-      >>> model.apply(params, jnp.ones((2, 7, 3)), jnp.ones((2, 4, 5)), src_lengths=jnp.array([7, 3])).shape
+      >>> apply = jax.jit(model.apply)  # one compiled program instead of one per operation
+      >>> apply(params, jnp.ones((2, 7, 3)), jnp.ones((2, 4, 5)), src_lengths=jnp.array([7, 3])).shape
       (2, 4, 8)
     """
 
