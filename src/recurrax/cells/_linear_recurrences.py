@@ -125,8 +125,9 @@ class MinGRUCell(_MinRNNCell):
       >>> cell = recurrax.min_gru(8)
       >>> params = cell.init(jax.random.key(0), in_features=3)
       >>> xs = jnp.ones((2, 5, 3))
-      >>> ys_seq, _ = recurrax.scan(cell, params, xs)
-      >>> ys_par, _ = recurrax.scan(cell, params, xs, method="parallel")
+      >>> scan = jax.jit(recurrax.scan, static_argnames=("cell", "method"))  # one program per cell and method
+      >>> ys_seq, _ = scan(cell, params, xs)
+      >>> ys_par, _ = scan(cell, params, xs, method="parallel")
       >>> bool(jnp.allclose(ys_seq, ys_par, atol=1e-6))
       True
 
@@ -172,7 +173,8 @@ class MinLSTMCell(_MinRNNCell):
       >>> import jax, jax.numpy as jnp, recurrax
       >>> cell = recurrax.min_lstm(8, log_space=True)
       >>> params = cell.init(jax.random.key(0), in_features=3)
-      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 3)), method="parallel")
+      >>> scan = jax.jit(recurrax.scan, static_argnames=("cell", "method"))  # one program per cell and method
+      >>> ys, h = scan(cell, params, jnp.ones((2, 5, 3)), method="parallel")
       >>> ys.shape, h.shape
       ((2, 5, 8), (2, 8))
 
@@ -228,7 +230,8 @@ class LRUCell(LinearCell):
       >>> import jax, jax.numpy as jnp, recurrax
       >>> cell = recurrax.lru(16, out_features=4)
       >>> params = cell.init(jax.random.key(0), in_features=4)
-      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 4)), method="parallel")
+      >>> scan = jax.jit(recurrax.scan, static_argnames=("cell", "method"))  # one program per cell and method
+      >>> ys, h = scan(cell, params, jnp.ones((2, 5, 4)), method="parallel")
       >>> ys.shape, h.dtype
       ((2, 5, 4), dtype('complex64'))
 

@@ -68,8 +68,9 @@ class QRNNCell(LinearCell):
       >>> cell = recurrax.qrnn(8, window=2)
       >>> params = cell.init(jax.random.key(0), in_features=3)
       >>> xs = jax.random.normal(jax.random.key(1), (2, 6, 3))
-      >>> ys_seq, _ = recurrax.scan(cell, params, xs)
-      >>> ys_par, carry = recurrax.scan(cell, params, xs, method="parallel")
+      >>> scan = jax.jit(recurrax.scan, static_argnames=("cell", "method"))  # one program per cell and method
+      >>> ys_seq, _ = scan(cell, params, xs)
+      >>> ys_par, carry = scan(cell, params, xs, method="parallel")
       >>> bool(jnp.allclose(ys_seq, ys_par, atol=1e-6)), carry.context.shape
       (True, (2, 1, 24))
 
