@@ -4,10 +4,12 @@ per-epoch lines, evaluate, exact resume, a quiet Ctrl-C during a checkpoint writ
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +32,7 @@ TINY = [
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    """The run's figures are checked once (test_train_evaluate_and_exact_resume); elsewhere they cost ~1 s a run."""
+    """The run's figures are checked once (the tiny_run fixture); elsewhere they cost ~1 s a run."""
     from recurrax import train
 
     for name in ("plot_history", "plot_gradient_norms", "plot_gradient_flow"):
@@ -150,10 +152,18 @@ def _final_lines(out: str) -> list[str]:
     return lines[start : start + 3]
 
 
-def test_train_evaluate_and_exact_resume(capsys, tmp_path):
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    assert main(["train", *TINY, "--epochs", "2", "--out", str(whole)]) == 0
-    trained = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One TINY run of two epochs, with its figures, and what it printed: several tests read it, and the
+    corrupt-checkpoint test works on a copy (a training costs seconds of compiling)."""
+    run = tmp_path_factory.mktemp("cli") / "whole"
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["train", *TINY, "--epochs", "2", "--out", str(run)]) == 0
+    return run, out.getvalue()
+
+
+def test_train_writes_the_run_and_evaluate_prints_its_numbers(tiny_run, capsys):
+    whole, trained = tiny_run
     # --no-progress: one line per epoch, Keras' verbose=2 (loss, metrics, validation, seconds).
     epochs = [line for line in trained.splitlines() if line.startswith("epoch ")]
     assert [line.split(" - ")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"], trained
@@ -177,7 +187,16 @@ def test_train_evaluate_and_exact_resume(capsys, tmp_path):
         patch.setattr(recurrax._cli_run, "build", lambda config: pytest.fail("built data and a model first"))
         _one_line_error(capsys, ["evaluate", str(whole), "--step", "5"], "--step 5: no checkpoint for step 5; steps: [")
 
-    # One epoch, then --resume to two: bit-identical history and metrics (dropout included).
+    # Refusals once a run exists.
+    _one_line_error(capsys, ["train", *TINY, "--out", str(whole)], "already holds a run")
+    _one_line_error(capsys, ["train", "--resume", str(whole), "--lr", "0.1"], "only --epochs")
+    _one_line_error(capsys, ["train", "--resume", str(whole), "--epochs", "1"], "can only be extended")
+
+
+def test_resume_continues_exactly(tiny_run, no_plots, capsys, tmp_path):
+    """One epoch, then --resume to two: the history and metrics of the uninterrupted run, bit for bit
+    (dropout included)."""
+    whole, split = tiny_run[0], tmp_path / "split"
     assert main(["train", *TINY, "--epochs", "1", "--out", str(split)]) == 0
     capsys.readouterr()
     assert main(["train", "--resume", str(split), "--epochs", "2", "--no-progress"]) == 0
@@ -185,14 +204,8 @@ def test_train_evaluate_and_exact_resume(capsys, tmp_path):
     assert "recurrax: resumed from the checkpoint of step 3 (end of epoch 1); training to epoch 2" in resumed_out
     assert [line.split(" - ")[0] for line in resumed_out.splitlines() if line.startswith("epoch ")] == ["epoch 2/2"]
     assert History.load(split) == History.load(whole)
-    resumed = json.loads((split / "metrics.json").read_text())
+    metrics, resumed = (json.loads((run / "metrics.json").read_text()) for run in (whole, split))
     assert (resumed["validation"], resumed["test"]) == (metrics["validation"], metrics["test"])
-    capsys.readouterr()
-
-    # Refusals once a run exists.
-    _one_line_error(capsys, ["train", *TINY, "--out", str(whole)], "already holds a run")
-    _one_line_error(capsys, ["train", "--resume", str(whole), "--lr", "0.1"], "only --epochs")
-    _one_line_error(capsys, ["train", "--resume", str(whole), "--epochs", "1"], "can only be extended")
 
 
 def test_mnist1d_without_validation_trains_and_evaluates(no_plots, capsys, monkeypatch, tmp_path):
@@ -218,18 +231,17 @@ def test_mnist1d_without_validation_trains_and_evaluates(no_plots, capsys, monke
     assert "  test" in capsys.readouterr().out
 
 
-def test_resume_from_a_corrupt_checkpoint_is_one_line_or_falls_back(no_plots, capsys, tmp_path):
+def test_resume_from_a_corrupt_checkpoint_is_one_line_or_falls_back(tiny_run, no_plots, capsys, tmp_path):
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--epochs", "1", "--checkpoint-every", "1", "--out", str(run)]) == 0
-    for path in (run / "checkpoints" / "3").rglob("*"):
+    shutil.copytree(tiny_run[0], run)  # checkpoints of steps 3 and 6
+    for path in (run / "checkpoints" / "6").rglob("*"):
         if path.is_file() and path.parent.name == "d":  # the array chunks of the latest step
             path.write_bytes(b"garbage")
-    capsys.readouterr()
-    _one_line_error(capsys, ["train", "--resume", str(run), "--epochs", "2"], "--on-corrupt fallback")
-    with pytest.warns(UserWarning, match="resuming from step 2, the newest intact checkpoint"):
-        assert main(["train", "--resume", str(run), "--epochs", "2", "--on-corrupt", "fallback", "--no-progress"]) == 0
-    assert json.loads((run / "metrics.json").read_text())["step"] == 6
-    assert (run / "checkpoints" / "3.corrupt").is_dir()
+    _one_line_error(capsys, ["train", "--resume", str(run), "--epochs", "3"], "--on-corrupt fallback")
+    with pytest.warns(UserWarning, match="resuming from step 3, the newest intact checkpoint"):
+        assert main(["train", "--resume", str(run), "--epochs", "3", "--on-corrupt", "fallback", "--no-progress"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["step"] == 9
+    assert (run / "checkpoints" / "6.corrupt").is_dir()
 
 
 def test_fresh_data_by_steps_resumes_exactly(no_plots, capsys, tmp_path):

@@ -72,20 +72,21 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     full, full_ckpt = run(tmp_path / "full", snapshots=snapshots)
     assert full.step == 9 and len(full.history.epochs) == 3
 
-    # Killed mid-epoch 2 (latest checkpoint: step 4, mid-epoch), and early in epoch 3 (step 6, an epoch end).
+    # Killed mid-epoch 2 (latest checkpoint: step 4, mid-epoch), resumed and killed again early in epoch 3
+    # (step 6, an epoch end), resumed to the end: each resume continues from what the one before saved.
+    directory = tmp_path / "cut"
     for interrupt_at, latest in [(5, 4), (7, 6)]:
-        directory = tmp_path / f"cut{interrupt_at}"
-        cut, cut_ckpt = run(directory, interrupt_at=interrupt_at, snapshots={})
+        cut, cut_ckpt = run(directory, resume=interrupt_at != 5, interrupt_at=interrupt_at, snapshots={})
         assert cut.step == interrupt_at and cut_ckpt.latest_step() == latest
-        resumed, resumed_ckpt = run(directory, resume=True)
+    resumed, resumed_ckpt = run(directory, resume=True)
 
-        assert resumed.step == 9
-        assert leaves_equal(resumed.params, full.params)
-        assert leaves_equal(resumed.rest, full.rest)  # the dropout RNG state
-        assert leaves_equal(resumed.opt_state, full.opt_state)
-        assert resumed.history == full.history
-        assert json.dumps(resumed.history.to_dict()) == json.dumps(full.history.to_dict())
-        assert resumed_ckpt.all_steps() == full_ckpt.all_steps()  # the same saves were made and kept
+    assert resumed.step == 9
+    assert leaves_equal(resumed.params, full.params)
+    assert leaves_equal(resumed.rest, full.rest)  # the dropout RNG state
+    assert leaves_equal(resumed.opt_state, full.opt_state)
+    assert resumed.history == full.history
+    assert json.dumps(resumed.history.to_dict()) == json.dumps(full.history.to_dict())
+    assert resumed_ckpt.all_steps() == full_ckpt.all_steps()  # the same saves were made and kept
 
     # Retention: the last 2 steps plus the best val_loss, which orbax reads back from the steps' metrics.
     val = [(row["step"], row["val_loss"]) for row in full.history.epochs]
