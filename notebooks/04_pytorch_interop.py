@@ -97,6 +97,8 @@ np.savez("lstm.npz", **{name: rng.uniform(-0.3, 0.3, size=s).astype(np.float32) 
 # The sizes, layers, directions and biases are read off the keys and shapes;
 # what the weights cannot say is an argument (`mode`, `batch_first`).
 # Variable-length batches take `lengths`, like torch's `pack_padded_sequence`.
+# A `TorchRNN` is a pytree, so `jax.jit` takes it as an argument and compiles
+# the whole call once (called eagerly, JAX compiles each operation on its own).
 
 # %%
 state = dict(np.load("lstm.npz"))
@@ -105,7 +107,14 @@ print(rnn.mode, "layers", rnn.num_layers, "bidirectional", rnn.bidirectional, "h
 
 xs = jnp.asarray(rng.normal(size=(4, 6, 3)), jnp.float32)
 lengths = jnp.array([6, 4, 5, 2])
-output, (h_n, c_n) = rnn(xs, lengths=lengths)  # torch's shapes
+
+
+@jax.jit
+def apply(rnn, xs, lengths=None):
+    return rnn(xs, lengths=lengths)
+
+
+output, (h_n, c_n) = apply(rnn, xs, lengths)  # torch's shapes
 print("output", output.shape, "h_n", h_n.shape, "c_n", c_n.shape)
 print("padding is zero:", bool(jnp.all(output[1, 4:] == 0)), bool(jnp.all(output[3, 2:] == 0)))
 
@@ -115,12 +124,13 @@ print("padding is zero:", bool(jnp.all(output[1, 4:] == 0)), bool(jnp.all(output
 # `to_nnx` builds the `recurrax.nn` layers holding these weights (a
 # `StackedRNN`), here with a linear head of 2 outputs applied at every step
 # (torch's `linear(lstm(xs)[0])`). The result is an ordinary NNX model:
-# `train.fit` fine-tunes it like any other.
+# `train.fit` fine-tunes it like any other; `nnx.jit` compiles a call of it.
 
 # %%
 head = {"weight": rng.normal(size=(2, 16)).astype(np.float32) / 4, "bias": np.zeros(2, np.float32)}
 model = recurrax.interop.to_nnx(state, mode="LSTM", batch_first=True, head=head, rngs=nnx.Rngs(0))
-ys = model(xs, lengths=lengths)  # [B, T, 2]
+forward = nnx.jit(lambda model, xs, lengths: model(xs, lengths=lengths))
+ys = forward(model, xs, lengths)  # [B, T, 2]
 same = bool(jnp.allclose(ys, output @ head["weight"].T + head["bias"], atol=1e-5))
 print(type(model).__name__, ys.shape, "equals the TorchRNN's output through the head:", same)
 
@@ -156,7 +166,7 @@ if HAVE_TORCH:
     with torch.no_grad():
         out, (h, c) = lstm(packed)
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=6)
-    output, (h_n, c_n) = rnn(xs, lengths=lengths)
+    output, (h_n, c_n) = apply(rnn, xs, lengths)
     for name, ours, theirs in [("output", output, out), ("h_n", h_n, h), ("c_n", c_n, c)]:
         print(f"{name}: equals torch to 1e-5:", np.allclose(np.asarray(ours), theirs.numpy(), atol=1e-5))
 else:
@@ -172,21 +182,21 @@ if HAVE_TORCH:
     np.savez("torch_lstm.npz", **{name: t.numpy() for name, t in lstm.state_dict().items()})
     from_npz = recurrax.interop.from_torch_state_dict(dict(np.load("torch_lstm.npz")), mode="LSTM", batch_first=True)
     pairs = zip(jax.tree.leaves(from_npz), jax.tree.leaves(rnn), strict=True)
-    print("the .npz route is bit-identical:", all(bool(jnp.array_equal(a, b)) for a, b in pairs))
+    print("the .npz route is bit-identical:", all(np.array_equal(a, b) for a, b in pairs))
 
     model = recurrax.interop.to_nnx(lstm, head=linear, rngs=nnx.Rngs(0))
     with torch.no_grad():
         expected = linear(out).numpy()
-    ours = np.asarray(model(xs, lengths=lengths))
+    ours = np.asarray(forward(model, xs, lengths))
     print("to_nnx with the head equals torch:", np.allclose(ours, expected, atol=1e-5))
 
     # A TorchRNN is a pytree: one gradient step in JAX, then the weights go back into the torch module.
-    grads = jax.grad(lambda r: jnp.mean(r(xs, lengths=lengths)[0] ** 2))(rnn)
+    grads = jax.jit(jax.grad(lambda r: jnp.mean(apply(r, xs, lengths)[0] ** 2)))(rnn)
     trained = jax.tree.map(lambda p, g: p - 0.1 * g, rnn, grads)
     recurrax.interop.to_torch(trained, lstm)
     with torch.no_grad():
         out_after, _ = lstm(x)
-    ours = np.asarray(trained(xs)[0])
+    ours = np.asarray(apply(trained, xs)[0])
     print("torch now computes the trained weights:", np.allclose(out_after.numpy(), ours, atol=1e-5))
 else:
     print(SKIPPED)
