@@ -10,12 +10,14 @@ missing, so a new cell cannot skip jit/grad/dtype/lengths testing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import numpy_reference as ref
 import recurrax
@@ -100,18 +102,32 @@ def _registered_defaults(explicit: list[CellCase]) -> list[CellCase]:
 CELL_CASES += _registered_defaults(CELL_CASES)
 
 
-def randomized_params(cell: recurrax.Cell, key: jax.Array, in_features: int = FEATURES) -> Any:
-    """Initial params plus noise on every leaf: zero biases would hide a missing bias."""
-    params = cell.init(key, in_features)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-    noisy = [
-        leaf + jax.random.uniform(k, leaf.shape, jnp.float32, -0.3, 0.3).astype(leaf.dtype)
-        if jnp.issubdtype(leaf.dtype, jnp.floating)
-        else leaf
-        for leaf, k in zip(leaves, keys, strict=True)
-    ]
-    return jax.tree.unflatten(treedef, noisy)
+def randomized_params(
+    cell: recurrax.Cell, key: jax.Array, in_features: int = FEATURES, *, values_from: recurrax.Cell | None = None
+) -> Any:
+    """Initial params plus noise on every leaf: zero biases would hide a missing bias.
+
+    ``values_from``: the float32 twin of ``cell`` (``case.make()``), whose float32 ``init``
+    supplies the values, cast to ``cell``'s dtypes: one set of initialiser compiles serves
+    every dtype (eagerly, each initialiser compiles per shape, dtype and x64 mode). The
+    noise is numpy's, seeded by ``key``: jax's would compile a program per leaf shape.
+    """
+    dtypes = jax.eval_shape(functools.partial(cell.init, in_features=in_features), key)
+    if values_from is None:
+        params = cell.init(key, in_features)
+    else:
+        with jax.enable_x64(False):
+            params = values_from.init(key, in_features)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+
+    def noisy(leaf: jax.Array, want: jax.ShapeDtypeStruct) -> jax.Array:
+        value = np.asarray(leaf)
+        if jnp.issubdtype(want.dtype, jnp.floating):
+            value = value.astype(np.float32) + rng.uniform(-0.3, 0.3, value.shape).astype(np.float32)
+        assert value.shape == want.shape
+        return jnp.asarray(value.astype(want.dtype))
+
+    return jax.tree.map(noisy, params, dtypes)
 
 
 def carry_to_numpy(carry: Any) -> Any:
