@@ -68,10 +68,17 @@ def _setup(window, pooling, dtype=jnp.float64):
 def test_both_methods_match_a_plain_python_loop(x64, window, pooling, reverse):
     cell, params, xs, carry0 = _setup(window, pooling)
     ref_ys, ref_c = _reference(params, xs, carry0, window, pooling, reverse)
-    for method in ("sequential", "parallel"):
-        ys, carry = recurrax.scan(
-            cell, params, xs, initial_carry=carry0, lengths=LENGTHS, resets=RESETS, reverse=reverse, method=method
-        )
+    methods = ("sequential", "parallel")
+    # Both methods in one compile (eagerly, every op of the engine would compile on its own).
+    run = jax.jit(
+        lambda params, xs, carry0: [
+            recurrax.scan(
+                cell, params, xs, initial_carry=carry0, lengths=LENGTHS, resets=RESETS, reverse=reverse, method=method
+            )
+            for method in methods
+        ]
+    )
+    for method, (ys, carry) in zip(methods, run(params, xs, carry0), strict=True):
         np.testing.assert_allclose(ys, ref_ys, rtol=1e-12, atol=1e-12, err_msg=method)
         np.testing.assert_allclose(carry.c, ref_c, rtol=1e-12, atol=1e-12, err_msg=method)
 
@@ -81,10 +88,19 @@ def test_final_pending_sums_continue_the_sequence(x64):
     # Scanning a sequence in two pieces (the second from the first's final carry) equals
     # scanning it whole: the carry holds exactly what the convolution still owes.
     cell, params, xs, _ = _setup(3, "fo")
-    whole, final = recurrax.scan(cell, params, xs)
-    for method in ("sequential", "parallel"):
-        first, mid = recurrax.scan(cell, params, xs[:, :4], method=method)
-        second, end = recurrax.scan(cell, params, xs[:, 4:], initial_carry=mid, method=method)
+    methods = ("sequential", "parallel")
+
+    @jax.jit
+    def whole_and_in_pieces(params, xs):
+        pieces = []
+        for method in methods:
+            first, mid = recurrax.scan(cell, params, xs[:, :4], method=method)
+            second, end = recurrax.scan(cell, params, xs[:, 4:], initial_carry=mid, method=method)
+            pieces.append((first, second, end))
+        return recurrax.scan(cell, params, xs), pieces
+
+    (whole, final), pieces = whole_and_in_pieces(params, xs)
+    for first, second, end in pieces:
         np.testing.assert_allclose(jnp.concatenate([first, second], axis=1), whole, rtol=1e-12, atol=1e-12)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), end, final)
 
@@ -121,10 +137,11 @@ def test_the_layer_comes_from_the_registry():
     xs = jax.random.normal(jax.random.key(3), (B, T, D))
     layer = recurrax.nn.QRNN(D, 6, rngs=nnx.Rngs(0), window=2)
     assert layer.options.method == "parallel"  # the registry's layer default
-    sequential, _ = recurrax.scan(layer.cell, layer.pure_params(), xs)
-    np.testing.assert_allclose(layer(xs), sequential, rtol=1e-5, atol=1e-6)
+    sequential, _ = jax.jit(lambda params, xs: recurrax.scan(layer.cell, params, xs))(layer.pure_params(), xs)
+    call = nnx.jit(lambda layer, xs: layer(xs))  # one compile per layer; eagerly, one per op
+    np.testing.assert_allclose(call(layer, xs), sequential, rtol=1e-5, atol=1e-6)
     regularised = recurrax.nn.QRNN(D, 6, rngs=nnx.Rngs(0), zoneout=0.1)
-    assert regularised.options.method == "sequential" and regularised(xs).shape == (B, T, 6)
+    assert regularised.options.method == "sequential" and call(regularised, xs).shape == (B, T, 6)
     # Its backbone ("qrnn") is checked with every other in tests/models/test_models.py.
 
 
