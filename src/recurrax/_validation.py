@@ -14,6 +14,7 @@ import numbers
 import sys
 import types
 import typing
+import zlib
 from typing import Any
 
 import jax
@@ -82,13 +83,38 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], num_steps: int) ->
             raise ValueError(f"lengths must be <= the sequence length T={num_steps}, got max {high}")
         return jnp.asarray(lengths)
     lengths = jnp.asarray(lengths)
-    checkify.debug_check(
+    debug_check(
         jnp.all((lengths >= 1) & (lengths <= num_steps)),
         f"lengths must be in [1, T={num_steps}], got min {{low}} and max {{high}}",
         low=jnp.min(lengths, initial=num_steps),
         high=jnp.max(lengths, initial=1),
     )
     return jnp.clip(lengths, 0, num_steps)
+
+
+def debug_check(pred: jax.Array, message: str, **values: jax.Array) -> None:
+    """``checkify.debug_check(pred, message, **values)``, traced into the same program every time.
+
+    jax before 0.11 numbers every check it traces from one process-wide counter
+    and writes the number into the program, so tracing the same function again
+    (a new ``Trainer``, a re-run notebook cell) made a different program: the
+    persistent compilation cache missed and each retrace recompiled (a
+    ``train_batch``: 1.5-3 s on 2 CPU cores; a test of the CLI 4.7 -> 1.8 CPU-s
+    with the number fixed). There the number is taken from the message instead;
+    checks with different messages keep different numbers, which is all checkify
+    needs to report the right one. Newer jax numbers checks per ``checkify`` call.
+    """
+    internal = sys.modules["jax._src.checkify"]
+    counter = getattr(internal, "next_code", None)
+    if not callable(counter):  # jax >= 0.11
+        checkify.debug_check(pred, message, **values)
+        return
+    code = 1 + zlib.crc32(message.encode()) % (2**30)  # a positive int32; -1 means "no error"
+    setattr(internal, "next_code", lambda: code)  # noqa: B010  (private, jax < 0.11 only)
+    try:
+        checkify.debug_check(pred, message, **values)
+    finally:
+        setattr(internal, "next_code", counter)  # noqa: B010
 
 
 def check_mask_like(mask: Any, name: str, batch_shape: tuple[int, ...], num_steps: int, time_major: bool) -> jax.Array:
