@@ -244,6 +244,36 @@ def run_training(
     tensorboard: bool = False,
 ) -> int:
     """Builds and trains the run ``config`` in ``run_dir``; prints and writes its results; the exit status."""
+    before = set(threading.enumerate())
+    try:
+        return _run_training(
+            config,
+            run_dir,
+            resume=resume,
+            on_corrupt=on_corrupt,
+            progress=progress,
+            start=start,
+            tensorboard=tensorboard,
+        )
+    finally:
+        # orbax finishes some work on threads of its own (its start-up clean-up of unfinished writes
+        # ends an asyncio loop after reporting done); one still running when the interpreter exits
+        # (a Ctrl-C early in a run) printed an absl traceback after the resume hint.
+        for thread in set(threading.enumerate()) - before:
+            if not thread.daemon:
+                thread.join(timeout=10)
+
+
+def _run_training(
+    config: dict[str, Any],
+    run_dir: Path,
+    *,
+    resume: bool,
+    on_corrupt: Literal["raise", "fallback"],
+    progress: bool,
+    start: float,
+    tensorboard: bool,
+) -> int:
     data, model, optimizer = _build_or_usage_error(config, "train")
     info = data.info
     run_dir.mkdir(parents=True, exist_ok=True)
