@@ -51,18 +51,20 @@ def _compare(name, dtype, tol, *, batch_shape=(B,), lengths=None, resets=None, c
         )
         return jnp.sum(ys * weights) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(final)), (ys, final)
 
-    results = {}
-    for fused in (True, False):
-        (value, aux), grads = jax.jit(jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True), static_argnums=0)(
-            fused, params, xs, carry
-        )
-        tangent_out = None
-        if check_jvp:
-            tangents = _random_like(jax.random.key(11), (params, xs, carry))
-            _, tangent_out = jax.jit(
-                lambda p, x, c, t, fused=fused: jax.jvp(lambda *a: loss(fused, *a)[0], (p, x, c), t)
-            )(params, xs, carry, tangents)
-        results[fused] = (value, aux, grads, tangent_out)
+    tangents = _random_like(jax.random.key(11), (params, xs, carry)) if check_jvp else None
+
+    @jax.jit  # both paths and both derivative modes in one compile
+    def both_paths(params, xs, carry, tangents):
+        results = {}
+        for fused in (True, False):
+            (value, aux), grads = jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)(fused, params, xs, carry)
+            tangent_out = None
+            if tangents is not None:
+                _, tangent_out = jax.jvp(lambda *a, fused=fused: loss(fused, *a)[0], (params, xs, carry), tangents)
+            results[fused] = (value, aux, grads, tangent_out)
+        return results
+
+    results = both_paths(params, xs, carry, tangents)
     got, want = results[True], results[False]
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         assert g.dtype == w.dtype
