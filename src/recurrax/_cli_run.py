@@ -8,16 +8,17 @@ console lines and Ctrl-C handling, evaluation, the listing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec
 
 import jax
 from flax import nnx
@@ -35,6 +36,8 @@ from recurrax.models import backbone_names, backbone_spec, model_for_task
 from recurrax.tasks import task_names, task_spec
 from recurrax.train._checkpoint import Restored, StepSpec
 from recurrax.train._history import write_atomic
+
+P = ParamSpec("P")
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -233,6 +236,29 @@ class _RunLog(train.Callback):
 
 
 # -------------------------------------------------------------------- train
+def _joins_the_threads_it_starts(run: Callable[P, int]) -> Callable[P, int]:
+    """``run``, returning only once the non-daemon threads started during it have ended (10 s each at most).
+
+    orbax finishes some work on threads of its own (its start-up clean-up of
+    unfinished writes ends an asyncio loop after reporting done); one still
+    running when the interpreter exits (a Ctrl-C early in a run) printed an
+    absl traceback after the resume hint.
+    """
+
+    @functools.wraps(run)
+    def joined(*args: P.args, **kwargs: P.kwargs) -> int:
+        before = set(threading.enumerate())
+        try:
+            return run(*args, **kwargs)
+        finally:
+            for thread in set(threading.enumerate()) - before:
+                if not thread.daemon:
+                    thread.join(timeout=10)
+
+    return joined
+
+
+@_joins_the_threads_it_starts
 def run_training(
     config: dict[str, Any],
     run_dir: Path,
@@ -244,36 +270,6 @@ def run_training(
     tensorboard: bool = False,
 ) -> int:
     """Builds and trains the run ``config`` in ``run_dir``; prints and writes its results; the exit status."""
-    before = set(threading.enumerate())
-    try:
-        return _run_training(
-            config,
-            run_dir,
-            resume=resume,
-            on_corrupt=on_corrupt,
-            progress=progress,
-            start=start,
-            tensorboard=tensorboard,
-        )
-    finally:
-        # orbax finishes some work on threads of its own (its start-up clean-up of unfinished writes
-        # ends an asyncio loop after reporting done); one still running when the interpreter exits
-        # (a Ctrl-C early in a run) printed an absl traceback after the resume hint.
-        for thread in set(threading.enumerate()) - before:
-            if not thread.daemon:
-                thread.join(timeout=10)
-
-
-def _run_training(
-    config: dict[str, Any],
-    run_dir: Path,
-    *,
-    resume: bool,
-    on_corrupt: Literal["raise", "fallback"],
-    progress: bool,
-    start: float,
-    tensorboard: bool,
-) -> int:
     data, model, optimizer = _build_or_usage_error(config, "train")
     info = data.info
     run_dir.mkdir(parents=True, exist_ok=True)
