@@ -56,8 +56,7 @@ demo: $(VENV)/.demo-installed
 test:
 	@$(MAKE) --no-print-directory $(VENV312)/.installed > $(VENV312).log 2>&1 & newest=$$!; \
 	$(MAKE) --no-print-directory $(VENV)/.test-installed \
-	&& $(BIN)/ruff check src tests benchmarks notebooks \
-	&& $(BIN)/ruff format --check src tests benchmarks notebooks \
+	&& $(MAKE) --no-print-directory lint \
 	&& { $(BIN)/python -m mypy > $(VENV)/mypy.log 2>&1 & typecheck=$$!; \
 	     $(BIN)/python -c "$(WARM_IMPORTS)"; wait $$typecheck; typed=$$?; cat $(VENV)/mypy.log; test $$typed = 0; } \
 	&& $(MAKE) --no-print-directory test-full; status=$$?; \
