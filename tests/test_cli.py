@@ -58,6 +58,7 @@ def _one_line_error(capsys, argv: list[str], expected: str) -> None:
         (["train", "--out", "x"], "--task is required"),
         (["train", "--task", "adding", "--epochs", "0", "--out", "x"], "argument --epochs: expected a positive"),
         (["train", "--task", "adding", "--lr", "fast", "--out", "x"], "argument --lr: expected a positive number"),
+        (["train", "--task", "adding", "--depth", "0", "--out", "x"], "argument --depth: expected a positive"),
         (["train", "--task", "adding", "--dropout", "1", "--out", "x"], "argument --dropout: expected a rate"),
         (["train", "--task", "adding", "--nope", "--out", "x"], "unrecognized arguments: --nope"),
         (["train", "--task", "nope", "--out", "x"], "task must be one of adding, copy"),
@@ -144,6 +145,21 @@ def test_list_names_every_task_and_backbone(capsys):
     out = capsys.readouterr().out
     for name in (*task_names(), *backbone_names()):
         assert f"  {name} " in out
+
+
+def test_depth_reaches_the_backbone(monkeypatch, tmp_path):
+    import recurrax._cli_run
+
+    class Built(Exception):
+        pass
+
+    def model_for_task(info, **options):
+        raise Built(options)
+
+    monkeypatch.setattr(recurrax._cli_run, "model_for_task", model_for_task)
+    with pytest.raises(Built) as built:
+        main(["train", *TINY, "--cell", "mingru", "--depth", "3", "--out", str(tmp_path / "run")])
+    assert built.value.args[0]["depth"] == 3 and built.value.args[0]["cell"] == "mingru"
 
 
 def _final_lines(out: str) -> list[str]:

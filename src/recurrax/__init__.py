@@ -24,6 +24,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # import scan` and `from recurrax import *` work as with eager imports.
 _SUBPACKAGES = ("attention", "cells", "conv", "interop", "nn", "train", "tasks", "models", "linen")
 _NAMES = {
+    "RecurrentBlock": "recurrax._recurrent_block",
+    "RecurrentStack": "recurrax._recurrent_block",
     "ScanOptions": "recurrax._options",
     "bidirectional_scan": "recurrax._compose",
     "stacked_scan": "recurrax._compose",
@@ -36,11 +38,12 @@ if TYPE_CHECKING:  # what static checkers see: the names, eagerly
     from recurrax._compose import bidirectional_scan, stacked_scan
     from recurrax._options import ScanOptions
     from recurrax._params import params_in_features
+    from recurrax._recurrent_block import RecurrentBlock, RecurrentStack
     from recurrax._scan import scan
     from recurrax.cells import *  # noqa: F403
 
-    __all__ = ["ScanOptions", "attention", "bidirectional_scan", "cells", "conv", "interop", "params_in_features",
-               "scan", "stacked_scan"]  # fmt: skip
+    __all__ = ["RecurrentBlock", "RecurrentStack", "ScanOptions", "attention", "bidirectional_scan", "cells",
+               "conv", "interop", "params_in_features", "scan", "stacked_scan"]  # fmt: skip
     __all__ += cells.__all__
 
 

@@ -131,6 +131,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "validation_fraction": None,  # the task's own
     "cell": "lstm",
     "hidden": 128,
+    "depth": None,  # the backbone's default: one layer or block (2 Transformer layers, 5 TCN levels)
     "dense": None,  # the model's default: 64 for classifiers, none for regressors
     "dropout": None,  # the model's default: 0.5 for classifiers, 0 for regressors
     "optimizer": "adam",
@@ -149,7 +150,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 RESUMABLE = ("epochs", "steps")
 # Settings added after the first config format: a run written before them resumes with their default.
-LATER_SETTINGS = ("validation_fraction", "steps", "eval_every", "steps_per_call", "fresh_data")
+LATER_SETTINGS = ("validation_fraction", "steps", "eval_every", "steps_per_call", "fresh_data", "depth")
 # The flag that sets each option of a task's builder.
 TASK_OPTION_FLAGS = {
     "num_train": "--num-train",
@@ -203,6 +204,12 @@ def _build_parser() -> _Parser:
         "--cell", "--model", dest="cell", help="backbone: lstm (default), gru, rnn, ... (see `recurrax list`)"
     )
     model.add_argument("--hidden", type=_positive_int, help="backbone width (default 128)")
+    model.add_argument(
+        "--depth",
+        type=_positive_int,
+        help="backbone depth: stacked layers; residual blocks for mingru/minlstm/lru; Transformer layers; "
+        "TCN levels (default 1 / 2 / 5)",
+    )
     model.add_argument("--dense", type=_non_negative_int, help="ReLU layer width, 0 for none (default 64 / none)")
     model.add_argument("--dropout", type=_rate, help="dropout after the ReLU layer (default 0.5 / 0)")
     optim = train.add_argument_group("optimization")

@@ -47,7 +47,8 @@ min_gru = register_cell(
     layer="MinGRU",
     backbone="mingru",
     layer_options={"method": "parallel"},
-    summary="minGRU (Feng et al. 2024), parallel scan over time",
+    block={},
+    summary="minGRU (Feng et al. 2024) in its residual block, parallel scan over time",
 )
 min_lstm = register_cell(
     MinLSTMCell,
@@ -55,15 +56,16 @@ min_lstm = register_cell(
     layer="MinLSTM",
     backbone="minlstm",
     layer_options={"method": "parallel"},
-    summary="minLSTM (Feng et al. 2024), parallel scan over time",
+    block={},
+    summary="minLSTM (Feng et al. 2024) in its residual block, parallel scan over time",
 )
 lru = register_cell(
     LRUCell,
     "lru",
     layer="LRU",
-    backbone=None,
     layer_options={"method": "parallel"},
-    summary="LRU (Orvieto et al. 2023), diagonal complex recurrence",
+    block={"output_glu": True, "mlp": None},
+    summary="LRU (Orvieto et al. 2023) in its residual block, diagonal complex recurrence",
 )
 qrnn = register_cell(
     QRNNCell,

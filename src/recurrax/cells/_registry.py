@@ -31,6 +31,9 @@ class CellEntry:
         (``None``: not a backbone, e.g. a cell that needs more than a width to build).
       summary: one line for listings.
       layer_options: defaults of the layer and backbone (e.g. ``method="parallel"``).
+      block: ``None``, or the backbone is a stack of residual blocks
+        (:class:`recurrax.RecurrentStack`, the form the cell's paper uses) with
+        these block options.
     """
 
     name: str
@@ -40,6 +43,7 @@ class CellEntry:
     backbone: str | None
     summary: str
     layer_options: Mapping[str, Any]
+    block: Mapping[str, Any] | None = None
 
     def layer_options_for(self, cell: Cell) -> dict[str, Any]:
         """The layer defaults for ``cell`` as built: a regularised (so no longer linear) cell runs the step loop."""
@@ -58,6 +62,7 @@ def register_cell(
     backbone: str | None = "",
     layer_options: Mapping[str, Any] | None = None,
     positional: Sequence[str] = ("hidden_size",),
+    block: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Callable[..., C]:
     """Registers ``cell_type`` and returns its lowercase factory.
@@ -70,6 +75,8 @@ def register_cell(
       backbone: the backbone name (default: ``name``; ``None``: not a backbone).
       layer_options: defaults the layer and backbone pass to :class:`recurrax.nn.RNN`.
       positional: fields the factory takes positionally.
+      block: the backbone is :class:`recurrax.RecurrentStack` of residual blocks
+        with these options (``{}``: the defaults) instead of bare layers.
       overwrite: replace an existing entry of the same name.
 
     Example (a cell of your own joins every layer, model and backbone)::
@@ -99,6 +106,7 @@ def register_cell(
         backbone=backbone,
         summary=summary,
         layer_options=MappingProxyType(dict(layer_options or {})),
+        block=None if block is None else MappingProxyType(dict(block)),
     )
     return factory
 

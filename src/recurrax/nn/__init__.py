@@ -26,6 +26,7 @@ from recurrax.nn._flax import FlaxCell
 from recurrax.nn._layers import layer_for
 from recurrax.nn._module import ParamModule
 from recurrax.nn._probe import carry_probe
+from recurrax.nn._recurrent_block import RecurrentBlock, RecurrentStack
 from recurrax.nn._rnn import RNN
 from recurrax.nn._stacked import StackedRNN
 
@@ -40,6 +41,8 @@ __all__ = [
     "FlaxCell",
     "MultiHeadAttention",
     "ParamModule",
+    "RecurrentBlock",
+    "RecurrentStack",
     "StackedRNN",
     "TemporalBlock",
     "Transformer",

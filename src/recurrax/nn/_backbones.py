@@ -15,11 +15,14 @@ import jax
 from flax import nnx
 
 from recurrax._cell import Cell
+from recurrax._validation import check_positive_int
 from recurrax.cells._registry import cell_entry, registered_cells
 from recurrax.nn._attention import TransformerEncoder
 from recurrax.nn._conv import TCN
 from recurrax.nn._layers import layer_for
+from recurrax.nn._recurrent_block import RecurrentStack
 from recurrax.nn._rnn import RNN
+from recurrax.nn._stacked import StackedRNN
 
 Array = jax.Array
 
@@ -86,7 +89,8 @@ def backbone_spec(name: str) -> BackboneSpec:
         return _BACKBONES[name]
     for entry in registered_cells():
         if entry.backbone == name:
-            return BackboneSpec(name=name, factory=_recurrent(entry.name), summary=entry.summary)
+            factory = _recurrent(entry.name) if entry.block is None else _residual_blocks(entry.name)
+            return BackboneSpec(name=name, factory=factory, summary=entry.summary)
     raise ValueError(f"cell must be one of {', '.join(backbone_names())} or a recurrax Cell; got {name!r}")
 
 
@@ -116,12 +120,52 @@ def make_backbone(
 
 # ------------------------------------------------------------------ built-ins
 def _recurrent(cell_name: str) -> BackboneFactory:
-    """A registered cell's backbone: its ``recurrax.nn`` layer, with the registry's layer defaults."""
+    """A registered cell's backbone: ``depth`` of its ``recurrax.nn`` layers, stacked, with the registry's defaults."""
 
-    def factory(in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **options: Any) -> tuple[nnx.Module, int]:
+    def factory(
+        in_features: int, hidden_size: int, *, rngs: nnx.Rngs, depth: int = 1, **options: Any
+    ) -> tuple[nnx.Module, int]:
+        check_positive_int(depth, "depth")
         make_layer: Callable[..., RNN] = layer_for(cell_entry(cell_name))  # (in_features, hidden_size, ...)
-        layer = make_layer(in_features, hidden_size, rngs=rngs, **options)
-        return layer, layer.out_features
+        layers = [make_layer(in_features, hidden_size, rngs=rngs, **options)]
+        for _ in range(depth - 1):
+            layers.append(make_layer(layers[-1].out_features, hidden_size, rngs=rngs, **options))
+        if depth == 1:
+            return layers[0], layers[0].out_features
+        return StackedRNN(layers, rngs=rngs), layers[-1].out_features
+
+    return factory
+
+
+def _residual_blocks(cell_name: str) -> BackboneFactory:
+    """A registered cell's backbone in its paper's residual block: ``depth`` blocks of width ``hidden_size``.
+
+    The cell's own width is ``expansion × hidden_size``; options that are the
+    cell's fields build the cell, the rest are the stack's and blocks' options
+    (over the registry's defaults for this cell).
+    """
+
+    def factory(
+        in_features: int,
+        hidden_size: int,
+        *,
+        rngs: nnx.Rngs,
+        depth: int = 1,
+        expansion: int = 1,
+        **options: Any,
+    ) -> tuple[nnx.Module, int]:
+        check_positive_int(depth, "depth")
+        check_positive_int(expansion, "expansion")
+        entry = cell_entry(cell_name)
+        assert entry.block is not None
+        cell_fields = {f.name for f in dataclasses.fields(entry.cell_type) if f.init} - {"hidden_size"}
+        cell_options = {name: options.pop(name) for name in list(options) if name in cell_fields}
+        if "out_features" in cell_fields:  # a cell with its own output projection (LRU) maps back to the width
+            cell_options.setdefault("out_features", hidden_size)
+        cell = entry.factory(expansion * hidden_size, **cell_options)
+        block_options = {**entry.block, **options}
+        stack = RecurrentStack(in_features, cell, num_blocks=depth, features=hidden_size, rngs=rngs, **block_options)
+        return stack, stack.out_features
 
     return factory
 
@@ -133,8 +177,10 @@ def _tcn(
     rngs: nnx.Rngs,
     num_levels: int = 5,
     kernel_size: int = 3,
+    depth: int | None = None,
     **options: Any,
 ) -> tuple[nnx.Module, int]:
+    num_levels = num_levels if depth is None else depth  # a TCN's depth is its number of levels
     # Five levels of kernel 3 see 125 steps back (1 + 2·(3-1)·(1+2+4+8+16)):
     # enough for the built-in tasks at their default lengths.
     return TCN(in_features, hidden_size, rngs=rngs, num_levels=num_levels, kernel_size=kernel_size, **options), (
@@ -149,8 +195,10 @@ def _transformer(
     rngs: nnx.Rngs,
     num_layers: int = 2,
     num_heads: int | None = None,
+    depth: int | None = None,
     **options: Any,
 ) -> tuple[nnx.Module, int]:
+    num_layers = num_layers if depth is None else depth
     if num_heads is None:  # 4 heads, or the most heads up to 4 that split hidden_size evenly
         num_heads = next(h for h in (4, 3, 2, 1) if hidden_size % h == 0)
 
