@@ -24,6 +24,7 @@ PUBLIC_MODULES = [
     "recurrax.models",
     "recurrax.attention",
     "recurrax.conv",
+    "recurrax.interpret",
 ]
 
 

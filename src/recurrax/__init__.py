@@ -22,7 +22,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # the `recurrax` command (recurrax.cli) answers --help and argument errors in
 # ~0.1 s instead of waiting 2-5 s for jax. `recurrax.lstm`, `from recurrax
 # import scan` and `from recurrax import *` work as with eager imports.
-_SUBPACKAGES = ("attention", "cells", "conv", "interop", "nn", "train", "tasks", "models", "linen")
+_SUBPACKAGES = ("attention", "cells", "conv", "interop", "interpret", "nn", "train", "tasks", "models", "linen")
 _NAMES = {
     "RecurrentBlock": "recurrax._recurrent_block",
     "RecurrentStack": "recurrax._recurrent_block",

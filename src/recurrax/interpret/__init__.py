@@ -1,0 +1,40 @@
+"""Seeing inside a recurrent model: its dynamics (and, later, recordings and attributions).
+
+* :func:`recurrent_jacobians`, :func:`jacobian_singular_values` — ``∂state_t/∂state_{t−1}``
+  along a trajectory and its spectrum (vanishing and exploding gradients, step by step).
+* :func:`lyapunov_exponent` — the trajectory's largest Lyapunov exponent.
+* :func:`fixed_points` — fixed and slow points of the autonomous dynamics, with
+  their linearised stability (:class:`FixedPoints`).
+* :func:`state_trajectory`, :func:`pca_trajectories` — the visited states in
+  principal-component coordinates (:class:`PCA`).
+* :func:`plot_jacobian_spectrum`, :func:`plot_pca_trajectories` — figures
+  (matplotlib, imported only when a plot is made).
+
+Every function takes a pure cell and its parameters; for a ``recurrax.nn``
+layer pass ``layer.cell`` and ``layer.pure_params()``. See docs/interpretability.md.
+"""
+
+from recurrax.interpret._dynamics import (
+    PCA,
+    FixedPoints,
+    fixed_points,
+    jacobian_singular_values,
+    lyapunov_exponent,
+    pca_trajectories,
+    recurrent_jacobians,
+    state_trajectory,
+)
+from recurrax.interpret._dynamics_plots import plot_jacobian_spectrum, plot_pca_trajectories
+
+__all__ = [
+    "PCA",
+    "FixedPoints",
+    "fixed_points",
+    "jacobian_singular_values",
+    "lyapunov_exponent",
+    "pca_trajectories",
+    "plot_jacobian_spectrum",
+    "plot_pca_trajectories",
+    "recurrent_jacobians",
+    "state_trajectory",
+]
