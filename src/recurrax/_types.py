@@ -10,6 +10,7 @@ Every initialiser follows the ``jax.nn.initializers`` signature
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,15 @@ def tree_structure(tree: Any) -> TreeDef:
 
 default_kernel_init: Initializer = jax.nn.initializers.glorot_uniform()
 default_bias_init: Initializer = jax.nn.initializers.zeros
+# U(-1/√fan_in, 1/√fan_in) for a kernel [fan_in, out]: PyTorch's nn.Linear weight (kaiming_uniform
+# with a=√5), which is what papers whose reference code is PyTorch trained with. Variance 1/(3·fan_in).
+fan_in_uniform: Initializer = jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
+def fan_in_uniform_bias(key: jax.Array, shape: tuple[int, ...], fan_in: int, dtype: DTypeLike) -> jax.Array:
+    """``U(-1/√fan_in, 1/√fan_in)``: PyTorch's ``nn.Linear`` bias, whose range is set by the kernel's fan-in."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
 @dataclasses.dataclass(frozen=True)

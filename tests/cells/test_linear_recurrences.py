@@ -1,4 +1,4 @@
-"""minGRU, minLSTM and LRU: paper math, parallel == sequential, gradients, dtypes, bad input."""
+"""minGRU, minLSTM and LRU: paper math and initialisation, parallel == sequential, gradients, dtypes, bad input."""
 
 from __future__ import annotations
 
@@ -222,10 +222,21 @@ def test_min_lstm_gates_are_normalised():
 
 
 def test_lru_initialisation_follows_the_paper():
-    cell = lru(64, r_min=0.5, r_max=0.9, max_phase=math.pi / 4, out_features=8)
-    params = _init(cell, in_features=8)
-    modulus = np.abs(np.asarray(cell.eigenvalues(params)))
-    phase = np.exp(np.asarray(params["theta_log"]))
+    """Appendix A's init_lru_parameters: |λ|² ~ U(r_min², r_max²), phase ~ U(0, max_phase), γ = √(1-|λ|²).
+
+    Its defaults (the unit disk, phases in [0, 2π]) and B ~ N(0, 1/2D), C ~ N(0, 1/N), D ~ N(0, 1) on a
+    wide cell; a given ring on a small one. One program makes both (an init compiles in ~0.5 CPU-s).
+    """
+    N, O = 512, 16
+    cell, default = lru(64, r_min=0.5, r_max=0.9, max_phase=math.pi / 4, out_features=8), lru(N, out_features=O)
+
+    def inits(key):
+        params = cell.init(key, 8)
+        return params, cell.eigenvalues(params), default.init(key, O)
+
+    params, eigenvalues, wide = jax.tree.map(np.asarray, jax.jit(inits)(jax.random.key(0)))
+    modulus = np.abs(eigenvalues)
+    phase = np.exp(params["theta_log"])
     assert modulus.min() >= 0.5 - 1e-6 and modulus.max() <= 0.9 + 1e-6
     assert phase.min() >= 0 and phase.max() <= math.pi / 4 + 1e-6
     np.testing.assert_allclose(np.exp(params["gamma_log"]), np.sqrt(1 - modulus**2), rtol=1e-5)
@@ -243,6 +254,120 @@ def test_lru_initialisation_follows_the_paper():
         "C_im": (64, 8),
         "D": (8,),
     }
+
+    modulus, phase = np.exp(-np.exp(wide["nu_log"])), np.exp(wide["theta_log"])
+    assert modulus.max() <= 1 and phase.min() >= 0 and phase.max() <= 2 * math.pi + 1e-5
+    # uniform in area: E|λ|² = 1/2 (variance 1/12; over 512 draws 4 standard errors is 0.05)
+    assert abs(np.mean(modulus**2) - 0.5) < 0.05 and abs(np.mean(phase) - math.pi) < 0.35
+    np.testing.assert_allclose(np.exp(wide["gamma_log"]), np.sqrt(1 - modulus**2), rtol=1e-4, atol=1e-6)
+    for name, std in [("B_re", 1 / math.sqrt(2 * O)), ("B_im", 1 / math.sqrt(2 * O)), ("C_re", 1 / math.sqrt(N))]:
+        assert abs(np.std(wide[name]) / std - 1) < 0.05, name
+    assert abs(np.std(wide["D"]) - 1) < 0.5
+
+
+MIN_RNNS = {"min_gru": min_gru, "min_lstm": min_lstm}
+INIT_D, INIT_H, CHRONO_T = 16, 256, 100.0
+
+
+@functools.cache
+def _min_rnn_inits():
+    """Per minGRU and minLSTM: default params, chrono params and the chrono keep coefficient at x = 0.
+
+    One program for all of them: each init compiled on its own costs ~0.3 CPU-s.
+    """
+
+    def inits(key):
+        out = {}
+        for name, make in MIN_RNNS.items():
+            default, chrono = make(INIT_H), make(INIT_H, chrono_max_timescale=CHRONO_T)
+            chrono_params = chrono.init(key, INIT_D)
+            keep, _ = chrono.recurrence_coefficients(chrono_params, jnp.zeros((INIT_D,)))
+            out[name] = (default.init(key, INIT_D), chrono_params, keep)
+        return out
+
+    return jax.tree.map(np.asarray, jax.jit(inits)(jax.random.key(0)))
+
+
+@pytest.mark.parametrize("name", list(MIN_RNNS))
+def test_min_rnn_default_initialisation_is_the_papers_nn_linear(name):
+    """The paper's reference code: nn.Linear(D, H) per gate, weights and biases U(±1/√D)."""
+    params, _, _ = _min_rnn_inits()[name]
+    bound = 1 / math.sqrt(INIT_D)
+    for key in ("input_kernel", "bias"):
+        values = params[key]
+        assert np.abs(values).max() <= bound
+        # uniform, not a narrower law: the std of U(±b) is b/√3 and the draws reach the bounds
+        assert abs(values.std() / (bound / math.sqrt(3)) - 1) < 0.1 and np.abs(values).max() > 0.95 * bound, key
+
+
+@pytest.mark.parametrize("name", list(MIN_RNNS))
+def test_chrono_initialisation_spreads_the_memory_up_to_the_max_timescale(name):
+    """At x = 0 the keep coefficient a = u/(1+u), u ~ U(1, T-1): a memory 1/(1-a) = 1+u steps in [2, T]."""
+    H, t_max = INIT_H, CHRONO_T
+    _, params, keep = _min_rnn_inits()[name]
+    timescale = 1 / (1 - keep.astype(np.float64))
+    assert timescale.min() >= 2 - 1e-3 and timescale.max() <= t_max * (1 + 1e-3)
+    assert timescale.min() < 0.1 * t_max and timescale.max() > 0.9 * t_max
+    bias = params["bias"]
+    if name == "min_gru":  # b_z = -log u in [-log(T-1), 0]
+        assert bias[:H].max() <= 0 and bias[:H].min() >= -math.log(t_max - 1) - 1e-6
+    else:  # b_f = log u in [0, log(T-1)], b_i = -b_f
+        assert bias[:H].min() >= 0 and bias[:H].max() <= math.log(t_max - 1) + 1e-6
+        np.testing.assert_array_equal(bias[H : 2 * H], -bias[:H])
+    assert np.abs(bias[-H:]).max() <= 1 / math.sqrt(INIT_D)  # the candidate's bias keeps its nn.Linear init
+    with pytest.raises(ValueError, match="chrono_max_timescale must be > 2"):
+        MIN_RNNS[name](H, chrono_max_timescale=2.0)
+
+
+def test_params_from_linears_equal_the_papers_separate_layers(x64):
+    """The fused [W_z | W_h] (minLSTM: [W_f | W_i | W_h]) runs the paper's sequential step with its linears."""
+    rng = np.random.default_rng(0)
+    xs, cases = _xs(np.float64), {}
+    for name, make in MIN_RNNS.items():
+        cell = make(H, param_dtype=jnp.float64)
+        biased = [k != 1 for k in range(cell.num_blocks)]  # the second layer without bias
+        layers = [(rng.standard_normal((H, D)), rng.standard_normal(H) if b else None) for b in biased]
+        params = cell.params_from_linears(*layers, layout="torch")
+        from_flax = cell.params_from_linears(*[(w.T, b) for w, b in layers], layout="flax")
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(from_flax), strict=True):
+            np.testing.assert_array_equal(a, b)
+        cases[name] = (cell, layers, params, _carry(cell))
+    run = jax.jit(lambda ps, h0s: {n: recurrax.scan(c[0], ps[n], xs, initial_carry=h0s[n]) for n, c in cases.items()})
+    outputs = run({n: c[2] for n, c in cases.items()}, {n: c[3] for n, c in cases.items()})
+
+    for name, (_, layers, _, h0) in cases.items():
+
+        def linear(k, x, layers=layers):
+            w, b = layers[k]
+            return x @ w.T + (0 if b is None else b)
+
+        def step(h, x, gru=name == "min_gru", linear=linear):  # the paper's listings, sequential mode
+            if gru:
+                z = _sigmoid(linear(0, x))
+                h = (1 - z) * h + z * linear(1, x)
+            else:
+                f, i = _sigmoid(linear(0, x)), _sigmoid(linear(1, x))
+                h = f / (f + i) * h + i / (f + i) * linear(2, x)
+            return h, h
+
+        ref_ys, ref_final = _reference_scan(step, xs, np.asarray(h0), [T] * B, np.zeros((B, T), bool), False)
+        np.testing.assert_allclose(outputs[name][0], ref_ys, atol=1e-12, rtol=1e-12)
+        np.testing.assert_allclose(outputs[name][1], ref_final, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "layers, layout, match",
+    [
+        ([np.ones((H, D)), np.ones((H, D))], "pytorch", "layout must be one of"),
+        ([np.ones((D, H)), np.ones((H, D))], "torch", r"z: the weight must be \[H, D\]"),
+        ([np.ones((H, D)), np.ones((H, D + 1))], "torch", "h: .* same D for every block"),
+        ([np.ones(H), np.ones((H, D))], "torch", "must be 2-D"),
+        ([(np.ones((H, D)), np.ones(D)), np.ones((H, D))], "torch", r"z: the bias must have shape \(5,\)"),
+    ],
+)
+def test_params_from_linears_rejects_the_wrong_shapes(layers, layout, match):
+    with pytest.raises(ValueError, match=match):
+        min_gru(H).params_from_linears(*layers, layout=layout)
 
 
 def test_parameter_shapes_and_param_dtype():

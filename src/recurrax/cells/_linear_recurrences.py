@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from recurrax._linear_cell import LinearCell
-from recurrax._types import Array, Initializer, Params, default_bias_init, default_kernel_init
+from recurrax._types import Array, Initializer, Params, chrono_bias, fan_in_uniform, fan_in_uniform_bias
+from recurrax._validation import check_choice
 
 _COMPLEX = {jnp.dtype(jnp.float32): jnp.dtype(jnp.complex64), jnp.dtype(jnp.float64): jnp.dtype(jnp.complex128)}
+
+#: One linear layer's parameters: ``weight`` alone (no bias) or ``(weight, bias)``, ``bias`` maybe ``None``.
+Linear = Array | tuple[Array, Array | None]
 
 
 def positive_activation(x: Array) -> Array:
@@ -38,19 +43,64 @@ class _MinRNNCell(LinearCell):
     """Shared parts of minGRU and minLSTM: one input matmul, gates of ``x`` only."""
 
     log_space: bool = False
-    kernel_init: Initializer = default_kernel_init
-    bias_init: Initializer = default_bias_init
+    chrono_max_timescale: float | None = None
+    kernel_init: Initializer = fan_in_uniform
+    bias_init: Initializer | None = None
 
     supports_input_projection: ClassVar[bool] = True
     num_blocks: ClassVar[int]
+    block_names: ClassVar[tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.chrono_max_timescale is not None and not self.chrono_max_timescale > 2:
+            raise ValueError(
+                f"{type(self).__name__}: chrono_max_timescale must be > 2 (in time steps), "
+                f"got {self.chrono_max_timescale!r}"
+            )
 
     def init(self, key: Array, in_features: int) -> Params:
         H, dt = self.hidden_size, self.param_dtype
-        k_in, k_b = jax.random.split(key)
-        return {
-            "input_kernel": self.kernel_init(k_in, (in_features, self.num_blocks * H), dt),
-            "bias": self.bias_init(k_b, (self.num_blocks * H,), dt),
-        }
+        k_in, k_b, k_chrono = jax.random.split(key, 3)
+        shape = (self.num_blocks * H,)
+        if self.bias_init is None:
+            bias = fan_in_uniform_bias(k_b, shape, in_features, dt)
+        else:
+            bias = self.bias_init(k_b, shape, dt)
+        if self.chrono_max_timescale is not None:
+            bias = self._chrono_biases(bias, chrono_bias(k_chrono, H, self.chrono_max_timescale, dt))
+        return {"input_kernel": self.kernel_init(k_in, (in_features, self.num_blocks * H), dt), "bias": bias}
+
+    def _chrono_biases(self, bias: Array, keep: Array) -> Array:
+        """``bias`` with the gates' blocks set so that the state is kept with bias ``keep`` (chrono init)."""
+        raise NotImplementedError
+
+    def _fuse_linears(self, linears: Sequence[Linear], layout: str) -> Params:
+        """``{"input_kernel", "bias"}`` from one linear layer per block, in the blocks' order."""
+        check_choice(layout, "layout", ("torch", "flax"))
+        H, dt = self.hidden_size, self.param_dtype
+        kernels: list[Array] = []
+        biases: list[Array] = []
+        for name, linear in zip(self.block_names, linears, strict=True):
+            weight, bias = linear if isinstance(linear, tuple) else (linear, None)
+            kernel = jnp.asarray(weight)
+            if kernel.ndim != 2:
+                raise ValueError(f"{name}: the weight must be 2-D, got shape {tuple(kernel.shape)}")
+            # torch's nn.Linear computes x Wᵀ + b with W [out, in]; the fused kernel is [in, out].
+            kernel = kernel.T if layout == "torch" else kernel
+            in_features = kernels[0].shape[0] if kernels else kernel.shape[0]
+            if kernel.shape != (in_features, H):
+                expected = "[H, D]" if layout == "torch" else "[D, H]"
+                raise ValueError(
+                    f"{name}: the weight must be {expected} with H={H} and the same D for every block "
+                    f"(layout={layout!r}), got shape {tuple(jnp.shape(weight))}"
+                )
+            b = jnp.zeros((H,), dt) if bias is None else jnp.asarray(bias)
+            if b.shape != (H,):
+                raise ValueError(f"{name}: the bias must have shape ({H},), got {tuple(b.shape)}")
+            kernels.append(kernel.astype(dt))
+            biases.append(b.astype(dt))
+        return {"input_kernel": jnp.concatenate(kernels, axis=1), "bias": jnp.concatenate(biases)}
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Array:
         return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
@@ -111,13 +161,27 @@ class MinGRUCell(_MinRNNCell):
 
     With ``log_space`` the parallel scan works on ``log(1 - z) = -softplus(k)``
     and ``log(z ⊙ h̃) = -softplus(-k) + log g(...)``. Parameters:
-    ``input_kernel[D, 2H]`` (blocks z, h̃) and ``bias[2H]``.
+    ``input_kernel[D, 2H]`` and ``bias[2H]``, the paper's two linear layers
+    fused in the order ``[z | h̃]``: ``input_kernel = [W_z | W_h]``,
+    ``bias = [b_z | b_h]``. :meth:`params_from_linears` builds them from the
+    two layers.
+
+    Initialisation: the paper's reference code builds ``linear_z`` and
+    ``linear_h`` as PyTorch ``nn.Linear(D, H)`` layers, so kernels and biases
+    are ``U(-1/√D, 1/√D)`` by default. ``chrono_max_timescale=T`` sets
+    ``b_z = -log(u)``, ``u ~ U(1, T - 1)`` (Tallec & Ollivier, 2018): the keep
+    gate ``1 - z = σ(-b_z)`` then starts at ``u / (1 + u)``, a memory of
+    ``1 / z = 1 + u`` steps, spread over ``[2, T]``.
 
     Attributes:
       hidden_size: ``H``, the state and output features.
       log_space: use the positive candidate ``g(·)`` and scan in log space
         with ``method="parallel"`` (the paper's numerically stable form).
-      kernel_init, bias_init: initialisers of ``input_kernel[D, 2H]`` and ``bias[2H]``.
+      chrono_max_timescale: chrono init of the gate bias ``b_z`` (None: off);
+        use about the longest dependency length, in steps (> 2).
+      kernel_init: initialiser of ``input_kernel[D, 2H]`` (default ``U(±1/√D)``).
+      bias_init: initialiser of ``bias[2H]``; None (default) draws ``U(±1/√D)``,
+        as PyTorch's ``nn.Linear``.
       dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
 
     Example:
@@ -136,6 +200,37 @@ class MinGRUCell(_MinRNNCell):
     """
 
     num_blocks: ClassVar[int] = 2
+    block_names: ClassVar[tuple[str, ...]] = ("z", "h")
+
+    def params_from_linears(self, z: Linear, h: Linear, *, layout: Literal["torch", "flax"]) -> Params:
+        """The parameters of the paper's two linear layers, ``z = σ(linear_z(x))`` and ``h̃ = linear_h(x)``.
+
+        Args:
+          z, h: each layer's ``(weight, bias)``, or its ``weight`` alone (a layer
+            without bias, e.g. ``bias=False``); arrays of any kind (numpy, JAX;
+            a torch ``nn.Linear`` through :func:`recurrax.interop.from_torch_linear`).
+          layout: ``"torch"``: weights ``[H, D]`` as ``nn.Linear.weight``
+            (``y = x Wᵀ + b``); ``"flax"``: kernels ``[D, H]`` as
+            ``nnx.Linear.kernel`` (``y = x W + b``). Required: when ``D == H``
+            the shapes cannot tell them apart.
+
+        Returns ``{"input_kernel": [W_z | W_h] [D, 2H], "bias": [b_z | b_h] [2H]}``
+        in ``param_dtype``.
+
+        Example:
+          >>> import numpy as np, recurrax
+          >>> rng = np.random.default_rng(0)
+          >>> w_z, b_z, w_h = rng.normal(size=(4, 3)), rng.normal(size=4), rng.normal(size=(4, 3))
+          >>> cell = recurrax.min_gru(4)
+          >>> params = cell.params_from_linears(z=(w_z, b_z), h=w_h, layout="torch")
+          >>> params["input_kernel"].shape, params["bias"].shape
+          ((3, 8), (8,))
+        """
+        return self._fuse_linears([z, h], layout)
+
+    def _chrono_biases(self, bias: Array, keep: Array) -> Array:
+        # 1 - z keeps the state, so b_z = -keep makes 1 - z = σ(keep), the LSTM forget gate's chrono value.
+        return bias.at[: self.hidden_size].set(-keep)
 
     def _coefficients(self, projected: Array) -> tuple[Array, Array]:
         k, pre = self._blocks(projected)
@@ -159,14 +254,26 @@ class MinLSTMCell(_MinRNNCell):
 
     The normalised gates are computed as ``f' = σ(-d)``, ``i' = σ(d)`` with
     ``d = softplus(-k_f) - softplus(-k_i)`` (= ``log(i / f)``), which never
-    divides by a tiny ``f + i``. Parameters: ``input_kernel[D, 3H]`` (blocks
-    f, i, h̃) and ``bias[3H]``.
+    divides by a tiny ``f + i``. Parameters: ``input_kernel[D, 3H]`` and
+    ``bias[3H]``, the paper's three linear layers fused in the order
+    ``[f | i | h̃]``; :meth:`params_from_linears` builds them from the three.
+
+    Initialisation: as the paper's reference code (PyTorch ``nn.Linear(D, H)``
+    for ``linear_f``, ``linear_i``, ``linear_h``), kernels and biases are
+    ``U(-1/√D, 1/√D)`` by default. ``chrono_max_timescale=T`` sets
+    ``b_f = log(u)``, ``b_i = -log(u)``, ``u ~ U(1, T - 1)`` (Tallec &
+    Ollivier, 2018): the normalised forget gate then starts at
+    ``f' = u / (1 + u)``, a memory of ``1 / (1 - f') = 1 + u`` steps in ``[2, T]``.
 
     Attributes:
       hidden_size: ``H``, the state and output features.
       log_space: use the positive candidate ``g(·)`` and scan in log space
         with ``method="parallel"`` (the paper's numerically stable form).
-      kernel_init, bias_init: initialisers of ``input_kernel[D, 3H]`` and ``bias[3H]``.
+      chrono_max_timescale: chrono init of the gate biases ``b_f``, ``b_i``
+        (None: off); use about the longest dependency length, in steps (> 2).
+      kernel_init: initialiser of ``input_kernel[D, 3H]`` (default ``U(±1/√D)``).
+      bias_init: initialiser of ``bias[3H]``; None (default) draws ``U(±1/√D)``,
+        as PyTorch's ``nn.Linear``.
       dtype, param_dtype, carry_dtype: compute, storage and state dtypes.
 
     Example:
@@ -183,6 +290,21 @@ class MinLSTMCell(_MinRNNCell):
     """
 
     num_blocks: ClassVar[int] = 3
+    block_names: ClassVar[tuple[str, ...]] = ("f", "i", "h")
+
+    def params_from_linears(self, f: Linear, i: Linear, h: Linear, *, layout: Literal["torch", "flax"]) -> Params:
+        """The parameters of the paper's three linear layers ``linear_f``, ``linear_i``, ``linear_h``.
+
+        As :meth:`MinGRUCell.params_from_linears`: each layer is ``(weight, bias)``
+        or ``weight`` alone; ``layout="torch"`` takes weights ``[H, D]``,
+        ``"flax"`` kernels ``[D, H]``. Returns ``input_kernel = [W_f | W_i | W_h]``
+        ``[D, 3H]`` and ``bias = [b_f | b_i | b_h]`` ``[3H]``.
+        """
+        return self._fuse_linears([f, i, h], layout)
+
+    def _chrono_biases(self, bias: Array, keep: Array) -> Array:
+        H = self.hidden_size
+        return bias.at[:H].set(keep).at[H : 2 * H].set(-keep)
 
     def _gate_log_ratio(self, k_f: Array, k_i: Array) -> Array:
         return jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
@@ -211,17 +333,24 @@ class LRUCell(LinearCell):
 
     The exponential parameterisation keeps the recurrence stable throughout
     training; ``γ`` normalises the input so that the state's variance does
-    not blow up as ``|λ| → 1``. ``λ`` is initialised uniformly on the ring
-    ``r_min ≤ |λ| ≤ r_max`` with phase in ``[0, max_phase]``. The skip term
-    ``D ⊙ x`` needs ``D == O`` (pass ``skip=False`` otherwise). The carry is
-    complex (``complex64`` for a ``float32`` state).
+    not blow up as ``|λ| → 1``. The skip term ``D ⊙ x`` needs ``D == O``
+    (pass ``skip=False`` otherwise). The carry is complex (``complex64`` for a
+    ``float32`` state).
+
+    Initialisation, as the paper's ``init_lru_parameters`` (its Appendix A):
+    ``λ`` uniform on the ring ``r_min ≤ |λ| ≤ r_max`` (uniform in area:
+    ``|λ|² ~ U(r_min², r_max²)``) with phase ``θ ~ U(0, max_phase)``;
+    ``γ = √(1 - |λ|²)``; ``B ~ N(0, 1/(2D))`` (real and imaginary parts),
+    ``C ~ N(0, 1/N)``, ``D ~ N(0, 1)``. The defaults ``r_min=0, r_max=1,
+    max_phase=2π`` are that function's (which writes 2π as 6.28): the whole
+    unit disk. For long-range tasks the paper uses ``r_min=0.9, r_max=0.999,
+    max_phase=π/10``.
 
     Attributes:
       hidden_size: ``N``, complex state units.
       out_features: ``O``, output features (default ``N``); with ``skip`` it
         must equal the input features.
-      r_min, r_max: the ring ``r_min ≤ |λ| ≤ r_max`` that ``λ`` is drawn from
-        (the paper uses ``r_min=0.9, r_max=0.999`` for long-range tasks).
+      r_min, r_max: the ring ``r_min ≤ |λ| ≤ r_max`` that ``λ`` is drawn from.
       max_phase: largest initial phase of ``λ``.
       skip: add the feed-through ``D ⊙ x``.
       dtype, param_dtype, carry_dtype: compute, storage and (real) state dtypes.
