@@ -4,12 +4,17 @@ Depth O(log T) instead of T. The cell supplies the coefficients and the
 outputs (:class:`~recurrax.LinearCell`); this module folds in the initial
 carry, episode starts (``resets``) and padding (``lengths``) so that the
 result equals the step loop's.
+
+Without resets, lengths or an initial carry the program is the hand-written
+associative scan and nothing more: every mask below is built only when its
+input was given (``benchmarks/linear_reference.py`` is the yardstick).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from recurrax._cell import Steps
 from recurrax._linear_cell import LinearCell, LinearTerms
@@ -18,44 +23,92 @@ from recurrax._types import Array, Carry, Params
 
 
 def parallel_scan(
-    cell: LinearCell, params: Params, xs_tm: Array, initial_carry: Carry, steps: Steps, last: Array | None
+    cell: LinearCell,
+    params: Params,
+    xs: Array,
+    initial_carry: Carry,
+    steps: Steps,
+    last: Array | None,
+    *,
+    default_carry: bool = False,
+    time_axis: int = 0,
 ) -> tuple[Array, Carry, Array]:
-    """``(ys[T, *B, O], final_carry, hs[T, *B, ...])`` for time-major ``xs_tm``; ``last[*B]`` = each example's end."""
-    starts = episode_starts(xs_tm, steps.resets)
+    """``(ys, final_carry, hs)`` over ``xs`` with time along ``time_axis``; ``last[*B]`` = each example's end.
+
+    ``xs`` is time-major (``[T, *B, D]``, ``time_axis=0``) unless the cell is in
+    the per-step form (:func:`per_step_form`), which any layout suits; ``steps``'
+    masks and the results ``ys``, ``hs`` share ``xs``'s layout. ``default_carry``:
+    ``initial_carry`` is the cell's own default, so when its state is zero
+    nothing of it enters the scan.
+    """
+    starts = episode_starts(xs, steps.resets, time_axis)
+    state_dtype = cell.linear_state(initial_carry).dtype
+    h0 = None if default_carry and default_state_is_zero(cell) else cell.linear_state(initial_carry)
     if cell.parallel_log_space():
-        hs = _log_space_states(cell, params, xs_tm, initial_carry, starts, steps.valid)
-        terms = LinearTerms(None, None, xs_tm)
+        log_a, log_b = cell.log_recurrence_coefficients(params, xs)
+        hs = _log_space_states(log_a, log_b, h0, starts, steps, time_axis).astype(state_dtype)
+        terms = LinearTerms(None, None, xs)
     else:
-        terms = cell.linear_terms(params, initial_carry, xs_tm, starts)
-        hs = _linear_states(terms, cell.linear_state(initial_carry), starts, steps.valid)
-    ys, final_carry = cell.linear_outputs(params, initial_carry, hs, terms, last)
+        terms = cell.linear_terms(params, initial_carry, xs, starts)
+        hs = _linear_states(terms, h0, starts, steps, time_axis).astype(state_dtype)
+    if time_axis == 0:
+        ys, final_carry = cell.linear_outputs(params, initial_carry, hs, terms, last)
+    else:
+        # The per-step form's linear_outputs, along another axis: hs past an
+        # example's end repeats its last state, so the final carry is the last step's.
+        ys, final_carry = cell.readout(params, hs, xs), jax.lax.index_in_dim(hs, -1, time_axis, keepdims=False)
     if steps.valid is not None:
         ys = zero_padding(ys, steps.valid)
     return ys, final_carry, hs
 
 
-def episode_starts(xs_tm: Array, resets_tm: Array | None) -> Array:
-    """``[T, *B]`` (or broadcastable): where the carry starts from the initial carry."""
-    num_steps = xs_tm.shape[0]
-    starts = (jnp.arange(num_steps) == 0).reshape((num_steps,) + (1,) * (xs_tm.ndim - 2))
-    return starts if resets_tm is None else starts | resets_tm
+def per_step_form(cell: LinearCell) -> bool:
+    """Whether the cell keeps :class:`~recurrax.LinearCell`'s per-step form: its terms read one step each.
+
+    Then :meth:`~recurrax.LinearCell.recurrence_coefficients` and ``readout``
+    map any leading dims, and the parallel path needs no time-major layout.
+    """
+    kind = type(cell)
+    return all(getattr(kind, name) is getattr(LinearCell, name) for name in _SEQUENCE_FORM)
 
 
-def _linear_states(terms: LinearTerms, h0: Array, starts: Array, valid: Array | None) -> Array:
+_SEQUENCE_FORM = ("linear_terms", "linear_outputs", "linear_state")
+
+
+def episode_starts(xs: Array, resets: Array | None, time_axis: int = 0) -> Array:
+    """Where the carry starts from the initial carry: ``[T, *B]`` (``[*B, T]`` for ``time_axis > 0``), broadcastable."""
+    starts = _first_step(xs.shape[time_axis], xs.ndim - 1, time_axis)
+    return starts if resets is None else starts | resets
+
+
+def default_state_is_zero(cell: LinearCell) -> bool:
+    """Whether the cell's default carry holds a zero state: read from concrete values, also while tracing."""
+    with jax.ensure_compile_time_eval():
+        state = cell.linear_state(cell.initial_carry(()))
+    return not np.any(np.asarray(state))
+
+
+def _linear_states(terms: LinearTerms, h0: Array | None, starts: Array, steps: Steps, axis: int) -> Array:
     a, b = terms.a, terms.b
     assert a is not None and b is not None  # only the log-space path leaves them None
-    state_dtype = h0.dtype
-    h0 = jnp.broadcast_to(h0, a.shape[1:]).astype(jnp.result_type(a, b, h0))
-    # Fold the initial carry (and every reset back to it) into b, so that the
-    # scan starts from zero: h_t = a_t h_{t-1} + b_t with h_{-1} = 0.
-    at_start = _expand_to(starts, a.ndim)
-    b = jnp.where(at_start, a * h0 + b, b)
-    a = jnp.where(at_start, jnp.zeros_like(a), a)
-    if valid is not None:
+    if steps.valid is not None:
         # Past an example's end the state is carried unchanged: a = 1, b = 0.
-        keep = _expand_to(valid, a.ndim)
+        keep = _expand_to(steps.valid, a.ndim)
         a = jnp.where(keep, a, jnp.ones_like(a))
         b = jnp.where(keep, b, jnp.zeros_like(b))
+    if steps.resets is not None:
+        # Every start restarts from the initial carry: fold it into b there and
+        # let nothing flow in from before, so that the scan starts from zero
+        # (h_t = a_t h_{t-1} + b_t, h_{-1} = 0).
+        at_start = _expand_to(_valid_starts(starts, steps.valid, axis), a.ndim)
+        if h0 is not None:
+            b = jnp.where(at_start, a * _over_time(h0, axis).astype(jnp.result_type(a, b, h0)) + b, b)
+        a = jnp.where(at_start, jnp.zeros_like(a), a)
+    elif h0 is not None:
+        # Only step 0 starts. Nothing precedes it, so the scan never reads a_0
+        # and h0 enters through b_0 alone: a slice, not a select over all T.
+        first = (slice(None),) * axis + (0,)
+        b = b.at[first].add(a[first] * h0.astype(jnp.result_type(a, b, h0)))
 
     def combine(earlier: tuple[Array, Array], later: tuple[Array, Array]) -> tuple[Array, Array]:
         a1, b1 = earlier
@@ -63,45 +116,78 @@ def _linear_states(terms: LinearTerms, h0: Array, starts: Array, valid: Array | 
         return a2 * a1, a2 * b1 + b2
 
     hs: Array
-    _, hs = jax.lax.associative_scan(combine, (a, b), axis=0)
-    return hs.astype(state_dtype)
+    _, hs = jax.lax.associative_scan(combine, (a, b), axis=axis)
+    return hs
 
 
-def _log_space_states(
-    cell: LinearCell, params: Params, xs_tm: Array, initial_carry: Array, starts: Array, valid: Array | None
-) -> Array:
+def _log_space_states(log_a: Array, log_b: Array, h0: Array | None, starts: Array, steps: Steps, axis: int) -> Array:
     """The states by a scan in log space, for cells with ``b_t > 0`` (``log_space=True``).
 
     The cell gives ``(log a, log b)``. Products of many gates underflow in
     linear space but are sums here (Heinsen, 2023). The initial carry may have
     any sign, so it is kept out of the logs: ``h_t = A_t ⊙ h0 + B_t`` where
-    ``A_t`` (the gate product since the last start) and ``B_t`` (the state
-    from a zero carry) are two log-space recurrences sharing ``log a``.
+    ``A_t`` is the gate product since the last start and ``B_t`` the state
+    from a zero carry. Without resets ``A_t`` is the scan's own running sum
+    of ``log a``; with them it restarts at every start and takes a third
+    channel.
     """
-    log_a, log_b = cell.log_recurrence_coefficients(params, xs_tm)
     # A finite "log 0": exp of it is exactly 0, and unlike -inf it never makes
     # logaddexp's derivative 0/0 (NaN) where both of its arguments are "log 0".
     log_zero = jnp.asarray(-1e4, log_a.dtype)
-
-    at_start = _expand_to(starts, log_a.ndim)
-    log_b_initial = jnp.where(at_start, log_a, log_zero)  # A_t restarts at a_t on every start
-    log_a = jnp.where(at_start, log_zero, log_a)  # nothing flows in from before a start
-    if valid is not None:
-        keep = _expand_to(valid, log_a.ndim)
+    if steps.valid is not None:
+        # Past an example's end: a = 1, b = 0, so the state is carried unchanged.
+        keep = _expand_to(steps.valid, log_a.ndim)
         log_a = jnp.where(keep, log_a, jnp.zeros_like(log_a))
         log_b = jnp.where(keep, log_b, log_zero)
-        log_b_initial = jnp.where(keep, log_b_initial, log_zero)
+
+    if steps.resets is None:
+        # Only step 0 starts; the scan never reads log a_0 (nothing precedes it),
+        # so it stays, and the first channel is log A_t = log a_0 + … + log a_t.
+        log_gates, log_hs = jax.lax.associative_scan(_log_combine, (log_a, log_b), axis=axis)
+        hs = jnp.exp(log_hs)
+        if h0 is None:
+            return hs
+        return hs + jnp.exp(log_gates) * _over_time(h0, axis).astype(hs.dtype)
+
+    at_start = _expand_to(_valid_starts(starts, steps.valid, axis), log_a.ndim)
+    log_b_initial = jnp.where(at_start, log_a, log_zero)  # A_t restarts at a_t on every start
+    log_a = jnp.where(at_start, log_zero, log_a)  # nothing flows in from before a start
+    if h0 is None:
+        _, log_hs = jax.lax.associative_scan(_log_combine, (log_a, log_b), axis=axis)
+        return jnp.exp(log_hs)
 
     def combine(earlier: tuple[Array, Array, Array], later: tuple[Array, Array, Array]) -> tuple[Array, ...]:
         la1, lb1, lc1 = earlier
         la2, lb2, lc2 = later
         return la1 + la2, jnp.logaddexp(la2 + lb1, lb2), jnp.logaddexp(la2 + lc1, lc2)
 
-    _, log_hs, log_initial_weight = jax.lax.associative_scan(combine, (log_a, log_b, log_b_initial), axis=0)
-    h0 = jnp.broadcast_to(initial_carry, log_a.shape[1:]).astype(log_a.dtype)
-    return (jnp.exp(log_hs) + jnp.exp(log_initial_weight) * h0).astype(initial_carry.dtype)
+    _, log_hs, log_initial_weight = jax.lax.associative_scan(combine, (log_a, log_b, log_b_initial), axis=axis)
+    return jnp.exp(log_hs) + jnp.exp(log_initial_weight) * _over_time(h0, axis).astype(log_hs.dtype)
+
+
+def _log_combine(earlier: tuple[Array, Array], later: tuple[Array, Array]) -> tuple[Array, Array]:
+    la1, lb1 = earlier
+    la2, lb2 = later
+    return la1 + la2, jnp.logaddexp(la2 + lb1, lb2)
+
+
+def _valid_starts(starts: Array, valid: Array | None, axis: int) -> Array:
+    """The starts inside each example, and step 0 always: a reset in the padding must not restart a frozen carry."""
+    return starts if valid is None else (starts & valid) | _first_step(valid.shape[axis], valid.ndim, axis)
+
+
+def _over_time(h0: Array, axis: int) -> Array:
+    """``h0[*B, ...]`` with a unit time axis, to broadcast against ``[T, *B, ...]`` or ``[*B, T, ...]``."""
+    return jnp.expand_dims(h0, axis)
+
+
+def _first_step(num_steps: int, ndim: int, axis: int) -> Array:
+    """True at step 0 only, shaped to broadcast against an ``ndim``-dim mask with time along ``axis``."""
+    shape = [1] * ndim
+    shape[axis] = num_steps
+    return (jnp.arange(num_steps) == 0).reshape(shape)
 
 
 def _expand_to(mask: Array, ndim: int) -> Array:
-    """Appends unit axes so that a ``[T, *B]`` mask broadcasts against ``[T, *B, ...]``."""
+    """Appends unit axes: a ``[T, *B]`` (or ``[*B, T]``) mask then broadcasts against the states."""
     return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))

@@ -18,7 +18,7 @@ from recurrax._cell import Cell, Steps
 from recurrax._linear_cell import LinearCell
 from recurrax._ops import padding_mask, tree_where, zero_padding
 from recurrax._options import ScanOptions, accepts_scan_options
-from recurrax._parallel import parallel_scan
+from recurrax._parallel import parallel_scan, per_step_form
 from recurrax._params import check_params
 from recurrax._types import Array, Carry, Params
 from recurrax._validation import check_initial_carry, check_lengths, check_mask_like, check_sequence
@@ -175,7 +175,8 @@ def scan(
     if cell_obj is not None:
         check_params(cell_obj, params, xs.shape[-1])
 
-    if initial_carry is None:
+    default_carry = initial_carry is None
+    if default_carry:
         initial_carry = _default_carry(cell, batch_shape, xs.shape[-1])
     elif cell_obj is not None:
         check_initial_carry(initial_carry, cell_obj.initial_carry(batch_shape), batch_shape)
@@ -188,16 +189,24 @@ def scan(
     if resets is not None:
         resets = check_mask_like(resets, "resets", batch_shape, num_steps, time_major)
 
-    # Inside, everything is time-major: the loop runs over the leading axis.
+    # Inside, everything is time-major: the loop runs over the leading axis. One
+    # exception: a linear cell in the per-step form, scanned in parallel and
+    # forwards, reads each step alone, so its associative scan runs along the
+    # caller's own time axis, with no transposes before and after it; the
+    # `_tm` names below then hold batch-major arrays.
+    keep_layout = time_major or (
+        options.method == "parallel" and not options.reverse and isinstance(cell, LinearCell) and per_step_form(cell)
+    )
+
     def to_time_major(tree: Any) -> Any:
-        return tree if time_major else jax.tree.map(lambda a: jnp.moveaxis(a, len(batch_shape), 0), tree)
+        return tree if keep_layout else jax.tree.map(lambda a: jnp.moveaxis(a, len(batch_shape), 0), tree)
 
     def from_time_major(tree: Any) -> Any:
-        return tree if time_major else jax.tree.map(lambda a: jnp.moveaxis(a, 0, len(batch_shape)), tree)
+        return tree if keep_layout else jax.tree.map(lambda a: jnp.moveaxis(a, 0, len(batch_shape)), tree)
 
     xs_tm = to_time_major(xs)
     resets_tm = None if resets is None else to_time_major(resets)
-    valid_tm = padding_mask(lengths, num_steps, time_major=True)
+    valid_tm = padding_mask(lengths, num_steps, time_major=time_major or not keep_layout)
 
     reverse_index = None
     if options.reverse:
@@ -223,7 +232,10 @@ def scan(
     if options.method == "parallel":
         assert isinstance(cell, LinearCell)
         last = None if lengths is None else lengths - 1
-        ys_tm, final_carry, carries_tm = parallel_scan(cell, params, xs_tm, initial_carry, steps, last)
+        time_axis = 0 if time_major or not keep_layout else len(batch_shape)
+        ys_tm, final_carry, carries_tm = parallel_scan(
+            cell, params, xs_tm, initial_carry, steps, last, default_carry=default_carry, time_axis=time_axis
+        )
     elif cell_obj is not None and _use_sequence(
         cell_obj, params, initial_carry, xs_tm, options, perturbation_tm, return_carries
     ):
