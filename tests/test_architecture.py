@@ -150,6 +150,22 @@ def test_a_cell_registered_by_a_user_gets_a_factory_a_layer_and_a_backbone(monke
         recurrax.register_cell(LeakyCell, "leaky_test_cell", layer="LeakyTest", summary="again")
 
 
+def test_an_alias_is_the_same_cell_everywhere(monkeypatch):
+    """``min_gru`` is the spelling; ``mingru`` works as attribute, backbone name and registry name."""
+    assert recurrax.mingru is recurrax.min_gru and recurrax.cells.minlstm is recurrax.min_lstm
+    assert "mingru" not in recurrax.__all__  # listed once, under its spelling
+    for alias, name in [("mingru", "min_gru"), ("minlstm", "min_lstm"), ("simple_rnn", "rnn")]:
+        assert recurrax.models.backbone_spec(alias).name == recurrax.models.backbone_spec(name).name == name
+    assert recurrax.cells.cell_entry("mingru").name == "min_gru"
+    with pytest.raises(AttributeError, match="has no attribute 'min_gruu'"):
+        recurrax.min_gruu  # noqa: B018
+    monkeypatch.setattr(recurrax.cells._registry, "_ENTRIES", dict(recurrax.cells._registry._ENTRIES))
+    with pytest.raises(ValueError, match="alias name"):
+        recurrax.register_cell(recurrax.GRUCell, "gru_again", layer="GRUAgain", aliases=("mingru",), summary="")
+    with pytest.raises(ValueError, match="alias must be a Python identifier"):
+        recurrax.register_cell(recurrax.GRUCell, "gru_again", layer="GRUAgain", aliases=("gru-2",), summary="")
+
+
 # ------------------------------------------------------------------ options
 def test_scan_options_travel_as_one_object_and_as_keywords():
     cell = recurrax.gru(4)

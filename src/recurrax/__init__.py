@@ -62,6 +62,8 @@ def __getattr__(name: str) -> Any:
             value = [*_NAMES, "attention", "cells", "conv", "interop", *cells.__all__]
         elif name in cells.__all__:  # the cells, their factories and the contract, as recurrax.X
             value = getattr(cells, name)
+        elif (factory := cells._registry.aliased_factory(name)) is not None:  # recurrax.mingru is recurrax.min_gru
+            value = factory
         else:
             # The earlier releases' names (recurrax.LSTM was the pure cell, easily taken for recurrax.nn.LSTM).
             from recurrax._deprecation import moved_attribute

@@ -24,6 +24,7 @@ import jax
 from flax import nnx
 
 from recurrax import tasks, train
+from recurrax.cells import registered_cells
 from recurrax.cli import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -453,6 +454,9 @@ def list_names() -> int:
     for name in task_names():
         print(f"  {name:<14} {task_spec(name).summary}")
     print("backbones (--cell/--model):")
+    # A cell's backbone also answers to the cell's factory name and aliases (`mingru` for `min_gru`).
+    spellings = {e.backbone: (e.name, *e.aliases) for e in registered_cells() if e.backbone is not None}
     for name in backbone_names():
-        print(f"  {name:<14} {backbone_spec(name).summary}")
+        also = [n for n in spellings.get(name, ()) if n != name]
+        print(f"  {name:<14} {backbone_spec(name).summary}" + (f" (also: {', '.join(also)})" if also else ""))
     return 0

@@ -18,7 +18,7 @@ from recurrax.cells._indrnn import IndRNNCell
 from recurrax.cells._linear_recurrences import LRUCell, MinGRUCell, MinLSTMCell
 from recurrax.cells._lstm import LSTMCarry, LSTMCell
 from recurrax.cells._qrnn import QRNNCarry, QRNNCell
-from recurrax.cells._registry import CellEntry, cell_entry, register_cell, registered_cells
+from recurrax.cells._registry import CellEntry, aliased_factory, cell_entry, register_cell, registered_cells
 from recurrax.cells._regularization import (
     RecurrentDropoutCarry,
     RegularizedCell,
@@ -28,7 +28,8 @@ from recurrax.cells._regularization import (
 )
 from recurrax.cells._simple_rnn import SimpleRNNCell
 
-# One line per cell: its factory (returned), its recurrax.nn layer, its backbone.
+# One line per cell: its factory (returned), its recurrax.nn layer, its backbone. An alias
+# (`mingru`) is another spelling of the factory's name, as attribute and as backbone name.
 simple_rnn = register_cell(
     SimpleRNNCell,
     "simple_rnn",
@@ -45,7 +46,7 @@ min_gru = register_cell(
     MinGRUCell,
     "min_gru",
     layer="MinGRU",
-    backbone="mingru",
+    aliases=("mingru",),
     layer_options={"method": "parallel"},
     block={},
     summary="minGRU (Feng et al. 2024) in its residual block, parallel scan over time",
@@ -54,7 +55,7 @@ min_lstm = register_cell(
     MinLSTMCell,
     "min_lstm",
     layer="MinLSTM",
-    backbone="minlstm",
+    aliases=("minlstm",),
     layer_options={"method": "parallel"},
     block={},
     summary="minLSTM (Feng et al. 2024) in its residual block, parallel scan over time",
@@ -141,4 +142,7 @@ _MOVED = {
 
 
 def __getattr__(name: str) -> Any:
+    factory = aliased_factory(name)
+    if factory is not None:
+        return factory
     return moved_attribute(__name__, name, _MOVED)

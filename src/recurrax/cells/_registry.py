@@ -34,6 +34,8 @@ class CellEntry:
       block: ``None``, or the backbone is a stack of residual blocks
         (:class:`recurrax.RecurrentStack`, the form the cell's paper uses) with
         these block options.
+      aliases: other spellings of ``name`` (``"mingru"`` for ``"min_gru"``):
+        ``recurrax.mingru`` is the factory and ``cell="mingru"`` the backbone.
     """
 
     name: str
@@ -44,6 +46,12 @@ class CellEntry:
     summary: str
     layer_options: Mapping[str, Any]
     block: Mapping[str, Any] | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name this entry answers to: factory, layer, backbone and aliases."""
+        return tuple(n for n in (self.name, self.layer, self.backbone, *self.aliases) if n is not None)
 
     def layer_options_for(self, cell: Cell) -> dict[str, Any]:
         """The layer defaults for ``cell`` as built: a regularised (so no longer linear) cell runs the step loop."""
@@ -63,6 +71,7 @@ def register_cell(
     layer_options: Mapping[str, Any] | None = None,
     positional: Sequence[str] = ("hidden_size",),
     block: Mapping[str, Any] | None = None,
+    aliases: Sequence[str] = (),
     overwrite: bool = False,
 ) -> Callable[..., C]:
     """Registers ``cell_type`` and returns its lowercase factory.
@@ -77,6 +86,8 @@ def register_cell(
       positional: fields the factory takes positionally.
       block: the backbone is :class:`recurrax.RecurrentStack` of residual blocks
         with these options (``{}``: the defaults) instead of bare layers.
+      aliases: other spellings of ``name``, accepted wherever it is (the
+        ``recurrax`` namespace, backbone names, :func:`cell_entry`); listings show ``name``.
       overwrite: replace an existing entry of the same name.
 
     Example (a cell of your own joins every layer, model and backbone)::
@@ -90,13 +101,16 @@ def register_cell(
     """
     if not (isinstance(cell_type, type) and issubclass(cell_type, Cell)):
         raise TypeError(f"cell_type must be a recurrax Cell subclass, got {cell_type!r}")
-    for label, value in (("name", name), ("layer", layer)):
+    aliases = (aliases,) if isinstance(aliases, str) else tuple(aliases)
+    for label, value in (("name", name), ("layer", layer), *(("alias", a) for a in aliases)):
         if not isinstance(value, str) or not value.isidentifier():
             raise ValueError(f"{label} must be a Python identifier, got {value!r}")
     backbone = name if backbone == "" else backbone
-    taken = {n for e in _ENTRIES.values() for n in (e.name, e.layer, e.backbone) if n is not None}
-    if not overwrite and ({name, layer, backbone} - {None}) & taken:
-        raise ValueError(f"a cell named {name!r} (or its layer or backbone name) is registered; pass overwrite=True")
+    taken = {n for e in _ENTRIES.values() for n in e.names}
+    if not overwrite and ({name, layer, backbone, *aliases} - {None}) & taken:
+        raise ValueError(
+            f"a cell named {name!r} (or its layer, backbone or alias name) is registered; pass overwrite=True"
+        )
     factory = make_factory(cell_type, name, positional=positional)
     _ENTRIES[name] = CellEntry(
         name=name,
@@ -107,6 +121,7 @@ def register_cell(
         summary=summary,
         layer_options=MappingProxyType(dict(layer_options or {})),
         block=None if block is None else MappingProxyType(dict(block)),
+        aliases=aliases,
     )
     return factory
 
@@ -117,11 +132,16 @@ def registered_cells() -> tuple[CellEntry, ...]:
 
 
 def cell_entry(name: str) -> CellEntry:
-    """The entry registered under factory name, layer name or backbone name ``name``."""
+    """The entry registered under factory, layer, backbone or alias name ``name``."""
     for entry in _ENTRIES.values():
-        if name in (entry.name, entry.layer, entry.backbone):
+        if name in entry.names:
             return entry
     raise KeyError(f"no cell registered as {name!r}; registered: {sorted(_ENTRIES)}")
+
+
+def aliased_factory(name: str) -> Callable[..., Cell] | None:
+    """The factory that ``name`` is an alias of (``mingru`` → ``min_gru``), else ``None``: for ``__getattr__``."""
+    return next((entry.factory for entry in _ENTRIES.values() if name in entry.aliases), None)
 
 
 def registered_layer(module: str, name: str, make: Callable[[CellEntry], Any]) -> Any:

@@ -16,7 +16,7 @@ from flax import nnx
 
 from recurrax._cell import Cell
 from recurrax._validation import check_positive_int
-from recurrax.cells._registry import cell_entry, registered_cells
+from recurrax.cells._registry import CellEntry, cell_entry, registered_cells
 from recurrax.nn._attention import TransformerEncoder
 from recurrax.nn._conv import TCN
 from recurrax.nn._layers import layer_for
@@ -73,7 +73,7 @@ def register_backbone(name: str, factory: BackboneFactory, *, summary: str, over
         raise TypeError(f"name must be a non-empty string, got {name!r}")
     if not callable(factory):
         raise TypeError(f"factory must be callable, got {type(factory).__name__}")
-    if (name in _BACKBONES or name in {e.backbone for e in registered_cells()}) and not overwrite:
+    if (name in _BACKBONES or any(name in _cell_backbone_names(e) for e in registered_cells())) and not overwrite:
         raise ValueError(f"a backbone named {name!r} is already registered; pass overwrite=True to replace it")
     _BACKBONES[name] = BackboneSpec(name=name, factory=factory, summary=summary)
 
@@ -83,14 +83,24 @@ def backbone_names() -> tuple[str, ...]:
     return tuple(sorted({*_BACKBONES, *(e.backbone for e in registered_cells() if e.backbone is not None)}))
 
 
+def _cell_backbone_names(entry: CellEntry) -> tuple[str, ...]:
+    """The names that build a registered cell's backbone: its backbone name, its factory's, its aliases."""
+    return () if entry.backbone is None else (entry.backbone, entry.name, *entry.aliases)
+
+
 def backbone_spec(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` registered as ``name`` (a registered cell's backbone is derived from it)."""
+    """The :class:`BackboneSpec` registered as ``name`` (a registered cell's backbone is derived from it).
+
+    A cell's backbone also answers to the cell's factory name and aliases
+    (``"min_gru"`` and ``"mingru"``, ``"simple_rnn"`` and ``"rnn"``).
+    """
     if name in _BACKBONES:
         return _BACKBONES[name]
     for entry in registered_cells():
-        if entry.backbone == name:
+        if name in _cell_backbone_names(entry):
+            assert entry.backbone is not None
             factory = _recurrent(entry.name) if entry.block is None else _residual_blocks(entry.name)
-            return BackboneSpec(name=name, factory=factory, summary=entry.summary)
+            return BackboneSpec(name=entry.backbone, factory=factory, summary=entry.summary)
     raise ValueError(f"cell must be one of {', '.join(backbone_names())} or a recurrax Cell; got {name!r}")
 
 
