@@ -33,7 +33,7 @@ $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml
-	$(BIN)/python $(PIP_INSTALL) $(TORCH) -e '.[tasks,test,dev,bench]'
+	$(BIN)/python $(PIP_INSTALL) $(TORCH) -e '.[tasks,test,dev,bench,interpret]'
 	touch $@
 
 $(BIN312)/python:

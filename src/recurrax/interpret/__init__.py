@@ -1,4 +1,8 @@
-"""Seeing inside a recurrent model: its dynamics (and, later, recordings and attributions).
+"""Seeing inside a recurrent model: attributions over time and its dynamics (and, later, recordings).
+
+* :func:`explain` — ``[B, T, D]`` attributions of one output per example to every
+  input step and feature: gradient × input, integrated gradients, occlusion, SHAP
+  (:func:`model_output` gives the output they explain).
 
 * :func:`recurrent_jacobians`, :func:`jacobian_singular_values` — ``∂state_t/∂state_{t−1}``
   along a trajectory and its spectrum (vanishing and exploding gradients, step by step).
@@ -14,6 +18,7 @@ Every function takes a pure cell and its parameters; for a ``recurrax.nn``
 layer pass ``layer.cell`` and ``layer.pure_params()``. See docs/interpretability.md.
 """
 
+from recurrax.interpret._attribution import METHODS, explain, model_output
 from recurrax.interpret._dynamics import (
     PCA,
     FixedPoints,
@@ -27,11 +32,14 @@ from recurrax.interpret._dynamics import (
 from recurrax.interpret._dynamics_plots import plot_jacobian_spectrum, plot_pca_trajectories
 
 __all__ = [
+    "METHODS",
     "PCA",
     "FixedPoints",
+    "explain",
     "fixed_points",
     "jacobian_singular_values",
     "lyapunov_exponent",
+    "model_output",
     "pca_trajectories",
     "plot_jacobian_spectrum",
     "plot_pca_trajectories",
