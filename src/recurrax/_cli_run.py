@@ -74,7 +74,7 @@ def build(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     _check_task_flags(config["task"], config["seq_len"], options)
     data = tasks.load_task(config["task"], seq_len=config["seq_len"], seed=config["data_seed"], **options)
     model_options: dict[str, Any] = {}
-    if config["depth"] is not None:
+    if config.get("depth") is not None:  # configs written before --depth have none
         model_options["depth"] = config["depth"]
     if config["dense"] is not None:
         model_options["dense_size"] = config["dense"] or None
