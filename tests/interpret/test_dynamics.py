@@ -197,3 +197,28 @@ def test_the_figures(tmp_path):
     assert isinstance(trajectories, matplotlib.figure.Figure)
     with pytest.raises(ValueError, match="png"):
         plot_pca_trajectories(np.zeros((3, 10, 2)), tmp_path / "x.jpg")
+
+
+def test_the_docs_quote_the_recorded_dynamics_benchmark():
+    # docs/interpretability.md quotes benchmarks/results/dynamics.json (python -m benchmarks.dynamics).
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    record = json.loads((root / "benchmarks" / "results" / "dynamics.json").read_text())
+    page = " ".join((root / "docs" / "interpretability.md").read_text().split())
+
+    def fmt(value):
+        return f"{value:.3f}".replace("-", "−")
+
+    for name, result in record["models"].items():
+        init, trained = result["init"], result["trained"]
+        row = [
+            f"{result['test_mse']:.4f}",
+            f"{fmt(init['median_abs_log_sigma'])} → {fmt(trained['median_abs_log_sigma'])}",
+            f"{100 * init['fraction_sigma_in_0.5_2']:.1f}% → {100 * trained['fraction_sigma_in_0.5_2']:.1f}%",
+            f"{fmt(init['lyapunov_mean'])} → {fmt(trained['lyapunov_mean'])}",
+            f"{-1 / trained['lyapunov_mean']:.0f} steps",
+        ]
+        for cell in row:
+            assert cell in page, f"docs/interpretability.md should quote {cell!r} for {name} (rerun the benchmark?)"

@@ -23,10 +23,13 @@ def plot_jacobian_spectrum(
 ) -> Any:
     """Singular values of the recurrent Jacobians: their distribution, and the largest and median over time.
 
-    Left: histogram of ``log10 σ`` over every example, step and direction
-    (the line at 0 is ``σ = 1``, where a gradient passes a step unchanged).
-    Right: per step, the median over examples of the largest and of the median
-    singular value. Exact zeros (the Jacobians past ``lengths``) are left out.
+    Left: the cumulative distribution of ``σ`` over every example, step and
+    direction, on a log axis (curves rather than histograms, so that several
+    models and a spectrum of a few discrete values, a linear cell's, stay
+    readable); the line marks ``σ = 1``, where a gradient passes a step
+    unchanged. Right: per step, the median over examples of the largest and of
+    the median singular value. Exact zeros (the Jacobians past ``lengths``) are
+    left out.
 
     Args:
       singular_values: :func:`~recurrax.interpret.jacobian_singular_values`'s
@@ -49,11 +52,11 @@ def plot_jacobian_spectrum(
     for name, s in spectra.items():
         if s.ndim < 2:
             raise ValueError(f"singular_values{f'[{name!r}]' if name else ''} must be [*B, T, S], got shape {s.shape}")
-    fig, (hist, steps) = _figure(2, width=4.6)
+    fig, (cdf, steps) = _figure(2, width=4.6)
     for name, s in spectra.items():
-        positive = s[s > 0]
+        positive = np.sort(s[s > 0])
         if positive.size:
-            hist.hist(np.log10(positive), bins=60, density=True, histtype="step", linewidth=1.5, label=name or None)
+            cdf.step(positive, np.arange(1, positive.size + 1) / positive.size, where="post", label=name or None)
         per_step = np.where(s > 0, s, np.nan).reshape(-1, *s.shape[-2:])  # [B, T, S]
         t = np.arange(1, per_step.shape[1] + 1)
         with warnings.catch_warnings():  # a step where every example has ended: a gap in the curve
@@ -66,15 +69,16 @@ def plot_jacobian_spectrum(
                 color=line.get_color(),
                 label=f"{name} median".strip(),
             )
-    hist.axvline(0.0, color="gray", linewidth=0.8)
-    hist.set_xlabel("log10 singular value")
-    hist.set_ylabel("density")
-    hist.set_title("Jacobian singular values")
+    cdf.axvline(1.0, color="gray", linewidth=0.8)
+    cdf.set_xscale("log")
+    cdf.set_xlabel("singular value σ")
+    cdf.set_ylabel("fraction of σ below")
+    cdf.set_title("Jacobian singular values")
     steps.axhline(1.0, color="gray", linewidth=0.8)
     steps.set_yscale("log")
     steps.set_xlabel("step t")
     steps.set_title("over time (median over examples)")
-    for ax in (hist, steps):
+    for ax in (cdf, steps):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -110,9 +114,9 @@ def plot_pca_trajectories(
         raise ValueError(f"projections must be [*B, T, k] with k >= 2, got shape {traces.shape}")
     traces = traces.reshape(-1, *traces.shape[-2:])[:max_trajectories]
     fig, (ax,) = _figure(1, width=4.6)
-    for trace in traces:
+    for i, trace in enumerate(traces):
         (line,) = ax.plot(trace[:, 0], trace[:, 1], linewidth=0.9, alpha=0.8)
-        ax.plot(trace[0, 0], trace[0, 1], "o", markersize=3, color=line.get_color())
+        ax.plot(trace[0, 0], trace[0, 1], "o", markersize=4, color=line.get_color(), label="start" if i == 0 else None)
     if fixed_points is not None:
         points = np.asarray(fixed_points, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] < 2:
@@ -126,17 +130,17 @@ def plot_pca_trajectories(
                 ax.scatter(
                     chosen[:, 0],
                     chosen[:, 1],
-                    s=60,
+                    s=50,
                     marker="X",
                     facecolors="black" if is_stable else "none",
                     edgecolors="black",
                     label=label if stable is not None else "fixed point",
                     zorder=3,
                 )
-        ax.legend(fontsize=7)
+    # Beside the axes: inside, the legend hid the points it names.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.set_title("state trajectories (dot: start)")
     ax.grid(alpha=0.3)
     return _finish(fig, path, title)
 
