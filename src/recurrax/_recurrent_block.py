@@ -162,7 +162,7 @@ class RecurrentBlock(_BlockOptions):
     LayerNorm, the recurrence, a residual, then a 4× MLP. The LRU's block
     (Orvieto et al., 2023) is ``output_glu=True, mlp=None`` with an
     ``lru(N, out_features=F)`` cell. ``recurrax.nn.RecurrentBlock`` and the
-    backbones ``"mingru"``, ``"minlstm"``, ``"lru"`` build these.
+    backbones ``"min_gru"``, ``"min_lstm"``, ``"lru"`` build these.
 
     Attributes:
       cell: the recurrence; its ``hidden_size`` is the block's inner width

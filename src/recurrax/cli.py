@@ -207,7 +207,7 @@ def _build_parser() -> _Parser:
     model.add_argument(
         "--depth",
         type=_positive_int,
-        help="backbone depth: stacked layers; residual blocks for mingru/minlstm/lru; Transformer layers; "
+        help="backbone depth: stacked layers; residual blocks for min_gru/min_lstm/lru; Transformer layers; "
         "TCN levels (default 1 / 2 / 5)",
     )
     model.add_argument("--dense", type=_non_negative_int, help="ReLU layer width, 0 for none (default 64 / none)")
