@@ -206,3 +206,17 @@ def test_backbones_build_the_papers_blocks_and_depth_means_blocks_or_layers():
 def test_bad_options_are_refused_by_name(options, error, match):
     with pytest.raises(error, match=match):
         recurrax.RecurrentBlock(**{"cell": recurrax.min_gru(4), **options})
+
+
+def test_the_docs_quote_the_recorded_depth_benchmark():
+    # docs/linear_recurrences.md quotes benchmarks/results/linear_blocks.json (python -m benchmarks.linear_blocks).
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    record = json.loads((root / "benchmarks" / "results" / "linear_blocks.json").read_text())
+    page = " ".join((root / "docs" / "linear_recurrences.md").read_text().split())
+    recall = {(r["depth"], r["seed"]): f"{r['recall_accuracy']:.3f}" for r in record["runs"]}
+    quoted = f"depth 1 {recall[1, 0]} and {recall[1, 1]}, depth 3 {recall[3, 0]} and {recall[3, 1]}"
+    assert quoted in page, quoted
+    assert f"delay {record['config']['delay']}" in page and f"{record['config']['steps']} Adam steps" in page
