@@ -1,9 +1,10 @@
 """Padding is garbage by definition: whatever it holds never reaches a value or a gradient.
 
 PyTorch's packed sequences never read padding; recurrax's masked scan must
-match that. Every registered cell, both of its paths (fused/step loop, or
-parallel/sequential for a linear cell), forwards and in reverse, with resets,
-through bidirectional_scan, an ``nn`` layer and ``fit``. Each test compiles
+match that. Every registered cell (less variants that only change a kept
+case's step math), both of its paths (fused/step loop, or parallel/sequential
+for a linear cell), forwards and in reverse, with resets, through
+bidirectional_scan, an ``nn`` layer and ``fit``. Each test compiles
 once and feeds NaN, Inf and 1e30 padding to the same program, comparing against
 zero padding. Lengths out of range under ``jit`` follow the documented clamp.
 """
@@ -49,8 +50,18 @@ def _paths(case: CellCase) -> list[dict]:
     return [{}, {"fused": False, "hoist_input_projection": False}]
 
 
+# Variants that only change a step's math take the engine path of a case that stays: simple_rnn_relu is
+# simple_rnn_tanh with another activation; lstm_peephole and lstm_layer_norm run the generic step loop
+# (no fused loop for them) with LSTMCarry, as lstm_proj does (which stays: its h is narrower than c);
+# gru_reset_before runs the generic step loop with the plain carry of gru (as gru_zoneout_eval's inner
+# cell does). The padding is cleaned where it enters the engine and the carry frozen there, before
+# any step runs; test_cells.py holds every variant's lengths to its numpy step.
+SAME_PATH_AS_A_KEPT_CASE = {"simple_rnn_relu", "lstm_peephole", "lstm_layer_norm", "gru_reset_before"}
+PADDING_CASES = [case for case in CELL_CASES if case.name not in SAME_PATH_AS_A_KEPT_CASE]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", CELL_CASES, ids=[case.name for case in CELL_CASES])
+@pytest.mark.parametrize("case", PADDING_CASES, ids=[case.name for case in PADDING_CASES])
 def test_padding_never_reaches_values_or_gradients(case: CellCase):
     cell = case.make()
     params = randomized_params(cell, jax.random.key(0))
