@@ -7,6 +7,7 @@ rare and needs a reason a reader can check; the count is held here.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import recurrax.tasks._mnist1d as mnist1d
 from markdown_blocks import blocks, run_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +26,22 @@ GUIDES = [page for page in PAGES if page.name != "README.md" and blocks(page)]
 MAX_OPTED_OUT = 3
 
 
+_generate_mnist1d = functools.cache(mnist1d._generate)
+
+
 @pytest.fixture
-def isolated(monkeypatch, tmp_path):
+def shared_mnist1d(monkeypatch):
+    """MNIST-1D's generator runs once per process for each setting (~2 CPU-s for the 5,000 examples that
+    docs/tasks.md and the quick start's record both build): its output depends on its arguments only."""
+
+    def generate(num_samples: int, seed: int) -> dict[str, np.ndarray]:
+        return {name: array.copy() for name, array in _generate_mnist1d(num_samples, seed).items()}
+
+    monkeypatch.setattr(mnist1d, "_generate", generate)
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path, shared_mnist1d):
     """Cells and backbones a page registers stay in its test; files it writes go to ``tmp_path``."""
     import recurrax.cells._registry as cell_registry
     import recurrax.nn._backbones as backbones
@@ -91,7 +107,7 @@ def test_the_quickstart_numbers_in_the_docs_are_the_recorded_ones():
 
 
 @pytest.mark.slow
-def test_a_short_run_of_the_recorded_config_starts_as_the_record_did():
+def test_a_short_run_of_the_recorded_config_starts_as_the_record_did(shared_mnist1d):
     # The same config through the command's own builder and the trainer it uses, for a few steps: a change to
     # the data, model, initialisation or optimizer changes these losses (rounding moves them by ~1e-7).
     from recurrax import _cli_run, train
