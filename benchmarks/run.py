@@ -43,6 +43,7 @@ from benchmarks.common import (
     SMOKE_CONFIG,
     Config,
     Impl,
+    jax_impl,
     load_average,
     peak_rss_delta,
     summarize,
@@ -55,7 +56,11 @@ LEVER_CONFIG = Config(64, 256, 128, 256)
 SCALING_STEPS = (64, 256, 1024, 4096, 16384)
 SCALING_SHAPE = {"B": 16, "D": 64, "H": 256}
 LINEAR_STEPS = (256, 1024, 4096, 16384)
-LINEAR_CELLS = ("min_gru", "min_lstm", "lru")
+LINEAR_CELLS = ("min_gru", "min_gru_log", "min_lstm", "lru")
+# The cells that ``benchmarks/linear_reference.py`` writes by hand, and its function for each.
+LINEAR_REFERENCES = {"min_gru": "min_gru_linear", "min_gru_log": "min_gru_log"}
+HAND_WRITTEN = "hand-written"
+TWO_LAYER = "min_gru ×2 (nn.RNN)"
 MIN_SAMPLE_S = 0.02  # a repeat of a faster call averages several calls
 
 
@@ -147,7 +152,7 @@ def measure(impls: list[Impl], repeats: int, *, memory: bool = True) -> list[dic
                 impl.path = probe()
             warm = timed(impl.run)
             inner[impl.name] = max(1, min(20, math.ceil(MIN_SAMPLE_S / max(warm, 1e-6))))
-            row["times_s"] = []
+            row["times_s"], row["cpu_times_s"] = [], []
             alive.append(impl)
         except Exception as err:  # noqa: BLE001 — recorded in the results
             row["error"] = f"{type(err).__name__}: {err}"
@@ -160,13 +165,16 @@ def measure(impls: list[Impl], repeats: int, *, memory: bool = True) -> list[dic
         shift = round_index % max(1, len(alive))
         for impl in alive[shift:] + alive[:shift]:
             k = inner[impl.name]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(k):
                 impl.run()
             rows[impl.name]["times_s"].append((time.perf_counter() - t0) / k)
+            # CPU seconds of every thread of this process: what other processes' load disturbs least.
+            rows[impl.name]["cpu_times_s"].append((time.process_time() - c0) / k)
     for impl in alive:
         row = rows[impl.name]
         row.update(summarize(row["times_s"]))
+        row["cpu_median_s"] = float(np.median(row["cpu_times_s"]))
         row["calls_per_sample"] = inner[impl.name]
         if memory:
             peak = impl.device_peak(impl.run) if impl.device_peak is not None else None
@@ -341,46 +349,105 @@ def suite_compile() -> list[dict]:
     return rows
 
 
-def suite_linear(steps: Iterable[int], repeats: int, cells: Iterable[str] = LINEAR_CELLS) -> list[dict]:
+def _linear_impls(name: str, mode: str, cfg: Config, x: Any) -> list[Impl]:
+    """One block of the linear suite: recurrax sequential and parallel, and for minGRU the hand-written scan."""
     import jax
-    import jax.numpy as jnp
 
     import recurrax
+    from benchmarks import linear_reference
 
-    factories = {name: getattr(recurrax.cells, name, None) for name in cells}
-    factories = {k: v for k, v in factories.items() if v is not None}
+    log_space = name == "min_gru_log"
+    factory = getattr(recurrax.cells, name.removesuffix("_log"))
+    # The LRU's skip term needs D == H; the benchmark projects nothing, so it runs without it.
+    cell = factory(cfg.H, skip=False) if name == "lru" else factory(cfg.H, **({"log_space": True} if log_space else {}))
+    params = cell.init(jax.random.key(0), cfg.D)
+    impls = []
+    for method in ("sequential", "parallel"):
+
+        def forward(p: Any, x: Any, method: str = method) -> Any:
+            return recurrax.scan(cell, p, x, method=method)[0]
+
+        impls.append(jax_impl(method, "recurrax", f"recurrax.scan(method={method!r})", forward, params, x, mode))
+    if name in LINEAR_REFERENCES:
+        reference = getattr(linear_reference, LINEAR_REFERENCES[name])
+        impls.append(
+            jax_impl(
+                HAND_WRITTEN, "jax", f"benchmarks/linear_reference.py:{reference.__name__}", reference, params, x, mode
+            )
+        )
+    return impls
+
+
+def _two_layer_impls(mode: str, cfg: Config, x: Any) -> list[Impl]:
+    """The issue's model: two ``nn.RNN(min_gru(H), method="parallel")`` layers against the same two by hand."""
+    from flax import nnx
+
+    import recurrax
+    from benchmarks import linear_reference
+
+    layers = [
+        recurrax.nn.RNN(recurrax.min_gru(cfg.H), width, rngs=nnx.Rngs(i), method="parallel")
+        for i, width in enumerate((cfg.D, cfg.H))
+    ]
+    model = nnx.Sequential(*layers)
+    graphdef, state, rest = nnx.split(model, nnx.Param, ...)
+
+    def forward(p: Any, x: Any) -> Any:
+        return nnx.merge(graphdef, p, rest)(x)
+
+    def by_hand(p: Any, x: Any) -> Any:
+        for layer in p:
+            x = linear_reference.min_gru_linear(layer, x)
+        return x
+
+    params = [layer.pure_params() for layer in layers]
+    return [
+        jax_impl("parallel", "recurrax", "2 × recurrax.nn.RNN(min_gru, method='parallel')", forward, state, x, mode),
+        jax_impl(HAND_WRITTEN, "jax", "2 × benchmarks/linear_reference.py:min_gru_linear", by_hand, params, x, mode),
+    ]
+
+
+def suite_linear(steps: Iterable[int], repeats: int, cells: Iterable[str] = LINEAR_CELLS) -> list[dict]:
+    """Per T and cell: sequential, parallel and (minGRU) the hand-written scan, timed interleaved in pairs.
+
+    minGRU in both spaces also runs ``forward``, and the issue's two-layer
+    ``nn.RNN`` model joins as ``min_gru ×2 (nn.RNN)`` at ``H/2`` units;
+    ``vs_hand_written`` is each row's time over the hand-written scan's.
+    """
+    import jax.numpy as jnp
+
     rows = []
     for T in steps:
         cfg = Config(16, T, 64, 256)
-        xs = jnp.asarray(input_batch(cfg))
-        for name, factory in factories.items():
-            # The LRU's skip term needs D == H; the benchmark projects nothing, so it runs without it.
-            cell = factory(cfg.H, skip=False) if name == "lru" else factory(cfg.H)
-            params = cell.init(jax.random.key(0), cfg.D)
-            for method in ("sequential", "parallel"):
-
-                def loss(p: Any, x: Any, cell: Any = cell, method: str = method) -> Any:
-                    ys, _ = recurrax.scan(cell, p, x, method=method)
-                    return jnp.mean(jnp.square(ys))
-
-                compiled = jax.jit(jax.value_and_grad(loss)).lower(params, xs).compile()
-
-                def run(compiled: Any = compiled, params: Any = params, xs: Any = xs) -> Any:
-                    return jax.block_until_ready(compiled(params, xs))
-
-                run()
-                times = [timed(run) for _ in range(repeats)]
-                rows.append(
-                    {
-                        "cell": name,
-                        "method": method,
-                        "config": cfg.__dict__,
-                        **summarize(times),
-                        "times_s": times,
-                        "peak_bytes": peak_rss_delta(run),
-                    }
-                )
-                log(f"[linear] {name} {method} T={T}: {rows[-1]['median_s'] * 1e3:.1f} ms")
+        x = jnp.asarray(input_batch(cfg))
+        blocks = [(name, mode) for name in cells for mode in (MODES if name in LINEAR_REFERENCES else ("train",))]
+        if "min_gru" in cells:
+            blocks += [(TWO_LAYER, "train")]
+        for name, mode in blocks:
+            log(f"[linear] {name} {mode} T={T}  load={load_average()}")
+            if name == TWO_LAYER:
+                block_cfg = Config(cfg.B, T, cfg.D, cfg.H // 2)
+                impls = _two_layer_impls(mode, block_cfg, x)
+            else:
+                block_cfg, impls = cfg, _linear_impls(name, mode, cfg, x)
+            # Timed in pairs: with three, a rotating order puts each one after the same neighbour in two
+            # rounds of three, and the call after the sequential loop's small working set runs slower.
+            paired = [i for i in impls if i.name in ("parallel", HAND_WRITTEN)]
+            groups = [paired, [i for i in impls if i not in paired]] if len(paired) == 2 else [impls]
+            load_before = load_average()
+            measured = [row for group in groups if group for row in measure(group, repeats)]
+            load_after = load_average()
+            by_hand = next((r for r in measured if r["impl"] == HAND_WRITTEN and "median_s" in r), None)
+            for r in measured:
+                r.update(cell=name, method=r["impl"], mode=mode, config=block_cfg.__dict__)
+                r.update(load_before=load_before, load_after=load_after)
+                if by_hand is not None and "median_s" in r:
+                    r["vs_hand_written"] = r["median_s"] / by_hand["median_s"]
+                    r["vs_hand_written_min"] = r["min_s"] / by_hand["min_s"]
+                    r["vs_hand_written_cpu"] = r["cpu_median_s"] / by_hand["cpu_median_s"]
+                ratio = r.get("vs_hand_written", math.nan)
+                log(f"    {r['impl']:<14} {1e3 * r.get('median_s', math.nan):9.1f} ms  x{ratio:.3f} hand-written")
+            rows.extend(measured)
     return rows
 
 
@@ -528,18 +595,55 @@ def markdown(report: dict) -> str:
             lines.append(f"| {r['impl']} | {r['layers']} | {r['T']} | {r['compile_s']:.2f} |")
         lines.append("")
     if report.get("linear"):
-        lines += [
-            "## Linear recurrences: sequential vs parallel scan (training step, B=16, D=64, H=256)",
-            "",
-            "| cell | method | T | ms | peak MiB |",
-            "|---|---|---:|---:|---:|",
-        ]
-        for r in report["linear"]:
-            lines.append(
-                f"| {r['cell']} | {r['method']} | {r['config']['T']} | {_ms(r['median_s'])} | {_mib(r['peak_bytes'])} |"
-            )
-        lines.append("")
+        lines += linear_markdown(report["linear"])
     return "\n".join(lines)
+
+
+def linear_markdown(rows: list[dict]) -> list[str]:
+    """The linear suite's tables: recurrax's parallel path over the hand-written scan, then every method."""
+    lines = [
+        "## Linear recurrences: recurrax's parallel scan against a hand-written associative scan",
+        "",
+        "The same minGRU (`benchmarks/linear_reference.py`: one matmul and `jax.lax.associative_scan` over",
+        'batch-major inputs, zero initial state), interleaved with recurrax\'s `method="parallel"` in one process.',
+        "`ratio`: recurrax's median wall time over the hand-written one's (in brackets: fastest repeat over",
+        "fastest repeat); `CPU ratio`: the same for the process's CPU seconds per call (all its threads), which",
+        "other processes' load disturbs least. `load`: the 1-minute load average before and after the block.",
+        "B=16, D=64, H=256 (the two-layer `nn.RNN` model: H=128 per layer).",
+        "",
+        "| cell | mode | T | load | recurrax ms | hand-written ms | ratio | CPU ratio |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.get("method") != "parallel" or "vs_hand_written" not in r:
+            continue
+        by_hand = r["median_s"] / r["vs_hand_written"]
+        load = "–" if not r.get("load_before") else f"{r['load_before'][0]:.1f}–{r['load_after'][0]:.1f}"
+        lines.append(
+            f"| {r['cell']} | {r.get('mode', 'train')} | {r['config']['T']} | {load} | {_ms(r['median_s'])} | "
+            f"{_ms(by_hand)} | {r['vs_hand_written']:.3f} ({r['vs_hand_written_min']:.3f}) | {_ratio(r)} |"
+        )
+    lines += [
+        "",
+        "## Linear recurrences: every method (B=16, D=64, H=256)",
+        "",
+        "| cell | mode | method | T | ms | min ms | XLA MiB |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "median_s" not in r:
+            lines.append(f"| {r['cell']} | {r.get('mode', 'train')} | {r['method']} | {r['config']['T']} | error | | |")
+            continue
+        lines.append(
+            f"| {r['cell']} | {r.get('mode', 'train')} | {r['method']} | {r['config']['T']} | {_ms(r['median_s'])} | "
+            f"{_ms(r.get('min_s'))} | {_mib(r.get('xla_bytes', r.get('peak_bytes')))} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _ratio(row: dict) -> str:
+    return f"{row['vs_hand_written_cpu']:.3f}" if "vs_hand_written_cpu" in row else "–"
 
 
 def write(report: dict, out: Path) -> None:
@@ -561,6 +665,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--torch-threads", default=None, help="e.g. 2,1 (default: free cores and 1)")
     p.add_argument("--scaling-steps", default=",".join(map(str, SCALING_STEPS)))
     p.add_argument("--linear-steps", default=",".join(map(str, LINEAR_STEPS)))
+    p.add_argument("--linear-cells", default=",".join(LINEAR_CELLS), help=f"a subset of {LINEAR_CELLS}")
     p.add_argument("--quick", action="store_true", help="first configuration only, 3 repeats, short scaling")
     p.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat: checks that everything runs")
     p.add_argument("--out", default=None, help="output path without suffix (default benchmarks/results/<backend>)")
@@ -602,6 +707,7 @@ def main(argv: list[str] | None = None) -> dict:
         options["torch_threads"] = tuple(int(t) for t in args.torch_threads.split(","))
     cells = args.cells.split(",")
     modes = args.modes.split(",")
+    linear_cells = tuple(args.linear_cells.split(","))
     report: dict[str, Any] = {"meta": environment()}  # imports every installed peer's framework
     if args.smoke:
         # The memory probes collect garbage before each call; with jax, torch and keras loaded a full
@@ -623,8 +729,9 @@ def main(argv: list[str] | None = None) -> dict:
         "levers": lambda: suite_levers(lever_config, repeats, modes),
         "scaling": lambda: suite_scaling(scaling_steps, min(repeats, 3), scaling_shape, plain=not args.smoke),
         "compile": suite_compile,
-        # Smoke: one linear cell is enough to prove the suite runs (the others share its code).
-        "linear": lambda: suite_linear(linear_steps, min(repeats, 3), ("min_gru",) if args.smoke else LINEAR_CELLS),
+        # Smoke: one linear cell is enough to prove the suite runs (the others share its code). Every
+        # repeat otherwise: its ratios to the hand-written scan are the point, and load needs rounds.
+        "linear": lambda: suite_linear(linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells),
     }
     # In the order given, so a time-capped run (run_gpu.sh) measures what matters most first.
     try:
