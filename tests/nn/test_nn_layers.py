@@ -179,7 +179,7 @@ def test_learnable_initial_carry_is_used_and_receives_gradient():
     carry0 = recurrax.LSTMCarry(h=jnp.full((B, H), 0.5), c=jnp.broadcast_to(jnp.linspace(-1, 1, H), (B, H)))
     want, _ = pure_scan(layer.cell, layer.pure_params(), XS, initial_carry=carry0, lengths=LENGTHS)
     chex.assert_trees_all_close(call(layer, XS, LENGTHS), want, atol=1e-6, rtol=1e-6)
-    grads = nnx.grad(lambda m: jnp.sum(m(XS, lengths=LENGTHS) ** 2))(layer)
+    grads = nnx.jit(nnx.grad(lambda m: jnp.sum(m(XS, lengths=LENGTHS) ** 2)))(layer)
     for leaf in jax.tree.leaves(grads["initial_carry"]):
         assert leaf.shape == (H,) and bool(jnp.any(leaf != 0))
     # A given initial carry takes precedence over the learned one.
