@@ -150,14 +150,14 @@ def test_list_names_every_task_and_backbone(capsys):
 def test_depth_reaches_the_backbone(monkeypatch, tmp_path):
     import recurrax._cli_run
 
-    class Built(Exception):
+    class BuiltError(Exception):
         pass
 
     def model_for_task(info, **options):
-        raise Built(options)
+        raise BuiltError(options)
 
     monkeypatch.setattr(recurrax._cli_run, "model_for_task", model_for_task)
-    with pytest.raises(Built) as built:
+    with pytest.raises(BuiltError) as built:
         main(["train", *TINY, "--cell", "mingru", "--depth", "3", "--out", str(tmp_path / "run")])
     assert built.value.args[0]["depth"] == 3 and built.value.args[0]["cell"] == "mingru"
 
