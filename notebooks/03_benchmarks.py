@@ -173,7 +173,8 @@ with contextlib.redirect_stderr(io.StringIO()):
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for cell in CELLS:
     for method, style in (("sequential", "o-"), ("parallel", "s--")):
-        rows = [r for r in linear if r["cell"] == cell and r["method"] == method]
+        # Training steps only (the suite also times forward passes and a hand-written scan).
+        rows = [r for r in linear if r["cell"] == cell and r["method"] == method and r.get("mode", "train") == "train"]
         ax.plot([r["config"]["T"] for r in rows], [1e3 * r["median_s"] for r in rows], style, label=f"{cell} {method}")
         times = ", ".join(f"T={r['config']['T']} {1e3 * r['median_s']:.2f} ms" for r in rows)
         print(f"{cell:>8} {method:>10}: {times}")
