@@ -21,7 +21,8 @@ def _layer_norm(x, scale, bias=None, eps=1e-5):
     return y if bias is None else y + bias
 
 
-def lstm_step(p, carry, x, *, peephole=False, layer_norm=False, proj=False):
+def lstm_step(p, carry, x, *, peephole=False, layer_norm=False, proj=False, gates=False):
+    """One LSTM step; with ``gates`` the output is ``[i | f | g | o | c']`` (what a recording names) instead of h'."""
     h, c = carry
     H = c.shape[-1]
     wx = x @ p["input_kernel"]
@@ -41,10 +42,13 @@ def lstm_step(p, carry, x, *, peephole=False, layer_norm=False, proj=False):
     h_new = sigmoid(zo) * np.tanh(c_act)
     if proj:
         h_new = h_new @ p["projection_kernel"]
+    if gates:
+        return (h_new, c_new), np.concatenate([sigmoid(zi), sigmoid(zf), np.tanh(zg), sigmoid(zo), c_new], axis=-1)
     return (h_new, c_new), h_new
 
 
-def gru_step(p, h, x, *, reset_after=True):
+def gru_step(p, h, x, *, reset_after=True, gates=False):
+    """One GRU step; with ``gates`` the output is ``[r | z | n]`` (what a recording names) instead of h'."""
     H = h.shape[-1]
     wx = x @ p["input_kernel"] + p["input_bias"]
     w_h, b_h = p["recurrent_kernel"], p["recurrent_bias"]
@@ -55,6 +59,8 @@ def gru_step(p, h, x, *, reset_after=True):
     else:
         n = np.tanh(wx[..., 2 * H :] + (r * h) @ w_h[:, 2 * H :] + b_h[2 * H :])
     h_new = (1 - z) * n + z * h
+    if gates:
+        return h_new, np.concatenate([r, z, n], axis=-1)
     return h_new, h_new
 
 

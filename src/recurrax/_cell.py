@@ -17,7 +17,8 @@ at a cell's type:
 * a linear-recurrence form (:class:`LinearCell`), which the engine runs with
   an associative scan;
 * the recurrent state the regularisation wrappers act on
-  (:meth:`Cell.recurrent_state`, :meth:`Cell.step_reading`, :meth:`Cell.zoned_step`).
+  (:meth:`Cell.recurrent_state`, :meth:`Cell.step_reading`, :meth:`Cell.zoned_step`);
+* named internals per step, for ``scan(..., record=True)`` (:meth:`Cell.recorded_step`).
 
 Part of the ground floor: the concrete cells (``recurrax.cells``), the
 streaming convolution (``recurrax.conv``) and the engine build on it.
@@ -40,6 +41,9 @@ from recurrax._options import ScanOptions
 from recurrax._params import params_in_features, search_in_features
 from recurrax._types import Array, Carry, Params
 from recurrax._validation import check_fields, check_float_dtype, check_init_arguments
+
+#: A cell's named internals of one step (gates, cell state, coefficients), leaves ``[*B, ...]``.
+Internals = dict[str, Array]
 
 _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
@@ -167,6 +171,27 @@ class Cell(abc.ABC):
         if options.hoist_input_projection and not self.supports_input_projection:
             raise ValueError(f"hoist_input_projection=True but {type(self).__name__} has no input projection")
         return options.hoist_input_projection
+
+    # ------------------------------------------------------ optional: recording
+    def recorded_step(
+        self, params: Params, carry: Carry, x: Array, *, projected: bool = False
+    ) -> tuple[Carry, Array, Internals]:
+        """One step and its named internals: ``(carry, y, {name: [*B, ...]})``.
+
+        What ``recurrax.scan(..., record=True)`` calls at every step
+        (``projected``: ``x`` went through :meth:`project_inputs` first). The
+        default records nothing. A cell that records computes its step and its
+        internals in one place and has :meth:`step` drop the dict, so the two
+        cannot diverge and a step that records nothing computes nothing more:
+        every recorded value is one the step needs anyway. A subclass that
+        overrides the step falls back to this default (its internals are its own).
+        """
+        new, y = self.step_projected(params, carry, x) if projected else self.step(params, carry, x)
+        return new, y, {}
+
+    def _own_step(self, base: type[Any]) -> bool:
+        """Whether this cell steps with ``base``'s own step (not a subclass's override): then ``base`` may record."""
+        return type(self).step is base.step and type(self).step_projected is base.step_projected
 
     # ----------------------------------------------- optional: whole-sequence path
     def sequence(

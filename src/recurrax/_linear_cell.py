@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
-from recurrax._cell import Cell
+from recurrax._cell import Cell, Internals
 from recurrax._types import Array, Carry, Params
 
 
@@ -34,7 +34,7 @@ class LinearCell(Cell):
 
     Most linear cells depend on ``x_t`` alone and implement two methods:
     :meth:`recurrence_coefficients` and :meth:`readout`; the carry is the state
-    ``h[*B, ...]`` and :meth:`step` is derived. A cell whose coefficients read
+    ``h[*B, ...]`` and :meth:`step` is derived (recording ``a`` and ``b``). A cell whose coefficients read
     more than the current input (QRNN's convolution over a window of steps)
     implements the sequence form instead: :meth:`linear_terms`,
     :meth:`linear_outputs` and :meth:`linear_state`.
@@ -51,9 +51,21 @@ class LinearCell(Cell):
         raise NotImplementedError(f"{type(self).__name__} implements linear_outputs instead")
 
     def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        h, y, _ = self._linear_step(params, carry, x)
+        return h, y
+
+    def recorded_step(
+        self, params: Params, carry: Carry, x: Array, *, projected: bool = False
+    ) -> tuple[Carry, Array, Internals]:
+        """The derived step, recording its coefficients ``a`` and ``b`` (each shaped like the carry)."""
+        if projected or not self._own_step(LinearCell):
+            return super().recorded_step(params, carry, x, projected=projected)
+        return self._linear_step(params, carry, x)
+
+    def _linear_step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array, Internals]:
         a, b = self.recurrence_coefficients(params, x)
         h = a * carry + b
-        return h, self.readout(params, h, x)
+        return h, self.readout(params, h, x), {"a": a, "b": b}
 
     def parallel_log_space(self) -> bool:
         """Whether the parallel scan runs in log space on ``log_recurrence_coefficients`` (cells with ``b > 0``)."""

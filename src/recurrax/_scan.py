@@ -24,10 +24,19 @@ from recurrax._types import Array, Carry, Params
 from recurrax._validation import check_initial_carry, check_lengths, check_mask_like, check_sequence
 
 StepFunction = Callable[[Carry, Array], tuple[Carry, Array]]
+#: What ``scan(..., record=True)`` adds: each recorded internal by name, leaves ``[*B, T, ...]``.
+Records = dict[str, Array]
+ScanResult = (
+    tuple[Array, Carry]
+    | tuple[Array, Carry, Carry]
+    | tuple[Array, Carry, Records]
+    | tuple[Array, Carry, Carry, Records]
+)
 
 
-# The overloads give `ys, carry = scan(...)` and `ys, carry, carries = scan(..., return_carries=True)`
-# each its own tuple type, so that unpacking either checks.
+# The overloads give `ys, carry = scan(...)`, `ys, carry, carries = scan(..., return_carries=True)`,
+# `ys, carry, records = scan(..., record=True)` and `ys, carry, carries, records` (both) each their
+# own tuple type, so that unpacking any of them checks.
 @overload
 def scan(
     cell: Cell | StepFunction,
@@ -39,6 +48,7 @@ def scan(
     resets: Array | None = ...,
     return_carries: Literal[False] = ...,
     carry_perturbation: Carry | None = ...,
+    record: Literal[False] = ...,
     options: ScanOptions | None = ...,
     **scan_options: Any,
 ) -> tuple[Array, Carry]: ...
@@ -55,6 +65,7 @@ def scan(
     resets: Array | None = ...,
     return_carries: Literal[True],
     carry_perturbation: Carry | None = ...,
+    record: Literal[False] = ...,
     options: ScanOptions | None = ...,
     **scan_options: Any,
 ) -> tuple[Array, Carry, Carry]: ...
@@ -69,11 +80,46 @@ def scan(
     initial_carry: Carry | None = ...,
     lengths: Array | None = ...,
     resets: Array | None = ...,
-    return_carries: bool,
+    return_carries: Literal[False] = ...,
     carry_perturbation: Carry | None = ...,
+    record: Literal[True],
     options: ScanOptions | None = ...,
     **scan_options: Any,
-) -> tuple[Array, Carry] | tuple[Array, Carry, Carry]: ...
+) -> tuple[Array, Carry, Records]: ...
+
+
+@overload
+def scan(
+    cell: Cell | StepFunction,
+    params: Params,
+    xs: Array,
+    *,
+    initial_carry: Carry | None = ...,
+    lengths: Array | None = ...,
+    resets: Array | None = ...,
+    return_carries: Literal[True],
+    carry_perturbation: Carry | None = ...,
+    record: Literal[True],
+    options: ScanOptions | None = ...,
+    **scan_options: Any,
+) -> tuple[Array, Carry, Carry, Records]: ...
+
+
+@overload
+def scan(
+    cell: Cell | StepFunction,
+    params: Params,
+    xs: Array,
+    *,
+    initial_carry: Carry | None = ...,
+    lengths: Array | None = ...,
+    resets: Array | None = ...,
+    return_carries: bool = ...,
+    carry_perturbation: Carry | None = ...,
+    record: bool = ...,
+    options: ScanOptions | None = ...,
+    **scan_options: Any,
+) -> ScanResult: ...
 
 
 @accepts_scan_options
@@ -87,9 +133,10 @@ def scan(
     resets: Array | None = None,
     return_carries: bool = False,
     carry_perturbation: Carry | None = None,
+    record: bool = False,
     options: ScanOptions | None = None,
     **scan_options: Any,
-) -> tuple[Array, Carry] | tuple[Array, Carry, Carry]:
+) -> ScanResult:
     """Runs ``cell`` over the time axis of ``xs``; equal to this Python loop::
 
         def scan(cell, params, xs, initial_carry, lengths, resets, reverse):
@@ -112,7 +159,9 @@ def scan(
       resets: ``[*B, T]`` (``[T, *B]`` time-major) booleans.
       returns: ``ys`` ``[*B, T, O]`` (``[T, *B, O]``) and the final carry
         (leaves ``[*B, ...]``); with ``return_carries`` also the carry after
-        every step, leaves ``[*B, T, ...]`` (``[T, *B, ...]``), in ``xs``'s order.
+        every step, leaves ``[*B, T, ...]`` (``[T, *B, ...]``), in ``xs``'s
+        order; with ``record`` last the records, ``{name: [*B, T, ...]}``
+        (``[T, *B, ...]``), in ``xs``'s order and zero past ``lengths``.
 
     How the loop runs is the cell's to offer and ``options``' to choose
     (:class:`~recurrax.ScanOptions`, or its fields as keywords): the cell's
@@ -145,6 +194,12 @@ def scan(
         nothing, but the gradient with respect to entry ``t`` is ∂L/∂(the state
         entering step t), through every later output and the final carry —
         gradient flow through time, without changing the model.
+      record: also return the cell's named internals at every step (gates,
+        cell state, coefficients: :meth:`~recurrax.Cell.recorded_step`; the
+        names are in each cell's docstring). It runs the step loop whatever
+        ``method`` and ``fused`` say (``fused=True`` raises), with the same
+        ``ys`` and carry as without it. Off, the program is the one without
+        recording. Needs a :class:`~recurrax.Cell`.
       options: how to run it (:class:`~recurrax.ScanOptions`); the keywords
         ``time_major``, ``reverse``, ``unroll``, ``remat``, ``method``,
         ``hoist_input_projection`` and ``fused`` override its fields.
@@ -168,6 +223,16 @@ def scan(
             f"method='parallel' needs a linear-recurrence cell (LinearCell), got {type(cell).__name__}; "
             "use method='sequential'"
         )
+    if record:
+        if cell_obj is None:
+            raise TypeError(
+                f"record=True needs a recurrax Cell (it records the cell's named internals), got "
+                f"{type(cell).__name__}; a plain step function can return what it wants to see in its outputs"
+            )
+        if options.fused:
+            raise ValueError("fused=True, but record=True runs the step loop (the fused path records nothing)")
+        # Recording runs the cell's recorded step in the loop: never the parallel or fused paths.
+        options = options.replace(method="sequential", fused=False)
     time_major = options.time_major
     xs = check_sequence(xs, "xs", time_major=time_major, features=None)
     num_steps = xs.shape[0 if time_major else xs.ndim - 2]
@@ -228,7 +293,7 @@ def scan(
         if reverse_index is not None:
             perturbation_tm = _gather_time(perturbation_tm, reverse_index)
 
-    carries_tm = None
+    carries_tm = records_tm = None
     if options.method == "parallel":
         assert isinstance(cell, LinearCell)
         last = None if lengths is None else lengths - 1
@@ -244,19 +309,29 @@ def scan(
         if options.fused and cell_obj is None:
             raise ValueError("fused=True needs a recurrax Cell, got a plain step function")
         hoisted = cell_obj is not None and cell_obj.hoists(options)
-        step = _step_function(cell, params, hoisted) if isinstance(cell, Cell) else cell
+        step: StepFunction | RecordedStep
+        if cell_obj is not None and record:
+            step = _recorded_step_function(cell_obj, params, hoisted)
+        else:
+            step = _step_function(cell, params, hoisted) if isinstance(cell, Cell) else cell
         if cell_obj is not None and hoisted:
             xs_tm = cell_obj.project_inputs(params, xs_tm)
-        ys_tm, final_carry, carries_tm = _sequential_scan(
-            step, xs_tm, initial_carry, steps, perturbation_tm, options, keep_carries=return_carries
+        ys_tm, final_carry, carries_tm, records_tm = _sequential_scan(
+            step, xs_tm, initial_carry, steps, perturbation_tm, options, keep_carries=return_carries, record=record
         )
 
     if reverse_index is not None:
         ys_tm = _gather_time(ys_tm, reverse_index)
         if carries_tm is not None:
             carries_tm = _gather_time(carries_tm, reverse_index)
+        if records_tm is not None:
+            records_tm = _gather_time(records_tm, reverse_index)
 
     ys = from_time_major(ys_tm)
+    if return_carries and record:
+        return ys, final_carry, from_time_major(carries_tm), from_time_major(records_tm)
+    if record:
+        return ys, final_carry, from_time_major(records_tm)
     if return_carries:
         return ys, final_carry, from_time_major(carries_tm)
     return ys, final_carry
@@ -282,6 +357,16 @@ def _step_function(cell: Cell, params: Params, hoisted: bool) -> StepFunction:
 
     def step(carry: Carry, x: Array) -> tuple[Carry, Array]:
         return cell.step(params, carry, x)
+
+    return step
+
+
+RecordedStep = Callable[[Carry, Array], tuple[Carry, Array, Records]]
+
+
+def _recorded_step_function(cell: Cell, params: Params, hoisted: bool) -> RecordedStep:
+    def step(carry: Carry, x: Array) -> tuple[Carry, Array, Records]:
+        return cell.recorded_step(params, carry, x, projected=hoisted)
 
     return step
 
@@ -315,7 +400,7 @@ def _use_sequence(
 
 
 def _sequential_scan(
-    step: StepFunction,
+    step: StepFunction | RecordedStep,
     xs_tm: Array,
     initial_carry: Carry,
     steps: Steps,
@@ -323,25 +408,32 @@ def _sequential_scan(
     options: ScanOptions,
     *,
     keep_carries: bool,
-) -> tuple[Array, Carry, Carry | None]:
+    record: bool = False,
+) -> tuple[Array, Carry, Carry | None, Records | None]:
     def body(carry: Carry, inputs: tuple[Any, ...]) -> tuple[Carry, Any]:
         x, valid, reset, perturbation = inputs
         if perturbation is not None:
             carry = jax.tree.map(jnp.add, carry, perturbation)
         start = carry if reset is None else tree_where(reset, initial_carry, carry)
-        new_carry, y = step(start, x)
+        internals = None
+        if record:
+            new_carry, y, internals = step(start, x)  # type: ignore[misc]
+        else:
+            new_carry, y = step(start, x)  # type: ignore[misc]
         if valid is not None:
-            # Past an example's end its carry freezes and its outputs are zero.
+            # Past an example's end its carry freezes and its outputs (and records) are zero.
             new_carry = tree_where(valid, new_carry, carry)
             y = tree_where(valid, y, jax.tree.map(jnp.zeros_like, y))
-        return new_carry, ((y, new_carry) if keep_carries else (y, None))
+            if internals is not None:
+                internals = tree_where(valid, internals, jax.tree.map(jnp.zeros_like, internals))
+        return new_carry, (y, new_carry if keep_carries else None, internals)
 
     if options.remat:
         body = jax.checkpoint(body)
-    final_carry, (ys, carries) = jax.lax.scan(
+    final_carry, (ys, carries, records) = jax.lax.scan(
         body, initial_carry, (xs_tm, steps.valid, steps.resets, perturbation_tm), unroll=options.unroll
     )
-    return ys, final_carry, carries
+    return ys, final_carry, carries, records
 
 
 def _reverse_within_lengths_index(num_steps: int, batch_shape: tuple[int, ...], lengths: Array | None) -> Array:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell
+from recurrax._cell import Cell, Internals
 from recurrax._types import Array, Initializer, Params, default_bias_init
 from recurrax._validation import check_positive_int
 from recurrax.cells._lstm import LSTMCarry
@@ -39,6 +39,8 @@ class ConvLSTMCell(Cell):
     ``input_kernel[*k, C_in, 4C_h]``, ``recurrent_kernel[*k, C_h, 4C_h]``,
     ``bias[4C_h]`` (gate order i, f, g, o, as PyTorch's LSTM) and, with
     ``peephole``, ``peephole[3, *S, C_h]`` (the paper's Hadamard peepholes).
+    Recorded internals (``scan(..., record=True)``), each ``[*B, *S, C_h]``:
+    the gates ``i``, ``f``, ``o``, the candidate ``g`` and the new cell state ``c``.
 
     Attributes:
       hidden_size: ``C_h``, channels of the hidden and cell states.
@@ -166,6 +168,20 @@ class ConvLSTMCell(Cell):
         return projected
 
     def step_projected(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array]:
+        new, y, _ = self._update(params, carry, projected_x)
+        return new, y
+
+    def step(self, params: Params, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
+        return self.step_projected(params, carry, self.project_inputs(params, x))
+
+    def recorded_step(
+        self, params: Params, carry: LSTMCarry, x: Array, *, projected: bool = False
+    ) -> tuple[LSTMCarry, Array, Internals]:
+        if not self._own_step(ConvLSTMCell):
+            return super().recorded_step(params, carry, x, projected=projected)
+        return self._update(params, carry, x if projected else self.project_inputs(params, x))
+
+    def _update(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array, Internals]:
         C_h, dt, state_dt = self.hidden_size, projected_x.dtype, carry.c.dtype
         zx = projected_x.reshape((*projected_x.shape[:-1], *self.spatial_shape, 4 * C_h))
         z = zx + self._conv(carry.h.astype(dt), params["recurrent_kernel"].astype(dt))
@@ -174,11 +190,13 @@ class ConvLSTMCell(Cell):
         if self.peephole:
             peep = params["peephole"].astype(state_dt)
             zi, zf = zi + peep[0] * c_prev, zf + peep[1] * c_prev
-        c = jax.nn.sigmoid(zf) * c_prev + jax.nn.sigmoid(zi) * jnp.tanh(zg)
+        f = jax.nn.sigmoid(zf)
+        kept = f * c_prev
+        i, g = jax.nn.sigmoid(zi), jnp.tanh(zg)
+        c = kept + i * g
         if self.peephole:
             zo = zo + params["peephole"][2].astype(state_dt) * c
-        h = jax.nn.sigmoid(zo) * jnp.tanh(c)
-        return LSTMCarry(h=h, c=c), h.astype(dt).reshape((*h.shape[: -len(self.spatial_shape) - 1], -1))
-
-    def step(self, params: Params, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
+        o = jax.nn.sigmoid(zo)
+        h = o * jnp.tanh(c)
+        y = h.astype(dt).reshape((*h.shape[: -len(self.spatial_shape) - 1], -1))
+        return LSTMCarry(h=h, c=c), y, {"i": i, "f": f, "g": g, "o": o, "c": c}

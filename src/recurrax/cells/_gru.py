@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell, Steps
+from recurrax._cell import Cell, Internals, Steps
 from recurrax._options import ScanOptions
 from recurrax._types import (
     Array,
@@ -43,6 +43,10 @@ class GRUCell(Cell):
     ``input_kernel[D, 3H]``, ``recurrent_kernel[H, 3H]``, ``input_bias[3H]``,
     ``recurrent_bias[3H]``. The ``reset_after`` GRU in one float dtype runs on a
     fused whole-sequence path (:meth:`sequence`), equal to the step loop.
+
+    Recorded internals (:meth:`recorded_step`, ``scan(..., record=True)``),
+    each ``[*B, H]``: the reset gate ``r``, the update gate ``z`` (the share
+    of the old ``h`` kept) and the candidate ``n``.
 
     Attributes:
       hidden_size: ``H``.
@@ -92,13 +96,23 @@ class GRUCell(Cell):
         return self._affine_projection(xs, params["input_kernel"], params["input_bias"])
 
     def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
-        return self._update(params, carry, carry, projected_x)
+        h, y, _ = self._update(params, carry, carry, projected_x)
+        return h, y
 
     def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
         return self.step_projected(params, carry, self.project_inputs(params, x))
 
-    def _update(self, params: Params, recurrent_input: Array, keep: Array, projected_x: Array) -> tuple[Array, Array]:
-        """``h' = (1 - z) ⊙ n + z ⊙ keep`` with the matmuls reading ``recurrent_input``."""
+    def recorded_step(
+        self, params: Params, carry: Array, x: Array, *, projected: bool = False
+    ) -> tuple[Array, Array, Internals]:
+        if not self._own_step(GRUCell):
+            return super().recorded_step(params, carry, x, projected=projected)
+        return self._update(params, carry, carry, x if projected else self.project_inputs(params, x))
+
+    def _update(
+        self, params: Params, recurrent_input: Array, keep: Array, projected_x: Array
+    ) -> tuple[Array, Array, Internals]:
+        """``h' = (1 - z) ⊙ n + z ⊙ keep`` with the matmuls reading ``recurrent_input``; also ``r``, ``z``, ``n``."""
         H = self.hidden_size
         dt = projected_x.dtype
         w_h = params["recurrent_kernel"].astype(dt)
@@ -107,14 +121,14 @@ class GRUCell(Cell):
         xr, xz, xn = (projected_x[..., k * H : (k + 1) * H] for k in range(3))
         if self.reset_after:
             hh = jnp.matmul(h_read, w_h) + b_h
-            h, *_ = gru_update(xr, xz, xn, hh[..., :H], hh[..., H : 2 * H], hh[..., 2 * H :], keep)
+            h, r, z, n = gru_update(xr, xz, xn, hh[..., :H], hh[..., H : 2 * H], hh[..., 2 * H :], keep)
         else:
             hh = jnp.matmul(h_read, w_h[:, : 2 * H]) + b_h[: 2 * H]
             r = jax.nn.sigmoid(xr + hh[..., :H])
             n = jnp.tanh(xn + jnp.matmul(r * h_read, w_h[:, 2 * H :]) + b_h[2 * H :])
             z = jax.nn.sigmoid(xz + hh[..., H:]).astype(keep.dtype)
             h = (1 - z) * n.astype(keep.dtype) + z * keep
-        return h, h.astype(dt)
+        return h, h.astype(dt), {"r": r, "z": z, "n": n}
 
     # --------------------------------------------------------- fused sequence
     def sequence_unsupported(self, params: Params, carry: Array, xs: Array, options: ScanOptions) -> str | None:
@@ -142,4 +156,5 @@ class GRUCell(Cell):
         # Ghahramani and Keras do) and in h' = (1 - z) ⊙ n + z ⊙ h, which keeps the carry's own h
         # (dropping it there would drop the memory itself).
         projected_x = x if projected else self.project_inputs(params, x)
-        return self._update(params, recurrent_input, carry, projected_x)
+        h, y, _ = self._update(params, recurrent_input, carry, projected_x)
+        return h, y

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell
+from recurrax._cell import Cell, Internals
 from recurrax._types import Array, Initializer, Params, default_bias_init, default_kernel_init
 
 _ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
@@ -31,7 +31,9 @@ class IndRNNCell(Cell):
     (and its gradient is zero while it is outside, as a clip's is).
 
     Parameters: ``input_kernel[D, H]``, ``recurrent_kernel[H]`` (``u``),
-    ``bias[H]``. The carry is ``h[*B, H]``.
+    ``bias[H]``. The carry is ``h[*B, H]``. Recorded internals
+    (``scan(..., record=True)``): the pre-activation ``pre = x W + u_c ⊙ h + b``
+    ``[*B, H]``.
 
     Attributes:
       hidden_size: ``H``.
@@ -107,12 +109,24 @@ class IndRNNCell(Cell):
         return self._affine_projection(xs, params["input_kernel"], params["bias"])
 
     def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
-        dt = projected_x.dtype
-        h = _ACTIVATIONS[self.activation](projected_x + self.recurrent_weight(params).astype(dt) * carry.astype(dt))
-        return h.astype(carry.dtype), h
+        h, y, _ = self._update(params, carry, projected_x)
+        return h, y
 
     def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
         return self.step_projected(params, carry, self.project_inputs(params, x))
+
+    def recorded_step(
+        self, params: Params, carry: Array, x: Array, *, projected: bool = False
+    ) -> tuple[Array, Array, Internals]:
+        if not self._own_step(IndRNNCell):
+            return super().recorded_step(params, carry, x, projected=projected)
+        return self._update(params, carry, x if projected else self.project_inputs(params, x))
+
+    def _update(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
+        dt = projected_x.dtype
+        pre = projected_x + self.recurrent_weight(params).astype(dt) * carry.astype(dt)
+        h = _ACTIVATIONS[self.activation](pre)
+        return h.astype(carry.dtype), h, {"pre": pre}
 
     def recurrent_state(self, carry: Array) -> Array:
         return carry

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from recurrax._cell import Internals
 from recurrax._linear_cell import LinearCell
 from recurrax._types import Array, Initializer, Params, chrono_bias, fan_in_uniform, fan_in_uniform_bias
 from recurrax._validation import check_choice
@@ -116,14 +117,16 @@ class _MinRNNCell(LinearCell):
     def _candidate(self, pre: Array) -> Array:
         return positive_activation(pre) if self.log_space else pre
 
-    def _coefficients(self, projected: Array) -> tuple[Array, Array]:
+    def _coefficients(self, projected: Array) -> tuple[Array, Array, Internals]:
+        """``a``, ``b`` and the gates and candidate they are made of, by name."""
         raise NotImplementedError
 
     def _log_coefficients(self, projected: Array) -> tuple[Array, Array]:
         raise NotImplementedError
 
     def recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
-        return self._coefficients(self.project_inputs(params, xs))
+        a, b, _ = self._coefficients(self.project_inputs(params, xs))
+        return a, b
 
     def parallel_log_space(self) -> bool:
         return self.log_space
@@ -144,9 +147,23 @@ class _MinRNNCell(LinearCell):
         return hs.astype(self.compute_dtype(xs, params["input_kernel"]))
 
     def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
-        a, b = self._coefficients(projected_x)
+        h, y, _ = self._projected_step(params, carry, projected_x)
+        return h, y
+
+    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
+        return self.step_projected(params, carry, self.project_inputs(params, x))
+
+    def recorded_step(
+        self, params: Params, carry: Array, x: Array, *, projected: bool = False
+    ) -> tuple[Array, Array, Internals]:
+        if not self._own_step(_MinRNNCell):
+            return super().recorded_step(params, carry, x, projected=projected)
+        return self._projected_step(params, carry, x if projected else self.project_inputs(params, x))
+
+    def _projected_step(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
+        a, b, internals = self._coefficients(projected_x)
         h = a * carry + b
-        return h, self.readout(params, h, projected_x)
+        return h, self.readout(params, h, projected_x), internals
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -164,7 +181,8 @@ class MinGRUCell(_MinRNNCell):
     ``input_kernel[D, 2H]`` and ``bias[2H]``, the paper's two linear layers
     fused in the order ``[z | h̃]``: ``input_kernel = [W_z | W_h]``,
     ``bias = [b_z | b_h]``. :meth:`params_from_linears` builds them from the
-    two layers.
+    two layers. Recorded internals (``scan(..., record=True)``), each
+    ``[*B, H]``: the gate ``z`` and the candidate ``h_tilde`` (``h̃``).
 
     Initialisation: the paper's reference code builds ``linear_z`` and
     ``linear_h`` as PyTorch ``nn.Linear(D, H)`` layers, so kernels and biases
@@ -232,9 +250,10 @@ class MinGRUCell(_MinRNNCell):
         # 1 - z keeps the state, so b_z = -keep makes 1 - z = σ(keep), the LSTM forget gate's chrono value.
         return bias.at[: self.hidden_size].set(-keep)
 
-    def _coefficients(self, projected: Array) -> tuple[Array, Array]:
+    def _coefficients(self, projected: Array) -> tuple[Array, Array, Internals]:
         k, pre = self._blocks(projected)
-        return jax.nn.sigmoid(-k), jax.nn.sigmoid(k) * self._candidate(pre)
+        keep, z, h_tilde = jax.nn.sigmoid(-k), jax.nn.sigmoid(k), self._candidate(pre)
+        return keep, z * h_tilde, {"z": z, "h_tilde": h_tilde}
 
     def _log_coefficients(self, projected: Array) -> tuple[Array, Array]:
         k, pre = self._blocks(projected)
@@ -257,6 +276,8 @@ class MinLSTMCell(_MinRNNCell):
     divides by a tiny ``f + i``. Parameters: ``input_kernel[D, 3H]`` and
     ``bias[3H]``, the paper's three linear layers fused in the order
     ``[f | i | h̃]``; :meth:`params_from_linears` builds them from the three.
+    Recorded internals (``scan(..., record=True)``), each ``[*B, H]``: the
+    normalised gates ``f`` (``f'``) and ``i`` (``i'``), and the candidate ``h_tilde``.
 
     Initialisation: as the paper's reference code (PyTorch ``nn.Linear(D, H)``
     for ``linear_f``, ``linear_i``, ``linear_h``), kernels and biases are
@@ -309,10 +330,11 @@ class MinLSTMCell(_MinRNNCell):
     def _gate_log_ratio(self, k_f: Array, k_i: Array) -> Array:
         return jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
 
-    def _coefficients(self, projected: Array) -> tuple[Array, Array]:
+    def _coefficients(self, projected: Array) -> tuple[Array, Array, Internals]:
         k_f, k_i, pre = self._blocks(projected)
         d = self._gate_log_ratio(k_f, k_i)
-        return jax.nn.sigmoid(-d), jax.nn.sigmoid(d) * self._candidate(pre)
+        f, i, h_tilde = jax.nn.sigmoid(-d), jax.nn.sigmoid(d), self._candidate(pre)
+        return f, i * h_tilde, {"f": f, "i": i, "h_tilde": h_tilde}
 
     def _log_coefficients(self, projected: Array) -> tuple[Array, Array]:
         k_f, k_i, pre = self._blocks(projected)
@@ -335,7 +357,10 @@ class LRUCell(LinearCell):
     training; ``γ`` normalises the input so that the state's variance does
     not blow up as ``|λ| → 1``. The skip term ``D ⊙ x`` needs ``D == O``
     (pass ``skip=False`` otherwise). The carry is complex (``complex64`` for a
-    ``float32`` state).
+    ``float32`` state). Recorded internals (``scan(..., record=True)``), each
+    ``[*B, N]`` complex: the recurrence's coefficients ``a`` (``λ``) and ``b``
+    (``γ ⊙ (x B)``, the input term), as every :class:`~recurrax.cells.LinearCell`
+    with the derived step records them.
 
     Initialisation, as the paper's ``init_lru_parameters`` (its Appendix A):
     ``λ`` uniform on the ring ``r_min ≤ |λ| ≤ r_max`` (uniform in area:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell, Steps
+from recurrax._cell import Cell, Internals, Steps
 from recurrax._ops import layer_norm
 from recurrax._options import ScanOptions
 from recurrax._types import (
@@ -54,6 +54,10 @@ class LSTMCell(Cell):
     :class:`LSTMCarry`. The plain LSTM (no peepholes, layer norm or
     projection) in one float dtype runs on a fused whole-sequence path
     (:meth:`sequence`), equal to the step loop.
+
+    Recorded internals (:meth:`recorded_step`, ``scan(..., record=True)``),
+    each ``[*B, H]`` in the state dtype: the gates ``i``, ``f``, ``o`` (after
+    the sigmoid), the candidate ``g`` (after the tanh) and the new cell state ``c``.
 
     Attributes:
       hidden_size: ``H``, units of the cell state.
@@ -140,6 +144,21 @@ class LSTMCell(Cell):
         return z + bias.astype(dt)
 
     def step_projected(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array]:
+        new, y, _ = self._update(params, carry, projected_x)
+        return new, y
+
+    def step(self, params: Params, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
+        return self.step_projected(params, carry, self.project_inputs(params, x))
+
+    def recorded_step(
+        self, params: Params, carry: LSTMCarry, x: Array, *, projected: bool = False
+    ) -> tuple[LSTMCarry, Array, Internals]:
+        if not self._own_step(LSTMCell):
+            return super().recorded_step(params, carry, x, projected=projected)
+        return self._update(params, carry, x if projected else self.project_inputs(params, x))
+
+    def _update(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array, Internals]:
+        """The step from projected inputs, with its gates and new cell state (what :meth:`recorded_step` names)."""
         H = self.hidden_size
         dt = projected_x.dtype
         state_dt = carry.c.dtype
@@ -150,13 +169,10 @@ class LSTMCell(Cell):
         zi, zf, zg, zo = (z[..., k * H : (k + 1) * H] for k in range(4))
         peephole = params["peephole"].astype(state_dt) if self.peephole else None
         cell_norm = (params["cell_norm_scale"], params["cell_norm_bias"]) if self.layer_norm else None
-        h, c, *_ = lstm_update(zi, zf, zg, zo, carry.c, peephole, cell_norm)
+        h, c, i, f, g, o, _ = lstm_update(zi, zf, zg, zo, carry.c, peephole, cell_norm)
         if self.proj_size is not None:
             h = jnp.matmul(h.astype(dt), params["projection_kernel"].astype(dt)).astype(state_dt)
-        return LSTMCarry(h=h, c=c), h.astype(dt)
-
-    def step(self, params: Params, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
+        return LSTMCarry(h=h, c=c), h.astype(dt), {"i": i, "f": f, "g": g, "o": o, "c": c}
 
     # --------------------------------------------------------- fused sequence
     def sequence_unsupported(self, params: Params, carry: LSTMCarry, xs: Array, options: ScanOptions) -> str | None:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Mix
+from recurrax._cell import Internals, Mix
 from recurrax._linear_cell import LinearCell, LinearTerms
 from recurrax._types import Array, Initializer, Params, default_bias_init, default_kernel_init
 
@@ -49,7 +49,9 @@ class QRNNCell(LinearCell):
     runs it with an associative scan, with the same results as the step loop.
     Parameters: ``input_kernel[k, D, G·H]`` (tap ``j`` reads ``x_{t-j}``) and
     ``bias[G·H]``, ``G`` = 2, 3, 4 gate blocks for ``"f"``, ``"fo"``,
-    ``"ifo"``. The carry is :class:`QRNNCarry`.
+    ``"ifo"``. The carry is :class:`QRNNCarry`. Recorded internals
+    (``scan(..., record=True)``), each ``[*B, H]``: ``z``, ``f``, ``o`` (not
+    with ``"f"`` pooling), ``i`` (``"ifo"`` only) and the pooled state ``c``.
 
     Zoneout, the paper's regulariser, keeps ``c_{t-1}`` for a random subset of
     units (the same as dropping ``1 - f_t`` there): wrap the cell with
@@ -130,8 +132,15 @@ class QRNNCell(LinearCell):
     def step(self, params: Params, carry: QRNNCarry, x: Array) -> tuple[QRNNCarry, Array]:
         return self.step_projected(params, carry, self.project_inputs(params, x))
 
-    def _step(self, params: Params, carry: QRNNCarry, projected_x: Array) -> tuple[QRNNCarry, Array, Array | None]:
-        """One step; also returns the output gate (what zoneout needs to re-read the output)."""
+    def recorded_step(
+        self, params: Params, carry: QRNNCarry, x: Array, *, projected: bool = False
+    ) -> tuple[QRNNCarry, Array, Internals]:
+        if not self._own_step(QRNNCell):
+            return super().recorded_step(params, carry, x, projected=projected)
+        return self._step(params, carry, x if projected else self.project_inputs(params, x))
+
+    def _step(self, params: Params, carry: QRNNCarry, projected_x: Array) -> tuple[QRNNCarry, Array, Internals]:
+        """One step; also returns its gates and ``c`` (zoneout re-reads the output through ``o``)."""
         taps = projected_x.reshape((*projected_x.shape[:-1], self.window, self.gate_width))
         state = carry.c.dtype
         pending = carry.context.astype(taps.dtype)
@@ -140,18 +149,21 @@ class QRNNCell(LinearCell):
         # Contributions to the next k-1 steps: this input's taps 1..k-1 plus what was pending beyond one step.
         later = jnp.concatenate([pending[..., 1:, :], jnp.zeros_like(pending[..., :1, :])], axis=-2)
         context = (taps[..., 1:, :] + later).astype(carry.context.dtype)
-        a, b, o = self._pool_terms(pre, state)
+        a, b, gates = self._pool_terms(pre, state)
         c = a * carry.c + b
-        return QRNNCarry(context=context, c=c), self._output(c, o, taps.dtype), o
+        return QRNNCarry(context=context, c=c), self._output(c, gates.get("o"), taps.dtype), {**gates, "c": c}
 
-    def _pool_terms(self, pre: Array, state: jnp.dtype) -> tuple[Array, Array, Array | None]:
-        """``a = f``, ``b`` and the output gate from the gate pre-activations ``pre[..., G·H]``."""
+    def _pool_terms(self, pre: Array, state: jnp.dtype) -> tuple[Array, Array, Internals]:
+        """``a = f``, ``b`` and the gates by name (``z``, ``f``, and ``o``, ``i`` where the pooling has them)."""
         H = self.hidden_size
         blocks = [pre[..., i * H : (i + 1) * H].astype(state) for i in range(_POOLINGS[self.pooling])]
-        z, f = jnp.tanh(blocks[0]), jax.nn.sigmoid(blocks[1])
-        o = jax.nn.sigmoid(blocks[2]) if self.pooling != "f" else None
-        b = jax.nn.sigmoid(blocks[3]) * z if self.pooling == "ifo" else (1 - f) * z
-        return f, b, o
+        gates = {"z": jnp.tanh(blocks[0]), "f": jax.nn.sigmoid(blocks[1])}
+        if self.pooling != "f":
+            gates["o"] = jax.nn.sigmoid(blocks[2])
+        if self.pooling == "ifo":
+            gates["i"] = jax.nn.sigmoid(blocks[3])
+        b = gates["i"] * gates["z"] if self.pooling == "ifo" else (1 - gates["f"]) * gates["z"]
+        return gates["f"], b, gates
 
     @staticmethod
     def _output(c: Array, o: Array | None, dtype: Any) -> Array:
@@ -162,10 +174,10 @@ class QRNNCell(LinearCell):
     ) -> tuple[QRNNCarry, Array]:
         """Zoneout on ``c`` only (the convolution's pending sums are inputs, not memory); ``h = o ⊙ c``."""
         projected_x = x if projected else self.project_inputs(params, x)
-        new, y, o = self._step(params, carry, projected_x)
+        new, y, internals = self._step(params, carry, projected_x)
         mixed = mix(carry, new)
         zoned = QRNNCarry(context=new.context, c=mixed.c)
-        return zoned, self._output(zoned.c, o, y.dtype)
+        return zoned, self._output(zoned.c, internals.get("o"), y.dtype)
 
     # ---------------------------------------------------------- linear form
     def linear_state(self, carry: QRNNCarry) -> Array:
@@ -189,8 +201,8 @@ class QRNNCell(LinearCell):
             from_carry = jnp.take_along_axis(jnp.broadcast_to(pending, (num_steps, *pending.shape)), index, axis=-2)
             pre = pre + jnp.where((since_start < k - 1)[..., None], from_carry[..., 0, :], jnp.zeros_like(pre))
         pre = pre + params["bias"].astype(pre.dtype)
-        a, b, o = self._pool_terms(pre, initial_carry.c.dtype)
-        return LinearTerms(a, b, (o, taps, since_start, pre.dtype))
+        a, b, gates = self._pool_terms(pre, initial_carry.c.dtype)
+        return LinearTerms(a, b, (gates.get("o"), taps, since_start, pre.dtype))
 
     def linear_outputs(
         self, params: Params, initial_carry: QRNNCarry, hs: Array, terms: LinearTerms, last: Array | None

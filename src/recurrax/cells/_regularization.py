@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell
+from recurrax._cell import Cell, Internals
 from recurrax._types import Array, Carry, Params, tree_flatten
 
 
@@ -265,6 +265,22 @@ class RecurrentDropout(RegularizedCell):
     ) -> tuple[RecurrentDropoutCarry, Array]:
         return self._dropped_step(params, carry, projected_x, projected=True)
 
+    def recorded_step(
+        self, params: Params, carry: RecurrentDropoutCarry, x: Array, *, projected: bool = False
+    ) -> tuple[RecurrentDropoutCarry, Array, Internals]:
+        """The wrapped cell's internals, from the step that reads the dropped state ``h ⊙ m``."""
+        if self.deterministic:
+            new_inner, y, internals = self.cell.recorded_step(params, carry.inner, x, projected=projected)
+            return RecurrentDropoutCarry(new_inner, carry.mask), y, internals
+        new, y = self._dropped_step(params, carry, x, projected=projected)
+        # The wrapped cell records its step on the carry whose h is dropped: what its recurrent
+        # weights read. A cell whose step_reading keeps the undropped h elsewhere (the GRU's z ⊙ h)
+        # computes its gates from the dropped h all the same. XLA merges the repeated work.
+        h = self.cell.recurrent_state(carry.inner)
+        read = self.cell.replace_recurrent_state(carry.inner, h * carry.mask)
+        _, _, internals = self.cell.recorded_step(params, read, x, projected=projected)
+        return new, y, internals
+
     def _dropped_step(
         self, params: Params, carry: RecurrentDropoutCarry, x: Array, *, projected: bool
     ) -> tuple[RecurrentDropoutCarry, Array]:
@@ -373,6 +389,18 @@ class Zoneout(RegularizedCell):
 
     def step_projected(self, params: Params, carry: ZoneoutCarry, projected_x: Array) -> tuple[ZoneoutCarry, Array]:
         return self._zoned_step(params, carry, projected_x, projected=True)
+
+    def recorded_step(
+        self, params: Params, carry: ZoneoutCarry, x: Array, *, projected: bool = False
+    ) -> tuple[ZoneoutCarry, Array, Internals]:
+        """The wrapped cell's internals of its candidate step, before zoneout mixes the carry."""
+        if not any(self._all_rates()):
+            new_inner, y, internals = self.cell.recorded_step(params, carry.inner, x, projected=projected)
+            return ZoneoutCarry(new_inner, carry.key), y, internals
+        new, y = self._zoned_step(params, carry, x, projected=projected)
+        # The candidate step again, for its internals (zoned_step keeps them to itself); XLA merges the repeat.
+        _, _, internals = self.cell.recorded_step(params, carry.inner, x, projected=projected)
+        return new, y, internals
 
     def _zoned_step(
         self, params: Params, carry: ZoneoutCarry, x: Array, *, projected: bool

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell
+from recurrax._cell import Cell, Internals
 from recurrax._types import Array, GateBlocksOrthogonal, Initializer, Params, default_bias_init, default_kernel_init
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -21,7 +21,9 @@ class SimpleRNNCell(Cell):
 
     The plain recurrent network whose gradients vanish (or explode) through
     time; kept as the baseline that the gated cells improve on. Parameters:
-    ``input_kernel[D, H]``, ``recurrent_kernel[H, H]``, ``bias[H]``.
+    ``input_kernel[D, H]``, ``recurrent_kernel[H, H]``, ``bias[H]``. Recorded
+    internals (``scan(..., record=True)``): the pre-activation
+    ``pre = x W_x + h W_h + b`` ``[*B, H]`` (the output is ``act(pre)``).
 
     Attributes:
       hidden_size: ``H``.
@@ -65,13 +67,24 @@ class SimpleRNNCell(Cell):
         return self._affine_projection(xs, params["input_kernel"], params["bias"])
 
     def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
-        dt = projected_x.dtype
-        z = projected_x + jnp.matmul(carry.astype(dt), params["recurrent_kernel"].astype(dt))
-        h = _ACTIVATIONS[self.activation](z)
-        return h.astype(carry.dtype), h
+        h, y, _ = self._update(params, carry, projected_x)
+        return h, y
 
     def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
         return self.step_projected(params, carry, self.project_inputs(params, x))
+
+    def recorded_step(
+        self, params: Params, carry: Array, x: Array, *, projected: bool = False
+    ) -> tuple[Array, Array, Internals]:
+        if not self._own_step(SimpleRNNCell):
+            return super().recorded_step(params, carry, x, projected=projected)
+        return self._update(params, carry, x if projected else self.project_inputs(params, x))
+
+    def _update(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
+        dt = projected_x.dtype
+        z = projected_x + jnp.matmul(carry.astype(dt), params["recurrent_kernel"].astype(dt))
+        h = _ACTIVATIONS[self.activation](z)
+        return h.astype(carry.dtype), h, {"pre": z}
 
     def recurrent_state(self, carry: Array) -> Array:
         return carry

@@ -1,4 +1,4 @@
-"""Seeing inside a recurrent model: attributions over time and its dynamics (and, later, recordings).
+"""Seeing inside a recurrent model: attributions over time, its dynamics and recordings of its internals.
 
 * :func:`explain` — ``[B, T, D]`` attributions of one output per example to every
   input step and feature: gradient × input, integrated gradients, occlusion, SHAP
@@ -13,6 +13,9 @@
   principal-component coordinates (:class:`PCA`).
 * :func:`plot_jacobian_spectrum`, :func:`plot_pca_trajectories` — figures
   (matplotlib, imported only when a plot is made).
+
+* :func:`plot_recording` — a heatmap of one recorded internal (a gate, the cell
+  state) over time, from ``recurrax.scan(..., record=True)`` or ``recurrax.nn.recording()``.
 
 Every function takes a pure cell and its parameters; for a ``recurrax.nn``
 layer pass ``layer.cell`` and ``layer.pure_params()``. See docs/interpretability.md.
@@ -30,6 +33,7 @@ from recurrax.interpret._dynamics import (
     state_trajectory,
 )
 from recurrax.interpret._dynamics_plots import plot_jacobian_spectrum, plot_pca_trajectories
+from recurrax.interpret._recording_plots import plot_recording
 
 __all__ = [
     "METHODS",
@@ -43,6 +47,7 @@ __all__ = [
     "pca_trajectories",
     "plot_jacobian_spectrum",
     "plot_pca_trajectories",
+    "plot_recording",
     "recurrent_jacobians",
     "state_trajectory",
 ]

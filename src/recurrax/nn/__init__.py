@@ -26,6 +26,7 @@ from recurrax.nn._flax import FlaxCell
 from recurrax.nn._layers import layer_for
 from recurrax.nn._module import ParamModule
 from recurrax.nn._probe import carry_probe
+from recurrax.nn._recording import recording
 from recurrax.nn._recurrent_block import RecurrentBlock, RecurrentStack
 from recurrax.nn._rnn import RNN
 from recurrax.nn._stacked import StackedRNN
@@ -52,6 +53,7 @@ __all__ = [
     "TransformerEncoderBlock",
     "carry_probe",
     "layer_for",
+    "recording",
 ]
 __all__ += sorted(_NAMED_LAYERS)
 

@@ -16,6 +16,7 @@ from recurrax._validation import check_initial_carry, check_positive_int, check_
 from recurrax.cells._regularization import RegularizedCell, start_regularized
 from recurrax.nn._module import ParamModule, check_rngs, values
 from recurrax.nn._probe import active_probe
+from recurrax.nn._recording import active_recording
 
 
 def _identity(carry: Carry) -> Carry:
@@ -167,6 +168,7 @@ class RNN(ParamModule):
                 zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stacked)
                 perturbation = cell.replace_base_carry(zeros, perturbation)
 
+        recording = active_recording()
         out = scan(
             cell,
             self.pure_params(),
@@ -177,13 +179,13 @@ class RNN(ParamModule):
             options=self.options,
             return_carries=probe is not None,
             carry_perturbation=perturbation,
+            record=recording is not None,
         )
-        if len(out) == 3:  # return_carries: the probe is on
-            ys, final, carries = out
-            assert probe is not None
-            probe.carries.append(unwrap(carries))
-        else:
-            ys, final = out
+        ys, final, *extra = out
+        if probe is not None:
+            probe.carries.append(unwrap(extra[0]))
+        if recording is not None:
+            recording.append(extra[-1])
         return ys, unwrap(final)
 
     def _stack_over_time(self, carry: Carry, num_steps: int, batch_ndim: int) -> Carry:
