@@ -16,6 +16,8 @@
 
 * :func:`plot_recording` — a heatmap of one recorded internal (a gate, the cell
   state) over time, from ``recurrax.scan(..., record=True)`` or ``recurrax.nn.recording()``.
+* :func:`gate_statistics`, :class:`GateStatistics` — saturated gates, the memory the
+  keep gate implies and the state's norm per layer; the callback logs them into the history.
 
 Every function takes a pure cell and its parameters; for a ``recurrax.nn``
 layer pass ``layer.cell`` and ``layer.pure_params()``. See docs/interpretability.md.
@@ -33,14 +35,17 @@ from recurrax.interpret._dynamics import (
     state_trajectory,
 )
 from recurrax.interpret._dynamics_plots import plot_jacobian_spectrum, plot_pca_trajectories
+from recurrax.interpret._gate_statistics import GateStatistics, gate_statistics
 from recurrax.interpret._recording_plots import plot_recording
 
 __all__ = [
     "METHODS",
     "PCA",
     "FixedPoints",
+    "GateStatistics",
     "explain",
     "fixed_points",
+    "gate_statistics",
     "jacobian_singular_values",
     "lyapunov_exponent",
     "model_output",
