@@ -407,12 +407,19 @@ def _two_layer_impls(mode: str, cfg: Config, x: Any) -> list[Impl]:
     ]
 
 
-def suite_linear(steps: Iterable[int], repeats: int, cells: Iterable[str] = LINEAR_CELLS) -> list[dict]:
+def suite_linear(
+    steps: Iterable[int],
+    repeats: int,
+    cells: Iterable[str] = LINEAR_CELLS,
+    modes: Iterable[str] = MODES,
+    two_layer: bool = True,
+) -> list[dict]:
     """Per T and cell: sequential, parallel and (minGRU) the hand-written scan, timed interleaved in pairs.
 
-    minGRU in both spaces also runs ``forward``, and the issue's two-layer
-    ``nn.RNN`` model joins as ``min_gru ×2 (nn.RNN)`` at ``H/2`` units;
-    ``vs_hand_written`` is each row's time over the hand-written scan's.
+    minGRU in both spaces also runs the other ``modes`` (``forward``), and
+    with ``two_layer`` the issue's two-layer ``nn.RNN`` model joins as
+    ``min_gru ×2 (nn.RNN)`` at ``H/2`` units; ``vs_hand_written`` is each
+    row's time over the hand-written scan's.
     """
     import jax.numpy as jnp
 
@@ -420,8 +427,8 @@ def suite_linear(steps: Iterable[int], repeats: int, cells: Iterable[str] = LINE
     for T in steps:
         cfg = Config(16, T, 64, 256)
         x = jnp.asarray(input_batch(cfg))
-        blocks = [(name, mode) for name in cells for mode in (MODES if name in LINEAR_REFERENCES else ("train",))]
-        if "min_gru" in cells:
+        blocks = [(name, mode) for name in cells for mode in (modes if name in LINEAR_REFERENCES else ("train",))]
+        if two_layer and "min_gru" in cells:
             blocks += [(TWO_LAYER, "train")]
         for name, mode in blocks:
             log(f"[linear] {name} {mode} T={T}  load={load_average()}")
@@ -731,7 +738,7 @@ def main(argv: list[str] | None = None) -> dict:
         "compile": suite_compile,
         # Smoke: one linear cell is enough to prove the suite runs (the others share its code). Every
         # repeat otherwise: its ratios to the hand-written scan are the point, and load needs rounds.
-        "linear": lambda: suite_linear(linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells),
+        "linear": lambda: suite_linear(linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells, modes),
     }
     # In the order given, so a time-capped run (run_gpu.sh) measures what matters most first.
     try:

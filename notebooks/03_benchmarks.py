@@ -167,7 +167,7 @@ plt.show()
 STEPS_T = [256, 1024, 4096, 16384] if FULL else [16, 64]
 CELLS = ["min_gru", "min_lstm", "lru"] if FULL else ["min_gru"]
 with contextlib.redirect_stderr(io.StringIO()):
-    linear = bench.suite_linear(STEPS_T, REPEATS, CELLS)
+    linear = bench.suite_linear(STEPS_T, REPEATS, CELLS, modes=["train"], two_layer=FULL)
 
 # %% tags=["timings"]
 fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -13,13 +13,15 @@ import os
 import shutil
 import tempfile
 
+import cheap_compile
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("KERAS_BACKEND", "jax")
-# The tests' tiny programs are dominated by XLA compile time, not run time:
-# skip the expensive backend passes. No fast-math, but results can differ from the
-# default flags in the last bits (other fusions and instruction orders); every
-# tolerance in the suite holds with either.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+os.environ.setdefault("XLA_FLAGS", cheap_compile.xla_flags())  # why: tests/cheap_compile.py
+# shap's permutation explainer masks through numba functions whose first call compiles them: 11 CPU-s
+# per process, for the tests' few hundred coalitions (explain(method="shap") took 11.2 s with the
+# compile, 0.25 s with the same functions run as Python). Values are unchanged: numba runs that Python.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 
 import jax
 import pytest
