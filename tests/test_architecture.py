@@ -29,6 +29,7 @@ GROUND_FLOOR = {
     "recurrax._options",
     "recurrax._cell",
     "recurrax._linear_cell",
+    "recurrax._projected_cell",
     "recurrax._params",
     "recurrax._factory",
     "recurrax._deprecation",

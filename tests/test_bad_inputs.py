@@ -41,9 +41,18 @@ from recurrax._validation import field_rule
 
 KEY = jax.random.key(0)
 CELL = recurrax.lstm(4)
-PARAMS = CELL.init(KEY, 3)
 XS = jnp.ones((2, 5, 3))
-GRU_PARAMS = recurrax.gru(4).init(KEY, 3)
+
+
+def _params_of(cell: Cell, in_features: int) -> dict:
+    """Parameters shaped as ``cell.init`` makes them, from numpy: an eager ``init`` would compile its
+    initialisers while pytest collects this module, in every worker (1.7 s)."""
+    shapes = jax.eval_shape(lambda key: cell.init(key, in_features), KEY)
+    return jax.tree.map(lambda s: jnp.asarray(np.full(s.shape, 0.1, s.dtype)), shapes)
+
+
+PARAMS = _params_of(CELL, 3)
+GRU_PARAMS = _params_of(recurrax.gru(4), 3)
 DATA = {"inputs": np.ones((4, 5, 3), np.float32), "targets": np.ones((4, 1), np.float32)}
 _GRU_SD = {  # a torch.nn.GRU(2, 4) state dict, as numpy arrays
     "weight_ih_l0": np.zeros((12, 2), np.float32),

@@ -62,17 +62,11 @@ def _library_modules():
 # `import torch`, `import numpy as np, torch` or `from torch import nn` in an example.
 _IMPORTS_TORCH = re.compile(r"^\s*(import\s+([\w.]+(\s+as\s+\w+)?\s*,\s*)*torch\b|from\s+torch\b)", re.MULTILINE)
 
-# Examples that build several whole models (each parameter shape's initializer compiles on its own): 5-8 CPU-s each.
-SLOW_EXAMPLES = {"recurrax.attention._transformer", "recurrax.nn._sequence_models"}
 
-
-@pytest.mark.parametrize(
-    "module_name",
-    [
-        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_EXAMPLES else name
-        for name in sorted(_library_modules())
-    ],
-)
+# slow: docs, like the guide pages (tests/test_docs.py), run on the full leg: about 50 CPU-s of compiles for
+# all modules (whole models in the Transformer's and sequence models' examples, 5-8 CPU-s each).
+@pytest.mark.slow
+@pytest.mark.parametrize("module_name", sorted(_library_modules()))
 def test_docstring_examples_run(module_name):
     module = importlib.import_module(module_name)
     finder = doctest.DocTestFinder(exclude_empty=True)

@@ -10,6 +10,7 @@ for recording alone), and the engine never asks for records.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 
@@ -280,3 +281,57 @@ def test_plot_recording():
     assert recurrax.interpret.plot_recording(records["b"][0], example=None).axes[0].get_title() == "|record|"
     with pytest.raises(ValueError, match="name= picks one"):
         recurrax.interpret.plot_recording(records)
+
+
+def test_a_projected_step_cell_of_your_own_steps_hoists_and_records():
+    """``ProjectedStepCell``: ``project_inputs`` and ``projected_update`` give the step, the hoisted step and the
+    recording; a subclass that overrides ``step`` keeps its own step and records nothing."""
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Leaky(recurrax.cells.ProjectedStepCell):
+        def init(self, key, in_features):
+            return {"kernel": jax.random.normal(key, (in_features, self.hidden_size)) / 2}
+
+        def initial_carry(self, batch_shape=(), dtype=None):
+            return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
+
+        def project_inputs(self, params, xs):
+            return xs @ params["kernel"]
+
+        def projected_update(self, params, carry, projected_x):
+            keep = jax.nn.sigmoid(projected_x)
+            h = keep * carry + (1 - keep) * jnp.tanh(projected_x)
+            return h, 2 * h, {"keep": keep}
+
+    class Doubled(Leaky):
+        def step(self, params, carry, x):
+            new, y = super().step(params, carry, x)
+            return new, 2 * y
+
+    xs = np.random.default_rng(0).normal(size=(BATCH, STEPS, FEATURES)).astype(np.float32)
+    cell = Leaky(HIDDEN)
+    params = cell.init(jax.random.key(0), FEATURES)
+    kernel = np.asarray(params["kernel"], np.float64)
+    h, ys, keeps = np.zeros((BATCH, HIDDEN)), [], []
+    for t in range(STEPS):  # the recurrence by hand
+        z = xs[:, t].astype(np.float64) @ kernel
+        keep = 1 / (1 + np.exp(-z))
+        h = keep * h + (1 - keep) * np.tanh(z)
+        ys.append(2 * h)
+        keeps.append(keep)
+    ys, keeps = np.stack(ys, 1), np.stack(keeps, 1)
+    assert cell.supports_input_projection
+    for hoist in (False, True):
+        out, final = recurrax.scan(cell, params, xs, hoist_input_projection=hoist)
+        recorded_out, recorded_final, records = recurrax.scan(
+            cell, params, xs, hoist_input_projection=hoist, record=True
+        )
+        np.testing.assert_allclose(out, ys, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(final, h, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(recorded_out, out)
+        np.testing.assert_array_equal(recorded_final, final)
+        assert set(records) == {"keep"}
+        np.testing.assert_allclose(records["keep"], keeps, rtol=1e-5, atol=1e-6)
+    doubled_out, _, doubled_records = recurrax.scan(Doubled(HIDDEN), params, xs, record=True)
+    assert doubled_records == {}
+    np.testing.assert_allclose(doubled_out, 2 * ys, rtol=1e-5, atol=1e-6)

@@ -20,6 +20,10 @@ at a cell's type:
   (:meth:`Cell.recurrent_state`, :meth:`Cell.step_reading`, :meth:`Cell.zoned_step`);
 * named internals per step, for ``scan(..., record=True)`` (:meth:`Cell.recorded_step`).
 
+A cell that is an input projection then one update says so by subclassing
+:class:`~recurrax.cells.ProjectedStepCell`, which derives its step, projected
+step and recorded step from those two.
+
 Part of the ground floor: the concrete cells (``recurrax.cells``), the
 streaming convolution (``recurrax.conv``) and the engine build on it.
 """

@@ -11,6 +11,7 @@ from recurrax._cell import Cell, Steps
 from recurrax._deprecation import moved_attribute
 from recurrax._linear_cell import LinearCell, LinearTerms
 from recurrax._ops import layer_norm, tree_where
+from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Carry, GateBlocksOrthogonal, Params, chrono_bias
 from recurrax.cells._conv_lstm import ConvLSTMCell
 from recurrax.cells._gru import GRUCell
@@ -100,6 +101,7 @@ __all__ = [
     "MinGRUCell",
     "MinLSTMCell",
     "Params",
+    "ProjectedStepCell",
     "QRNNCarry",
     "QRNNCell",
     "RecurrentDropoutCarry",

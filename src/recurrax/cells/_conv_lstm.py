@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell, Internals
+from recurrax._cell import Internals
+from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Initializer, Params, default_bias_init
 from recurrax._validation import check_positive_int
 from recurrax.cells._lstm import LSTMCarry
@@ -21,7 +22,7 @@ default_conv_lstm_init: Initializer = jax.nn.initializers.lecun_normal()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ConvLSTMCell(Cell):
+class ConvLSTMCell(ProjectedStepCell):
     """ConvLSTM cell (Shi et al., 2015) for 1D or 2D (or 3D) spatial inputs.
 
     Math, for one step (``*`` a 'SAME' convolution over space, ``⊙`` elementwise)::
@@ -167,21 +168,9 @@ class ConvLSTMCell(Cell):
         projected: Array = z.reshape((*xs.shape[:-1], -1))
         return projected
 
-    def step_projected(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array]:
-        new, y, _ = self._update(params, carry, projected_x)
-        return new, y
-
-    def step(self, params: Params, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
-
-    def recorded_step(
-        self, params: Params, carry: LSTMCarry, x: Array, *, projected: bool = False
+    def projected_update(
+        self, params: Params, carry: LSTMCarry, projected_x: Array
     ) -> tuple[LSTMCarry, Array, Internals]:
-        if not self._own_step(ConvLSTMCell):
-            return super().recorded_step(params, carry, x, projected=projected)
-        return self._update(params, carry, x if projected else self.project_inputs(params, x))
-
-    def _update(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array, Internals]:
         C_h, dt, state_dt = self.hidden_size, projected_x.dtype, carry.c.dtype
         zx = projected_x.reshape((*projected_x.shape[:-1], *self.spatial_shape, 4 * C_h))
         z = zx + self._conv(carry.h.astype(dt), params["recurrent_kernel"].astype(dt))

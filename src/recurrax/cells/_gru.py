@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell, Internals, Steps
+from recurrax._cell import Internals, Steps
 from recurrax._options import ScanOptions
+from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import (
     Array,
     GateBlocksOrthogonal,
@@ -25,7 +26,7 @@ from recurrax.cells._gru_sequence import gru_sequence, gru_update
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class GRUCell(Cell):
+class GRUCell(ProjectedStepCell):
     """GRU cell with PyTorch's gate order (reset, update, new).
 
     Math, for one step::
@@ -95,19 +96,8 @@ class GRUCell(Cell):
     def project_inputs(self, params: Params, xs: Array) -> Array:
         return self._affine_projection(xs, params["input_kernel"], params["input_bias"])
 
-    def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
-        h, y, _ = self._update(params, carry, carry, projected_x)
-        return h, y
-
-    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
-
-    def recorded_step(
-        self, params: Params, carry: Array, x: Array, *, projected: bool = False
-    ) -> tuple[Array, Array, Internals]:
-        if not self._own_step(GRUCell):
-            return super().recorded_step(params, carry, x, projected=projected)
-        return self._update(params, carry, carry, x if projected else self.project_inputs(params, x))
+    def projected_update(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
+        return self._update(params, carry, carry, projected_x)
 
     def _update(
         self, params: Params, recurrent_input: Array, keep: Array, projected_x: Array

@@ -9,14 +9,15 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell, Internals
+from recurrax._cell import Internals
+from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Initializer, Params, default_bias_init, default_kernel_init
 
 _ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class IndRNNCell(Cell):
+class IndRNNCell(ProjectedStepCell):
     """IndRNN cell (Li et al., 2018): ``h' = act(x W + u ⊙ h + b)`` with a recurrent *vector* ``u``.
 
     Each unit sees only its own past, so ``∂h_T/∂h_t = Π u ⊙ act'`` per unit:
@@ -108,21 +109,7 @@ class IndRNNCell(Cell):
     def project_inputs(self, params: Params, xs: Array) -> Array:
         return self._affine_projection(xs, params["input_kernel"], params["bias"])
 
-    def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
-        h, y, _ = self._update(params, carry, projected_x)
-        return h, y
-
-    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
-
-    def recorded_step(
-        self, params: Params, carry: Array, x: Array, *, projected: bool = False
-    ) -> tuple[Array, Array, Internals]:
-        if not self._own_step(IndRNNCell):
-            return super().recorded_step(params, carry, x, projected=projected)
-        return self._update(params, carry, x if projected else self.project_inputs(params, x))
-
-    def _update(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
+    def projected_update(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
         dt = projected_x.dtype
         pre = projected_x + self.recurrent_weight(params).astype(dt) * carry.astype(dt)
         h = _ACTIVATIONS[self.activation](pre)

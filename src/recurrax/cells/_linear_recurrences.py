@@ -20,6 +20,7 @@ from jax.typing import DTypeLike
 
 from recurrax._cell import Internals
 from recurrax._linear_cell import LinearCell
+from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Initializer, Params, chrono_bias, fan_in_uniform, fan_in_uniform_bias
 from recurrax._validation import check_choice
 
@@ -40,7 +41,7 @@ def log_positive_activation(x: Array) -> Array:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class _MinRNNCell(LinearCell):
+class _MinRNNCell(ProjectedStepCell, LinearCell):
     """Shared parts of minGRU and minLSTM: one input matmul, gates of ``x`` only."""
 
     log_space: bool = False
@@ -146,21 +147,7 @@ class _MinRNNCell(LinearCell):
         # The output is the state itself, in the compute dtype (``xs`` may be raw or projected inputs).
         return hs.astype(self.compute_dtype(xs, params["input_kernel"]))
 
-    def step_projected(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array]:
-        h, y, _ = self._projected_step(params, carry, projected_x)
-        return h, y
-
-    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
-
-    def recorded_step(
-        self, params: Params, carry: Array, x: Array, *, projected: bool = False
-    ) -> tuple[Array, Array, Internals]:
-        if not self._own_step(_MinRNNCell):
-            return super().recorded_step(params, carry, x, projected=projected)
-        return self._projected_step(params, carry, x if projected else self.project_inputs(params, x))
-
-    def _projected_step(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
+    def projected_update(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
         a, b, internals = self._coefficients(projected_x)
         h = a * carry + b
         return h, self.readout(params, h, projected_x), internals

@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from recurrax._cell import Cell, Internals, Steps
+from recurrax._cell import Internals, Steps
 from recurrax._ops import layer_norm
 from recurrax._options import ScanOptions
+from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import (
     Array,
     GateBlocksOrthogonal,
@@ -33,7 +34,7 @@ class LSTMCarry(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LSTMCell(Cell):
+class LSTMCell(ProjectedStepCell):
     """LSTM cell with PyTorch's gate order (input, forget, cell, output).
 
     Math, for one step (``⊙`` elementwise, ``σ`` the logistic sigmoid)::
@@ -143,21 +144,9 @@ class LSTMCell(Cell):
         bias: Array = params["bias"]
         return z + bias.astype(dt)
 
-    def step_projected(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array]:
-        new, y, _ = self._update(params, carry, projected_x)
-        return new, y
-
-    def step(self, params: Params, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
-
-    def recorded_step(
-        self, params: Params, carry: LSTMCarry, x: Array, *, projected: bool = False
+    def projected_update(
+        self, params: Params, carry: LSTMCarry, projected_x: Array
     ) -> tuple[LSTMCarry, Array, Internals]:
-        if not self._own_step(LSTMCell):
-            return super().recorded_step(params, carry, x, projected=projected)
-        return self._update(params, carry, x if projected else self.project_inputs(params, x))
-
-    def _update(self, params: Params, carry: LSTMCarry, projected_x: Array) -> tuple[LSTMCarry, Array, Internals]:
         """The step from projected inputs, with its gates and new cell state (what :meth:`recorded_step` names)."""
         H = self.hidden_size
         dt = projected_x.dtype

@@ -11,6 +11,7 @@ from jax.typing import DTypeLike
 
 from recurrax._cell import Internals, Mix
 from recurrax._linear_cell import LinearCell, LinearTerms
+from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Initializer, Params, default_bias_init, default_kernel_init
 
 _POOLINGS = {"f": 2, "fo": 3, "ifo": 4}  # gate blocks: z, f, then o, then i
@@ -30,7 +31,7 @@ class QRNNCarry(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class QRNNCell(LinearCell):
+class QRNNCell(ProjectedStepCell, LinearCell):
     """QRNN cell (Bradbury et al., 2017): gates from a causal convolution over ``window`` steps, then pooling.
 
     Math (``*`` a causal convolution of width ``k = window`` over time,
@@ -125,21 +126,9 @@ class QRNNCell(LinearCell):
         flat = jnp.transpose(kernel, (1, 0, 2)).reshape(d, k * width)
         return jnp.matmul(xs.astype(dt), flat.astype(dt))
 
-    def step_projected(self, params: Params, carry: QRNNCarry, projected_x: Array) -> tuple[QRNNCarry, Array]:
-        new, y, _ = self._step(params, carry, projected_x)
-        return new, y
-
-    def step(self, params: Params, carry: QRNNCarry, x: Array) -> tuple[QRNNCarry, Array]:
-        return self.step_projected(params, carry, self.project_inputs(params, x))
-
-    def recorded_step(
-        self, params: Params, carry: QRNNCarry, x: Array, *, projected: bool = False
+    def projected_update(
+        self, params: Params, carry: QRNNCarry, projected_x: Array
     ) -> tuple[QRNNCarry, Array, Internals]:
-        if not self._own_step(QRNNCell):
-            return super().recorded_step(params, carry, x, projected=projected)
-        return self._step(params, carry, x if projected else self.project_inputs(params, x))
-
-    def _step(self, params: Params, carry: QRNNCarry, projected_x: Array) -> tuple[QRNNCarry, Array, Internals]:
         """One step; also returns its gates and ``c`` (zoneout re-reads the output through ``o``)."""
         taps = projected_x.reshape((*projected_x.shape[:-1], self.window, self.gate_width))
         state = carry.c.dtype
@@ -174,7 +163,7 @@ class QRNNCell(LinearCell):
     ) -> tuple[QRNNCarry, Array]:
         """Zoneout on ``c`` only (the convolution's pending sums are inputs, not memory); ``h = o ⊙ c``."""
         projected_x = x if projected else self.project_inputs(params, x)
-        new, y, internals = self._step(params, carry, projected_x)
+        new, y, internals = self.projected_update(params, carry, projected_x)
         mixed = mix(carry, new)
         zoned = QRNNCarry(context=new.context, c=mixed.c)
         return zoned, self._output(zoned.c, internals.get("o"), y.dtype)
@@ -182,6 +171,10 @@ class QRNNCell(LinearCell):
     # ---------------------------------------------------------- linear form
     def linear_state(self, carry: QRNNCarry) -> Array:
         return carry.c
+
+    def linear_lookback(self) -> int:
+        """``window - 1``: the convolution's taps read that many earlier steps."""
+        return self.window - 1
 
     def linear_terms(self, params: Params, initial_carry: QRNNCarry, xs: Array, starts: Array) -> LinearTerms:
         k, width = self.window, self.gate_width
