@@ -17,6 +17,7 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recurrax import info
@@ -362,3 +363,30 @@ def test_doctor_reports_versions_devices_environment_and_extras(capsys, monkeypa
     # The module entry point, in a process of its own.
     result = subprocess.run([sys.executable, "-m", "recurrax.info"], capture_output=True, text=True, check=True)
     assert re.search(r"^jax backend +cpu$", result.stdout, re.M) and result.stderr == ""
+
+
+def test_explain_writes_attributions_and_figures_of_the_run(tiny_run, capsys):
+    whole, _ = tiny_run
+    argv = ["explain", str(whole), "--method", "ig", "--n", "3", "--plots", "1", "--num-steps", "32"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    saved = np.load(whole / "explain" / "integrated_gradients_test.npz")
+    attributions, inputs, lengths = saved["attributions"], saved["inputs"], saved["lengths"]
+    assert attributions.shape == inputs.shape and attributions.shape[0] == 3
+    for i, length in enumerate(lengths):
+        assert np.all(attributions[i, length:] == 0) and np.any(attributions[i, :length] != 0)
+    # Integrated gradients are complete: they sum to the explained output's change from the zero baseline.
+    from recurrax import _cli_run, train
+    from recurrax.interpret import model_output
+
+    _, model, _ = _cli_run.build(json.loads((whole / "config.json").read_text()))
+    train.restore_model(whole / "checkpoints", model)
+    model.eval()
+    predicted = np.asarray(model(inputs, lengths=lengths)).argmax(-1)  # the class each row explains
+    at_baseline = model_output(model, np.zeros_like(inputs), lengths=lengths, target=predicted)
+    change = saved["explained_output"] - at_baseline
+    np.testing.assert_allclose(attributions.sum((1, 2)), change, rtol=0.02, atol=1e-4)
+    assert (whole / "explain" / "integrated_gradients_test_0.png").stat().st_size > 0
+    assert not (whole / "explain" / "integrated_gradients_test_1.png").exists()
+    assert "wrote" in out and "integrated_gradients attributions of 3 test examples" in out
+    _one_line_error(capsys, ["explain", str(whole), "--step", "999"], "no checkpoint for step 999")

@@ -85,7 +85,7 @@ def build(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     return data, model, optimizer
 
 
-def _build_or_usage_error(config: Mapping[str, Any], command: str) -> tuple[Any, Any, Any]:
+def build_or_usage_error(config: Mapping[str, Any], command: str) -> tuple[Any, Any, Any]:
     try:
         return build(config)
     except (ValueError, TypeError, ImportError) as err:
@@ -273,7 +273,7 @@ def run_training(
     tensorboard: bool = False,
 ) -> int:
     """Builds and trains the run ``config`` in ``run_dir``; prints and writes its results; the exit status."""
-    data, model, optimizer = _build_or_usage_error(config, "train")
+    data, model, optimizer = build_or_usage_error(config, "train")
     info = data.info
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / CONFIG_FILE, config)
@@ -418,8 +418,8 @@ def evaluate(
     run_dir: Path, config: Mapping[str, Any], *, splits: list[str] | None, step: StepSpec, batch_size: int
 ) -> int:
     """Prints the metrics of a run's checkpoint ``step`` on ``splits``; the exit status."""
-    _check_step(run_dir / CHECKPOINT_DIR, step)  # before any data or model is built
-    data, model, _ = _build_or_usage_error(config, "evaluate")
+    check_checkpoint_step(run_dir / CHECKPOINT_DIR, step, "evaluate")  # before any data or model is built
+    data, model, _ = build_or_usage_error(config, "evaluate")
     try:
         train.restore_model(run_dir / CHECKPOINT_DIR, model, step=step)
     except (FileNotFoundError, ValueError) as err:
@@ -432,7 +432,7 @@ def evaluate(
     return 0
 
 
-def _check_step(directory: Path, step: StepSpec) -> None:
+def check_checkpoint_step(directory: Path, step: StepSpec, command: str) -> None:
     """Refuses, naming ``--step``, a run with no checkpoint or a step number it does not hold."""
     try:
         checkpointer = train.Checkpointer(directory)
@@ -441,11 +441,11 @@ def _check_step(directory: Path, step: StepSpec) -> None:
         finally:
             checkpointer.close()
     except train.CheckpointError as err:
-        raise UsageError("recurrax evaluate", f"{err}") from None
+        raise UsageError(f"recurrax {command}", f"{err}") from None
     if not steps:
-        raise UsageError("recurrax evaluate", f"--step {step}: {directory} holds no complete checkpoint")
+        raise UsageError(f"recurrax {command}", f"--step {step}: {directory} holds no complete checkpoint")
     if isinstance(step, int) and step not in steps:
-        raise UsageError("recurrax evaluate", f"--step {step}: no checkpoint for step {step}; steps: {steps}")
+        raise UsageError(f"recurrax {command}", f"--step {step}: no checkpoint for step {step}; steps: {steps}")
 
 
 def list_names() -> int:

@@ -36,6 +36,15 @@ from typing import Any, Literal, NoReturn
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
+EXPLAIN_DIR = "explain"
+# `recurrax explain --method`: the short spelling the command line uses, and explain()'s name for it.
+EXPLAIN_METHODS = {
+    "ig": "integrated_gradients",
+    "integrated_gradients": "integrated_gradients",
+    "gradient_x_input": "gradient_x_input",
+    "occlusion": "occlusion",
+    "shap": "shap",
+}
 TENSORBOARD_DIR = "tensorboard"
 CONFIG_FORMAT = "recurrax.cli.run/1"
 
@@ -268,6 +277,31 @@ def _build_parser() -> _Parser:
     )
     evaluate.add_argument("--batch-size", type=_positive_int, default=256, help="examples per batch (default 256)")
 
+    explain = commands.add_parser(
+        "explain",
+        help="attributions of a trained run's model, as arrays and figures",
+        description="Rebuild a run's task and model from DIR/config.json, load a checkpoint and attribute its "
+        "outputs on the first N examples of a split to every input step and feature (recurrax.interpret.explain). "
+        f"Writes DIR/{EXPLAIN_DIR}/METHOD_SPLIT.npz (attributions, inputs, targets, outputs, lengths) and one "
+        "figure per plotted example (METHOD_SPLIT_I.png).",
+    )
+    explain.add_argument("run_dir", type=Path, metavar="DIR", help="a directory made by `recurrax train`")
+    explain.add_argument(
+        "--method",
+        choices=tuple(EXPLAIN_METHODS),
+        default="ig",
+        help="ig = integrated_gradients (default), gradient_x_input, occlusion, shap (needs recurrax[interpret])",
+    )
+    explain.add_argument("--split", choices=("train", "validation", "test"), default="test", help="(default: test)")
+    explain.add_argument("--n", type=_positive_int, default=16, help="examples to explain (default 16)")
+    explain.add_argument(
+        "--step", type=_step_spec, default="latest", help="'latest' (default), 'best' (lowest val_loss) or a step"
+    )
+    explain.add_argument("--plots", type=int, default=4, help="figures for the first PLOTS examples (default 4)")
+    explain.add_argument("--num-steps", type=_positive_int, default=64, help="integrated gradients' intervals")
+    explain.add_argument("--window", type=_positive_int, default=1, help="occlusion's window in steps")
+    explain.add_argument("--max-evals", type=_positive_int, help="SHAP's model evaluations per example")
+
     commands.add_parser("list", help="the tasks and backbones", description="List the tasks and backbones.")
 
     doctor = commands.add_parser(
@@ -418,6 +452,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     return _cli_run.evaluate(args.run_dir, config, splits=args.split, step=args.step, batch_size=args.batch_size)
 
 
+# ------------------------------------------------------------------ explain
+def _explain(args: argparse.Namespace) -> int:
+    config = _read_config(args.run_dir, "explain")
+    if args.plots < 0:
+        raise UsageError("recurrax explain", f"--plots must be 0 or more, got {args.plots}")
+    from recurrax import _cli_explain
+
+    return _cli_explain.explain_run(
+        args.run_dir,
+        config,
+        method=EXPLAIN_METHODS[args.method],
+        split=args.split,
+        n=args.n,
+        step=args.step,
+        plots=args.plots,
+        num_steps=args.num_steps,
+        window=args.window,
+        max_evals=args.max_evals,
+    )
+
+
 # --------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``recurrax`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
@@ -433,6 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "explain":
+            return _explain(args)
         if args.command == "doctor":
             from recurrax import info
 

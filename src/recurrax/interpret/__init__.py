@@ -2,7 +2,9 @@
 
 * :func:`explain` — ``[B, T, D]`` attributions of one output per example to every
   input step and feature: gradient × input, integrated gradients, occlusion, SHAP
-  (:func:`model_output` gives the output they explain).
+  (:func:`model_output` gives the output they explain); :func:`plot_attributions`
+  draws them under the input sequence, :func:`plot_attention` an attention layer's
+  weights per head.
 
 * :func:`recurrent_jacobians`, :func:`jacobian_singular_values` — ``∂state_t/∂state_{t−1}``
   along a trajectory and its spectrum (vanishing and exploding gradients, step by step).
@@ -24,6 +26,7 @@ layer pass ``layer.cell`` and ``layer.pure_params()``. See docs/interpretability
 """
 
 from recurrax.interpret._attribution import METHODS, explain, model_output
+from recurrax.interpret._attribution_plots import plot_attention, plot_attributions
 from recurrax.interpret._dynamics import (
     PCA,
     FixedPoints,
@@ -50,6 +53,8 @@ __all__ = [
     "lyapunov_exponent",
     "model_output",
     "pca_trajectories",
+    "plot_attention",
+    "plot_attributions",
     "plot_jacobian_spectrum",
     "plot_pca_trajectories",
     "plot_recording",
