@@ -126,3 +126,44 @@ def test_a_short_run_of_the_recorded_config_starts_as_the_record_did(shared_mnis
             rtol=1e-5,
             err_msg="the quick start now trains differently: rerun python -m benchmarks.quickstart, update the docs",
         )
+
+
+# ------------------------------------------------- docs/linear_recurrences.md's speed figures
+def test_the_linear_recurrence_speed_figures_are_the_records():
+    """Every figure of the page's Speed section, recomputed from benchmarks/results/cpu_linear.json."""
+    rows = json.loads((ROOT / "benchmarks" / "results" / "cpu_linear.json").read_text())["linear"]
+    text = " ".join((ROOT / "docs" / "linear_recurrences.md").read_text().split())
+
+    def row(cell, method, mode, T):
+        (found,) = [r for r in rows if (r["cell"], r["method"], r["mode"], r["config"]["T"]) == (cell, method, mode, T)]
+        return found
+
+    def span(values, digits=2):
+        return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
+
+    single = [(cell, T) for cell in ("min_gru", "min_gru_log") for T in (1024, 4096)]
+    train = [row(c, "parallel", "train", T)["vs_hand_written"] for c, T in single]
+    forward = [row(c, "parallel", "forward", T)["vs_hand_written"] for c, T in single]
+    cpu = [row(c, "parallel", m, T)["vs_hand_written_cpu"] for c, T in single for m in ("train", "forward")]
+    two_layer = [row("min_gru ×2 (nn.RNN)", "parallel", "train", T)["vs_hand_written"] for T in (1024, 4096)]
+    expected = [
+        f"median times {span(train)} of the hand-written scan's for training steps and {span(forward)} for forward",
+        f"(CPU time {span(cpu)})",
+        f"model measured {span(two_layer)}",
+    ]
+    seq, par = (row("min_gru", m, "train", 4096)["median_s"] for m in ("sequential", "parallel"))
+    expected.append(f"a training step took {seq:.1f} s sequential against {par:.1f} s parallel")
+    seq, par = (row("min_gru", m, "forward", 4096)["median_s"] for m in ("sequential", "parallel"))
+    expected.append(f"a forward pass {seq:.2f} s against {par:.1f} s")
+    log_ratio = {
+        (mode, T): row("min_gru_log", "parallel", mode, T)["median_s"] / row("min_gru", "parallel", mode, T)["median_s"]
+        for mode in ("train", "forward")
+        for T in (1024, 4096)
+    }
+    expected.append(
+        f"Training steps took {log_ratio['train', 1024]:.1f}× the linear-space ones at T = 1024 and "
+        f"{log_ratio['train', 4096]:.1f}× at T = 4096, forward passes {log_ratio['forward', 1024]:.1f}× and "
+        f"{log_ratio['forward', 4096]:.1f}×"
+    )
+    for phrase in expected:
+        assert phrase in text, f"docs/linear_recurrences.md should say: {phrase}"
