@@ -167,3 +167,19 @@ def test_the_linear_recurrence_speed_figures_are_the_records():
     )
     for phrase in expected:
         assert phrase in text, f"docs/linear_recurrences.md should say: {phrase}"
+
+
+def test_the_mnist1d_deletion_figures_are_the_record():
+    report = json.loads((ROOT / "benchmarks" / "results" / "attribution_mnist1d.json").read_text())
+    text = " ".join((ROOT / "docs" / "interpretability.md").read_text().split())
+    rows = {(r["model"], r["method"], r["k"]): r for r in report["rows"]}
+    gru, tcn = rows["gru", "integrated_gradients", 4], rows["tcn", "integrated_gradients", 4]
+    for phrase in (
+        f"(test accuracy {gru['accuracy']:.3f}) falls to **{gru['accuracy_top_k_deleted']:.3f}**",
+        f"against **{gru['accuracy_random_k_deleted']:.3f}** for 4 random steps",
+        f"a TCN (accuracy {tcn['accuracy']:.3f}) to {tcn['accuracy_top_k_deleted']:.3f} against "
+        f"{tcn['accuracy_random_k_deleted']:.3f}",
+        f"(GRU {rows['gru', 'occlusion', 4]['accuracy_top_k_deleted']:.3f})",
+        f"+{gru['margin']:.2f} at k = 4, +{rows['gru', 'integrated_gradients', 12]['margin']:.2f} at k = 12",
+    ):
+        assert phrase in text, f"docs/interpretability.md should say: {phrase}"
