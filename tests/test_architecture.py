@@ -36,7 +36,17 @@ GROUND_FLOOR = {
 }
 SIBLINGS = ("cells", "conv", "attention")
 # The engine: it asks cells for what they can do and imports none of them.
-ENGINE = ("_scan", "_parallel", "_compose", "_recurrent_block", "_cell", "_linear_cell", "_params", "_options")
+ENGINE = (
+    "_scan",
+    "_parallel",
+    "_sequence_parallel",
+    "_compose",
+    "_recurrent_block",
+    "_cell",
+    "_linear_cell",
+    "_params",
+    "_options",
+)
 
 
 def _imports(path: Path) -> set[str]:

@@ -31,6 +31,7 @@ _NAMES = {
     "stacked_scan": "recurrax._compose",
     "params_in_features": "recurrax._params",
     "scan": "recurrax._scan",
+    "sequence_parallel_scan": "recurrax._sequence_parallel",
 }
 
 if TYPE_CHECKING:  # what static checkers see: the names, eagerly
@@ -40,10 +41,11 @@ if TYPE_CHECKING:  # what static checkers see: the names, eagerly
     from recurrax._params import params_in_features
     from recurrax._recurrent_block import RecurrentBlock, RecurrentStack
     from recurrax._scan import scan
+    from recurrax._sequence_parallel import sequence_parallel_scan
     from recurrax.cells import *  # noqa: F403
 
     __all__ = ["RecurrentBlock", "RecurrentStack", "ScanOptions", "attention", "bidirectional_scan", "cells",
-               "conv", "interop", "params_in_features", "scan", "stacked_scan"]  # fmt: skip
+               "conv", "interop", "params_in_features", "scan", "sequence_parallel_scan", "stacked_scan"]  # fmt: skip
     __all__ += cells.__all__
 
 

@@ -76,6 +76,17 @@ class LinearCell(Cell):
         raise NotImplementedError(f"{type(self).__name__} has no log-space form")
 
     # ----------------------------------------------- sequence form (the engine's)
+    def linear_lookback(self) -> int | None:
+        """How many earlier steps the coefficients of step ``t`` read (0: ``x_t`` alone).
+
+        The sequence-parallel scan (:func:`recurrax.sequence_parallel_scan`)
+        hands each device's chunk of time this many steps of the previous chunk.
+        The default is 0 for a cell in the per-step form and None (unknown: that
+        scan refuses the cell) for one that overrides :meth:`linear_terms`
+        without saying.
+        """
+        return 0 if type(self).linear_terms is LinearCell.linear_terms else None
+
     def linear_state(self, carry: Carry) -> Array:
         """The part of the carry that follows the recurrence (default: the whole carry)."""
         state: Array = carry

@@ -12,6 +12,8 @@ input was given (``benchmarks/linear_reference.py`` is the yardstick).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,23 +44,65 @@ def parallel_scan(
     nothing of it enters the scan.
     """
     starts = episode_starts(xs, steps.resets, time_axis)
+    at_start = None if steps.resets is None else valid_starts(starts, steps.valid, time_axis)
+    return linear_scan(
+        cell, params, xs, initial_carry, starts, at_start, steps.valid, last,
+        zero_state=default_carry and default_state_is_zero(cell), time_axis=time_axis,
+    )  # fmt: skip
+
+
+#: ``combine(earlier, later)``: the element of two consecutive stretches of steps, channel by channel.
+Combine = Callable[[tuple[Array, ...], tuple[Array, ...]], tuple[Array, ...]]
+#: ``scan(combine, elements, axis) -> composites``: every prefix of ``elements`` along ``axis``,
+#: composed with ``combine``; :func:`associative_scan` on one device.
+Scan = Callable[[Combine, tuple[Array, ...], int], tuple[Array, ...]]
+
+
+def associative_scan(combine: Combine, elements: tuple[Array, ...], axis: int) -> tuple[Array, ...]:
+    """The one-device :data:`Scan`: :func:`jax.lax.associative_scan`."""
+    return tuple(jax.lax.associative_scan(combine, elements, axis=axis))
+
+
+def linear_scan(
+    cell: LinearCell,
+    params: Params,
+    xs: Array,
+    initial_carry: Carry,
+    starts: Array,
+    at_start: Array | None,
+    valid: Array | None,
+    last: Array | None,
+    *,
+    zero_state: bool,
+    time_axis: int,
+    scan: Scan = associative_scan,
+) -> tuple[Array, Carry, Array]:
+    """:func:`parallel_scan` from its masks, with the prefix ``scan`` as an argument.
+
+    ``starts``: episode starts as the cell's :meth:`~recurrax.LinearCell.linear_terms`
+    reads them; ``at_start``: where the carry restarts from ``initial_carry``
+    (:func:`valid_starts`), or None when only step 0 does; ``valid``: the
+    padding mask (None: no padding); ``zero_state``: the initial carry's state
+    is known to be zero, so nothing of it enters the scan. The sequence-parallel
+    scan runs this on each device's chunk of time, with a ``scan`` that spans the devices.
+    """
     state_dtype = cell.linear_state(initial_carry).dtype
-    h0 = None if default_carry and default_state_is_zero(cell) else cell.linear_state(initial_carry)
+    h0 = None if zero_state else cell.linear_state(initial_carry)
     if cell.parallel_log_space():
         log_a, log_b = cell.log_recurrence_coefficients(params, xs)
-        hs = _log_space_states(log_a, log_b, h0, starts, steps, time_axis).astype(state_dtype)
+        hs = _log_space_states(log_a, log_b, h0, at_start, valid, time_axis, scan).astype(state_dtype)
         terms = LinearTerms(None, None, xs)
     else:
         terms = cell.linear_terms(params, initial_carry, xs, starts)
-        hs = _linear_states(terms, h0, starts, steps, time_axis).astype(state_dtype)
+        hs = _linear_states(terms, h0, at_start, valid, time_axis, scan).astype(state_dtype)
     if time_axis == 0:
         ys, final_carry = cell.linear_outputs(params, initial_carry, hs, terms, last)
     else:
         # The per-step form's linear_outputs, along another axis: hs past an
         # example's end repeats its last state, so the final carry is the last step's.
         ys, final_carry = cell.readout(params, hs, xs), jax.lax.index_in_dim(hs, -1, time_axis, keepdims=False)
-    if steps.valid is not None:
-        ys = zero_padding(ys, steps.valid)
+    if valid is not None:
+        ys = zero_padding(ys, valid)
     return ys, final_carry, hs
 
 
@@ -88,19 +132,21 @@ def default_state_is_zero(cell: LinearCell) -> bool:
     return not np.any(np.asarray(state))
 
 
-def _linear_states(terms: LinearTerms, h0: Array | None, starts: Array, steps: Steps, axis: int) -> Array:
+def _linear_states(
+    terms: LinearTerms, h0: Array | None, at_start: Array | None, valid: Array | None, axis: int, scan: Scan
+) -> Array:
     a, b = terms.a, terms.b
     assert a is not None and b is not None  # only the log-space path leaves them None
-    if steps.valid is not None:
+    if valid is not None:
         # Past an example's end the state is carried unchanged: a = 1, b = 0.
-        keep = _expand_to(steps.valid, a.ndim)
+        keep = _expand_to(valid, a.ndim)
         a = jnp.where(keep, a, jnp.ones_like(a))
         b = jnp.where(keep, b, jnp.zeros_like(b))
-    if steps.resets is not None:
+    if at_start is not None:
         # Every start restarts from the initial carry: fold it into b there and
         # let nothing flow in from before, so that the scan starts from zero
         # (h_t = a_t h_{t-1} + b_t, h_{-1} = 0).
-        at_start = _expand_to(_valid_starts(starts, steps.valid, axis), a.ndim)
+        at_start = _expand_to(at_start, a.ndim)
         if h0 is not None:
             b = jnp.where(at_start, a * _over_time(h0, axis).astype(jnp.result_type(a, b, h0)) + b, b)
         a = jnp.where(at_start, jnp.zeros_like(a), a)
@@ -110,17 +156,18 @@ def _linear_states(terms: LinearTerms, h0: Array | None, starts: Array, steps: S
         first = (slice(None),) * axis + (0,)
         b = b.at[first].add(a[first] * h0.astype(jnp.result_type(a, b, h0)))
 
-    def combine(earlier: tuple[Array, Array], later: tuple[Array, Array]) -> tuple[Array, Array]:
+    def combine(earlier: tuple[Array, ...], later: tuple[Array, ...]) -> tuple[Array, ...]:
         a1, b1 = earlier
         a2, b2 = later
         return a2 * a1, a2 * b1 + b2
 
-    hs: Array
-    _, hs = jax.lax.associative_scan(combine, (a, b), axis=axis)
+    _, hs = scan(combine, (a, b), axis)
     return hs
 
 
-def _log_space_states(log_a: Array, log_b: Array, h0: Array | None, starts: Array, steps: Steps, axis: int) -> Array:
+def _log_space_states(
+    log_a: Array, log_b: Array, h0: Array | None, at_start: Array | None, valid: Array | None, axis: int, scan: Scan
+) -> Array:
     """The states by a scan in log space, for cells with ``b_t > 0`` (``log_space=True``).
 
     The cell gives ``(log a, log b)``. Products of many gates underflow in
@@ -134,44 +181,44 @@ def _log_space_states(log_a: Array, log_b: Array, h0: Array | None, starts: Arra
     # A finite "log 0": exp of it is exactly 0, and unlike -inf it never makes
     # logaddexp's derivative 0/0 (NaN) where both of its arguments are "log 0".
     log_zero = jnp.asarray(-1e4, log_a.dtype)
-    if steps.valid is not None:
+    if valid is not None:
         # Past an example's end: a = 1, b = 0, so the state is carried unchanged.
-        keep = _expand_to(steps.valid, log_a.ndim)
+        keep = _expand_to(valid, log_a.ndim)
         log_a = jnp.where(keep, log_a, jnp.zeros_like(log_a))
         log_b = jnp.where(keep, log_b, log_zero)
 
-    if steps.resets is None:
+    if at_start is None:
         # Only step 0 starts; the scan never reads log a_0 (nothing precedes it),
         # so it stays, and the first channel is log A_t = log a_0 + … + log a_t.
-        log_gates, log_hs = jax.lax.associative_scan(_log_combine, (log_a, log_b), axis=axis)
+        log_gates, log_hs = scan(_log_combine, (log_a, log_b), axis)
         hs = jnp.exp(log_hs)
         if h0 is None:
             return hs
         return hs + jnp.exp(log_gates) * _over_time(h0, axis).astype(hs.dtype)
 
-    at_start = _expand_to(_valid_starts(starts, steps.valid, axis), log_a.ndim)
+    at_start = _expand_to(at_start, log_a.ndim)
     log_b_initial = jnp.where(at_start, log_a, log_zero)  # A_t restarts at a_t on every start
     log_a = jnp.where(at_start, log_zero, log_a)  # nothing flows in from before a start
     if h0 is None:
-        _, log_hs = jax.lax.associative_scan(_log_combine, (log_a, log_b), axis=axis)
+        _, log_hs = scan(_log_combine, (log_a, log_b), axis)
         return jnp.exp(log_hs)
 
-    def combine(earlier: tuple[Array, Array, Array], later: tuple[Array, Array, Array]) -> tuple[Array, ...]:
+    def combine(earlier: tuple[Array, ...], later: tuple[Array, ...]) -> tuple[Array, ...]:
         la1, lb1, lc1 = earlier
         la2, lb2, lc2 = later
         return la1 + la2, jnp.logaddexp(la2 + lb1, lb2), jnp.logaddexp(la2 + lc1, lc2)
 
-    _, log_hs, log_initial_weight = jax.lax.associative_scan(combine, (log_a, log_b, log_b_initial), axis=axis)
+    _, log_hs, log_initial_weight = scan(combine, (log_a, log_b, log_b_initial), axis)
     return jnp.exp(log_hs) + jnp.exp(log_initial_weight) * _over_time(h0, axis).astype(log_hs.dtype)
 
 
-def _log_combine(earlier: tuple[Array, Array], later: tuple[Array, Array]) -> tuple[Array, Array]:
+def _log_combine(earlier: tuple[Array, ...], later: tuple[Array, ...]) -> tuple[Array, ...]:
     la1, lb1 = earlier
     la2, lb2 = later
     return la1 + la2, jnp.logaddexp(la2 + lb1, lb2)
 
 
-def _valid_starts(starts: Array, valid: Array | None, axis: int) -> Array:
+def valid_starts(starts: Array, valid: Array | None, axis: int = 0) -> Array:
     """The starts inside each example, and step 0 always: a reset in the padding must not restart a frozen carry."""
     return starts if valid is None else (starts & valid) | _first_step(valid.shape[axis], valid.ndim, axis)
 

@@ -7,6 +7,7 @@ to the cell's step.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
@@ -233,6 +234,106 @@ def scan(
             raise ValueError("fused=True, but record=True runs the step loop (the fused path records nothing)")
         # Recording runs the cell's recorded step in the loop: never the parallel or fused paths.
         options = options.replace(method="sequential", fused=False)
+    call = prepare_call(cell, params, xs, initial_carry, lengths, resets, options)
+    xs_tm, steps, initial_carry, lengths = call.xs, call.steps, call.initial_carry, call.lengths
+
+    perturbation_tm = None
+    if carry_perturbation is not None:
+        if options.method == "parallel":
+            raise ValueError("carry_perturbation needs method='sequential'")
+        perturbation_tm = call.to_running_order(carry_perturbation)
+
+    carries_tm = records_tm = None
+    if options.method == "parallel":
+        assert isinstance(cell, LinearCell)
+        last = None if lengths is None else lengths - 1
+        ys_tm, final_carry, carries_tm = parallel_scan(
+            cell, params, xs_tm, initial_carry, steps, last, default_carry=call.default_carry, time_axis=call.time_axis
+        )
+    elif cell_obj is not None and _use_sequence(
+        cell_obj, params, initial_carry, xs_tm, options, perturbation_tm, return_carries
+    ):
+        ys_tm, final_carry = cell_obj.sequence(params, initial_carry, xs_tm, steps, options)
+    else:
+        if options.fused and cell_obj is None:
+            raise ValueError("fused=True needs a recurrax Cell, got a plain step function")
+        hoisted = cell_obj is not None and cell_obj.hoists(options)
+        step: StepFunction | RecordedStep
+        if cell_obj is not None and record:
+            step = _recorded_step_function(cell_obj, params, hoisted)
+        else:
+            step = _step_function(cell, params, hoisted) if isinstance(cell, Cell) else cell
+        if cell_obj is not None and hoisted:
+            xs_tm = cell_obj.project_inputs(params, xs_tm)
+        ys_tm, final_carry, carries_tm, records_tm = _sequential_scan(
+            step, xs_tm, initial_carry, steps, perturbation_tm, options, keep_carries=return_carries, record=record
+        )
+
+    ys = call.restore(ys_tm)
+    if return_carries and record:
+        return ys, final_carry, call.restore(carries_tm), call.restore(records_tm)
+    if record:
+        return ys, final_carry, call.restore(records_tm)
+    if return_carries:
+        return ys, final_carry, call.restore(carries_tm)
+    return ys, final_carry
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedCall:
+    """One call's inputs, checked and in the engine's running order (:func:`prepare_call`).
+
+    Attributes:
+      xs: the inputs, time-major ``[T, *B, D]`` (unless ``keep_layout``), reversed within each length for ``reverse``.
+      steps: the padding mask and the episode starts, in the same layout and order.
+      initial_carry: the carry at the first step (the cell's default when the caller gave none).
+      default_carry: whether ``initial_carry`` is the cell's default.
+      lengths: the checked ``lengths[*B]``, or None.
+      batch_shape: ``*B``.
+      keep_layout: the arrays keep the caller's layout (time-major input, or a
+        per-step linear cell scanned in parallel forwards, which needs no transpose).
+      time_axis: where time is in ``xs`` and ``steps``' masks.
+      reverse_index: ``[T, *B]``, the gather that reverses each example's valid steps (None: forwards).
+    """
+
+    xs: Array
+    steps: Steps
+    initial_carry: Carry
+    default_carry: bool
+    lengths: Array | None
+    batch_shape: tuple[int, ...]
+    keep_layout: bool
+    time_axis: int
+    reverse_index: Array | None
+
+    def _to_time_major(self, tree: Any) -> Any:
+        axis = len(self.batch_shape)
+        return tree if self.keep_layout else jax.tree.map(lambda a: jnp.moveaxis(a, axis, 0), tree)
+
+    def to_running_order(self, tree: Any) -> Any:
+        """A pytree with leaves in the caller's layout (``[*B, T, ...]``), as ``xs`` is here."""
+        tree = self._to_time_major(tree)
+        return tree if self.reverse_index is None else _gather_time(tree, self.reverse_index)
+
+    def restore(self, tree: Any) -> Any:
+        """The inverse of :meth:`to_running_order`: results back in the caller's layout and order."""
+        if self.reverse_index is not None:
+            tree = _gather_time(tree, self.reverse_index)
+        axis = len(self.batch_shape)
+        return tree if self.keep_layout else jax.tree.map(lambda a: jnp.moveaxis(a, 0, axis), tree)
+
+
+def prepare_call(
+    cell: Cell | StepFunction,
+    params: Params,
+    xs: Array,
+    initial_carry: Carry | None,
+    lengths: Array | None,
+    resets: Array | None,
+    options: ScanOptions,
+) -> PreparedCall:
+    """Checks a call's inputs and puts them in running order: what every path of the engine starts from."""
+    cell_obj = cell if isinstance(cell, Cell) else None
     time_major = options.time_major
     xs = check_sequence(xs, "xs", time_major=time_major, features=None)
     num_steps = xs.shape[0 if time_major else xs.ndim - 2]
@@ -266,9 +367,6 @@ def scan(
     def to_time_major(tree: Any) -> Any:
         return tree if keep_layout else jax.tree.map(lambda a: jnp.moveaxis(a, len(batch_shape), 0), tree)
 
-    def from_time_major(tree: Any) -> Any:
-        return tree if keep_layout else jax.tree.map(lambda a: jnp.moveaxis(a, 0, len(batch_shape)), tree)
-
     xs_tm = to_time_major(xs)
     resets_tm = None if resets is None else to_time_major(resets)
     valid_tm = padding_mask(lengths, num_steps, time_major=time_major or not keep_layout)
@@ -284,57 +382,10 @@ def scan(
             shifted = jnp.concatenate([resets_tm[1:], jnp.zeros_like(resets_tm[:1])], axis=0)
             resets_tm = _gather_time(shifted, reverse_index)
     steps = Steps(valid=valid_tm, resets=resets_tm)
-
-    perturbation_tm = None
-    if carry_perturbation is not None:
-        if options.method == "parallel":
-            raise ValueError("carry_perturbation needs method='sequential'")
-        perturbation_tm = to_time_major(carry_perturbation)
-        if reverse_index is not None:
-            perturbation_tm = _gather_time(perturbation_tm, reverse_index)
-
-    carries_tm = records_tm = None
-    if options.method == "parallel":
-        assert isinstance(cell, LinearCell)
-        last = None if lengths is None else lengths - 1
-        time_axis = 0 if time_major or not keep_layout else len(batch_shape)
-        ys_tm, final_carry, carries_tm = parallel_scan(
-            cell, params, xs_tm, initial_carry, steps, last, default_carry=default_carry, time_axis=time_axis
-        )
-    elif cell_obj is not None and _use_sequence(
-        cell_obj, params, initial_carry, xs_tm, options, perturbation_tm, return_carries
-    ):
-        ys_tm, final_carry = cell_obj.sequence(params, initial_carry, xs_tm, steps, options)
-    else:
-        if options.fused and cell_obj is None:
-            raise ValueError("fused=True needs a recurrax Cell, got a plain step function")
-        hoisted = cell_obj is not None and cell_obj.hoists(options)
-        step: StepFunction | RecordedStep
-        if cell_obj is not None and record:
-            step = _recorded_step_function(cell_obj, params, hoisted)
-        else:
-            step = _step_function(cell, params, hoisted) if isinstance(cell, Cell) else cell
-        if cell_obj is not None and hoisted:
-            xs_tm = cell_obj.project_inputs(params, xs_tm)
-        ys_tm, final_carry, carries_tm, records_tm = _sequential_scan(
-            step, xs_tm, initial_carry, steps, perturbation_tm, options, keep_carries=return_carries, record=record
-        )
-
-    if reverse_index is not None:
-        ys_tm = _gather_time(ys_tm, reverse_index)
-        if carries_tm is not None:
-            carries_tm = _gather_time(carries_tm, reverse_index)
-        if records_tm is not None:
-            records_tm = _gather_time(records_tm, reverse_index)
-
-    ys = from_time_major(ys_tm)
-    if return_carries and record:
-        return ys, final_carry, from_time_major(carries_tm), from_time_major(records_tm)
-    if record:
-        return ys, final_carry, from_time_major(records_tm)
-    if return_carries:
-        return ys, final_carry, from_time_major(carries_tm)
-    return ys, final_carry
+    time_axis = 0 if time_major or not keep_layout else len(batch_shape)
+    return PreparedCall(
+        xs_tm, steps, initial_carry, default_carry, lengths, batch_shape, keep_layout, time_axis, reverse_index
+    )
 
 
 def _default_carry(cell: Cell | StepFunction, batch_shape: tuple[int, ...], features: int) -> Carry:
