@@ -7,6 +7,7 @@
 * :class:`Trainer`, :func:`fit`, :func:`evaluate`, :func:`predict` — the loop,
   with truncated BPTT (:func:`tbptt_value_and_grad`), callbacks and history.
 * :class:`Checkpointer`, :func:`restore_model` — orbax checkpoints, exact resume.
+* :class:`Partitioning` — data parallel and FSDP training over a device mesh (``jax.sharding``).
 * :func:`plot_history`, :func:`plot_gradient_norms`, :func:`plot_gradient_flow` — PNG plots.
 * :class:`TensorBoardWriter`, :class:`WandbWriter`, :class:`MLflowWriter` — metric
   writers (callbacks); :class:`MetricWriter` for another backend.
@@ -33,6 +34,7 @@ from recurrax.train._losses import (
 )
 from recurrax.train._objective import Objective
 from recurrax.train._optimizers import build_optimizer
+from recurrax.train._partitioning import Partitioning
 from recurrax.train._plots import plot_gradient_flow, plot_gradient_norms, plot_history
 from recurrax.train._tbptt import tbptt_value_and_grad
 from recurrax.train._trainer import Trainer, evaluate, fit, predict
@@ -50,6 +52,7 @@ __all__ = [
     "MLflowWriter",
     "MetricWriter",
     "Objective",
+    "Partitioning",
     "TensorBoardWriter",
     "Trainer",
     "WandbWriter",

@@ -82,7 +82,7 @@ class FitCheckpoints:
             raise ValueError(f"checkpoint {restored.path} holds no trainer state (it was not written by fit)")
         self._check_settings(restored.path, saved["fit"])
         trainer._set_model_state(restored.model_state)
-        trainer.opt_state = restored.opt_state
+        trainer._set_opt_state(restored.opt_state)
         trainer.step, trainer.epoch, trainer.position = saved["step"], saved["epoch"], saved["position"]
         trainer.stop_training = saved["stop_training"]
         trainer._epoch_totals = {k: list(v) for k, v in saved["epoch_totals"].items()}

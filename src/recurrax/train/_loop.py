@@ -30,7 +30,6 @@ from recurrax.train._data import (
     BatchSource,
     Data,
     as_data,
-    device_batch,
     epoch_order,
     is_source,
     num_examples,
@@ -103,6 +102,15 @@ class FitLoop:
             self.batches_per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)
             if self.batches_per_epoch == 0:
                 raise ValueError(f"train_data has {n} examples, fewer than batch_size={batch_size} with drop_remainder")
+        if trainer.partitioning is not None:  # checked here, before anything compiles or trains
+            trainer.partitioning.check_batch_size(batch_size, f"batch_size={batch_size}")
+            last = 0 if drop_remainder or self.num_examples is None else self.num_examples % batch_size
+            trainer.partitioning.check_batch_size(
+                last,
+                f"the last batch of each epoch ({last} examples: train_data has {self.num_examples}, "
+                f"batch_size={batch_size})",
+                ", or pass drop_remainder=True",
+            )
         self.epochs, self.steps, self.eval_every, self.validation_every = epochs, steps, eval_every, validation_every
         self.batch_size, self.steps_per_call = batch_size, steps_per_call
         self.validation_batch_size = validation_batch_size or batch_size
@@ -251,11 +259,13 @@ class FitLoop:
         trainer = self.trainer
         before = trainer.step
         if len(keys) == 1:
-            metrics = trainer._run_step(device_batch(self._batch(keys[0])), _BatchLabel(self, keys[0]))
+            batch = trainer._device_batch(self._batch(keys[0]), "a training batch")
+            metrics = trainer._run_step(batch, _BatchLabel(self, keys[0]))
             trainer.position += 1
             self.callbacks.on_step_end(trainer, trainer.step, metrics)
             return
-        stacked = trainer._run_steps(device_batch(self._stacked(keys)), [_BatchLabel(self, k) for k in keys])
+        batches = trainer._device_batch(self._stacked(keys), "a training batch", stacked=True)
+        stacked = trainer._run_steps(batches, [_BatchLabel(self, k) for k in keys])
         trainer.position += len(keys)
         if self.callbacks.callbacks:
             for i in range(len(keys)):

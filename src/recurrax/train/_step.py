@@ -21,6 +21,7 @@ from flax import nnx
 
 from recurrax.train._diagnostics import gradient_diagnostics
 from recurrax.train._objective import Objective, Stats, split_params
+from recurrax.train._partitioning import Partitioning
 from recurrax.train._tbptt import chunk_loss, num_chunks, run_chunks, sequence_grad
 
 Array = jax.Array
@@ -38,6 +39,7 @@ class StepConfig:
     layers: tuple[str, ...] | None
     tbptt: int | None
     tbptt_update: str
+    partitioning: Partitioning | None = None  # None: one device, and the step is exactly the unpartitioned one
 
     def steps_per_batch(self, batch: Mapping[str, Array]) -> int:
         """How many optimizer steps :func:`train_batch` takes on ``batch``: one per chunk for streaming TBPTT."""
@@ -56,7 +58,7 @@ def train_batch(config: StepConfig, params: Any, rest: Any, opt_state: Any, batc
     ``(total, count)`` sums for the epoch means.
     """
     if config.tbptt is not None and config.tbptt_update == "chunk":
-        return _train_chunks(config, params, rest, opt_state, batch)
+        return _pinned(config, _train_chunks(config, params, rest, opt_state, batch))
     if config.tbptt is not None:
         assert isinstance(config.objective, Objective)
         (_, stats, _), grads, rest = sequence_grad(config.graphdef, config.objective, config.tbptt, params, rest, batch)
@@ -70,10 +72,29 @@ def train_batch(config: StepConfig, params: Any, rest: Any, opt_state: Any, batc
 
         (_, (stats, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params, rest)
     params, opt_state, diag = _apply_gradient(config, grads, params, opt_state)
-    return params, rest, opt_state, {**means(stats), **diag}, stats
+    return _pinned(config, (params, rest, opt_state, {**means(stats), **diag}, stats))
+
+
+def _pinned(config: StepConfig, result: StepResult) -> StepResult:
+    """The step's new state pinned to the partitioning's shardings (as it came in), so that every call
+    compiles for the same layout and FSDP state never ends up whole on a device; unchanged without one."""
+    part = config.partitioning
+    if part is None:
+        return result
+    params, rest, opt_state, metrics, stats = result
+    return (
+        part.constrain_state(params),
+        part.constrain_replicated(rest),
+        part.constrain_state(opt_state),
+        metrics,
+        stats,
+    )
 
 
 def _apply_gradient(config: StepConfig, grads: Any, params: Any, opt_state: Any) -> tuple[Any, Any, dict[str, Array]]:
+    if config.partitioning is not None and config.partitioning.shard_params:
+        # Split like the parameters: XLA reduce-scatters the gradient instead of all-reducing it whole.
+        grads = config.partitioning.constrain_state(grads)
     # optax mixes int32 counters with floats; run it under standard promotion
     # whatever the caller's jax_numpy_dtype_promotion is.
     with jax.numpy_dtype_promotion("standard"):

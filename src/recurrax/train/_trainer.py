@@ -36,6 +36,7 @@ from recurrax.train._objective import (
     stats_from_loss_fn,
 )
 from recurrax.train._optimizers import standard_promotion
+from recurrax.train._partitioning import Partitioning, on_one_device
 from recurrax.train._step import StepConfig, eval_batch, predict_batch, train_batch, train_batches
 from recurrax.train._tbptt import check_chunk_size, check_streaming_batch
 
@@ -105,6 +106,11 @@ class Trainer:
         training: the weights move as the sequence goes); ``"sequence"``: one
         step per batch with the chunk gradients summed.
       diagnostics: compute the gradient diagnostics every step (and per layer).
+      partitioning: a :class:`~recurrax.train.Partitioning` to train data
+        parallel (or FSDP) over a device mesh; None: one device. Each training
+        batch is split over its axis (batch sizes must be multiples of the axis
+        size); the loss, metrics and diagnostics are those of the whole batch.
+        ``trainer.model`` gets ordinary one-device arrays on :meth:`sync_model`.
 
     Example:
       >>> import jax.numpy as jnp, numpy as np, optax
@@ -128,6 +134,7 @@ class Trainer:
         tbptt: int | None = None,
         tbptt_update: Literal["chunk", "sequence"] = "chunk",
         diagnostics: bool = True,
+        partitioning: Partitioning | None = None,
     ):
         if not isinstance(model, nnx.Module):
             raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
@@ -138,6 +145,9 @@ class Trainer:
             check_chunk_size(tbptt)
         if tbptt_update not in ("chunk", "sequence"):
             raise ValueError(f"tbptt_update must be 'chunk' or 'sequence', got {tbptt_update!r}")
+        if partitioning is not None and not isinstance(partitioning, Partitioning):
+            raise TypeError(f"partitioning must be a recurrax.train.Partitioning or None, got {partitioning!r}")
+        self.partitioning = partitioning
         self.model = model
         self.optimizer = optimizer
         self.tbptt, self.tbptt_update, self.diagnostics = tbptt, tbptt_update, diagnostics
@@ -146,13 +156,16 @@ class Trainer:
         self._graphdef_train, params, rest = split_params(model)
         model.eval()
         self._graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
-        self.params, self.rest = nnx.as_pure(params), nnx.as_pure(rest)
+        self.params, self.rest = self._placed(nnx.as_pure(params), nnx.as_pure(rest))
         self.opt_state = None
         self._config: StepConfig | None = None
         if optimizer is not None:
-            self.opt_state = standard_promotion(optimizer).init(self.params)
+            init = standard_promotion(optimizer).init
+            self.opt_state = init(self.params) if partitioning is None else partitioning.init_state(init, self.params)
             layers = tuple(layer_names(model)) if diagnostics else None
-            self._config = StepConfig(self._graphdef_train, optimizer, self._objective_fn, layers, tbptt, tbptt_update)
+            self._config = StepConfig(
+                self._graphdef_train, optimizer, self._objective_fn, layers, tbptt, tbptt_update, partitioning
+            )
 
         self.step = 0
         self.epoch = 0
@@ -181,13 +194,37 @@ class Trainer:
         logged to the history like a step of :meth:`fit`.
         """
         self._require_optimizer()
-        batch = device_batch(batch)
+        batch = self._device_batch(batch, "the batch given to train_step")
         if self.tbptt is not None:
             assert self.objective is not None
             check_streaming_batch(self.objective, batch)
         metrics = self._run_step(batch)
         self._flush()
         return metrics
+
+    def _device_batch(self, batch: Mapping[str, Any], name: str, *, stacked: bool = False) -> dict[str, Array]:
+        """A training batch (``[S, B, ...]`` stacked) on the device(s): split over the partitioning's axis,
+        whose size must divide ``B`` (else a ``ValueError`` naming ``name``)."""
+        if self.partitioning is None:
+            return device_batch(batch)
+        return self.partitioning.place_batch(batch, name, stacked=stacked)
+
+    def _eval_batches(self, data: Mapping[str, Any], batch_size: int) -> Iterable[dict[str, Array]]:
+        n = num_examples(data, "data")
+        if self.partitioning is None:
+            return in_order(data, n, batch_size)
+        part = self.partitioning
+        return (part.place_eval_batch(b) for b in in_order(data, n, batch_size))
+
+    def _placed(self, params: Any, rest: Any) -> tuple[Any, Any]:
+        """``(params, rest)`` onto the partitioning's shardings (unchanged without one)."""
+        if self.partitioning is None:
+            return params, rest
+        return self.partitioning.place_state(params), self.partitioning.place_replicated(rest)
+
+    def _set_opt_state(self, opt_state: Any) -> None:
+        part = self.partitioning
+        self.opt_state = opt_state if part is None or opt_state is None else part.place_state(opt_state)
 
     def _run_step(self, batch: dict[str, Array], label: object = "the batch given to train_step") -> dict[str, Array]:
         """One batch's optimizer step(s); ``label`` names the batch in a non-finite-loss error."""
@@ -355,11 +392,10 @@ class Trainer:
         return self._evaluate_arrays(as_data(data, "data", self.objective), batch_size)
 
     def _evaluate_arrays(self, data: dict[str, Any], batch_size: int) -> dict[str, float]:
-        n = num_examples(data, "data")
         totals: dict[str, list[float]] = {}
         results = [
             eval_batch(self._graphdef_eval, self._objective_fn, self.params, self.rest, batch)
-            for batch in in_order(data, n, batch_size)
+            for batch in self._eval_batches(data, batch_size)
         ]
         for stats in jax.device_get(results):
             for name, (total, count) in stats.items():
@@ -374,18 +410,24 @@ class Trainer:
             data = {(self.objective or Objective()).inputs_key: data}
         else:
             data = as_data(data, "data", None)
-        n = num_examples(data, "data")
         predictor = self.objective or Objective()
         outs = [
             predict_batch(self._graphdef_eval, predictor, self.params, self.rest, batch)
-            for batch in in_order(data, n, batch_size)
+            for batch in self._eval_batches(data, batch_size)
         ]
         return np.concatenate([np.asarray(o) for o in jax.device_get(outs)], axis=0)
 
     # --------------------------------------------------------- state handling
     def sync_model(self) -> nnx.Module:
-        """Writes the current weights (and RNG state) into ``trainer.model`` and returns it."""
-        nnx.update(self.model, self.params, self.rest)
+        """Writes the current weights (and RNG state) into ``trainer.model`` and returns it.
+
+        With a ``partitioning`` they are gathered into ordinary arrays on one
+        device (``jax.devices()[0]``); the trainer keeps its sharded copy.
+        """
+        if self.partitioning is None:
+            nnx.update(self.model, self.params, self.rest)
+        else:
+            nnx.update(self.model, *on_one_device((self.params, self.rest)))
         return self.model
 
     def training_state(self) -> tuple[Any, Any, Any]:
@@ -394,9 +436,9 @@ class Trainer:
 
     def load_training_state(self, state: tuple[Any, Any, Any], *, weights_only: bool = False) -> None:
         """Puts back what :meth:`training_state` returned (only params and rest with ``weights_only``)."""
-        self.params, self.rest = state[0], state[1]
+        self.params, self.rest = self._placed(state[0], state[1])
         if not weights_only:
-            self.opt_state = state[2]
+            self._set_opt_state(state[2])
         self.sync_model()
 
     def load_checkpoint_weights(self, step: int | Literal["latest", "best"] = "best") -> None:
@@ -409,7 +451,7 @@ class Trainer:
     def _set_model_state(self, model_state: Any) -> None:
         nnx.update(self.model, model_state)
         _, params, rest = split_params(self.model)
-        self.params, self.rest = nnx.as_pure(params), nnx.as_pure(rest)
+        self.params, self.rest = self._placed(nnx.as_pure(params), nnx.as_pure(rest))
 
     def _require_optimizer(self) -> None:
         if self.optimizer is None:
@@ -434,6 +476,7 @@ def fit(
     tbptt: int | None = None,
     tbptt_update: Literal["chunk", "sequence"] = "chunk",
     diagnostics: bool = True,
+    partitioning: Partitioning | None = None,
     **fit_kwargs: Any,
 ) -> History:
     """Trains ``model`` in place and returns its :class:`~recurrax.train.History`.
@@ -460,6 +503,7 @@ def fit(
         tbptt=tbptt,
         tbptt_update=tbptt_update,
         diagnostics=diagnostics,
+        partitioning=partitioning,
     )
     return trainer.fit(train_data, **fit_kwargs)
 
