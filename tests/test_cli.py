@@ -225,6 +225,8 @@ def test_resume_continues_exactly(tiny_run, no_plots, capsys, tmp_path):
     assert (resumed["validation"], resumed["test"]) == (metrics["validation"], metrics["test"])
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_mnist1d_without_validation_trains_and_evaluates(no_plots, capsys, monkeypatch, tmp_path):
     """--validation-fraction 0: the paper's split; checkpoints monitor the training loss."""
     import recurrax.tasks
@@ -261,6 +263,8 @@ def test_resume_from_a_corrupt_checkpoint_is_one_line_or_falls_back(tiny_run, no
     assert (run / "checkpoints" / "6.corrupt").is_dir()
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_fresh_data_by_steps_resumes_exactly(no_plots, capsys, tmp_path):
     """--fresh-data --steps: batch g is drawn from (seed, g), so a resumed run reads what an uninterrupted one did."""
     adding = ["--task", "adding", "--seq-len", "8", "--num-validation", "16", "--num-test", "16", "--hidden", "8"]
@@ -307,6 +311,8 @@ def test_tensorboard_without_its_package_is_one_line(capsys, monkeypatch, tmp_pa
     )
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_ctrl_c_during_a_checkpoint_write_finishes_it_and_says_one_line(tmp_path):
     """SIGINT the moment orbax's temporary directory of a save appears: the save completes, stderr is the
     one line and the resume hint (no orbax/asyncio tracebacks), exit status 130."""

@@ -169,6 +169,8 @@ def test_stacked_equals_a_layer_by_layer_loop_with_residual_and_lengths():
         assert np.all(np.asarray(ys[b, length:]) == 0)
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_stacked_dropout_is_off_in_evaluation_and_random_in_training():
     cells = (recurrax.lstm(H), recurrax.gru(H))
     params = [_params(cells[0]), _params(cells[1], H)]

@@ -79,6 +79,8 @@ def test_fused_equals_plain_float64(x64, name):
     _compare(name, jnp.float64, 1e-12, lengths=lengths, resets=resets, check_jvp=True)
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_with_other_backends_layouts_equals_plain(x64, monkeypatch, name):
     # Off CPU the tangents are plain matmuls (no pre-transposed weights or inputs).

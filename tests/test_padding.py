@@ -81,6 +81,8 @@ def test_padding_never_reaches_values_or_gradients(case: CellCase):
     _assert_same_as_zero_padding(value_and_grad, params)
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_padding_in_bidirectional_scan_and_nn_layer():
     forward, backward = recurrax.lstm(5), recurrax.gru(4)
     params = (forward.init(jax.random.key(0), FEATURES), backward.init(jax.random.key(1), FEATURES))

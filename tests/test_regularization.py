@@ -245,6 +245,8 @@ def test_randomness_freezes_with_lengths_restarts_with_resets_and_carries_across
     chex.assert_trees_all_close(packed[:, 3:], episode[:, :2], atol=1e-6, rtol=1e-6)
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_gradient_matches_a_finite_difference(x64):
     base = recurrax.lstm(H, param_dtype=jnp.float64)
     cell = zoneout(recurrent_dropout(base, 0.3), recurrax.LSTMCarry(h=0.2, c=0.4))

@@ -105,6 +105,8 @@ def test_final_pending_sums_continue_the_sequence(x64):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), end, final)
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_parallel_equals_sequential_in_values_and_gradients(x64):
     cell, params, xs, carry0 = _setup(3, "fo")
 

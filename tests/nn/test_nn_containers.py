@@ -179,6 +179,8 @@ def test_carry_probe_gradient_is_dl_dh_entering_each_step():
     chex.assert_trees_all_close(jax.tree.map(lambda g: g[:, t], grads), want, atol=1e-6, rtol=1e-5)
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_carry_probe_gradient_matches_a_finite_difference_through_a_stack(x64):
     rngs = nnx.Rngs(5)
     f64 = {"param_dtype": jnp.float64}

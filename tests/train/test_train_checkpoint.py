@@ -149,6 +149,8 @@ def test_a_best_step_set_aside_as_corrupt_is_no_longer_the_best(tmp_path):
         train.Checkpointer(tmp_path).all_steps()
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_resume_refuses_changed_settings(tmp_path):
     run(tmp_path, interrupt_at=3)  # checkpoint at step 2
     trainer = train.Trainer(Regressor(nnx.Rngs(0, dropout=1), dropout=0.3), TX)

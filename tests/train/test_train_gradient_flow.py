@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from recurrax import nn, train
@@ -118,6 +119,8 @@ def test_stacked_and_bidirectional_layers_each_get_a_row():
     assert flow[3, -1] > 0 and np.all(flow[3, :-1] == 0)
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_flow_of_a_complex_carry_counts_its_real_and_imaginary_parts():
     # The LRU's carry is complex64: ‖∂L/∂h_t‖ is the norm over both parts (casting drops the imaginary one).
     model = Regressor(nnx.Rngs(3), layer=lambda i, h, rngs: nn.LRU(i, h, skip=False, method="sequential", rngs=rngs))

@@ -107,6 +107,8 @@ def test_fit_with_a_step_per_chunk_matches_a_manual_streaming_loop():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+# slow: 2-6 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_one_step_per_sequence_applies_the_summed_chunk_gradient():
     batch = {k: jnp.asarray(v[:B]) for k, v in streaming_data().items()}
     model = Streaming(nnx.Rngs(0))
