@@ -49,24 +49,31 @@ $(VENV312)/.installed: $(BIN312)/python pyproject.toml
 demo: $(VENV)/.demo-installed
 	$(BIN)/recurrax train --task mnist1d --cell gru --hidden 128 --epochs 20 --batch-size 32 --lr 3e-3 --clip 1.0 --out $(DEMO_OUT)
 
-# The whole CI: lint, types, the full suite on $(PYTHON), then the fast subset on the newest stack.
-# Single-threaded steps overlap so both cores stay busy: the newest-stack venv installs in the
-# background from the start (pip mostly waits on the network and the disk; its log is shown only
-# if it fails), and mypy runs beside a first import that byte-compiles what the tests import.
+# The whole CI: lint, types, the full suite on $(PYTHON), and the fast subset on the newest stack.
+# Both legs run at once, so the two cores stay busy (each leg alone left ~10 % idle: its start-up,
+# its last files, its subprocesses): the newest-stack venv installs in the background from the start
+# and its tests follow at once (their output is shown at the end, and the install's log only if it
+# fails); meanwhile the python3 venv installs, then lint, then mypy beside a first import that
+# byte-compiles what the tests import, then the full suite.
 test:
-	@$(MAKE) --no-print-directory $(VENV312)/.installed > $(VENV312).log 2>&1 & newest=$$!; \
+	@{ $(MAKE) --no-print-directory $(VENV312)/.installed > $(VENV312).log 2>&1 || exit 3; \
+	   $(MAKE) --no-print-directory test-newest > $(VENV312)-tests.log 2>&1; } & newest=$$!; \
 	$(MAKE) --no-print-directory $(VENV)/.test-installed \
 	&& $(MAKE) --no-print-directory lint \
 	&& { $(BIN)/python -m mypy > $(VENV)/mypy.log 2>&1 & typecheck=$$!; \
-	     $(BIN)/python -c "$(WARM_IMPORTS)"; wait $$typecheck; typed=$$?; cat $(VENV)/mypy.log; test $$typed = 0; } \
+	     KERAS_BACKEND=jax $(BIN)/python -c "$(WARM_IMPORTS), $(WARM_IMPORTS_FULL)"; wait $$typecheck; typed=$$?; \
+	     cat $(VENV)/mypy.log; test $$typed = 0; } \
 	&& $(MAKE) --no-print-directory test-full; status=$$?; \
-	if ! wait $$newest; then cat $(VENV312).log; echo "make: installing $(VENV312) failed"; exit 1; fi; \
-	if [ $$status != 0 ]; then exit $$status; fi; \
-	$(MAKE) --no-print-directory test-newest
+	wait $$newest; newest=$$?; \
+	if [ $$newest = 3 ]; then cat $(VENV312).log; echo "make: installing $(VENV312) failed"; exit 1; fi; \
+	echo "--- make test-newest ($(VENV312)):"; cat $(VENV312)-tests.log; \
+	if [ $$status != 0 ]; then exit $$status; fi; exit $$newest
 
-# What the test processes import: imported once here, so their bytecode is compiled once (see PIP_INSTALL).
+# What the test processes import: imported once here, so their bytecode is compiled once (see PIP_INSTALL);
+# otherwise both test workers compile the same files at once. The full leg's also: 20-30 CPU-s of compiling.
 WARM_IMPORTS := import recurrax.train, recurrax.nn, recurrax.attention, recurrax.tasks, recurrax.interop, \
 	matplotlib.pyplot, hypothesis, tensorboard.summary
+WARM_IMPORTS_FULL := torch, keras, haiku, equinox, shap, sklearn.datasets, mnist1d, orbax.checkpoint
 
 test-full: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
@@ -92,7 +99,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(VENV312) $(VENV312).log runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV312) $(VENV312).log $(VENV312)-tests.log runs .pytest_cache .ruff_cache
 
 # The docs site (docs/conf.py) into build/site: Sphinx + MyST-NB in strict mode, every guide
 # page's Python run at build time (a fresh environment each time, so every warning is seen),
