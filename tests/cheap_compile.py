@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-_ALWAYS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# One LLVM module per program, not split for parallel codegen: the test processes already fill the
+# cores, and the split's threads cost ~5 % more CPU (tests/train, tests/attention, tests/nn on
+# 2 workers: 98 → 91 user CPU-s on jaxlib 0.10.2; docs/training.md's backend compile 8.6 → 7.4 s on 0.12).
+_ALWAYS = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+    "--xla_cpu_parallel_codegen_split_count=1"
+)
 # XLA:CPU's fusion emitters (MLIR) compile each program about twice as slowly as the older
 # emitters: docs/training.md's 149 compiles took 10.5 s of backend compile with them and 4.7 s
 # without (jaxlib 0.10.2, 2 cores), the page 22.9 → 14.1 CPU-s. jaxlib 0.12 has no other emitters

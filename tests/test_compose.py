@@ -111,6 +111,8 @@ def test_bidirectional_resets_equal_separate_episodes():
     chex.assert_trees_all_close(packed, jnp.concatenate([first[:, :3], second[:, :2]], 1), atol=1e-6, rtol=1e-6)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_bidirectional_regularised_cells():
     base = recurrax.lstm(H)
     p = _params(base)

@@ -136,6 +136,8 @@ def test_fused_hoisted_equals_plain_float32_time_major_reverse_unroll(name):
     )
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_remat_chunks_equal_plain(x64, monkeypatch, name):
     # Chunks of 3 over T=7 also exercise the padding of the last chunk.
@@ -145,6 +147,8 @@ def test_fused_remat_chunks_equal_plain(x64, monkeypatch, name):
     _compare(name, jnp.float64, 1e-12, lengths=lengths, resets=resets, remat=True)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_fused_loop_differentiated_directly_equals_plain(monkeypatch, name):
     # Above the CPU size threshold the fused loop is differentiated without its custom_jvp.

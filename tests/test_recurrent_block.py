@@ -148,6 +148,8 @@ def test_block_equals_its_math_written_out(case, x64):
     np.testing.assert_allclose(ys_sequential, expected, rtol=1e-10, atol=1e-10)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_stack_is_projection_blocks_and_final_norm_and_its_gradients_are_right(x64):
     stack = recurrax.RecurrentStack(cell=recurrax.min_gru(F, **F64), num_blocks=2, features=F, dropout_rate=0.1, **F64)
     shapes = jax.eval_shape(functools.partial(stack.init, in_features=2), jax.random.key(0))

@@ -152,6 +152,8 @@ def test_kv_cache_decoding_equals_the_full_causal_pass():
     np.testing.assert_allclose(y[:, 0], np.stack([full[0, 3], full[1, 2]]), atol=2e-6)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_weights_for_plots_and_attention_dropout():
     spec = MultiHeadAttention(num_heads=N, dropout_rate=0.5)
     params = _init(spec, in_features=D)

@@ -117,6 +117,8 @@ def test_decoder_block_matches_torch_transformer_decoder_layer(x64):
         np.testing.assert_allclose(ys[b, :length], want[b, :length], atol=1e-10, rtol=1e-10)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_causal_encoder_stack_decodes_step_by_step_like_the_full_pass():
     encoder = TransformerEncoder(
         num_layers=2, num_heads=N, features=D, causal=True, positional="learned", max_length=T, num_kv_heads=1
@@ -138,6 +140,8 @@ def test_causal_encoder_stack_decodes_step_by_step_like_the_full_pass():
     np.testing.assert_array_equal(apply(params, later)[:, :3], full[:, :3])
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_decoder_stack_decodes_step_by_step_like_the_full_pass():
     decoder = TransformerDecoder(num_layers=2, num_heads=N, features=D, positional="rope", norm_first=False)
     params = _init(decoder, in_features=D, memory_features=6)
@@ -168,6 +172,8 @@ def test_encoder_stack_lengths_time_major_and_weights():
     np.testing.assert_allclose(np.swapaxes(ys_tm, 0, 1), ys, atol=1e-6)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_nnx_encoder_is_its_pure_stack():
     """The module adds no math (its train/eval dropout switch is tested on the shared base in tests/conv)."""
     model = NNXTransformerEncoder(3, num_layers=1, num_heads=N, features=D, rngs=nnx.Rngs(0))

@@ -289,6 +289,8 @@ def test_tcn_is_causal_and_respects_lengths():
     assert not np.any(np.asarray(ys[1, 4:]))
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_dropout_only_with_a_key_and_nnx_train_eval():
     tcn = TCN(features=F, num_levels=2, kernel_size=2, dropout_rate=0.5)
     params = _init(tcn)

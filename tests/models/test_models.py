@@ -98,6 +98,8 @@ def test_readouts_against_numpy():
     assert read_out(jnp.asarray(ys), lengths, "sequence") is not None
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_dropout_is_random_in_train_mode_and_off_in_eval_mode():
     model = SequenceClassifier(D, 3, hidden_size=H, dense_size=64, dropout=0.5, rngs=nnx.Rngs(0))
     xs = _inputs()

@@ -86,6 +86,8 @@ def _stack(rngs, **options):
     )
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_stacked_equals_stacked_scan_in_evaluation_and_is_random_in_training():
     rngs = nnx.Rngs(params=1, dropout=2)
     stack = nn.StackedRNN(

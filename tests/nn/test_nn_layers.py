@@ -92,6 +92,8 @@ def test_layer_equals_the_pure_scan_with_its_params(make, options):
     assert isinstance(layer, nn.RNN) and layer.out_features == H
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_regularised_layer_train_and_eval_match_the_pure_cell():
     make = lambda: nn.LSTM(D, H, rngs=nnx.Rngs(params=0, dropout=1), recurrent_dropout=0.3, zoneout=0.2)  # noqa: E731
     layer = make()
@@ -173,6 +175,8 @@ def test_split_merge_with_plain_jax_jit():
     chex.assert_trees_all_close(forward(state, XS, LENGTHS), call(layer, XS, LENGTHS), atol=1e-6, rtol=1e-6)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_learnable_initial_carry_is_used_and_receives_gradient():
     layer = nn.LSTM(D, H, rngs=nnx.Rngs(6), learnable_initial_carry=True)
     nnx.update(layer, {"initial_carry": {"h": jnp.full((H,), 0.5), "c": jnp.linspace(-1, 1, H)}})

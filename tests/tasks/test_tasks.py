@@ -95,6 +95,8 @@ def test_copy_baseline_is_the_memoryless_cross_entropy():
 
 
 # ------------------------------------------------------------------- digits
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_digits_rows_and_pixels_are_the_sklearn_images():
     from sklearn.datasets import load_digits
 

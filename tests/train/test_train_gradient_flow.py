@@ -53,6 +53,8 @@ class AddingModel(nnx.Module):
         return self.head(self.rnn(xs)[:, -1])
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_tanh_rnn_gradient_vanishes_over_the_adding_problem_and_lstm_gradient_does_not(tmp_path):
     # T=100, H=16, B=8, at initialisation; log10(‖∂L/∂h_0‖ / ‖∂L/∂h_99‖) seen for model seeds 0-5:
     #   tanh SimpleRNN                                  -3.3 -3.9 -6.1 -3.6 -4.4 -4.5
@@ -79,6 +81,8 @@ def test_tanh_rnn_gradient_vanishes_over_the_adding_problem_and_lstm_gradient_do
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_recorder_follows_training_and_draws_a_heatmap(tmp_path):
     data = regression_data()
     batch = {k: v[:B] for k, v in data.items()}
@@ -100,6 +104,8 @@ def test_recorder_follows_training_and_draws_a_heatmap(tmp_path):
     assert matplotlib.image.imread(png).ndim == 3
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_stacked_and_bidirectional_layers_each_get_a_row():
     class Deep(nnx.Module):
         def __init__(self, rngs):

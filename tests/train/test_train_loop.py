@@ -66,6 +66,8 @@ def test_fit_evaluate_predict_history_and_diagnostics():
     np.testing.assert_allclose(history.epochs[-1]["val_loss"], want, rtol=1e-5)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_classification_with_custom_loss_fn_and_metrics():
     data = classification_data()
     model = Regressor(nnx.Rngs(1), out=2)

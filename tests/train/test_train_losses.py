@@ -30,6 +30,8 @@ def np_log_softmax(x):
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_elementwise_values_match_numpy():
     pred, tgt = LOGITS[..., :2], RNG.normal(size=(3, 4, 2)).astype(np.float32)
     np.testing.assert_allclose(mse(jnp.asarray(pred), jnp.asarray(tgt)), ((pred - tgt) ** 2).mean(-1), rtol=1e-6)

@@ -59,6 +59,8 @@ def test_history_and_gradient_norm_plots(tmp_path):
     read_png(train.plot_gradient_norms(history, tmp_path / "norms.png"))  # zero norms are left out of the log plot
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_gradient_flow_plots(tmp_path):
     flow = np.exp(-np.linspace(0, 5, 20))[None].repeat(2, 0)
     read_png(train.plot_gradient_flow(flow, tmp_path / "curves.png", layer_names=["a", "b"]))
@@ -97,6 +99,8 @@ def test_plot_errors(tmp_path, plot, match):
         plot(tmp_path)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_import_stays_light():
     code = (
         "import sys, recurrax, recurrax.train; "

@@ -59,6 +59,8 @@ def test_steps_mode_reads_the_data_of_the_epoch_mode_and_validates_every_k_steps
     assert odd.step == 12 and [row["step"] for row in odd.history.epochs] == [4, 8, 9, 12]  # a later call extends
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_several_steps_per_call_equal_one_step_per_call():
     for data, kwargs in [(DATA, {"epochs": 3}), (RAGGED, {"steps": 8, "eval_every": 5})]:
         one, many = trainer(), trainer()
@@ -151,6 +153,8 @@ def test_an_endless_source_trains_for_steps():
         trainer().fit(Batches(size=3), steps=2, batch_size=B, progress=False)
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_fresh_adding_problem_batches_train():
     from recurrax import nn
     from recurrax.tasks import adding_problem
@@ -176,6 +180,8 @@ def poisoned(data, example):
     return data
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 @pytest.mark.parametrize("steps_per_call", [1, 3])
 def test_a_non_finite_loss_stops_training_naming_the_step_and_batch(steps_per_call):
     bad = poisoned(DATA, 5)

@@ -66,6 +66,8 @@ def test_forward_equals_full_bptt_and_gradient_equals_stopped_carry(layer, chunk
     assert gap > 1e-4  # truncation really cuts gradient paths
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_fit_with_a_step_per_chunk_matches_a_manual_streaming_loop():
     data = streaming_data(lengths=True)
     chunk, lr = 4, 0.1  # chunks of 4 and 2 steps

@@ -119,6 +119,8 @@ def expected_scalars(history) -> dict[str, list[tuple[int, float]]]:
     return want
 
 
+# slow: 1-3 CPU-s on the newest-stack leg, whose budget keeps the cheaper tests of the same code
+@pytest.mark.slow
 def test_tensorboard_event_files_read_back_with_tags_steps_and_values(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
