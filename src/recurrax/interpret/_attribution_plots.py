@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from recurrax.interpret._dynamics_plots import _finish
+from recurrax.interpret._dynamics_plots import _finish, _pick_example
 
 
 def plot_attributions(
@@ -131,9 +131,7 @@ def plot_attention(
     """
     array = np.asarray(weights)
     if array.ndim == 4:
-        if not -array.shape[0] <= example < array.shape[0]:
-            raise IndexError(f"example {example} is out of range for a batch of {array.shape[0]}")
-        array = array[example]
+        array = _pick_example(array, example)
     if array.ndim != 3:
         raise ValueError(f"weights must be [B, N, T, S] or [N, T, S], got shape {np.shape(weights)}")
     chosen = list(range(array.shape[0])) if heads is None else list(heads)
@@ -164,7 +162,4 @@ def _example(value: Any, name: str, example: int) -> np.ndarray:
     array = np.asarray(value)
     if array.ndim != 3:
         raise ValueError(f"{name} must be [B, T, D], got shape {array.shape}")
-    if not -array.shape[0] <= example < array.shape[0]:
-        raise IndexError(f"example {example} is out of range for a batch of {array.shape[0]}")
-    chosen: np.ndarray = array[example].astype(np.float64)
-    return chosen
+    return _pick_example(array, example).astype(np.float64)

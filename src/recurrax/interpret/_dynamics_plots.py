@@ -152,6 +152,14 @@ def _figure(panels: int, *, width: float) -> tuple[Any, list[Any]]:
     return fig, list(fig.subplots(1, panels, squeeze=False)[0])
 
 
+def _pick_example(array: np.ndarray, example: int) -> np.ndarray:
+    """``array[example]`` along the batch axis, or an ``IndexError`` naming the example and the batch size."""
+    if not -array.shape[0] <= example < array.shape[0]:
+        raise IndexError(f"example {example} is out of range for a batch of {array.shape[0]}")
+    picked: np.ndarray = array[example]
+    return picked
+
+
 def _finish(fig: Any, path: str | os.PathLike[str] | None, title: str | None) -> Any:
     if title:
         fig.suptitle(title)

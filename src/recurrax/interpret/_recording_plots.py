@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from recurrax.interpret._dynamics_plots import _figure, _finish
+from recurrax.interpret._dynamics_plots import _figure, _finish, _pick_example
 
 
 def plot_recording(
@@ -68,9 +68,7 @@ def plot_recording(
     if example is not None:
         if array.ndim < 2:
             raise ValueError(f"records must be [B, T, ...] (or [T, ...] with example=None), got shape {array.shape}")
-        if not -array.shape[0] <= example < array.shape[0]:
-            raise IndexError(f"example {example} is out of range for a batch of {array.shape[0]}")
-        array = array[example]
+        array = _pick_example(array, example)
     if array.ndim < 1:
         raise ValueError(f"one example's record must be [T, ...], got shape {array.shape}")
     label = name or "record"
