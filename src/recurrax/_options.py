@@ -18,6 +18,8 @@ from recurrax._validation import check_choice
 
 METHODS: tuple[str, ...] = ("sequential", "parallel")
 Method = Literal["sequential", "parallel"]
+KERNELS: tuple[str, ...] = ("auto", "xla", "pallas", "cudnn")
+Kernel = Literal["auto", "xla", "pallas", "cudnn"]
 
 
 def _check_bool(value: Any, name: str) -> None:
@@ -47,6 +49,14 @@ class ScanOptions:
       fused: use the cell's whole-sequence implementation (:meth:`Cell.sequence`)
         when it has one (``None``: whenever it supports the call; ``True``:
         raise where it does not; ``False``: always the step loop).
+      kernel: which whole-sequence implementation a cell that offers several
+        runs (``docs/kernels.md``): ``"auto"`` (the cell's choice for this
+        backend: today its XLA loop everywhere), ``"xla"`` (its fused XLA
+        loop), ``"pallas"`` (one Pallas kernel over all steps; interpreted
+        off GPU, unmeasured on GPU) or ``"cudnn"`` (cuDNN's LSTM through
+        ``jax.experimental.rnn``, CUDA GPUs). A kernel that cannot run the
+        call falls back to the XLA loop (``fused=True``: raises with the reason);
+        cells without that kernel ignore it.
 
     Example:
       >>> import jax, jax.numpy as jnp, recurrax
@@ -65,11 +75,13 @@ class ScanOptions:
     method: Method = "sequential"
     hoist_input_projection: bool | None = None
     fused: bool | None = None
+    kernel: Kernel = "auto"
 
     def __post_init__(self) -> None:
         for name in ("time_major", "reverse", "remat"):
             _check_bool(getattr(self, name), name)
         check_choice(self.method, "method", METHODS)
+        check_choice(self.kernel, "kernel", KERNELS)
         _check_optional_bool(self.hoist_input_projection, "hoist_input_projection")
         _check_optional_bool(self.fused, "fused")
         unroll = self.unroll

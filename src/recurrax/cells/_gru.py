@@ -21,8 +21,9 @@ from recurrax._types import (
     default_bias_init,
     default_kernel_init,
 )
-from recurrax.cells import _fused
+from recurrax.cells import _fused, _kernels, _pallas
 from recurrax.cells._gru_sequence import gru_sequence, gru_update
+from recurrax.cells._pallas_gru import gru_recurrence
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -43,7 +44,8 @@ class GRUCell(ProjectedStepCell):
     the reset gate's product (Flax's ``GRUCell`` drops it). Parameters:
     ``input_kernel[D, 3H]``, ``recurrent_kernel[H, 3H]``, ``input_bias[3H]``,
     ``recurrent_bias[3H]``. The ``reset_after`` GRU in one float dtype runs on a
-    fused whole-sequence path (:meth:`sequence`), equal to the step loop.
+    fused whole-sequence path (:meth:`sequence`), equal to the step loop: the
+    XLA loop, or in float32 a Pallas kernel (``ScanOptions.kernel``, ``docs/kernels.md``).
 
     Recorded internals (:meth:`recorded_step`, ``scan(..., record=True)``),
     each ``[*B, H]``: the reset gate ``r``, the update gate ``z`` (the share
@@ -127,13 +129,32 @@ class GRUCell(ProjectedStepCell):
             return f"{type(self).__name__} overrides {overridden} (the fused loop computes GRUCell's step)"
         if not self.reset_after:
             return "reset_after=False (the fused loop runs the reset_after GRU)"
-        return _fused.one_float_dtype(self, params, [carry], xs)
+        reason = _fused.one_float_dtype(self, params, [carry], xs)
+        return reason if reason is not None else _kernels.declined(options, self._kernels(params, carry, xs, options))
+
+    def _kernels(self, params: Params, carry: Array, xs: Array, options: ScanOptions) -> dict[str, _kernels.Check]:
+        """The whole-sequence implementations beside the XLA loop, each with its check (``cells/_kernels.py``).
+
+        No cuDNN: ``jax.experimental.rnn`` runs only the LSTM.
+        """
+        leaves = [xs, *jax.tree.leaves(params), carry]
+        return {"pallas": lambda steps: _pallas.unsupported(leaves, options)}
 
     def sequence(
         self, params: Params, carry: Array, xs: Array, steps: Steps, options: ScanOptions
     ) -> tuple[Array, Array]:
-        project = lambda x: self.project_inputs(params, x)  # noqa: E731
-        return gru_sequence(project, params, carry, xs, steps, options, self.hoists(options))
+        kernel, reason = _kernels.choose(options, self._kernels(params, carry, xs, options), steps)
+        if reason is not None and options.fused:
+            raise ValueError(f"fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
+        if kernel == "xla":
+            project = lambda x: self.project_inputs(params, x)  # noqa: E731
+            return gru_sequence(project, params, carry, xs, steps, options, self.hoists(options))
+        batch_shape = xs.shape[1:-1]
+        xs_f, (h0,), steps_f = _kernels.flat_batch(xs, (carry,), steps)
+        gx = self.project_inputs(params, xs_f)
+        hs = gru_recurrence(gx, params["recurrent_kernel"], params["recurrent_bias"], h0, steps_f.valid, steps_f.resets)
+        ys = hs if steps_f.valid is None else jnp.where(steps_f.valid[..., None], hs, jnp.zeros_like(hs))
+        return _kernels.unflatten(ys, batch_shape), _kernels.unflatten(hs[-1], batch_shape)
 
     # -------------------------------------------------------- recurrent state
     def recurrent_state(self, carry: Array) -> Array:

@@ -22,8 +22,9 @@ from recurrax._types import (
     default_bias_init,
     default_kernel_init,
 )
-from recurrax.cells import _fused
+from recurrax.cells import _cudnn, _fused, _kernels, _pallas
 from recurrax.cells._lstm_sequence import lstm_sequence, lstm_update
+from recurrax.cells._pallas_lstm import lstm_recurrence
 
 
 class LSTMCarry(NamedTuple):
@@ -54,7 +55,8 @@ class LSTMCell(ProjectedStepCell):
     ``projection_kernel[H, P]`` with ``proj_size=P``. The carry is
     :class:`LSTMCarry`. The plain LSTM (no peepholes, layer norm or
     projection) in one float dtype runs on a fused whole-sequence path
-    (:meth:`sequence`), equal to the step loop.
+    (:meth:`sequence`), equal to the step loop: the XLA loop, or in float32
+    a Pallas kernel or cuDNN (``ScanOptions.kernel``, ``docs/kernels.md``).
 
     Recorded internals (:meth:`recorded_step`, ``scan(..., record=True)``),
     each ``[*B, H]`` in the state dtype: the gates ``i``, ``f``, ``o`` (after
@@ -172,16 +174,41 @@ class LSTMCell(ProjectedStepCell):
             return "peepholes, layer norm or proj_size (the fused loop runs the plain LSTM)"
         if not isinstance(carry, LSTMCarry):
             return "a carry that is not an LSTMCarry"
-        return _fused.one_float_dtype(self, params, [carry.h, carry.c], xs)
+        reason = _fused.one_float_dtype(self, params, [carry.h, carry.c], xs)
+        return reason if reason is not None else _kernels.declined(options, self._kernels(params, carry, xs, options))
+
+    def _kernels(self, params: Params, carry: LSTMCarry, xs: Array, options: ScanOptions) -> dict[str, _kernels.Check]:
+        """The whole-sequence implementations beside the XLA loop, each with its check (``cells/_kernels.py``)."""
+        leaves = [xs, *jax.tree.leaves(params), carry.h, carry.c]
+        return {
+            "pallas": lambda steps: _pallas.unsupported(leaves, options),
+            "cudnn": lambda steps: _cudnn.lstm_unsupported(leaves, steps),
+        }
 
     def sequence(
         self, params: Params, carry: LSTMCarry, xs: Array, steps: Steps, options: ScanOptions
     ) -> tuple[Array, LSTMCarry]:
-        hoisted = self.hoists(options)
-        ys, (h, c) = lstm_sequence(
-            lambda x: self.project_inputs(params, x), params, carry.h, carry.c, xs, steps, options, hoisted
-        )
-        return ys, LSTMCarry(h=h, c=c)
+        offered = self._kernels(params, carry, xs, options)
+        kernel, reason = _kernels.choose(options, offered, steps)
+        if reason is not None and options.fused:
+            raise ValueError(f"fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
+        if kernel == "xla":
+            hoisted = self.hoists(options)
+            ys, (h, c) = lstm_sequence(
+                lambda x: self.project_inputs(params, x), params, carry.h, carry.c, xs, steps, options, hoisted
+            )
+            return ys, LSTMCarry(h=h, c=c)
+        batch_shape = xs.shape[1:-1]
+        xs_f, (h0, c0), steps_f = _kernels.flat_batch(xs, (carry.h, carry.c), steps)
+        if kernel == "cudnn":
+            ys, (h, c) = _cudnn.lstm_sequence(params, h0, c0, xs_f, steps_f.valid)
+        else:
+            gx = self.project_inputs(params, xs_f)
+            hs, cs = lstm_recurrence(gx, params["recurrent_kernel"], h0, c0, steps_f.valid, steps_f.resets)
+            ys = hs if steps_f.valid is None else jnp.where(steps_f.valid[..., None], hs, jnp.zeros_like(hs))
+            h, c = hs[-1], cs[-1]
+        unflat = _kernels.unflatten
+        return unflat(ys, batch_shape), LSTMCarry(h=unflat(h, batch_shape), c=unflat(c, batch_shape))
 
     # -------------------------------------------------------- recurrent state
     def recurrent_state(self, carry: LSTMCarry) -> Array:

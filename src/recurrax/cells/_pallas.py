@@ -1,0 +1,158 @@
+"""What the Pallas recurrence kernels share: layouts, padding, the ``pallas_call`` over batch blocks.
+
+The LSTM and GRU kernels (``cells/_pallas_lstm.py``, ``cells/_pallas_gru.py``)
+each run the whole sequence in one kernel: the loop over time is inside the
+kernel, the recurrent weights are read by the kernel at every step without a
+launch per step, and a second kernel runs the backward loop (a
+:func:`jax.custom_vjp`). The input projection stays outside (one large XLA
+matmul before the kernel), and so do the weight gradients (one large matmul
+after the backward kernel, as in ``cells/_fused.py``): the kernels carry only
+what must be sequential.
+
+Layout inside the kernels is **gate-major**: gate pre-activations are
+``[T, G, B, H]`` and the recurrent weights ``[G, H, H]``, so that a kernel
+reads each gate with a ref index, never by slicing a value (which the Triton
+lowering does not support). Batch and hidden sizes are padded to powers of two
+(at least :data:`GPU_MIN_BLOCK` on a GPU): padded units have zero weights and a
+zero initial state and stay zero, padded examples are invalid at every step.
+
+Backends: on a GPU ``pallas_call`` lowers through Triton; elsewhere the kernels
+run in Pallas's interpret mode (``interpret=True``: the same kernel body as
+XLA operations, slow, for tests). **Unmeasured:** no GPU has run these kernels
+yet; ``benchmarks/README.md`` says what is and is not measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from recurrax._options import ScanOptions
+from recurrax._types import Array
+
+# Triton's dot needs every dimension >= 16; blocks are powers of two.
+GPU_MIN_BLOCK = 16
+# Examples per program on a GPU (the grid runs one program per block of examples).
+GPU_BATCH_BLOCK = 16
+
+
+def interpret_mode() -> bool:
+    """Whether the kernels run interpreted: on every backend but a GPU (the one they were written for)."""
+    return jax.default_backend() != "gpu"
+
+
+def unsupported(leaves: Sequence[Any], options: ScanOptions) -> str | None:
+    """Why a Pallas kernel cannot run a call on these arrays with these options (None: it can).
+
+    The kernels are written for float32, and store every step's gates for the
+    backward kernel (no ``remat``).
+    """
+    if options.remat:
+        return "remat=True (the kernel stores every step's gates)"
+    for a in leaves:
+        if not hasattr(a, "dtype"):
+            return "inputs, parameters and carry must be arrays"
+        if jnp.dtype(a.dtype) != jnp.dtype(jnp.float32):
+            return f"an array of dtype {jnp.dtype(a.dtype)} (the Pallas kernels run float32)"
+    return None
+
+
+def padded_size(n: int) -> int:
+    """``n`` rounded up to a power of two (at least :data:`GPU_MIN_BLOCK` when compiled for a GPU)."""
+    size = 1 << max(n - 1, 0).bit_length()
+    return size if interpret_mode() else max(size, GPU_MIN_BLOCK)
+
+
+def batch_block(padded_batch: int) -> int:
+    """Examples per program: all of them when interpreted (one program), else :data:`GPU_BATCH_BLOCK`."""
+    return padded_batch if interpret_mode() else min(padded_batch, GPU_BATCH_BLOCK)
+
+
+def gates_to_kernel(a: Array, num_gates: int, batch: int, hidden: int) -> Array:
+    """``[T, B, G·H]`` → gate-major, padded ``[T, G, Bp, Hp]``."""
+    t, b, gh = a.shape
+    h = gh // num_gates
+    a = jnp.moveaxis(a.reshape(t, b, num_gates, h), 2, 1)
+    return jnp.pad(a, ((0, 0), (0, 0), (0, batch - b), (0, hidden - h)))
+
+
+def gates_from_kernel(a: Array, batch: int, hidden: int) -> Array:
+    """Gate-major, padded ``[T, G, Bp, Hp]`` → ``[T, B, G·H]``."""
+    a = a[:, :, :batch, :hidden]
+    t, g = a.shape[:2]
+    return jnp.moveaxis(a, 1, 2).reshape(t, batch, g * hidden)
+
+
+def weights_to_kernel(w: Array, num_gates: int, hidden: int) -> Array:
+    """A recurrent kernel ``[H, G·H]`` → gate-major, padded ``[G, Hp, Hp]``."""
+    h = w.shape[0]
+    w = jnp.moveaxis(w.reshape(h, num_gates, h), 1, 0)
+    return jnp.pad(w, ((0, 0), (0, hidden - h), (0, hidden - h)))
+
+
+def pad_state(a: Array, batch: int, hidden: int) -> Array:
+    """``[B, H]`` → ``[Bp, Hp]`` with zeros."""
+    return jnp.pad(a, ((0, batch - a.shape[0]), (0, hidden - a.shape[1])))
+
+
+def pad_mask(mask: Array | None, num_steps: int, batch: int, *, default: bool) -> Array:
+    """A ``[T, B]`` step mask as float32 ``[T, Bp]`` (padded examples: False); ``default`` where absent."""
+    if mask is None:
+        return jnp.full((num_steps, batch), float(default), jnp.float32)
+    mask = mask.astype(jnp.float32)
+    return jnp.pad(mask, ((0, 0), (0, batch - mask.shape[1])))
+
+
+def _spec(shape: tuple[int, ...], batch_axis: int | None, block: int) -> Any:
+    block_shape = tuple(block if i == batch_axis else n for i, n in enumerate(shape))
+
+    def index_map(b: Any) -> tuple[Any, ...]:
+        return tuple(b if i == batch_axis else 0 for i in range(len(shape)))
+
+    return pl.BlockSpec(block_shape, index_map)
+
+
+def call(
+    kernel: Callable[..., None],
+    inputs: Sequence[tuple[Array, int | None]],
+    outputs: Sequence[tuple[tuple[int, ...], int | None]],
+    batch: int,
+    name: str,
+) -> list[Array]:
+    """Runs ``kernel`` over blocks of examples: one program per :func:`batch_block` examples.
+
+    ``inputs`` are ``(array, batch axis or None)``; ``outputs`` are
+    ``(shape, batch axis or None)``, all float32.
+    """
+    block = batch_block(batch)
+    in_specs = [_spec(a.shape, axis, block) for a, axis in inputs]
+    out_specs = [_spec(shape, axis, block) for shape, axis in outputs]
+    out_shape = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape, _ in outputs]
+    run = pl.pallas_call(
+        kernel,
+        out_shape=out_shape,
+        grid=(math.ceil(batch / block),),
+        in_specs=in_specs,
+        out_specs=out_specs,
+        interpret=interpret_mode(),
+        name=name,
+    )
+    result: list[Array] = run(*(a for a, _ in inputs))
+    return result
+
+
+def row(mask_ref: Any, t: Any) -> Array:
+    """The step mask at step ``t`` as a ``[B, 1]`` boolean, to select whole state rows."""
+    value: Array = mask_ref[t]
+    return value[:, None] > 0
+
+
+def starts(hs: Array, h0: Array, resets: Array) -> Array:
+    """The state each step starts from: the previous step's, ``h0`` at step 0 and at resets (``[T, B, H]``)."""
+    prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    return jnp.where(resets[..., None] > 0, h0[None], prev)

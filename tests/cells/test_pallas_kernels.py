@@ -1,0 +1,108 @@
+"""The Pallas LSTM/GRU kernels equal the step loop: outputs, final carries and gradients.
+
+On CPU the kernels run in Pallas's interpret mode (the same kernel bodies as
+XLA operations), so these tests hold their arithmetic, masks and backward
+kernels; the GPU lowering itself is exercised only by ``benchmarks/run_gpu.sh``.
+One shape for both cells, chosen to need padding (B=3 → 4, H=3 → 4), with
+lengths, resets, an initial carry, reverse and two batch dimensions; each cell
+is one compiled program holding the reference, the kernel's value-and-gradient
+and its forward-only variant.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import recurrax
+from recurrax.cells import _kernels
+
+BATCH, T, D, H = (1, 3), 5, 2, 3
+LENGTHS = jnp.array([[5, 3, 4]])
+RESETS = jnp.zeros((*BATCH, T), bool).at[0, 0, 3].set(True).at[0, 2, 1].set(True)
+
+
+def _random_like(key, tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten([jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)])
+
+
+def _compare(cell):
+    k_p, k_x, k_c, k_w = jax.random.split(jax.random.key(7), 4)
+    # Random parameters everywhere (a zero recurrent bias would hide a missing one).
+    params = jax.tree.map(lambda a: 0.7 * a, _random_like(k_p, cell.init(k_p, D)))
+    xs = jax.random.normal(k_x, (*BATCH, T, D))
+    carry = jax.tree.map(lambda a: 0.5 * a, _random_like(k_c, cell.initial_carry(BATCH)))
+    weights = jax.random.normal(k_w, (*BATCH, T, H))
+
+    def run(kernel, params, xs, carry):
+        # "loop": the engine's step loop. "pallas": fused=True, so the kernel runs or the call raises.
+        options = recurrax.ScanOptions(reverse=True, fused=kernel == "pallas", kernel="pallas")
+        return recurrax.scan(cell, params, xs, initial_carry=carry, lengths=LENGTHS, resets=RESETS, options=options)
+
+    def loss(params, xs, carry, kernel):
+        ys, final = run(kernel, params, xs, carry)
+        return jnp.sum(ys * weights) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(final)), (ys, final)
+
+    grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
+
+    @jax.jit  # one program: the step loop (fused=False), the kernel differentiated, the kernel forward only
+    def programs(params, xs, carry):
+        return {
+            "loop": grad(params, xs, carry, "loop"),
+            "pallas": grad(params, xs, carry, "pallas"),
+            "pallas forward": run("pallas", params, xs, carry),
+        }
+
+    return programs(params, xs, carry)
+
+
+@pytest.fixture(scope="module", params=["lstm", "gru"])
+def results(request):
+    cell = recurrax.lstm(H) if request.param == "lstm" else recurrax.gru(H)
+    return _compare(cell)
+
+
+@pytest.mark.slow  # 2-3 s per cell: interpret-mode kernels and their gradients compile as large programs
+def test_the_kernels_equal_the_step_loop_in_values_and_gradients(results):
+    (value, (ys, final)), grads = results["loop"]
+    (k_value, (k_ys, k_final)), k_grads = results["pallas"]
+    np.testing.assert_allclose(k_value, value, rtol=1e-5)
+    np.testing.assert_allclose(k_ys, ys, atol=1e-5)
+    assert not np.any(np.asarray(k_ys)[0, 1, 3:]), "outputs past an example's length are zero"
+    for got, want in zip(jax.tree.leaves((k_final, k_grads)), jax.tree.leaves((final, grads)), strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-5)
+    # The forward-only kernel (no saved gates) computes the same outputs.
+    f_ys, f_final = results["pallas forward"]
+    for got, want in zip(jax.tree.leaves((f_ys, f_final)), jax.tree.leaves((ys, final)), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_a_kernel_that_cannot_run_falls_back_or_raises_by_name(name):
+    cell = recurrax.lstm(H) if name == "lstm" else recurrax.gru(H)
+    params = cell.init(jax.random.key(0), D)
+    xs = jnp.zeros((T, 2, D))
+    carry = cell.initial_carry((2,))
+    remat = recurrax.ScanOptions(kernel="pallas", remat=True)
+    # fused=None: the XLA loop runs instead; fused=True: the cell declines with the kernel's reason.
+    assert cell.sequence_unsupported(params, carry, xs, remat) is None
+    reason = cell.sequence_unsupported(params, carry, xs, remat.replace(fused=True))
+    assert reason is not None and "kernel='pallas'" in reason and "remat" in reason
+    if name == "gru":
+        reason = cell.sequence_unsupported(params, carry, xs, recurrax.ScanOptions(kernel="cudnn", fused=True))
+        assert reason is not None and "no cudnn kernel" in reason
+    # The switch picks the kernel: a pallas_call in the program with kernel="pallas", none with "xla".
+    for kernel, calls in (("pallas", True), ("xla", False)):
+        jaxpr = jax.make_jaxpr(lambda p, x, k=kernel: recurrax.scan(cell, p, x, time_major=True, kernel=k))(params, xs)
+        assert ("pallas_call" in str(jaxpr)) is calls, kernel
+    # auto stays on the XLA loop until a GPU run measures the kernels.
+    assert _kernels.choose(recurrax.ScanOptions(), {"pallas": lambda steps: None}) == ("xla", None)
+
+
+def test_kernel_is_one_of_the_named_choices():
+    with pytest.raises(ValueError, match=r"kernel must be one of \('auto', 'xla', 'pallas', 'cudnn'\), got 'triton'"):
+        recurrax.ScanOptions(kernel="triton")
