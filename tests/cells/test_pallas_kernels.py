@@ -11,13 +11,15 @@ and its forward-only variant.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import recurrax
-from recurrax.cells import _kernels
+from recurrax.cells import _kernels, _pallas
 
 BATCH, T, D, H = (1, 3), 5, 2, 3
 LENGTHS = jnp.array([[5, 3, 4]])
@@ -106,3 +108,29 @@ def test_a_kernel_that_cannot_run_falls_back_or_raises_by_name(name):
 def test_kernel_is_one_of_the_named_choices():
     with pytest.raises(ValueError, match=r"kernel must be one of \('auto', 'xla', 'pallas', 'cudnn'\), got 'triton'"):
         recurrax.ScanOptions(kernel="triton")
+
+
+@pytest.mark.slow  # ~1 s of tracing and lowering, no compile
+def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
+    # Cross-platform lowering (no GPU needed): catches what Triton cannot express
+    # (value slices, unsupported primitives) before a GPU run does.
+    monkeypatch.setattr(_pallas, "interpret_mode", lambda: False)
+    xs, lengths = jnp.ones((2, 8, 3)), jnp.array([8, 5])
+    for cell in (recurrax.lstm(16), recurrax.gru(16)):
+        params = cell.init(jax.random.key(0), 3)
+
+        def loss(p, x, cell=cell):
+            ys, _ = recurrax.scan(cell, p, x, lengths=lengths, reverse=True, kernel="pallas", fused=True)
+            return jnp.sum(ys)
+
+        try:
+            with warnings.catch_warnings():
+                # jax 0.12 deprecates Pallas's Triton backend (docs/kernels.md says what that means here).
+                warnings.filterwarnings("ignore", "The Pallas Triton backend is deprecated", DeprecationWarning)
+                lowered = jax.jit(jax.value_and_grad(loss)).trace(params, xs).lower(lowering_platforms=("cuda",))
+        except RuntimeError as error:
+            if "No supported GPU devices" in str(error):  # jax >= 0.12 asks for the GPU's model to lower for
+                pytest.skip(f"this jax lowers Pallas for a GPU only with one present: {error}")
+            raise
+        text = lowered.as_text()
+        assert text.count("__gpu$xla.gpu.triton") == 2, type(cell).__name__  # the forward and the backward kernel

@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pl_triton
 
 from recurrax._options import ScanOptions
 from recurrax._types import Array
@@ -141,6 +142,10 @@ def call(
         out_specs=out_specs,
         interpret=interpret_mode(),
         name=name,
+        # Triton, not Mosaic GPU (jax's default GPU lowering since 0.10): Mosaic GPU copies each
+        # block into shared memory, and a block here holds all T steps; Triton reads ref[t] from
+        # global memory at each step.
+        compiler_params=None if interpret_mode() else pl_triton.CompilerParams(num_warps=4),
     )
     result: list[Array] = run(*(a for a, _ in inputs))
     return result
