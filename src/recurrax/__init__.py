@@ -30,6 +30,8 @@ _NAMES = {
     "bidirectional_scan": "recurrax._compose",
     "stacked_scan": "recurrax._compose",
     "params_in_features": "recurrax._params",
+    "Precision": "recurrax._precision",
+    "precision_policy": "recurrax._precision",
     "scan": "recurrax._scan",
     "sequence_parallel_scan": "recurrax._sequence_parallel",
 }
@@ -39,13 +41,15 @@ if TYPE_CHECKING:  # what static checkers see: the names, eagerly
     from recurrax._compose import bidirectional_scan, stacked_scan
     from recurrax._options import ScanOptions
     from recurrax._params import params_in_features
+    from recurrax._precision import Precision, precision_policy
     from recurrax._recurrent_block import RecurrentBlock, RecurrentStack
     from recurrax._scan import scan
     from recurrax._sequence_parallel import sequence_parallel_scan
     from recurrax.cells import *  # noqa: F403
 
-    __all__ = ["RecurrentBlock", "RecurrentStack", "ScanOptions", "attention", "bidirectional_scan", "cells",
-               "conv", "interop", "params_in_features", "scan", "sequence_parallel_scan", "stacked_scan"]  # fmt: skip
+    __all__ = ["Precision", "RecurrentBlock", "RecurrentStack", "ScanOptions", "attention", "bidirectional_scan",
+               "cells", "conv", "interop", "params_in_features", "precision_policy", "scan", "sequence_parallel_scan",
+               "stacked_scan"]  # fmt: skip
     __all__ += cells.__all__
 
 

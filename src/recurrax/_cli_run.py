@@ -23,7 +23,7 @@ from typing import Any, Literal, ParamSpec
 import jax
 from flax import nnx
 
-from recurrax import tasks, train
+from recurrax import nn, tasks, train
 from recurrax.cells import registered_cells
 from recurrax.cli import (
     CHECKPOINT_DIR,
@@ -82,6 +82,7 @@ def build(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
         model_options["dropout"] = config["dropout"]
     rngs = nnx.Rngs(params=config["seed"], dropout=config["seed"] + 1)
     model = model_for_task(data.info, cell=config["cell"], hidden_size=config["hidden"], rngs=rngs, **model_options)
+    nn.apply_precision(model, config.get("precision") or "float32")  # configs made before --precision have none
     return data, model, optimizer
 
 
@@ -299,7 +300,7 @@ def run_training(
         f"{_count_parameters(model):,} parameters; {plan}",
         flush=True,
     )
-    trainer = train.Trainer(model, optimizer, loss=info.loss, metrics=list(info.metrics))
+    trainer = train.Trainer(model, optimizer, loss=info.loss, metrics=list(info.metrics), precision=config["precision"])
     # With no validation split (--validation-fraction 0) the best checkpoint is the best training epoch.
     validation = data.validation if len(data.validation) else None
     interrupts = _Interrupts()
@@ -424,7 +425,14 @@ def evaluate(
         train.restore_model(run_dir / CHECKPOINT_DIR, model, step=step)
     except (FileNotFoundError, ValueError) as err:
         raise UsageError("recurrax evaluate", f"{err}") from None
-    trainer = train.Trainer(model, None, loss=data.info.loss, metrics=list(data.info.metrics), diagnostics=False)
+    trainer = train.Trainer(
+        model,
+        None,
+        loss=data.info.loss,
+        metrics=list(data.info.metrics),
+        diagnostics=False,
+        precision=config["precision"],
+    )
     names = splits or [name for name in ("validation", "test") if len(data.splits[name])]
     metrics = {s: trainer.evaluate(data.splits[s], batch_size=batch_size) for s in dict.fromkeys(names)}
     print(f"{run_dir} (checkpoint {step}):")

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+from recurrax._precision import PRECISIONS  # jax-free: the names --precision offers
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -148,6 +150,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "clip": None,
     "clip_value": None,
     "accumulate": 1,
+    "precision": "float32",
     "epochs": 10,  # unless --steps is given
     "steps": None,
     "eval_every": None,  # with --steps: a tenth of the steps
@@ -159,7 +162,15 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 RESUMABLE = ("epochs", "steps")
 # Settings added after the first config format: a run written before them resumes with their default.
-LATER_SETTINGS = ("validation_fraction", "steps", "eval_every", "steps_per_call", "fresh_data", "depth")
+LATER_SETTINGS = (
+    "validation_fraction",
+    "steps",
+    "eval_every",
+    "steps_per_call",
+    "fresh_data",
+    "depth",
+    "precision",
+)
 # The flag that sets each option of a task's builder.
 TASK_OPTION_FLAGS = {
     "num_train": "--num-train",
@@ -227,6 +238,12 @@ def _build_parser() -> _Parser:
     optim.add_argument("--clip", type=_positive_float, help="clip the gradient's global norm to this")
     optim.add_argument("--clip-value", type=_positive_float, help="clip each gradient element to ±this")
     optim.add_argument("--accumulate", type=_positive_int, help="average gradients over k batches per update")
+    optim.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        help="mixed precision: float32 (default); bf16: bfloat16 compute, float32 weights, carries and loss; "
+        "fp16: float16 compute with dynamic loss scaling",
+    )
     optim.add_argument("--epochs", type=_positive_int, help="total epochs (default 10; with --resume: extend)")
     optim.add_argument(
         "--steps", type=_positive_int, help="instead of --epochs: total optimizer steps (with --resume: extend)"

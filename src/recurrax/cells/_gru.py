@@ -117,9 +117,9 @@ class GRUCell(ProjectedStepCell):
         else:
             hh = jnp.matmul(h_read, w_h[:, : 2 * H]) + b_h[: 2 * H]
             r = jax.nn.sigmoid(xr + hh[..., :H])
-            n = jnp.tanh(xn + jnp.matmul(r * h_read, w_h[:, 2 * H :]) + b_h[2 * H :])
-            z = jax.nn.sigmoid(xz + hh[..., H:]).astype(keep.dtype)
-            h = (1 - z) * n.astype(keep.dtype) + z * keep
+            n = jnp.tanh((xn + jnp.matmul(r * h_read, w_h[:, 2 * H :]) + b_h[2 * H :]).astype(keep.dtype))
+            z = jax.nn.sigmoid((xz + hh[..., H:]).astype(keep.dtype))
+            h = (1 - z) * n + z * keep
         return h, h.astype(dt), {"r": r, "z": z, "n": n}
 
     # --------------------------------------------------------- fused sequence

@@ -24,14 +24,14 @@ from recurrax.cells import _fused
 def gru_update(xr: Array, xz: Array, xn: Array, hr: Array, hz: Array, hn: Array, h: Array) -> tuple[Array, ...]:
     """The ``reset_after`` GRU update from its input and recurrent parts: ``(h', r, z, n)``.
 
-    ``h'`` is formed in the dtype of ``h`` (the state), the gates in the inputs'.
+    ``h'``, and the ``z`` and ``n`` that form it, are computed in the dtype of
+    ``h`` (the state: float32 under a bfloat16 policy), ``r`` in the inputs'.
     One copy of the equations, for the step and the fused loop.
     """
     r = jax.nn.sigmoid(xr + hr)
-    z = jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * hn)
-    z_state = z.astype(h.dtype)
-    return (1 - z_state) * n.astype(h.dtype) + z_state * h, r, z, n
+    z = jax.nn.sigmoid((xz + hz).astype(h.dtype))
+    n = jnp.tanh((xn + r * hn).astype(h.dtype))
+    return (1 - z) * n + z * h, r, z, n
 
 
 def gru_sequence(

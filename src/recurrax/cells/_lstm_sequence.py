@@ -42,13 +42,15 @@ def lstm_update(
     if peephole is not None:
         zi = zi.astype(dt) + peephole[0] * c
         zf = zf.astype(dt) + peephole[1] * c
-    i = jax.nn.sigmoid(zi).astype(dt)
-    f = jax.nn.sigmoid(zf).astype(dt)
-    g = jnp.tanh(zg).astype(dt)
+    # The gates are evaluated in the state's dtype: a bfloat16 sigmoid rounds f to steps of 2^-8 near 1,
+    # so the memory 1/(1 - f) it allows jumps from 256 steps to forever.
+    i = jax.nn.sigmoid(zi.astype(dt))
+    f = jax.nn.sigmoid(zf.astype(dt))
+    g = jnp.tanh(zg.astype(dt))
     c_new = f * c + i * g
     if peephole is not None:
         zo = zo.astype(dt) + peephole[2] * c_new
-    o = jax.nn.sigmoid(zo).astype(dt)
+    o = jax.nn.sigmoid(zo.astype(dt))
     tanh_c = jnp.tanh(c_new if cell_norm is None else layer_norm(c_new, *cell_norm))
     return o * tanh_c, c_new, i, f, g, o, tanh_c
 

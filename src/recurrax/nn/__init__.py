@@ -25,6 +25,7 @@ from recurrax.nn._conv import TCN, Conv1D, TemporalBlock
 from recurrax.nn._flax import FlaxCell
 from recurrax.nn._layers import layer_for
 from recurrax.nn._module import ParamModule
+from recurrax.nn._precision import apply_precision
 from recurrax.nn._probe import carry_probe
 from recurrax.nn._recording import recording
 from recurrax.nn._recurrent_block import RecurrentBlock, RecurrentStack
@@ -51,6 +52,7 @@ __all__ = [
     "TransformerDecoderBlock",
     "TransformerEncoder",
     "TransformerEncoderBlock",
+    "apply_precision",
     "carry_probe",
     "layer_for",
     "recording",

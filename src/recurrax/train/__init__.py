@@ -7,6 +7,8 @@
 * :class:`Trainer`, :func:`fit`, :func:`evaluate`, :func:`predict` — the loop,
   with truncated BPTT (:func:`tbptt_value_and_grad`), callbacks and history.
 * :class:`Checkpointer`, :func:`restore_model` — orbax checkpoints, exact resume.
+* :func:`dynamic_loss_scale` — float16 loss scaling in the optimizer state
+  (``Trainer(..., precision="fp16")`` adds it).
 * :class:`Partitioning` — data parallel and FSDP training over a device mesh (``jax.sharding``).
 * :func:`plot_history`, :func:`plot_gradient_norms`, :func:`plot_gradient_flow` — PNG plots.
 * :class:`TensorBoardWriter`, :class:`WandbWriter`, :class:`MLflowWriter` — metric
@@ -23,6 +25,7 @@ from recurrax.train._data import BatchSource
 from recurrax.train._diagnostics import gradient_diagnostics, layer_names
 from recurrax.train._gradient_flow import GradientFlowRecorder, gradient_flow
 from recurrax.train._history import History
+from recurrax.train._loss_scale import LossScaleState, dynamic_loss_scale
 from recurrax.train._losses import (
     accuracy,
     binary_accuracy,
@@ -49,6 +52,7 @@ __all__ = [
     "GradientFlowRecorder",
     "History",
     "LambdaCallback",
+    "LossScaleState",
     "MLflowWriter",
     "MetricWriter",
     "Objective",
@@ -60,6 +64,7 @@ __all__ = [
     "binary_accuracy",
     "binary_cross_entropy_with_logits",
     "build_optimizer",
+    "dynamic_loss_scale",
     "evaluate",
     "fit",
     "gradient_diagnostics",

@@ -58,7 +58,9 @@ def gradient_diagnostics(
       ``clipped_grad_norm`` (‖g‖ after clipping) and ``clipped`` (1.0 when
       clipping changed the gradient) for the gradient of the latest optimizer
       update (with accumulation: the accumulated one), and with
-      ``skip_nonfinite`` ``nonfinite_count`` (skipped steps so far).
+      ``skip_nonfinite`` ``nonfinite_count`` (skipped steps so far); with
+      :func:`~recurrax.train.dynamic_loss_scale`, ``loss_scale`` (the scale
+      after this step) and ``loss_scale_skipped`` (overflowed steps skipped so far).
 
     Example:
       >>> import jax.numpy as jnp
@@ -87,6 +89,10 @@ def gradient_diagnostics(
     skipped = optax.tree.get(opt_state, "total_notfinite")
     if skipped is not None:
         out["nonfinite_count"] = skipped
+    scale = optax.tree.get(opt_state, "loss_scale")
+    if scale is not None:  # dynamic_loss_scale: the scale for the next step, and overflowed steps skipped so far
+        out["loss_scale"] = scale
+        out["loss_scale_skipped"] = optax.tree.get(opt_state, "loss_scale_skipped")
     if layers is not None:
         if len(layers) != len(leaves):
             raise ValueError(f"layers has {len(layers)} names but grads has {len(leaves)} leaves")

@@ -58,6 +58,9 @@ class Objective:
     inputs_key: str = "inputs"
     targets_key: str = "targets"
     lengths_key: str = "lengths"
+    #: the dtype predictions are cast to before the loss and metrics (None: as the model returns them);
+    #: ``Trainer(..., precision=...)`` sets it to the policy's output dtype.
+    output_dtype: str | None = None
 
     def __post_init__(self) -> None:
         resolve(self.loss, "loss", LOSSES)
@@ -93,6 +96,12 @@ class Objective:
         """The model's predictions for ``batch`` (the carry of a streaming model dropped)."""
         out = self.apply(model, batch[self.inputs_key], self.lengths(batch))
         predictions: Array = out[0] if isinstance(out, tuple) else out
+        return self.cast_output(predictions)
+
+    def cast_output(self, predictions: Array) -> Array:
+        """``predictions`` in :attr:`output_dtype` (floating predictions only; unchanged when it is None)."""
+        if self.output_dtype is not None and jnp.issubdtype(predictions.dtype, jnp.floating):
+            return predictions.astype(self.output_dtype)
         return predictions
 
     def stats(self, predictions: Array, batch: Batch, lengths: Array | None = None) -> Stats:
@@ -154,7 +163,8 @@ class Objective:
         return total / count, stats
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.loss, tuple(self.metric_functions().items()), self.inputs_key, self.targets_key, self.lengths_key)
+        names = (self.inputs_key, self.targets_key, self.lengths_key)
+        return (self.loss, tuple(self.metric_functions().items()), *names, self.output_dtype)
 
     # Equal objectives share jit caches (functions compare by identity).
     def __eq__(self, other: object) -> bool:

@@ -20,6 +20,7 @@ import optax
 from flax import nnx
 
 from recurrax.train._diagnostics import gradient_diagnostics
+from recurrax.train._loss_scale import current_loss_scale
 from recurrax.train._objective import Objective, Stats, split_params
 from recurrax.train._partitioning import Partitioning
 from recurrax.train._tbptt import chunk_loss, num_chunks, run_chunks, sequence_grad
@@ -63,14 +64,19 @@ def train_batch(config: StepConfig, params: Any, rest: Any, opt_state: Any, batc
         assert isinstance(config.objective, Objective)
         (_, stats, _), grads, rest = sequence_grad(config.graphdef, config.objective, config.tbptt, params, rest, batch)
     else:
+        # float16 training: the loss is multiplied by the optimizer state's loss scale (dynamic_loss_scale)
+        # and the gradient divided by it again, so the optimizer and the diagnostics see true gradients.
+        scale = current_loss_scale(opt_state)
 
         def loss_of(p: Any, r: Any) -> tuple[Array, tuple[Stats, Any]]:
             model = nnx.merge(config.graphdef, p, r)
             loss, stats = config.objective(model, batch)
             r = split_params(model)[2]
-            return loss, (stats, nnx.as_pure(r))
+            return (loss if scale is None else loss * scale.astype(loss.dtype)), (stats, nnx.as_pure(r))
 
         (_, (stats, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params, rest)
+        if scale is not None:
+            grads = jax.tree.map(lambda g: g / scale.astype(g.dtype), grads)
     params, opt_state, diag = _apply_gradient(config, grads, params, opt_state)
     return _pinned(config, (params, rest, opt_state, {**means(stats), **diag}, stats))
 

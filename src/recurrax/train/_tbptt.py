@@ -174,6 +174,7 @@ def chunk_loss(
             f"initial_carry=...; the model returned {type(out).__name__}"
         )
     predictions, new_carry = out
+    predictions = objective.cast_output(predictions)
     stats = objective.stats(predictions, chunk, lengths=chunk_lengths)
     total, count = stats["loss"]
     # A chunk in which every example already ended has nothing to average.

@@ -9,6 +9,7 @@ of :meth:`Trainer.fit` is in ``_loop.py``, its checkpoints in ``_fit_checkpoints
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,12 +20,15 @@ import numpy as np
 import optax
 from flax import nnx
 
+from recurrax._precision import Precision, precision_policy
+from recurrax.nn._precision import apply_precision
 from recurrax.train._callbacks import Callback
 from recurrax.train._checkpoint import Checkpointer
 from recurrax.train._data import BatchSource, Data, as_data, device_batch, in_order, num_examples, take
 from recurrax.train._diagnostics import layer_names
 from recurrax.train._history import History
 from recurrax.train._loop import FitLoop
+from recurrax.train._loss_scale import with_loss_scaling
 from recurrax.train._losses import ValueFn
 from recurrax.train._objective import (
     LossFn,
@@ -49,6 +53,8 @@ _DIAGNOSTIC_KEYS = (
     "clipped_grad_norm",
     "clipped",
     "nonfinite_count",
+    "loss_scale",
+    "loss_scale_skipped",
 )
 
 
@@ -111,6 +117,13 @@ class Trainer:
         batch is split over its axis (batch sizes must be multiples of the axis
         size); the loss, metrics and diagnostics are those of the whole batch.
         ``trainer.model`` gets ordinary one-device arrays on :meth:`sync_model`.
+      precision: a mixed-precision policy (a :class:`~recurrax.Precision`, a
+        name such as ``"bf16"`` or ``"fp16"``, or a jmp-style string): put on
+        every layer of ``model`` (:func:`~recurrax.nn.apply_precision`), the
+        predictions cast to its output dtype before the loss; with float16
+        compute the optimizer gets :func:`~recurrax.train.dynamic_loss_scale`
+        unless it has it already (the history then logs ``loss_scale`` and
+        ``loss_scale_skipped``). None: the model as it is.
 
     Example:
       >>> import jax.numpy as jnp, numpy as np, optax
@@ -135,12 +148,19 @@ class Trainer:
         tbptt_update: Literal["chunk", "sequence"] = "chunk",
         diagnostics: bool = True,
         partitioning: Partitioning | None = None,
+        precision: str | Precision | None = None,
     ):
         if not isinstance(model, nnx.Module):
             raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
             raise TypeError(f"optimizer must be an optax.GradientTransformation or None, got {optimizer!r}")
         self.objective, self._objective_fn = _objective_of(loss, metrics, loss_fn, tbptt, diagnostics)
+        self.precision = None if precision is None else precision_policy(precision)
+        if self.precision is not None:
+            apply_precision(model, self.precision)
+            if self.objective is not None:
+                self.objective = dataclasses.replace(self.objective, output_dtype=self.precision.output_dtype)
+                self._objective_fn = self.objective
         if tbptt is not None:
             check_chunk_size(tbptt)
         if tbptt_update not in ("chunk", "sequence"):
@@ -157,6 +177,13 @@ class Trainer:
         model.eval()
         self._graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
         self.params, self.rest = self._placed(nnx.as_pure(params), nnx.as_pure(rest))
+        if optimizer is not None and self.precision is not None and self.precision.needs_loss_scaling:
+            if tbptt is not None:
+                raise ValueError(
+                    f"precision {self.precision} (float16 compute) needs loss scaling, which truncated BPTT "
+                    "(tbptt=...) does not support yet; use precision='bf16'"
+                )
+            optimizer = self.optimizer = with_loss_scaling(optimizer, self.params)
         self.opt_state = None
         self._config: StepConfig | None = None
         if optimizer is not None:
@@ -477,6 +504,7 @@ def fit(
     tbptt_update: Literal["chunk", "sequence"] = "chunk",
     diagnostics: bool = True,
     partitioning: Partitioning | None = None,
+    precision: str | Precision | None = None,
     **fit_kwargs: Any,
 ) -> History:
     """Trains ``model`` in place and returns its :class:`~recurrax.train.History`.
@@ -504,6 +532,7 @@ def fit(
         tbptt_update=tbptt_update,
         diagnostics=diagnostics,
         partitioning=partitioning,
+        precision=precision,
     )
     return trainer.fit(train_data, **fit_kwargs)
 
@@ -516,12 +545,13 @@ def evaluate(
     metrics: Sequence[str] | Mapping[str, ValueFn] = (),
     loss_fn: LossFn | None = None,
     batch_size: int = 256,
+    precision: str | Precision | None = None,
 ) -> dict[str, float]:
     """The loss and metrics of ``model`` (eval mode) over all of ``data``: ``{"loss": ..., name: ...}``.
 
-    Means are exact over examples (over valid steps for per-step targets).
+    Means are exact over examples (over valid steps for per-step targets); ``precision`` as in :class:`Trainer`.
     """
-    trainer = Trainer(model, None, loss=loss, metrics=metrics, loss_fn=loss_fn, diagnostics=False)
+    trainer = Trainer(model, None, loss=loss, metrics=metrics, loss_fn=loss_fn, diagnostics=False, precision=precision)
     return trainer.evaluate(data, batch_size=batch_size)
 
 
