@@ -186,9 +186,14 @@ class _Checkpointer(train.Checkpointer):
         opt_state: Any,
         meta: Mapping[str, Any],
         metric: float | None = None,
+        wait: bool = True,
     ) -> Path:
         with self._interrupts.held():
-            return super().save(step, model_state=model_state, opt_state=opt_state, meta=meta, metric=metric)
+            return super().save(step, model_state=model_state, opt_state=opt_state, meta=meta, metric=metric, wait=wait)
+
+    def wait_until_finished(self) -> None:
+        with self._interrupts.held():
+            super().wait_until_finished()
 
     def restore(self, *, model_target: Any, opt_target: Any = None, step: StepSpec = "latest") -> Restored:
         with self._interrupts.held():

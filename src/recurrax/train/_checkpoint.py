@@ -10,6 +10,13 @@ Layout of a checkpoint directory (all of it orbax's CheckpointManager)::
         metrics/                  # orbax's step metrics, only on a step that set a new best of
                                   #   ``monitor``: {"monitor", "mode", "value"}
 
+A save can return before its files are written (``save(..., wait=False)``, what
+``fit`` does by default): orbax copies the arrays off the device, then writes and
+renames the step on a background thread. The next save, every read and
+:meth:`Checkpointer.close` wait for it first; a process killed before the rename
+leaves only orbax's temporary directory, which no listing counts and the next
+manager removes, so "latest" is always the newest complete step.
+
 The best step is orbax's (``best_fn`` over those metrics, ``BestN`` retention):
 each step carries its own metric, so nothing can say a step is the best after
 the step is gone (set aside as corrupt, or never finished).
@@ -21,6 +28,7 @@ state) are stored as their raw key data and rewrapped on restore.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -63,7 +71,8 @@ class Checkpointer:
     The loop (:class:`~recurrax.train.Trainer`) decides *when* to save from
     ``every_steps`` and ``monitor``; this class does the writing, the retention
     (orbax keeps the ``keep`` latest steps and the best step of ``monitor``) and the checks on
-    restore. Saves are synchronous. Which step is the best is orbax's
+    restore. A save is complete on return unless it was started with
+    ``wait=False`` (asynchronous: see the module docstring). Which step is the best is orbax's
     ``CheckpointManager.best_step()``, from the metric recorded with each step
     that improved on the best before it.
 
@@ -166,8 +175,11 @@ class Checkpointer:
         opt_state: Any,
         meta: Mapping[str, Any],
         metric: float | None = None,
+        wait: bool = True,
     ) -> Path:
         """Writes one checkpoint atomically and returns its path.
+
+        A save still in flight is finished first.
 
         Args:
           step: the step number (unique; saving the same step twice is an error).
@@ -175,6 +187,10 @@ class Checkpointer:
           opt_state: the optimizer state (any pytree of arrays).
           meta: JSON-serialisable data stored with it (history, loop position, ...).
           metric: the value of ``monitor`` at this step, if it was measured.
+          wait: return once the checkpoint is on disk; with False, once its
+            arrays are copied off the device, the files being written in the
+            background (:meth:`wait_until_finished` waits for them; the path
+            exists only then).
         """
         import orbax.checkpoint as ocp
 
@@ -187,7 +203,8 @@ class Checkpointer:
             "step": int(step),
             "model_spec": model_spec,
             "opt_spec": opt_spec,
-            "user": dict(meta),
+            # A copy: the caller's lists (the epoch sums) change while a background save writes them.
+            "user": copy.deepcopy(dict(meta)),
         }
         items = {"meta": ocp.args.JsonSave(full_meta)}
         if model_flat:
@@ -202,8 +219,17 @@ class Checkpointer:
             # restore_best. NaN is never recorded (it would make the sort meaningless).
             metrics = {"monitor": self.monitor, "mode": self.mode, "value": float(metric)}
         self._get_manager().save(int(step), args=ocp.args.Composite(**items), force=True, metrics=metrics)
-        self._get_manager().wait_until_finished()
+        if wait:
+            self.wait_until_finished()
         return self.step_path(step)
+
+    def wait_until_finished(self) -> None:
+        """Blocks until a save started with ``wait=False`` is on disk (at once if none is in flight).
+
+        An error of that background write is raised here (or by the next save).
+        """
+        if self._manager is not None:
+            self._manager.wait_until_finished()
 
     # ----------------------------------------------------------------- restore
     def restore(
@@ -225,6 +251,7 @@ class Checkpointer:
           FileNotFoundError: no such directory or step.
           CheckpointError: the checkpoint is corrupt or was made for other shapes.
         """
+        self.wait_until_finished()
         resolved = self._resolve_step(step)
         if step == "latest" and self.on_corrupt == "fallback":
             return self._restore_newest_intact(model_target, opt_target)
@@ -296,7 +323,7 @@ class Checkpointer:
         return Restored(step, path, model_state, opt_state, meta["user"])
 
     def close(self) -> None:
-        """Releases orbax's resources (saves are already complete)."""
+        """Finishes a save in flight and releases orbax's resources."""
         if self._manager is not None:
             self._manager.close()
             self._manager = None
@@ -328,7 +355,8 @@ class Checkpointer:
                 best = {"best_fn": score, "best_mode": "max"}
                 _quiet_missing_metrics()
             options = ocp.CheckpointManagerOptions(
-                enable_async_checkpointing=False,
+                # save(wait=True) waits at once, so a manager that can write in the background serves both.
+                enable_async_checkpointing=True,
                 preservation_policy=managers.AnyPreservationPolicy(keep),
                 cleanup_tmp_directories=True,
                 **best,

@@ -26,10 +26,20 @@ class FitCheckpoints:
 
     ``settings`` are what must not change between a run and its resume (the
     number of examples, batch size, shuffling, seed, ...): a change is refused by name.
+    With ``asynchronous``, a save returns once the state is off the device and
+    the files are written while training goes on (:meth:`finish` waits for them).
     """
 
-    def __init__(self, checkpointer: Checkpointer, callbacks: CallbackList, settings: Mapping[str, Any]):
+    def __init__(
+        self,
+        checkpointer: Checkpointer,
+        callbacks: CallbackList,
+        settings: Mapping[str, Any],
+        *,
+        asynchronous: bool = False,
+    ):
         self.checkpointer, self.callbacks, self.settings = checkpointer, callbacks, dict(settings)
+        self.asynchronous = asynchronous
         self._last_saved: int | None = None
 
     def resume(self, trainer: Trainer) -> None:
@@ -59,8 +69,19 @@ class FitCheckpoints:
         trainer._flush()
         meta = {"trainer": self._trainer_meta(trainer)}
         state = nnx.as_pure(nnx.state(trainer.sync_model()))
-        self.checkpointer.save(trainer.step, model_state=state, opt_state=trainer.opt_state, meta=meta, metric=metric)
+        self.checkpointer.save(
+            trainer.step,
+            model_state=state,
+            opt_state=trainer.opt_state,
+            meta=meta,
+            metric=metric,
+            wait=not self.asynchronous,
+        )
         self._last_saved = trainer.step
+
+    def finish(self) -> None:
+        """Waits for a save still being written (training never ends with a checkpoint half on disk)."""
+        self.checkpointer.wait_until_finished()
 
     def _trainer_meta(self, trainer: Trainer) -> dict[str, Any]:
         return {

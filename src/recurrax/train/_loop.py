@@ -75,6 +75,7 @@ class FitLoop:
         drop_remainder: bool,
         callbacks: Iterable[Callback],
         checkpoint: Checkpointer | str | os.PathLike[str] | None,
+        async_checkpointing: bool = True,
         resume: bool,
         progress: bool,
         log_every: int,
@@ -142,8 +143,12 @@ class FitLoop:
             settings["train_source"] = repr(self.source)
         if resume and checkpoint is None:
             raise ValueError("resume=True needs a checkpoint (a Checkpointer or a directory)")
+        if not isinstance(async_checkpointing, bool):
+            raise TypeError(f"async_checkpointing must be True or False, got {async_checkpointing!r}")
         self.resume = resume
-        self.checkpoints = None if checkpoint is None else FitCheckpoints(checkpoint, self.callbacks, settings)
+        self.checkpoints = None
+        if checkpoint is not None:
+            self.checkpoints = FitCheckpoints(checkpoint, self.callbacks, settings, asynchronous=async_checkpointing)
         self.tqdm = _progress_bar()
 
     def output_check_data(self) -> dict[str, Any]:
@@ -166,13 +171,17 @@ class FitLoop:
                     trainer.epoch + 1,
                     trainer.position,
                 )
-        self.callbacks.on_train_begin(trainer)
-        if self.steps is None:
-            while trainer.epoch < self.epochs and not trainer.stop_training:
-                self._run_epoch()
-        else:
-            self._run_steps()
-        self._finish()
+        try:
+            self.callbacks.on_train_begin(trainer)
+            if self.steps is None:
+                while trainer.epoch < self.epochs and not trainer.stop_training:
+                    self._run_epoch()
+            else:
+                self._run_steps()
+            self._finish()
+        finally:  # also when a callback or a non-finite loss stops the run: the save in flight completes
+            if self.checkpoints is not None:
+                self.checkpoints.finish()
         return trainer.history
 
     # ------------------------------------------------------------ epoch mode

@@ -327,6 +327,7 @@ class Trainer:
         drop_remainder: bool = False,
         callbacks: Iterable[Callback] = (),
         checkpoint: Checkpointer | str | os.PathLike[str] | None = None,
+        async_checkpointing: bool = True,
         resume: bool = False,
         progress: bool = True,
         log_every: int = 10,
@@ -360,6 +361,11 @@ class Trainer:
           checkpoint: a :class:`~recurrax.train.Checkpointer` (or a directory for
             one with default settings): saves every ``every_steps``, at each new
             best ``monitor`` value, and at the end.
+          async_checkpointing: a save returns once the state is copied off the
+            device and its files are written while training goes on; the next
+            save and the end of ``fit`` wait for it. A run killed mid-write
+            resumes from the newest complete checkpoint. False: each save
+            blocks until it is on disk.
           resume: continue from the checkpointer's latest checkpoint, if any;
             the result is bit-identical to a run that was never interrupted.
           progress: show a tqdm bar with the live loss and metrics.
@@ -389,6 +395,7 @@ class Trainer:
             drop_remainder=drop_remainder,
             callbacks=callbacks,
             checkpoint=checkpoint,
+            async_checkpointing=async_checkpointing,
             resume=resume,
             progress=progress,
             log_every=log_every,
