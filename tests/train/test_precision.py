@@ -43,8 +43,11 @@ def _boundaries(closed):
         if name in ("dot_general", "conv_general_dilated"):
             dots.update(jnp.dtype(v.aval.dtype) for v in eqn.invars)
         elif name == "scan":
-            start = eqn.params["num_consts"]
-            avals = [v.aval for v in eqn.invars[start : start + eqn.params["num_carry"]]]
+            if "num_carry" in eqn.params:
+                start, count = eqn.params["num_consts"], eqn.params["num_carry"]
+            else:  # jax 0.12 describes the operands as (consts, carry, xs) trees
+                start, count = (len(part.vals) for part in eqn.params["ft_in"].unpack()[:2])
+            avals = [v.aval for v in eqn.invars[start : start + count]]
             carries.update(jnp.dtype(a.dtype) for a in avals if jnp.issubdtype(a.dtype, jnp.floating))
         elif name in ("logistic", "tanh"):
             gates.update(jnp.dtype(v.aval.dtype) for v in eqn.invars)
