@@ -248,7 +248,7 @@ def suite_peers(
     return results
 
 
-def suite_levers(cfg: Config, repeats: int, modes: list[str]) -> list[dict]:
+def suite_levers(cfg: Config, repeats: int, modes: list[str], kernels: tuple[str, ...] = ()) -> list[dict]:
     from benchmarks.peers.recurrax_peer import LEVER_VARIANTS
 
     results = []
@@ -256,7 +256,9 @@ def suite_levers(cfg: Config, repeats: int, modes: list[str]) -> list[dict]:
     for mode in modes:
         log(f"[levers] lstm {mode} {cfg.label}  load={load_average()}")
         impls, skipped = build_impls(["floor"], "lstm", mode, cfg, xs)
-        more, skipped_more = build_impls(["recurrax_peer"], "lstm", mode, cfg, xs, variants=LEVER_VARIANTS)
+        more, skipped_more = build_impls(
+            ["recurrax_peer"], "lstm", mode, cfg, xs, variants=LEVER_VARIANTS, kernels=kernels
+        )
         rows = with_ratios(measure(impls + more, repeats), cfg)
         for r in rows:
             log(f"    {r['impl']:<34} {1e3 * r.get('median_s', float('nan')):9.2f} ms")
@@ -673,6 +675,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scaling-steps", default=",".join(map(str, SCALING_STEPS)))
     p.add_argument("--linear-steps", default=",".join(map(str, LINEAR_STEPS)))
     p.add_argument("--linear-cells", default=",".join(LINEAR_CELLS), help=f"a subset of {LINEAR_CELLS}")
+    p.add_argument(
+        "--kernels", default="", help="recurrax kernels to add to peers and levers (ScanOptions.kernel): pallas,cudnn"
+    )
     p.add_argument("--quick", action="store_true", help="first configuration only, 3 repeats, short scaling")
     p.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat: checks that everything runs")
     p.add_argument("--out", default=None, help="output path without suffix (default benchmarks/results/<backend>)")
@@ -712,6 +717,9 @@ def main(argv: list[str] | None = None) -> dict:
     options: dict[str, Any] = {}
     if args.torch_threads:
         options["torch_threads"] = tuple(int(t) for t in args.torch_threads.split(","))
+    kernels = tuple(k for k in args.kernels.split(",") if k)
+    if kernels:
+        options["kernels"] = kernels
     cells = args.cells.split(",")
     modes = args.modes.split(",")
     linear_cells = tuple(args.linear_cells.split(","))
@@ -733,7 +741,7 @@ def main(argv: list[str] | None = None) -> dict:
     scaling_shape = {"B": 2, "D": 3, "H": 4} if args.smoke else None
     runners: dict[str, Callable[[], Any]] = {
         "peers": lambda: suite_peers(configs, cells, modes, repeats, args.peers.split(","), options, checkpoint),
-        "levers": lambda: suite_levers(lever_config, repeats, modes),
+        "levers": lambda: suite_levers(lever_config, repeats, modes, kernels),
         "scaling": lambda: suite_scaling(scaling_steps, min(repeats, 3), scaling_shape, plain=not args.smoke),
         "compile": suite_compile,
         # Smoke: one linear cell is enough to prove the suite runs (the others share its code). Every
@@ -741,12 +749,17 @@ def main(argv: list[str] | None = None) -> dict:
         "linear": lambda: suite_linear(linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells, modes),
     }
     # In the order given, so a time-capped run (run_gpu.sh) measures what matters most first.
+    suite = None
     try:
         for suite in suites:
             if suite == "compile" and args.smoke:
                 continue
             report[suite] = runners[suite]()
             write(report, out)
+    except KeyboardInterrupt:
+        # A time cap (run_gpu.sh sends SIGINT): keep what was measured and say where it stopped.
+        report["meta"]["interrupted_in"] = suite
+        log(f"interrupted in suite {suite!r}: its results are partial (peers) or missing; the next suites did not run")
     finally:
         if args.smoke:
             gc.unfreeze()  # collectable again, for whatever the calling process does next

@@ -1,5 +1,18 @@
 #!/usr/bin/env bash
-# Runs the recurrax benchmark suite on a fresh CUDA machine and writes $OUT/gpu.json and $OUT/gpu.md.
+# The GPU benchmark run: recurrax against cuDNN (PyTorch) and every JAX peer, with recurrax's kernels as levers.
+#
+#   bash benchmarks/run_gpu.sh            # a fresh CUDA machine: install from $WHEELS, run, write $OUT (< 8 min on an H200)
+#   bash benchmarks/run_gpu.sh --smoke    # here, on CPU, with the current Python: every suite once on tiny shapes,
+#                                         # recurrax and the floor only, in one process (SMOKE_S cap, default 100 s)
+#
+# What it runs, each suite a process of its own under its own time cap (SIGINT: what was measured is written,
+# and the JSON's meta.interrupted_in names the suite that was cut), in the order that matters:
+#   1. peers   → $OUT/gpu.json, gpu.md: the four shapes, LSTM and GRU, train and forward, every peer, plus
+#               recurrax with kernel="pallas" (both cells) and kernel="cudnn" (LSTM): the verdict table.
+#   2. levers  → $OUT/gpu_levers.*: recurrax's own variants at (64,256,128,256): hoisting, unroll, fused, remat, kernels.
+#   3. linear  → $OUT/gpu_linear.*: sequential against parallel scan of the linear cells, T = 1024 and 4096.
+#   4. scaling → $OUT/gpu_scaling.*: an LSTM training step for T = 64 … 16384.
+# A summary of what finished and what was cut is printed at the end and written to $OUT/gpu_run.txt.
 #
 # Assumes only: Linux x86_64, an NVIDIA driver for CUDA 12, python3.12, this repository as the
 # working directory, and a folder of wheels ($WHEELS, default ./wheels) — nothing is downloaded.
@@ -16,48 +29,94 @@
 #       matplotlib equinox dm-haiku keras
 #   pip download -d wheels torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126
 #
-# Time: installing takes 1-2 minutes; the suites are capped at $BENCH_SECONDS (default 300 s) and
-# write their results after every block, so a run cut short still leaves what it measured.
+# Time: installing takes 1-2 minutes; the suites' caps (seconds) are PEERS_S, LEVERS_S, LINEAR_S, SCALING_S
+# (defaults 210, 45, 50, 50: 6 minutes with the processes' start-up).
 set -euo pipefail
 
-WHEELS="${WHEELS:-./wheels}"
-OUT="${OUT:-./benchmarks/results}"
-BENCH_SECONDS="${BENCH_SECONDS:-300}"
-VENV="${VENV:-/tmp/recurrax-gpu-venv}"
-PYTHON="${PYTHON:-python3.12}"
-
-mkdir -p "$OUT"
-PACKAGES=("jax[cuda12]" flax optax chex orbax-checkpoint numpy tqdm matplotlib equinox dm-haiku keras torch)
-if [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-    PY="$VENV/bin/python"
-    "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet "${PACKAGES[@]}"
-else
-    # No venv module (Debian's python3.12 without python3.12-venv): install into a folder instead.
-    rm -rf "$VENV"
-    PY="$PYTHON"
-    "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet --target "$VENV/site" "${PACKAGES[@]}"
-    export PYTHONPATH="$VENV/site"
+SMOKE=0
+if [ "${1:-}" = "--smoke" ]; then
+    SMOKE=1
+elif [ -n "${1:-}" ]; then
+    echo "usage: bash benchmarks/run_gpu.sh [--smoke]" >&2
+    exit 2
 fi
-# recurrax and the benchmarks run from this checkout; nothing of them is installed.
-export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 export KERAS_BACKEND=jax
 # JAX must not take 75% of the GPU up front: PyTorch runs in the same process.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONUNBUFFERED=1
 
-"$PY" - <<'PY'
+if [ "$SMOKE" = 1 ]; then
+    # The same steps on tiny shapes with the Python at hand; nothing installed, no GPU required.
+    OUT="${OUT:-$(mktemp -d /tmp/recurrax-gpu-smoke.XXXXXX)}"
+    if [ -z "${PY:-}" ]; then
+        if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+    fi
+    COMMON=(--smoke --peers floor,recurrax_peer)
+    export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
+    # Smoke sizes measure nothing: compile as cheaply as the tests do (tests/cheap_compile.py).
+    XLA_FLAGS="${XLA_FLAGS:-$("$PY" -c 'import sys; sys.path.insert(0, "tests"); import cheap_compile; print(cheap_compile.xla_flags())')}"
+    export XLA_FLAGS
+else
+    WHEELS="${WHEELS:-./wheels}"
+    OUT="${OUT:-./benchmarks/results}"
+    VENV="${VENV:-/tmp/recurrax-gpu-venv}"
+    PYTHON="${PYTHON:-python3.12}"
+    PACKAGES=("jax[cuda12]" flax optax chex orbax-checkpoint numpy tqdm matplotlib equinox dm-haiku keras torch)
+    if [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+        PY="$VENV/bin/python"
+        "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet "${PACKAGES[@]}"
+    else
+        # No venv module (Debian's python3.12 without python3.12-venv): install into a folder instead.
+        rm -rf "$VENV"
+        PY="$PYTHON"
+        "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet --target "$VENV/site" "${PACKAGES[@]}"
+        export PYTHONPATH="$VENV/site"
+    fi
+    COMMON=(--repeats 5)
+    PEERS_S="${PEERS_S:-210}" LEVERS_S="${LEVERS_S:-45}" LINEAR_S="${LINEAR_S:-50}" SCALING_S="${SCALING_S:-50}"
+fi
+# recurrax and the benchmarks run from this checkout; nothing of them is installed.
+export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$OUT"
+
+if [ "$SMOKE" = 0 ]; then
+    "$PY" - <<'PY'
 import jax, torch
 print("jax devices:", jax.devices(), "| torch cuda:", torch.cuda.is_available(), torch.version.cuda)
 assert jax.default_backend() == "gpu", "JAX found no GPU: check the jax-cuda12 wheels and the driver"
 PY
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+fi
 
-# Peers first (the comparison that matters), then the linear recurrences, scaling and compile time.
-# The levers suite (recurrax's own variants: hoisting, unroll, fused, remat) comes last: it may be cut by the cap.
-timeout --signal=INT "$BENCH_SECONDS" "$PY" -m benchmarks.run \
-    --suites peers,linear,scaling,compile,levers --repeats 5 --out "$OUT/gpu" 2>&1 | tee "$OUT/gpu.log" || {
-    status=$?
-    echo "benchmarks stopped with status $status (124 or 130: the time cap); partial results are in $OUT/gpu.json"
+SUMMARY="$OUT/gpu_run.txt"
+: >"$SUMMARY"
+# run NAME CAP_SECONDS ARGS...: one suite in its own process, cut by SIGINT at the cap.
+run() {
+    local name=$1 cap=$2
+    shift 2
+    local start=$SECONDS status=0
+    echo "== $name (cap ${cap} s)"
+    timeout --signal=INT --kill-after=20 "$cap" "$PY" -m benchmarks.run "${COMMON[@]}" "$@" 2>&1 |
+        tee "$OUT/$name.log" || status=$?
+    local verdict="finished"
+    if [ "$status" != 0 ]; then verdict="stopped with status $status (124 or 130: the time cap)"; fi
+    if grep -q "interrupted in suite" "$OUT/$name.log"; then verdict="cut by the time cap (partial results)"; fi
+    echo "$name: $verdict after $((SECONDS - start)) s" | tee -a "$SUMMARY"
 }
+
+if [ "$SMOKE" = 1 ]; then
+    # One process: each suite's process would spend most of a smoke run importing every peer's framework.
+    run gpu_smoke "${SMOKE_S:-100}" --suites peers,levers,linear,scaling --cells lstm,gru --modes train \
+        --kernels pallas,cudnn --out "$OUT/gpu_smoke"
+else
+    run gpu "$PEERS_S" --suites peers --kernels pallas,cudnn --out "$OUT/gpu"
+    run gpu_levers "$LEVERS_S" --suites levers --modes train --kernels pallas,cudnn --out "$OUT/gpu_levers"
+    run gpu_linear "$LINEAR_S" --suites linear --linear-cells min_gru,lru --linear-steps 1024,4096 \
+        --out "$OUT/gpu_linear"
+    run gpu_scaling "$SCALING_S" --suites scaling --out "$OUT/gpu_scaling"
+fi
+
+echo "== summary ($SUMMARY)"
+cat "$SUMMARY"
 ls -l "$OUT"

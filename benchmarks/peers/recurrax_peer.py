@@ -1,7 +1,8 @@
-"""recurrax itself: the default path (fused LSTM/GRU where supported) and the plain step loop."""
+"""recurrax itself: the default path (fused LSTM/GRU where supported), the plain step loop, its kernels on request."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,27 @@ LEVER_VARIANTS = {
     "fused, remat": {"fused": True, "remat": True},
 }
 
+# --kernels: recurrax's other whole-sequence implementations (ScanOptions.kernel), run with fused=True so that
+# a kernel that cannot run here is an error row with its reason, never the XLA loop under the kernel's name.
+KERNEL_VARIANTS = {
+    "pallas": ("recurrax (kernel=pallas)", {"kernel": "pallas", "fused": True}),
+    "cudnn": ("recurrax (kernel=cudnn)", {"kernel": "cudnn", "fused": True}),
+}
+# jax.experimental.rnn runs only the LSTM on cuDNN.
+KERNEL_CELLS = {"pallas": ("lstm", "gru"), "cudnn": ("lstm",)}
+KERNEL_PATHS = {
+    "pallas": "Pallas kernels (Triton on a GPU, interpreted elsewhere): all T steps per kernel, backward kernel",
+    "cudnn": "cuDNN LSTM via jax.experimental.rnn.lstm, weights packed per call",
+}
+
+
+def kernel_variants(cell: str, kernels: Iterable[str]) -> dict[str, dict]:
+    """The variants ``--kernels`` asks for that ``cell`` has (name -> scan keywords)."""
+    unknown = sorted(set(kernels) - set(KERNEL_VARIANTS))
+    if unknown:
+        raise ValueError(f"kernels: unknown {unknown}; choose from {sorted(KERNEL_VARIANTS)}")
+    return dict(KERNEL_VARIANTS[k] for k in kernels if cell in KERNEL_CELLS[k])
+
 
 def describe(cell_obj: Any, params: Any, xs: Any, kwargs: dict) -> str:
     """The path the engine takes for this cell and these options (time-major ``xs``), in words."""
@@ -37,6 +59,9 @@ def describe(cell_obj: Any, params: Any, xs: Any, kwargs: dict) -> str:
 
     options = recurrax.ScanOptions(**kwargs)
     carry = cell_obj.initial_carry(xs.shape[1:-1])
+    if options.kernel in KERNEL_PATHS:
+        reason = cell_obj.sequence_unsupported(params, carry, xs, options)
+        return KERNEL_PATHS[options.kernel] + (f" (cannot run here: {reason})" if reason else "")
     if _use_sequence(cell_obj, params, carry, xs, options, None, False):
         hoisted = cell_obj.hoists(options)
         gates = 4 if isinstance(cell_obj, recurrax.LSTMCell) else 3
@@ -52,7 +77,14 @@ def describe(cell_obj: Any, params: Any, xs: Any, kwargs: dict) -> str:
 
 
 def build(
-    cell: str, mode: str, cfg: Config, xs: np.ndarray, *, variants: dict[str, dict] | None = None, **options: Any
+    cell: str,
+    mode: str,
+    cfg: Config,
+    xs: np.ndarray,
+    *,
+    variants: dict[str, dict] | None = None,
+    kernels: Iterable[str] = (),
+    **options: Any,
 ) -> list[Impl]:
     import jax
     import jax.numpy as jnp
@@ -63,7 +95,7 @@ def build(
     params = cell_obj.init(jax.random.key(0), cfg.D)
     x = jnp.asarray(xs)
     impls = []
-    for name, kwargs in (variants or DEFAULT_VARIANTS).items():
+    for name, kwargs in {**(variants or DEFAULT_VARIANTS), **kernel_variants(cell, kernels)}.items():
 
         def forward(p: Any, x: Any, kwargs: dict = kwargs) -> Any:
             ys, _ = recurrax.scan(cell_obj, p, x, **kwargs)
