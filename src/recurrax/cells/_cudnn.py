@@ -38,8 +38,11 @@ rnn_lstm: Any = rnn.lstm
 
 def unavailable() -> str | None:
     """Why cuDNN cannot run here (None: it can): it needs a CUDA GPU and jaxlib's cuDNN RNN bindings."""
-    if jax.default_backend() != "gpu" or getattr(rnn, "gpu_rnn", None) is None:
+    if jax.default_backend() != "gpu":
         return f"cuDNN needs a CUDA GPU (the backend is {jax.default_backend()!r})"
+    # jaxlib's gpu_rnn exists everywhere; its functions come with the CUDA plugin.
+    if not hasattr(getattr(rnn, "gpu_rnn", None), "compute_rnn_workspace_reserve_space_sizes"):
+        return "jaxlib has no cuDNN RNN bindings (the jax-cuda12 plugin's gpu_rnn)"
     version = str(getattr(jax.devices()[0].client, "platform_version", "")).lower()
     if "rocm" in version or "hip" in version:
         # MIOpen orders the LSTM gates differently (jax.experimental.rnn.swap_lstm_gates).
