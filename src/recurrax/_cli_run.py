@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import io
 import json
 import signal
 import sys
@@ -42,7 +43,8 @@ P = ParamSpec("P")
 
 
 def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+    if jax.process_index() == 0:  # one process writes a run's files, however many train it
+        write_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
 
 
 # --------------------------------------------------------- task, model, optim
@@ -277,9 +279,59 @@ def run_training(
     progress: bool,
     start: float,
     tensorboard: bool = False,
+    distributed: Mapping[str, Any] | None = None,
 ) -> int:
-    """Builds and trains the run ``config`` in ``run_dir``; prints and writes its results; the exit status."""
+    """Builds and trains the run ``config`` in ``run_dir``; prints and writes its results; the exit status.
+
+    ``distributed`` (``initialize_distributed``'s arguments) joins a multi-process
+    run first and trains data parallel over all its devices; process 0 alone
+    prints and writes files (orbax coordinates the checkpoints' writes).
+    """
+    partitioning = None
+    if distributed is not None:
+        try:  # before any array exists: JAX's devices become those of every process here
+            train.initialize_distributed(**distributed)
+        except (ValueError, RuntimeError) as err:
+            raise UsageError("recurrax train", f"--distributed: {err}") from None
+        partitioning = train.Partitioning(train.global_mesh())
+    run = functools.partial(
+        _train_run, config, run_dir, resume=resume, on_corrupt=on_corrupt, progress=progress, start=start
+    )
+    if jax.process_index() == 0:
+        return run(tensorboard=tensorboard, partitioning=partitioning)
+    with contextlib.redirect_stdout(io.StringIO()):  # the other processes train in silence
+        return run(tensorboard=False, partitioning=partitioning)
+
+
+def _check_split(partitioning: train.Partitioning, config: Mapping[str, Any], num_train: int | None) -> None:
+    """Refuses, naming --batch-size, batches that do not split evenly over the run's devices."""
+    n, size = config["batch_size"], partitioning.size
+    last = 0 if num_train is None else num_train % n
+    for count, what in ((n, "--batch-size"), (last, f"the last batch of an epoch ({num_train} train examples)")):
+        if count % size:
+            raise UsageError(
+                "recurrax train",
+                f"--distributed: {what} ({count} examples) does not split over the {size} devices of the run; "
+                f"use a --batch-size that is a multiple of {size}"
+                + ("" if count == n else " and divides the number of training examples"),
+            )
+
+
+def _train_run(
+    config: dict[str, Any],
+    run_dir: Path,
+    *,
+    resume: bool,
+    on_corrupt: Literal["raise", "fallback"],
+    progress: bool,
+    start: float,
+    tensorboard: bool,
+    partitioning: train.Partitioning | None,
+) -> int:
+    """:func:`run_training` in one process: over ``partitioning``'s devices, if any."""
     data, model, optimizer = build_or_usage_error(config, "train")
+    if partitioning is not None:
+        _check_split(partitioning, config, None if config["fresh_data"] else len(data.train))
     info = data.info
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / CONFIG_FILE, config)
@@ -305,7 +357,14 @@ def run_training(
         f"{_count_parameters(model):,} parameters; {plan}",
         flush=True,
     )
-    trainer = train.Trainer(model, optimizer, loss=info.loss, metrics=list(info.metrics), precision=config["precision"])
+    trainer = train.Trainer(
+        model,
+        optimizer,
+        loss=info.loss,
+        metrics=list(info.metrics),
+        precision=config["precision"],
+        partitioning=partitioning,
+    )
     # With no validation split (--validation-fraction 0) the best checkpoint is the best training epoch.
     validation = data.validation if len(data.validation) else None
     interrupts = _Interrupts()
@@ -326,7 +385,7 @@ def run_training(
             lines=not progress,
         )
     ]
-    if tensorboard:
+    if tensorboard:  # process 0's alone, in a multi-process run
         # Resuming purges the events an interrupted run wrote past its checkpoint: one curve per metric.
         callbacks.append(train.TensorBoardWriter(run_dir / TENSORBOARD_DIR))
     recorder = None
@@ -381,9 +440,10 @@ def run_training(
         return 1
     train_seconds = time.perf_counter() - start
 
-    train.plot_history(history, run_dir / "history.png")
-    train.plot_gradient_norms(history, run_dir / "gradient_norms.png")
-    if recorder is not None and len(recorder.steps):
+    if jax.process_index() == 0:
+        train.plot_history(history, run_dir / "history.png")
+        train.plot_gradient_norms(history, run_dir / "gradient_norms.png")
+    if recorder is not None and len(recorder.steps) and jax.process_index() == 0:
         flows, steps = recorder.flows, recorder.steps
         train.plot_gradient_flow(
             {f"step {steps[0]}": flows[0], f"step {steps[-1]}": flows[-1]},

@@ -279,6 +279,21 @@ def _build_parser() -> _Parser:
         help=f"also write the metrics as TensorBoard events to DIR/{TENSORBOARD_DIR} "
         '(pip install "recurrax[tensorboard]"; view with tensorboard --logdir DIR)',
     )
+    multi = train.add_argument_group(
+        "several processes (docs/distributed.md)",
+        "Data parallel training over every device of every process, one command per host or process, "
+        "all with the same flags but --process-id. Flags left out are JAX's own: JAX_COORDINATOR_ADDRESS, and "
+        "the cluster it detects (Slurm, Open MPI, a Cloud TPU pod slice, Kubernetes).",
+    )
+    multi.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a jax.distributed run and split each batch over all its devices (--batch-size must be a "
+        "multiple of their number); process 0 writes the files",
+    )
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, where it listens")
+    multi.add_argument("--num-processes", type=_positive_int, help="how many processes the run has (1: this one)")
+    multi.add_argument("--process-id", type=_non_negative_int, help="this process's number, from 0")
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -417,7 +432,8 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(
                 "recurrax train",
                 f"--resume takes the run's settings from {args.resume / CONFIG_FILE}; "
-                f"only --epochs or --steps (and --no-progress, --tensorboard) may be given, got {' '.join(given)}",
+                "only --epochs or --steps (and --no-progress, --tensorboard, --distributed and its flags) may be "
+                f"given, got {' '.join(given)}",
             )
         config = _read_config(args.resume, "train")
         by_steps = config["steps"] is not None
@@ -443,6 +459,7 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(
             "recurrax train", '--tensorboard needs the tensorboard package: pip install "recurrax[tensorboard]"'
         )
+    distributed = _distributed_flags(args)
     from recurrax import _cli_run
 
     start = time.perf_counter()  # after jax's import, which the wall time never counted
@@ -453,8 +470,27 @@ def _train(args: argparse.Namespace) -> int:
         on_corrupt=args.on_corrupt or "raise",
         progress=not args.no_progress,
         tensorboard=args.tensorboard,
+        distributed=distributed,
         start=start,
     )
+
+
+def _distributed_flags(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``jax.distributed.initialize``'s arguments from --distributed and its flags (None: one process, one device)."""
+    flags = {"coordinator": args.coordinator, "num_processes": args.num_processes, "process_id": args.process_id}
+    if not args.distributed:
+        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+        if given:
+            raise UsageError("recurrax train", f"{' '.join(given)} go(es) with --distributed")
+        return None
+    if args.coordinator is not None and ":" not in args.coordinator:
+        raise UsageError("recurrax train", f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    if args.num_processes is not None and args.process_id is not None and args.process_id >= args.num_processes:
+        raise UsageError(
+            "recurrax train",
+            f"--process-id {args.process_id} must be below --num-processes {args.num_processes} (ids count from 0)",
+        )
+    return {"coordinator_address": args.coordinator, "num_processes": args.num_processes, "process_id": args.process_id}
 
 
 # ----------------------------------------------------------------- evaluate

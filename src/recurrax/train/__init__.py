@@ -9,7 +9,8 @@
 * :class:`Checkpointer`, :func:`restore_model` — orbax checkpoints, exact resume.
 * :func:`dynamic_loss_scale` — float16 loss scaling in the optimizer state
   (``Trainer(..., precision="fp16")`` adds it).
-* :class:`Partitioning` — data parallel and FSDP training over a device mesh (``jax.sharding``).
+* :class:`Partitioning` — data parallel and FSDP training over a device mesh (``jax.sharding``);
+  :func:`initialize_distributed` and :func:`global_mesh` — the same over several processes (``jax.distributed``).
 * :func:`plot_history`, :func:`plot_gradient_norms`, :func:`plot_gradient_flow` — PNG plots.
 * :class:`TensorBoardWriter`, :class:`WandbWriter`, :class:`MLflowWriter` — metric
   writers (callbacks); :class:`MetricWriter` for another backend.
@@ -23,6 +24,7 @@ from recurrax.train._callbacks import Callback, EarlyStopping, LambdaCallback
 from recurrax.train._checkpoint import Checkpointer, CheckpointError, restore_model
 from recurrax.train._data import BatchSource
 from recurrax.train._diagnostics import gradient_diagnostics, layer_names
+from recurrax.train._distributed import global_mesh, initialize_distributed
 from recurrax.train._gradient_flow import GradientFlowRecorder, gradient_flow
 from recurrax.train._history import History
 from recurrax.train._loss_scale import LossScaleState, dynamic_loss_scale
@@ -67,8 +69,10 @@ __all__ = [
     "dynamic_loss_scale",
     "evaluate",
     "fit",
+    "global_mesh",
     "gradient_diagnostics",
     "gradient_flow",
+    "initialize_distributed",
     "layer_names",
     "masked_total",
     "mse",

@@ -68,7 +68,8 @@ class FitCheckpoints:
         """One checkpoint of ``trainer`` at its current step; ``metric`` is ``monitor``'s value, if measured."""
         trainer._flush()
         meta = {"trainer": self._trainer_meta(trainer)}
-        state = nnx.as_pure(nnx.state(trainer.sync_model()))
+        # The trainer's own arrays, sharded as trained: orbax writes each shard from the process holding it.
+        state = trainer._model_state()
         self.checkpointer.save(
             trainer.step,
             model_state=state,

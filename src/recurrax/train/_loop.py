@@ -37,6 +37,7 @@ from recurrax.train._data import (
     stack,
     take,
 )
+from recurrax.train._distributed import is_primary, process_local_batch
 from recurrax.train._fit_checkpoints import FitCheckpoints
 from recurrax.train._history import History
 from recurrax.train._tbptt import check_streaming_batch
@@ -116,7 +117,9 @@ class FitLoop:
         self.batch_size, self.steps_per_call = batch_size, steps_per_call
         self.validation_batch_size = validation_batch_size or batch_size
         self.shuffle, self.seed = shuffle, seed
-        self.progress, self.log_every, self.history_dir = progress, log_every, history_dir
+        # Several processes train as one run: process 0 alone draws the bar and writes the history files.
+        self.primary = is_primary()
+        self.progress, self.log_every, self.history_dir = progress and self.primary, log_every, history_dir
         self._orders: dict[int, np.ndarray] = {}
         self._first = self._batch((0, 0) if self.source is None else 0)
         if trainer.tbptt is not None:
@@ -268,12 +271,12 @@ class FitLoop:
         trainer = self.trainer
         before = trainer.step
         if len(keys) == 1:
-            batch = trainer._device_batch(self._batch(keys[0]), "a training batch")
+            batch = self._device_batch(keys)
             metrics = trainer._run_step(batch, _BatchLabel(self, keys[0]))
             trainer.position += 1
             self.callbacks.on_step_end(trainer, trainer.step, metrics)
             return
-        batches = trainer._device_batch(self._stacked(keys), "a training batch", stacked=True)
+        batches = self._device_batch(keys)
         stacked = trainer._run_steps(batches, [_BatchLabel(self, k) for k in keys])
         trainer.position += len(keys)
         if self.callbacks.callbacks:
@@ -311,10 +314,10 @@ class FitLoop:
         trainer.position = 0
         trainer._epoch_totals = {}
         trainer.sync_model()
-        if logger.isEnabledFor(logging.INFO):
+        if self.primary and logger.isEnabledFor(logging.INFO):
             logger.info("%s", self._period_line(trainer.history.epochs[-1]))
         self.callbacks.on_epoch_end(trainer, epoch, trainer.history.epochs[-1])
-        if self.history_dir is not None:
+        if self.history_dir is not None and self.primary:
             trainer.history.save(self.history_dir)
         return trainer.history.epochs[-1]
 
@@ -335,7 +338,7 @@ class FitLoop:
             self.checkpoints.at_end(trainer)
         self.callbacks.on_train_end(trainer)
         trainer.sync_model()
-        if self.history_dir is not None:
+        if self.history_dir is not None and self.primary:
             trainer.history.save(self.history_dir)
 
     # ------------------------------------------------------------------ data
@@ -360,6 +363,21 @@ class FitLoop:
             return source_batch(self.source, key, self.batch_size, self.trainer.objective)  # type: ignore[arg-type]
         assert self.train is not None
         return take(self.train, self._index(key))
+
+    def _device_batch(self, keys: list[BatchKey]) -> dict[str, Any]:
+        """The batch of ``keys`` on the device(s), stacked ``[S, B, ...]`` when there are several.
+
+        With a partitioning and array data, each device's rows are read for it
+        alone (:func:`process_local_batch`): a process of a multi-process run
+        never holds the rows of another process's devices.
+        """
+        stacked = len(keys) > 1
+        part = self.trainer.partitioning
+        if part is None or self.train is None:
+            batch = self._stacked(keys) if stacked else self._batch(keys[0])
+            return self.trainer._device_batch(batch, "a training batch", stacked=stacked)
+        rows = np.stack([self._index(k) for k in keys]) if stacked else self._index(keys[0])
+        return process_local_batch(self.train, rows, part.batch_sharding(stacked=stacked))
 
     def _stacked(self, keys: list[BatchKey]) -> dict[str, Any]:
         """The batches ``keys`` stacked, ``[S, B, ...]``."""

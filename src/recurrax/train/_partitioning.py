@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
+from recurrax.train._distributed import fully_addressable
+
 Array = jax.Array
 
 
@@ -153,6 +155,7 @@ class Partitioning:
 
 
 def on_one_device(tree: Any) -> Any:
-    """Sharded or replicated arrays gathered into ordinary arrays on the default device (``jax.devices()[0]``)."""
-    device = SingleDeviceSharding(jax.devices()[0])
-    return jax.device_put(tree, device)
+    """Sharded or replicated arrays gathered into ordinary arrays on this process's first device
+    (``jax.local_devices()[0]``, the default device); arrays spanning other processes are all-gathered first."""
+    device = SingleDeviceSharding(jax.local_devices()[0])
+    return jax.device_put(fully_addressable(tree), device)

@@ -26,6 +26,7 @@ from recurrax.train._callbacks import Callback
 from recurrax.train._checkpoint import Checkpointer
 from recurrax.train._data import BatchSource, Data, as_data, device_batch, in_order, num_examples, take
 from recurrax.train._diagnostics import layer_names
+from recurrax.train._distributed import fully_addressable
 from recurrax.train._history import History
 from recurrax.train._loop import FitLoop
 from recurrax.train._loss_scale import with_loss_scaling
@@ -449,7 +450,7 @@ class Trainer:
             predict_batch(self._graphdef_eval, predictor, self.params, self.rest, batch)
             for batch in self._eval_batches(data, batch_size)
         ]
-        return np.concatenate([np.asarray(o) for o in jax.device_get(outs)], axis=0)
+        return np.concatenate([np.asarray(o) for o in jax.device_get(fully_addressable(outs))], axis=0)
 
     # --------------------------------------------------------- state handling
     def sync_model(self) -> nnx.Module:
@@ -463,6 +464,10 @@ class Trainer:
         else:
             nnx.update(self.model, *on_one_device((self.params, self.rest)))
         return self.model
+
+    def _model_state(self) -> Any:
+        """The model's state (parameters and the rest) as the trainer holds it: sharded, with a partitioning."""
+        return nnx.merge_state(self.params, self.rest)
 
     def training_state(self) -> tuple[Any, Any, Any]:
         """``(params, rest, opt_state)``: pure states, immutable arrays (safe to keep)."""
