@@ -183,3 +183,19 @@ def test_the_mnist1d_deletion_figures_are_the_record():
         f"+{gru['margin']:.2f} at k = 4, +{rows['gru', 'integrated_gradients', 12]['margin']:.2f} at k = 12",
     ):
         assert phrase in text, f"docs/interpretability.md should say: {phrase}"
+
+
+def test_the_checkpoint_stall_figures_are_the_record():
+    record = json.loads((ROOT / "benchmarks" / "results" / "async_checkpoint.json").read_text())
+    text = " ".join((ROOT / "docs" / "training.md").read_text().split())
+    loads = [row["load_after"][0] for rows in record["samples"].values() for row in rows]
+    settings = record["settings"]
+    for phrase in (
+        f"an LSTM with H = {settings['hidden']}, adam, a {record['summary']['sync']['checkpoint_mb']:.0f} MiB "
+        f"checkpoint every {settings['every']} steps, {settings['rounds']} interleaved rounds",
+        f"the step after a save took {record['stall_sync_s'] * 1e3:.0f} ms longer than the others with "
+        f"`async_checkpointing=False` and {record['stall_async_s'] * 1e3:.0f} ms longer with the default, a "
+        f"stall {record['stall_ratio']:.1f}× smaller (median over {record['saves_per_run'] * settings['rounds']} "
+        f"saves each; 1-minute load average {min(loads):.1f}–{max(loads):.1f} on 2 cores",
+    ):
+        assert phrase in text, f"docs/training.md should say: {phrase}"

@@ -6,7 +6,8 @@
 * :func:`gradient_flow` — ‖∂L/∂h_t‖ for every step and recurrent layer.
 * :class:`Trainer`, :func:`fit`, :func:`evaluate`, :func:`predict` — the loop,
   with truncated BPTT (:func:`tbptt_value_and_grad`), callbacks and history.
-* :class:`Checkpointer`, :func:`restore_model` — orbax checkpoints, exact resume.
+* :class:`Checkpointer`, :func:`restore_model` — orbax checkpoints (asynchronous in ``fit``), exact resume.
+* :class:`GrainPipeline` — ``fit``'s batches through grain: prefetch, per-process shards, resumable.
 * :func:`dynamic_loss_scale` — float16 loss scaling in the optimizer state
   (``Trainer(..., precision="fp16")`` adds it).
 * :class:`Partitioning` — data parallel and FSDP training over a device mesh (``jax.sharding``);
@@ -40,6 +41,7 @@ from recurrax.train._losses import (
 from recurrax.train._objective import Objective
 from recurrax.train._optimizers import build_optimizer
 from recurrax.train._partitioning import Partitioning
+from recurrax.train._pipeline import GrainPipeline
 from recurrax.train._plots import plot_gradient_flow, plot_gradient_norms, plot_history
 from recurrax.train._tbptt import tbptt_value_and_grad
 from recurrax.train._trainer import Trainer, evaluate, fit, predict
@@ -52,6 +54,7 @@ __all__ = [
     "Checkpointer",
     "EarlyStopping",
     "GradientFlowRecorder",
+    "GrainPipeline",
     "History",
     "LambdaCallback",
     "LossScaleState",

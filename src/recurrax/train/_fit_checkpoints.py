@@ -7,7 +7,7 @@ callbacks' states and the settings an exact resume needs unchanged (``"fit"``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,10 @@ class FitCheckpoints:
         self.checkpointer, self.callbacks, self.settings = checkpointer, callbacks, dict(settings)
         self.asynchronous = asynchronous
         self._last_saved: int | None = None
+        # The input pipeline's iterator state, saved with each checkpoint (set by the loop when it reads
+        # through one), and the state a resume read back (None: the checkpoint has none).
+        self.input_state: Callable[[], dict[str, Any] | None] | None = None
+        self.restored_input: dict[str, Any] | None = None
 
     def resume(self, trainer: Trainer) -> None:
         """Puts the latest checkpoint, if there is one, back into ``trainer`` and the callbacks."""
@@ -94,6 +98,7 @@ class FitCheckpoints:
             "history": trainer.history.to_dict(),
             "callbacks": self.callbacks.state_dict(),
             "fit": self.settings,
+            **({} if self.input_state is None else {"input_pipeline": self.input_state()}),
         }
 
     def _restore(self, trainer: Trainer) -> None:
@@ -110,6 +115,7 @@ class FitCheckpoints:
         trainer._epoch_totals = {k: list(v) for k, v in saved["epoch_totals"].items()}
         trainer.history = History.from_dict(saved["history"])
         trainer._pending = []
+        self.restored_input = saved.get("input_pipeline")
         # The best step needs no restoring: orbax reads it from the metrics saved with the steps,
         # all of them at or before this one (the newest).
         self.callbacks.load_state_dict(saved["callbacks"])

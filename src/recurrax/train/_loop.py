@@ -19,8 +19,9 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jax
 import numpy as np
 
 from recurrax.train._callback_list import CallbackList
@@ -40,6 +41,7 @@ from recurrax.train._data import (
 from recurrax.train._distributed import is_primary, process_local_batch
 from recurrax.train._fit_checkpoints import FitCheckpoints
 from recurrax.train._history import History
+from recurrax.train._pipeline import ArrayBatches, GrainPipeline, PipelineReader, SourceBatches
 from recurrax.train._tbptt import check_streaming_batch
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ class FitLoop:
         callbacks: Iterable[Callback],
         checkpoint: Checkpointer | str | os.PathLike[str] | None,
         async_checkpointing: bool = True,
+        input_pipeline: GrainPipeline | None = None,
         resume: bool,
         progress: bool,
         log_every: int,
@@ -152,6 +155,10 @@ class FitLoop:
         self.checkpoints = None
         if checkpoint is not None:
             self.checkpoints = FitCheckpoints(checkpoint, self.callbacks, settings, asynchronous=async_checkpointing)
+        self.pipeline = self._check_pipeline(input_pipeline)
+        self.reader: PipelineReader | None = None
+        # The next call's batches, put on the device right after the current call is dispatched (see _run_call).
+        self._ahead: _Ahead | None = None
         self.tqdm = _progress_bar()
 
     def output_check_data(self) -> dict[str, Any]:
@@ -175,6 +182,8 @@ class FitLoop:
                     trainer.position,
                 )
         try:
+            if self.pipeline is not None:
+                self._open_pipeline()
             self.callbacks.on_train_begin(trainer)
             if self.steps is None:
                 while trainer.epoch < self.epochs and not trainer.stop_training:
@@ -185,6 +194,8 @@ class FitLoop:
         finally:  # also when a callback or a non-finite loss stops the run: the save in flight completes
             if self.checkpoints is not None:
                 self.checkpoints.finish()
+            if self.reader is not None:
+                self.reader.close()
         return trainer.history
 
     # ------------------------------------------------------------ epoch mode
@@ -271,14 +282,16 @@ class FitLoop:
         trainer = self.trainer
         before = trainer.step
         if len(keys) == 1:
-            batch = self._device_batch(keys)
+            batch = self._call_batch(keys)
             metrics = trainer._run_step(batch, _BatchLabel(self, keys[0]))
             trainer.position += 1
+            self._put_ahead()
             self.callbacks.on_step_end(trainer, trainer.step, metrics)
             return
-        batches = self._device_batch(keys)
+        batches = self._call_batch(keys)
         stacked = trainer._run_steps(batches, [_BatchLabel(self, k) for k in keys])
         trainer.position += len(keys)
+        self._put_ahead()
         if self.callbacks.callbacks:
             for i in range(len(keys)):
                 self.callbacks.on_step_end(trainer, before + i + 1, _StepMetrics(stacked, i))
@@ -364,6 +377,118 @@ class FitLoop:
         assert self.train is not None
         return take(self.train, self._index(key))
 
+    # ------------------------------------------------- one device batch ahead
+    def _call_batch(self, keys: list[BatchKey]) -> dict[str, Any]:
+        """The device batch of the call over ``keys``: the one put on the device ahead, else read now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.keys == keys:
+            return ahead.batch
+        return self._read_call(keys)
+
+    def _put_ahead(self) -> None:
+        """Reads the next call's batches and starts their transfer while the device runs the call just
+        dispatched, before the host waits on anything (the metric reads, a checkpoint), so that the
+        next step's dispatch never waits for host work. A batch read for a step that a stop never runs
+        is dropped; the pipeline state saved with a checkpoint is the one from before it."""
+        keys = self._next_call_keys()
+        if keys:
+            state = None if self.reader is None else self.reader.state()
+            self._ahead = _Ahead(keys, self._read_call(keys), state)
+
+    def _next_call_keys(self) -> list[BatchKey]:
+        """The keys of the call that the loop makes next, if it goes on (the same rule as the loop's)."""
+        trainer = self.trainer
+        if self.steps is None:
+            epoch, position = trainer.epoch, trainer.position
+            if position == self.batches_per_epoch:
+                epoch, position = epoch + 1, 0
+            if epoch >= self.epochs:
+                return []
+            return self._call_keys((epoch, i) for i in range(position, self.batches_per_epoch))
+        assert self.eval_every is not None
+        if trainer.step >= self.steps:
+            return []
+        end = min((trainer.step // self.eval_every + 1) * self.eval_every, self.steps)
+        first = trainer.step // self.steps_per_batch
+        return self._call_keys(self._step_key(g) for g in range(first, end // self.steps_per_batch))
+
+    def _read_call(self, keys: list[BatchKey]) -> dict[str, Any]:
+        """The batches of ``keys`` on the device(s): from the grain pipeline, if there is one."""
+        if self.reader is None:
+            return self._device_batch(keys)
+        local = [self.reader.read(self._batch_number(k)) for k in keys]
+        stacked = len(keys) > 1
+        batch = stack(local) if stacked else local[0]
+        if self.pipeline is not None and self.pipeline.shard()[1] > 1:  # this process's block of the rows
+            assert self.trainer.partitioning is not None
+            sharding = self.trainer.partitioning.batch_sharding(stacked=stacked)
+            return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+        return self.trainer._device_batch(batch, "a training batch", stacked=stacked)
+
+    # ------------------------------------------------------- grain pipeline
+    def _check_pipeline(self, pipeline: GrainPipeline | None) -> GrainPipeline | None:
+        if pipeline is None:
+            return None
+        if not isinstance(pipeline, GrainPipeline):
+            raise TypeError(f"input_pipeline must be a recurrax.train.GrainPipeline or None, got {pipeline!r}")
+        processes = pipeline.shard()[1]
+        if processes > 1 and self.trainer.partitioning is None:
+            raise ValueError(
+                f"input_pipeline reads this process's share of each batch (process_count={processes}): the "
+                "trainer needs a partitioning over every process's devices to join the shares"
+            )
+        if processes != jax.process_count():
+            raise ValueError(
+                f"input_pipeline has process_count={processes}, but this run has {jax.process_count()} process(es)"
+            )
+        return pipeline
+
+    def _batch_number(self, key: BatchKey) -> int:
+        """``g``: how many batches the run reads before the batch ``key``."""
+        if isinstance(key, int):
+            return key
+        epoch, i = key
+        return epoch * self.batches_per_epoch + i
+
+    def _open_pipeline(self) -> None:
+        """Starts the grain reader at the trainer's batch, from a resumed checkpoint's iterator state if it has one."""
+        trainer, pipeline = self.trainer, self.pipeline
+        assert pipeline is not None
+        read: Any
+        if self.source is not None:
+            source, objective, size = self.source, trainer.objective, self.batch_size
+            read = SourceBatches(lambda g: source_batch(source, g, size, objective), size, pipeline)
+        else:
+            assert self.train is not None and self.num_examples is not None
+            read = ArrayBatches(
+                self.train,
+                num_examples=self.num_examples,
+                batch_size=self.batch_size,
+                per_epoch=self.batches_per_epoch,
+                seed=self.seed,
+                shuffle=self.shuffle,
+                pipeline=pipeline,
+            )
+        if self.steps is None:
+            total, now = self.epochs * self.batches_per_epoch, trainer.epoch * self.batches_per_epoch + trainer.position
+        else:
+            total, now = self.steps // self.steps_per_batch, trainer.step // self.steps_per_batch
+        self.reader = PipelineReader(read, total, pipeline)
+        saved = None if self.checkpoints is None else self.checkpoints.restored_input
+        if saved is not None:
+            assert self.checkpoints is not None
+            self.reader.restore(saved, now, f"the checkpoint of step {trainer.step}")
+        else:
+            self.reader.seek(now)
+        if self.checkpoints is not None:
+            self.checkpoints.input_state = self._pipeline_state
+
+    def _pipeline_state(self) -> dict[str, Any] | None:
+        """The grain iterator's state at the trainer's position (before a batch read ahead)."""
+        if self._ahead is not None:
+            return self._ahead.state
+        return None if self.reader is None else self.reader.state()
+
     def _device_batch(self, keys: list[BatchKey]) -> dict[str, Any]:
         """The batch of ``keys`` on the device(s), stacked ``[S, B, ...]`` when there are several.
 
@@ -411,6 +536,14 @@ class FitLoop:
                     f"with tbptt_update='chunk'"
                 )
         return per_batch
+
+
+class _Ahead(NamedTuple):
+    """A call's batches read and put on the device ahead of it, and the pipeline state from before them."""
+
+    keys: list[BatchKey]
+    batch: dict[str, Any]
+    state: dict[str, Any] | None
 
 
 class _BatchLabel:

@@ -42,6 +42,7 @@ from recurrax.train._objective import (
 )
 from recurrax.train._optimizers import standard_promotion
 from recurrax.train._partitioning import Partitioning, on_one_device
+from recurrax.train._pipeline import GrainPipeline
 from recurrax.train._step import StepConfig, eval_batch, predict_batch, train_batch, train_batches
 from recurrax.train._tbptt import check_chunk_size, check_streaming_batch
 
@@ -329,6 +330,7 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         checkpoint: Checkpointer | str | os.PathLike[str] | None = None,
         async_checkpointing: bool = True,
+        input_pipeline: GrainPipeline | None = None,
         resume: bool = False,
         progress: bool = True,
         log_every: int = 10,
@@ -367,6 +369,11 @@ class Trainer:
             save and the end of ``fit`` wait for it. A run killed mid-write
             resumes from the newest complete checkpoint. False: each save
             blocks until it is on disk.
+          input_pipeline: a :class:`~recurrax.train.GrainPipeline` to read the
+            training batches through grain: the same batches in the same order,
+            gathered ahead by background threads, this process's rows only,
+            and the reader's state saved with each checkpoint. None: read in
+            this thread (the batches of one call ahead of the device either way).
           resume: continue from the checkpointer's latest checkpoint, if any;
             the result is bit-identical to a run that was never interrupted.
           progress: show a tqdm bar with the live loss and metrics.
@@ -397,6 +404,7 @@ class Trainer:
             callbacks=callbacks,
             checkpoint=checkpoint,
             async_checkpointing=async_checkpointing,
+            input_pipeline=input_pipeline,
             resume=resume,
             progress=progress,
             log_every=log_every,
