@@ -5,8 +5,9 @@
 #   bash benchmarks/run_gpu.sh --smoke    # here, on CPU, with the current Python: every suite once on tiny shapes,
 #                                         # recurrax and the floor only, in one process (SMOKE_S cap, default 100 s)
 #
-# What it runs, each suite a process of its own under its own time cap (SIGINT: what was measured is written,
+# What it runs, each step a process of its own under its own time cap (SIGINT: what was measured is written,
 # and the JSON's meta.interrupted_in names the suite that was cut), in the order that matters:
+#   0. kernels → $OUT/gpu_kernels.json: are kernel="pallas" and "cudnn" right here (benchmarks/kernel_check.py)?
 #   1. peers   → $OUT/gpu.json, gpu.md: the four shapes, LSTM and GRU, train and forward, every peer, plus
 #               recurrax with kernel="pallas" (both cells) and kernel="cudnn" (LSTM): the verdict table.
 #   2. levers  → $OUT/gpu_levers.*: recurrax's own variants at (64,256,128,256): hoisting, unroll, fused, remat, kernels.
@@ -29,9 +30,9 @@
 #       matplotlib equinox dm-haiku keras
 #   pip download -d wheels torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126
 #
-# Time: installing takes 1-2 minutes; the suites' caps (seconds) are PEERS_S, LEVERS_S, LINEAR_S, SCALING_S
-# (defaults 200, 45, 50, 50, each including its process's start-up: 5.75 minutes; set by design,
-# not yet timed on a GPU).
+# Time: installing takes 1-2 minutes; the steps' caps (seconds) are KERNELS_S, PEERS_S, LEVERS_S, LINEAR_S,
+# SCALING_S (defaults 50, 190, 40, 45, 45, each including its process's start-up: 6.2 minutes; set by
+# design, not yet timed on a GPU).
 set -euo pipefail
 
 SMOKE=0
@@ -75,7 +76,8 @@ else
         export PYTHONPATH="$VENV/site"
     fi
     COMMON=(--repeats 5)
-    PEERS_S="${PEERS_S:-200}" LEVERS_S="${LEVERS_S:-45}" LINEAR_S="${LINEAR_S:-50}" SCALING_S="${SCALING_S:-50}"
+    KERNELS_S="${KERNELS_S:-50}" PEERS_S="${PEERS_S:-190}" LEVERS_S="${LEVERS_S:-40}"
+    LINEAR_S="${LINEAR_S:-45}" SCALING_S="${SCALING_S:-45}"
 fi
 # recurrax and the benchmarks run from this checkout; nothing of them is installed.
 export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -92,13 +94,13 @@ fi
 
 SUMMARY="$OUT/gpu_run.txt"
 : >"$SUMMARY"
-# run NAME CAP_SECONDS ARGS...: one suite in its own process, cut by SIGINT at the cap.
+# run NAME CAP_SECONDS MODULE ARGS...: one step in its own process, cut by SIGINT at the cap.
 run() {
-    local name=$1 cap=$2
-    shift 2
+    local name=$1 cap=$2 module=$3
+    shift 3
     local start=$SECONDS status=0
     echo "== $name (cap ${cap} s)"
-    timeout --signal=INT --kill-after=20 "$cap" "$PY" -m benchmarks.run "${COMMON[@]}" "$@" 2>&1 |
+    timeout --signal=INT --kill-after=20 "$cap" "$PY" -m "$module" "$@" 2>&1 |
         tee "$OUT/$name.log" || status=$?
     local verdict="finished"
     if [ "$status" != 0 ]; then verdict="stopped with status $status (124 or 130: the time cap)"; fi
@@ -107,15 +109,18 @@ run() {
 }
 
 if [ "$SMOKE" = 1 ]; then
-    # One process: each suite's process would spend most of a smoke run importing every peer's framework.
-    run gpu_smoke "${SMOKE_S:-100}" --suites peers,levers,linear,scaling --cells lstm,gru --modes train \
-        --kernels pallas,cudnn --out "$OUT/gpu_smoke"
+    run gpu_kernels "${SMOKE_S:-100}" benchmarks.kernel_check --smoke --cells gru --out "$OUT/gpu_kernels"
+    # One process for the suites: each suite's process would spend most of a smoke run importing every peer.
+    run gpu_smoke "${SMOKE_S:-100}" benchmarks.run "${COMMON[@]}" --suites peers,levers,linear,scaling \
+        --cells lstm,gru --modes train --kernels pallas,cudnn --out "$OUT/gpu_smoke"
 else
-    run gpu "$PEERS_S" --suites peers --kernels pallas,cudnn --out "$OUT/gpu"
-    run gpu_levers "$LEVERS_S" --suites levers --modes train --kernels pallas,cudnn --out "$OUT/gpu_levers"
-    run gpu_linear "$LINEAR_S" --suites linear --linear-cells min_gru,lru --linear-steps 1024,4096 \
-        --out "$OUT/gpu_linear"
-    run gpu_scaling "$SCALING_S" --suites scaling --out "$OUT/gpu_scaling"
+    run gpu_kernels "$KERNELS_S" benchmarks.kernel_check --out "$OUT/gpu_kernels"
+    run gpu "$PEERS_S" benchmarks.run "${COMMON[@]}" --suites peers --kernels pallas,cudnn --out "$OUT/gpu"
+    run gpu_levers "$LEVERS_S" benchmarks.run "${COMMON[@]}" --suites levers --modes train --kernels pallas,cudnn \
+        --out "$OUT/gpu_levers"
+    run gpu_linear "$LINEAR_S" benchmarks.run "${COMMON[@]}" --suites linear --linear-cells min_gru,lru \
+        --linear-steps 1024,4096 --out "$OUT/gpu_linear"
+    run gpu_scaling "$SCALING_S" benchmarks.run "${COMMON[@]}" --suites scaling --out "$OUT/gpu_scaling"
 fi
 
 echo "== summary ($SUMMARY)"
