@@ -278,6 +278,7 @@ def run_training(
     on_corrupt: Literal["raise", "fallback"],
     progress: bool,
     start: float,
+    async_checkpoints: bool = True,
     tensorboard: bool = False,
     distributed: Mapping[str, Any] | None = None,
 ) -> int:
@@ -295,7 +296,14 @@ def run_training(
             raise UsageError("recurrax train", f"--distributed: {err}") from None
         partitioning = train.Partitioning(train.global_mesh())
     run = functools.partial(
-        _train_run, config, run_dir, resume=resume, on_corrupt=on_corrupt, progress=progress, start=start
+        _train_run,
+        config,
+        run_dir,
+        resume=resume,
+        on_corrupt=on_corrupt,
+        progress=progress,
+        start=start,
+        async_checkpoints=async_checkpoints,
     )
     if jax.process_index() == 0:
         return run(tensorboard=tensorboard, partitioning=partitioning)
@@ -325,6 +333,7 @@ def _train_run(
     on_corrupt: Literal["raise", "fallback"],
     progress: bool,
     start: float,
+    async_checkpoints: bool,
     tensorboard: bool,
     partitioning: train.Partitioning | None,
 ) -> int:
@@ -413,6 +422,7 @@ def _train_run(
                     seed=config["seed"],
                     callbacks=callbacks,
                     checkpoint=checkpointer,
+                    async_checkpointing=async_checkpoints,
                     resume=resume,
                     progress=progress,
                     history_dir=run_dir,

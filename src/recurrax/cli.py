@@ -274,6 +274,12 @@ def _build_parser() -> _Parser:
         help="no progress bar: one line per epoch (per evaluation with --steps), for logs and batch jobs",
     )
     run.add_argument(
+        "--sync-checkpoints",
+        action="store_true",
+        help="wait at each checkpoint until it is on disk (default: it is written in the background while "
+        "training goes on; a run killed meanwhile resumes from the checkpoint before)",
+    )
+    run.add_argument(
         "--tensorboard",
         action="store_true",
         help=f"also write the metrics as TensorBoard events to DIR/{TENSORBOARD_DIR} "
@@ -432,8 +438,8 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(
                 "recurrax train",
                 f"--resume takes the run's settings from {args.resume / CONFIG_FILE}; "
-                "only --epochs or --steps (and --no-progress, --tensorboard, --distributed and its flags) may be "
-                f"given, got {' '.join(given)}",
+                "only --epochs or --steps (and --no-progress, --sync-checkpoints, --tensorboard, --distributed and "
+                f"its flags) may be given, got {' '.join(given)}",
             )
         config = _read_config(args.resume, "train")
         by_steps = config["steps"] is not None
@@ -469,6 +475,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume is not None,
         on_corrupt=args.on_corrupt or "raise",
         progress=not args.no_progress,
+        async_checkpoints=not args.sync_checkpoints,
         tensorboard=args.tensorboard,
         distributed=distributed,
         start=start,

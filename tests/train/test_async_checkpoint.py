@@ -143,3 +143,23 @@ def test_async_checkpointing_must_be_a_bool(tmp_path):
     trainer = train.Trainer(Regressor(nnx.Rngs(0)), TX, diagnostics=False)
     with pytest.raises(TypeError, match="async_checkpointing must be True or False, got 'yes'"):
         trainer.fit(DATA, steps=1, batch_size=B, checkpoint=tmp_path, async_checkpointing="yes", progress=False)
+
+
+class _ReachedFitError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("flags, expected", [([], True), (["--sync-checkpoints"], False)])
+def test_recurrax_train_saves_in_the_background_unless_told_to_wait(tmp_path, monkeypatch, flags, expected):
+    from recurrax import cli
+
+    def fake_fit(self, train_data, **kwargs):
+        raise _ReachedFitError(kwargs["async_checkpointing"])
+
+    monkeypatch.setattr(train.Trainer, "fit", fake_fit)
+    tiny = ["--task", "adding", "--seq-len", "4", "--num-train", "8", "--num-validation", "4", "--num-test", "4"]
+    with pytest.raises(_ReachedFitError) as reached:
+        cli.main(
+            ["train", *tiny, "--hidden", "2", "--batch-size", "4", "--no-progress", "--out", str(tmp_path), *flags]
+        )
+    assert reached.value.args == (expected,)
