@@ -105,6 +105,13 @@ def test_a_kernel_that_cannot_run_falls_back_or_raises_by_name(name):
     assert _kernels.choose(recurrax.ScanOptions(), {"pallas": lambda steps: None}) == ("xla", None)
 
 
+def test_on_a_gpu_the_kernels_decline_hidden_sizes_past_one_thread_blocks_memory(monkeypatch):
+    monkeypatch.setattr(_pallas, "interpret_mode", lambda: False)
+    options = recurrax.ScanOptions(kernel="pallas")
+    assert _pallas.unsupported([jnp.zeros(2)], options, 128) is None
+    assert "hidden_size 200 (padded 256) > 128" in _pallas.unsupported([jnp.zeros(2)], options, 200)
+
+
 def test_kernel_is_one_of_the_named_choices():
     with pytest.raises(ValueError, match=r"kernel must be one of \('auto', 'xla', 'pallas', 'cudnn'\), got 'triton'"):
         recurrax.ScanOptions(kernel="triton")

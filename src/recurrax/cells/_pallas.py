@@ -40,6 +40,11 @@ from recurrax._types import Array
 GPU_MIN_BLOCK = 16
 # Examples per program on a GPU (the grid runs one program per block of examples).
 GPU_BATCH_BLOCK = 16
+# Largest padded hidden size on a GPU: Triton stages a dot's operands in shared memory, and one
+# gate's recurrent block [Hp, Hp] in float32 is 64 KiB at 128 but 256 KiB at 256, more than an
+# H100/H200 thread block's 227 KiB. An estimate from the sizes, not yet a GPU compile: tiling the
+# recurrent matmul inside the kernel would lift it.
+GPU_MAX_HIDDEN = 128
 
 
 def interpret_mode() -> bool:
@@ -47,11 +52,12 @@ def interpret_mode() -> bool:
     return jax.default_backend() != "gpu"
 
 
-def unsupported(leaves: Sequence[Any], options: ScanOptions) -> str | None:
+def unsupported(leaves: Sequence[Any], options: ScanOptions, hidden: int) -> str | None:
     """Why a Pallas kernel cannot run a call on these arrays with these options (None: it can).
 
-    The kernels are written for float32, and store every step's gates for the
-    backward kernel (no ``remat``).
+    The kernels are written for float32, store every step's gates for the
+    backward kernel (no ``remat``), and on a GPU multiply by one gate's whole
+    ``[Hp, Hp]`` recurrent block per Triton ``dot`` (:data:`GPU_MAX_HIDDEN`).
     """
     if options.remat:
         return "remat=True (the kernel stores every step's gates)"
@@ -60,6 +66,11 @@ def unsupported(leaves: Sequence[Any], options: ScanOptions) -> str | None:
             return "inputs, parameters and carry must be arrays"
         if jnp.dtype(a.dtype) != jnp.dtype(jnp.float32):
             return f"an array of dtype {jnp.dtype(a.dtype)} (the Pallas kernels run float32)"
+    if not interpret_mode() and padded_size(hidden) > GPU_MAX_HIDDEN:
+        return (
+            f"hidden_size {hidden} (padded {padded_size(hidden)}) > {GPU_MAX_HIDDEN} on a GPU: one gate's "
+            "recurrent block would not fit a thread block's shared memory"
+        )
     return None
 
 
