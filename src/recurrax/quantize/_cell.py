@@ -1,0 +1,208 @@
+"""``QuantizedCell``: any cell with its kernels quantized, for quantization-aware training or as stored codes.
+
+The wrapper knows no concrete cell. It turns its parameters into the float
+ones the wrapped cell takes (:func:`~recurrax.quantize.materialize`: fake
+quantization in training, ``codes · scale`` when stored) and delegates every
+method to the wrapped cell, so the engine hoists the input projection, takes
+the wrapped cell's fused whole-sequence path and records its internals as it
+would for the plain cell. With activation quantization the step input ``x``
+and the recurrent state that the recurrent kernel reads (through the cell
+contract: :meth:`~recurrax.Cell.step_reading`) go through int8/fp8 codes at
+every step; the fused paths cannot take that, so those cells run the step loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from recurrax._cell import Cell, Internals, Mix, Steps
+from recurrax._options import ScanOptions
+from recurrax._types import Array, Carry, Params
+from recurrax.quantize._numerics import fake_quantize_rows
+from recurrax.quantize._params import materialize, quantize_params, with_learned_scales
+from recurrax.quantize._spec import Quantization, as_quantization
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QuantizedCell(Cell):
+    """A cell whose kernels (and optionally matmul inputs) are quantized: :func:`quantization_aware`, :func:`quantized`.
+
+    ``hidden_size`` and the dtypes mirror the wrapped cell's (filled in from it).
+
+    Attributes:
+      cell: the wrapped cell.
+      quantization: what is quantized and how (:class:`~recurrax.quantize.Quantization`).
+      stored: the parameters hold the codes (``QuantizedArray`` leaves, what
+        :func:`~recurrax.quantize.quantize_params` makes) rather than float
+        weights that are fake-quantized at every call.
+    """
+
+    hidden_size: int = 0  # the wrapped cell's; filled in by __post_init__
+    cell: Cell
+    quantization: Quantization = dataclasses.field(default_factory=Quantization)
+    stored: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cell, Cell):
+            raise TypeError(f"cell must be a recurrax Cell, got {type(self.cell).__name__}")
+        if not isinstance(self.quantization, Quantization):
+            raise TypeError(
+                f"quantization must be a recurrax.quantize.Quantization, got {type(self.quantization).__name__}"
+            )
+        for name in ("hidden_size", "dtype", "param_dtype", "carry_dtype"):
+            object.__setattr__(self, name, getattr(self.cell, name))
+        super().__post_init__()
+
+    # ------------------------------------------------------------ parameters
+    def init(self, key: Array, in_features: int) -> Params:
+        params = self.cell.init(key, in_features)
+        if self.stored:
+            return quantize_params(params, self.quantization)
+        if self.quantization.scales == "learned":
+            return with_learned_scales(params, self.quantization)
+        return params
+
+    def float_params(self, params: Params) -> Params:
+        """The wrapped cell's parameters: fake-quantized (training) or dequantized (stored) weights."""
+        return materialize(params, self.quantization)
+
+    def _input(self, x: Array) -> Array:
+        return x if self.quantization.activations is None else fake_quantize_rows(x, self.quantization.activations)
+
+    def _reads_quantized_state(self) -> bool:
+        if self.quantization.activations is None:
+            return False
+        try:
+            jax.eval_shape(self.cell.recurrent_state, jax.eval_shape(lambda: self.cell.initial_carry(())))
+        except NotImplementedError:  # no recurrent kernel reads a state: only x is quantized
+            return False
+        return True
+
+    def _step_with(self, params: Params, carry: Carry, x: Array, *, projected: bool) -> tuple[Carry, Array]:
+        p = self.float_params(params)
+        if self._reads_quantized_state():
+            h = fake_quantize_rows(self.cell.recurrent_state(carry), self.quantization.activations)  # type: ignore[arg-type]
+            return self.cell.step_reading(p, carry, x, h, projected=projected)
+        return self.cell.step_projected(p, carry, x) if projected else self.cell.step(p, carry, x)
+
+    # -------------------------------------------------------------- contract
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike | None = None) -> Carry:
+        return self.cell.initial_carry(batch_shape, dtype)
+
+    def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        return self._step_with(params, carry, self._input(x), projected=False)
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    @property
+    def supports_input_projection(self) -> bool:  # type: ignore[override]
+        return self.cell.supports_input_projection
+
+    def project_inputs(self, params: Params, xs: Array) -> Array:
+        return self.cell.project_inputs(self.float_params(params), self._input(xs))
+
+    def step_projected(self, params: Params, carry: Carry, projected_x: Array) -> tuple[Carry, Array]:
+        return self._step_with(params, carry, projected_x, projected=True)
+
+    def hoists_by_default(self) -> bool:
+        return self.cell.hoists_by_default()
+
+    def hoists(self, options: ScanOptions) -> bool:
+        return self.cell.hoists(options)
+
+    def recorded_step(
+        self, params: Params, carry: Carry, x: Array, *, projected: bool = False
+    ) -> tuple[Carry, Array, Internals]:
+        if self._reads_quantized_state():  # the step reads a quantized state: the cell's records do not apply
+            return super().recorded_step(params, carry, x, projected=projected)
+        x = x if projected else self._input(x)
+        return self.cell.recorded_step(self.float_params(params), carry, x, projected=projected)
+
+    def sequence_unsupported(self, params: Params, carry: Carry, xs: Array, options: ScanOptions) -> str | None:
+        if self.quantization.activations is not None:
+            return "activation quantization (each step's inputs go through their codes in the step loop)"
+        return self.cell.sequence_unsupported(self.float_params(params), carry, xs, options)
+
+    def sequence(
+        self, params: Params, carry: Carry, xs: Array, steps: Steps, options: ScanOptions
+    ) -> tuple[Array, Carry]:
+        return self.cell.sequence(self.float_params(params), carry, xs, steps, options)
+
+    def recurrent_state(self, carry: Carry) -> Array:
+        return self.cell.recurrent_state(carry)
+
+    def replace_recurrent_state(self, carry: Carry, h: Array) -> Carry:
+        return self.cell.replace_recurrent_state(carry, h)
+
+    def step_reading(
+        self, params: Params, carry: Carry, x: Array, recurrent_input: Array, *, projected: bool = False
+    ) -> tuple[Carry, Array]:
+        if self.quantization.activations is not None:
+            recurrent_input = fake_quantize_rows(recurrent_input, self.quantization.activations)
+            x = x if projected else self._input(x)
+        return self.cell.step_reading(self.float_params(params), carry, x, recurrent_input, projected=projected)
+
+    def zoned_step(
+        self, params: Params, carry: Carry, x: Array, mix: Mix, *, projected: bool = False
+    ) -> tuple[Carry, Array]:
+        x = x if projected else self._input(x)
+        return self.cell.zoned_step(self.float_params(params), carry, x, mix, projected=projected)
+
+    def compute_dtype(self, *arrays: Any) -> jnp.dtype:
+        return self.cell.compute_dtype(*arrays)
+
+    def state_dtype(self, dtype: DTypeLike | None = None) -> jnp.dtype:
+        return self.cell.state_dtype(dtype)
+
+
+def quantization_aware(cell: Cell, quantization: Quantization | str | None = None) -> QuantizedCell:
+    """``cell`` for quantization-aware training: float weights, fake-quantized at every call.
+
+    The forward pass equals the cell run with ``dequantize(quantize(w))`` for
+    every quantized kernel, bit for bit; gradients pass straight through the
+    rounding (:func:`~recurrax.quantize.fake_quantize`). The parameters are
+    the cell's own (plus a scale per kernel with ``scales="learned"``), so a
+    float checkpoint trains on and a trained one quantizes with :func:`quantized`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> from recurrax.quantize import quantization_aware
+      >>> cell = quantization_aware(recurrax.gru(8), "int8")
+      >>> params = cell.init(jax.random.key(0), in_features=3)
+      >>> ys, h = recurrax.scan(cell, params, jnp.ones((2, 5, 3)))
+      >>> ys.shape
+      (2, 5, 8)
+    """
+    return QuantizedCell(cell=_unwrapped(cell), quantization=as_quantization(quantization))
+
+
+def quantized(cell: Cell, quantization: Quantization | str | None = None) -> QuantizedCell:
+    """``cell`` whose parameters are stored as int8/fp8 codes and scales (inference after training).
+
+    Make its parameters from a trained cell's with
+    :func:`~recurrax.quantize.quantize_params`; the wrapper dequantizes them
+    (``codes · scale``) before the wrapped cell's own step or fused path.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, recurrax
+      >>> from recurrax.quantize import Quantization, quantize_params, quantized
+      >>> cell, spec = recurrax.lstm(8), Quantization("int8")
+      >>> params = cell.init(jax.random.key(0), in_features=3)
+      >>> ys, _ = recurrax.scan(quantized(cell, spec), quantize_params(params, spec), jnp.ones((2, 5, 3)))
+      >>> ys.shape
+      (2, 5, 8)
+    """
+    return QuantizedCell(cell=_unwrapped(cell), quantization=as_quantization(quantization), stored=True)
+
+
+def _unwrapped(cell: Cell) -> Cell:
+    if isinstance(cell, QuantizedCell):
+        return cell.cell
+    return cell
