@@ -11,15 +11,14 @@ import threading
 
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 from orbax.checkpoint._src.path import atomicity
 
 from recurrax import train
-from train.train_helpers import B, Regressor, regression_data
+from train.train_helpers import ADAM, B, Regressor, regression_data
 
-TX = optax.adam(0.02)  # one object: every trainer here shares one compiled step
+TX = ADAM  # one optimizer object: these trainers share one compiled step
 DATA = regression_data()
 
 

@@ -7,15 +7,14 @@ import threading
 import time
 
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
 from recurrax import train
 from recurrax.train._pipeline import ArrayBatches, PipelineReader
-from train.train_helpers import B, Regressor, leaves_equal, regression_data
+from train.train_helpers import ADAM, B, Regressor, leaves_equal, regression_data
 
-TX = optax.adam(0.02)  # one object: every trainer here shares one compiled step
+TX = ADAM  # one optimizer object: these trainers share one compiled step
 DATA = regression_data()  # 12 examples: 3 batches of B per epoch
 
 

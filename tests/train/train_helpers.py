@@ -5,12 +5,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from recurrax import nn
 
 B, T, D, H = 4, 6, 2, 8
 N = 12  # examples: 3 batches of B
+# One optimizer object for the files that import it: a train step is compiled per optimizer object, so
+# trainers of the same model and loss share one compile (within a test process).
+ADAM = optax.adam(0.02)
 
 
 class Regressor(nnx.Module):
