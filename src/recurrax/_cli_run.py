@@ -30,6 +30,7 @@ from recurrax.cli import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     METRICS_FILE,
+    QAT_PRECISIONS,
     TASK_OPTION_FLAGS,
     TENSORBOARD_DIR,
     UsageError,
@@ -84,8 +85,19 @@ def build(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
         model_options["dropout"] = config["dropout"]
     rngs = nnx.Rngs(params=config["seed"], dropout=config["seed"] + 1)
     model = model_for_task(data.info, cell=config["cell"], hidden_size=config["hidden"], rngs=rngs, **model_options)
-    nn.apply_precision(model, config.get("precision") or "float32")  # configs made before --precision have none
+    precision = config.get("precision") or "float32"  # configs made before --precision have none
+    if precision in QAT_PRECISIONS:  # every kernel fake-quantized; float32 weights, compute and carries
+        from recurrax.quantize import quantization_aware_model
+
+        quantization_aware_model(model, QAT_PRECISIONS[precision])
+    nn.apply_precision(model, dtype_policy(config))
     return data, model, optimizer
+
+
+def dtype_policy(config: Mapping[str, Any]) -> str:
+    """The run's dtype policy: its --precision, float32 for quantization-aware training (int8-qat)."""
+    precision = config.get("precision") or "float32"
+    return "float32" if precision in QAT_PRECISIONS else str(precision)
 
 
 def build_or_usage_error(config: Mapping[str, Any], command: str) -> tuple[Any, Any, Any]:
@@ -371,7 +383,7 @@ def _train_run(
         optimizer,
         loss=info.loss,
         metrics=list(info.metrics),
-        precision=config["precision"],
+        precision=dtype_policy(config),
         partitioning=partitioning,
     )
     # With no validation split (--validation-fraction 0) the best checkpoint is the best training epoch.
@@ -506,7 +518,7 @@ def evaluate(
         loss=data.info.loss,
         metrics=list(data.info.metrics),
         diagnostics=False,
-        precision=config["precision"],
+        precision=dtype_policy(config),
     )
     names = splits or [name for name in ("validation", "test") if len(data.splits[name])]
     metrics = {s: trainer.evaluate(data.splits[s], batch_size=batch_size) for s in dict.fromkeys(names)}

@@ -6,6 +6,8 @@ Usage::
     recurrax train --resume runs/digits --epochs 20      # continue the same run exactly
     recurrax train --task adding --seq-len 100 --fresh-data --steps 2000 --eval-every 200 --out runs/adding
     recurrax evaluate runs/digits                         # metrics of the saved model
+    recurrax quantize runs/digits --int8                  # the model as int8 codes, in runs/digits/quantized
+    recurrax evaluate runs/digits --quantized             # metrics of the quantized model
     recurrax list                                         # tasks and backbones
     recurrax doctor                                       # versions, devices, extras: for a bug report
 
@@ -39,6 +41,9 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 EXPLAIN_DIR = "explain"
+QUANTIZED_DIR = "quantized"
+# --precision values that are not dtype policies: quantization-aware training (float32 weights and compute).
+QAT_PRECISIONS = {"int8-qat": "int8"}
 # `recurrax explain --method`: the short spelling the command line uses, and explain()'s name for it.
 EXPLAIN_METHODS = {
     "ig": "integrated_gradients",
@@ -240,9 +245,10 @@ def _build_parser() -> _Parser:
     optim.add_argument("--accumulate", type=_positive_int, help="average gradients over k batches per update")
     optim.add_argument(
         "--precision",
-        choices=tuple(PRECISIONS),
+        choices=(*PRECISIONS, *QAT_PRECISIONS),
         help="mixed precision: float32 (default); bf16: bfloat16 compute, float32 weights, carries and loss; "
-        "fp16: float16 compute with dynamic loss scaling",
+        "fp16: float16 compute with dynamic loss scaling; int8-qat: quantization-aware training (float32 "
+        "weights, every kernel int8-quantized in the forward pass; then `recurrax quantize DIR --int8`)",
     )
     optim.add_argument("--epochs", type=_positive_int, help="total epochs (default 10; with --resume: extend)")
     optim.add_argument(
@@ -314,6 +320,9 @@ def _build_parser() -> _Parser:
         "--step", type=_step_spec, default="latest", help="'latest' (default), 'best' (lowest val_loss) or a step"
     )
     evaluate.add_argument("--batch-size", type=_positive_int, default=256, help="examples per batch (default 256)")
+    evaluate.add_argument(
+        "--quantized", action="store_true", help=f"the model `recurrax quantize` wrote into DIR/{QUANTIZED_DIR}"
+    )
 
     explain = commands.add_parser(
         "explain",
@@ -339,6 +348,27 @@ def _build_parser() -> _Parser:
     explain.add_argument("--num-steps", type=_positive_int, default=64, help="integrated gradients' intervals")
     explain.add_argument("--window", type=_positive_int, default=1, help="occlusion's window in steps")
     explain.add_argument("--max-evals", type=_positive_int, help="SHAP's model evaluations per example")
+
+    quant = commands.add_parser(
+        "quantize",
+        help="a trained run's model stored as int8 or fp8 codes",
+        description="Rebuild a run's task and model from DIR/config.json, load a checkpoint and quantize every "
+        "kernel (recurrax.quantize.quantize: per-output-channel scales). Writes DIR/"
+        f"{QUANTIZED_DIR}/ (quantization.json and the codes as a checkpoint); `recurrax evaluate DIR --quantized` "
+        "prints its metrics.",
+    )
+    quant.add_argument("run_dir", type=Path, metavar="DIR", help="a directory made by `recurrax train`")
+    fmt = quant.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--int8", dest="weights", action="store_const", const="int8", help="int8 codes")
+    fmt.add_argument("--fp8", dest="weights", action="store_const", const="fp8", help="float8 (e4m3) codes")
+    quant.add_argument(
+        "--weight-only",
+        action="store_true",
+        help="quantize the weights only (default: also each matmul's inputs, per step and example)",
+    )
+    quant.add_argument(
+        "--step", type=_step_spec, default="latest", help="'latest' (default), 'best' (lowest val_loss) or a step"
+    )
 
     commands.add_parser("list", help="the tasks and backbones", description="List the tasks and backbones.")
 
@@ -503,6 +533,12 @@ def _distributed_flags(args: argparse.Namespace) -> dict[str, Any] | None:
 # ----------------------------------------------------------------- evaluate
 def _evaluate(args: argparse.Namespace) -> int:
     config = _read_config(args.run_dir, "evaluate")
+    if args.quantized:
+        if args.step != "latest":
+            raise UsageError("recurrax evaluate", "--step: the quantized model is one; it records its checkpoint")
+        from recurrax import _cli_quantize
+
+        return _cli_quantize.evaluate_quantized(args.run_dir, config, splits=args.split, batch_size=args.batch_size)
     if args.split and "train" in args.split and config["fresh_data"]:
         raise UsageError(
             "recurrax evaluate", "--split train: the run trained on fresh batches (--fresh-data); no fixed train split"
@@ -533,6 +569,16 @@ def _explain(args: argparse.Namespace) -> int:
     )
 
 
+# ----------------------------------------------------------------- quantize
+def _quantize(args: argparse.Namespace) -> int:
+    config = _read_config(args.run_dir, "quantize")
+    from recurrax import _cli_quantize
+
+    return _cli_quantize.quantize_run(
+        args.run_dir, config, weights=args.weights, weight_only=args.weight_only, step=args.step
+    )
+
+
 # --------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``recurrax`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
@@ -550,6 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "quantize":
+            return _quantize(args)
         if args.command == "doctor":
             from recurrax import info
 
