@@ -138,7 +138,7 @@ class GRUCell(ProjectedStepCell):
         No cuDNN: ``jax.experimental.rnn`` runs only the LSTM.
         """
         leaves = [xs, *jax.tree.leaves(params), carry]
-        return {"pallas": lambda steps: _pallas.unsupported(leaves, options, self.hidden_size)}
+        return {"pallas": lambda steps: _pallas.unsupported(leaves, options)}
 
     def sequence(
         self, params: Params, carry: Array, xs: Array, steps: Steps, options: ScanOptions

@@ -181,7 +181,7 @@ class LSTMCell(ProjectedStepCell):
         """The whole-sequence implementations beside the XLA loop, each with its check (``cells/_kernels.py``)."""
         leaves = [xs, *jax.tree.leaves(params), carry.h, carry.c]
         return {
-            "pallas": lambda steps: _pallas.unsupported(leaves, options, self.hidden_size),
+            "pallas": lambda steps: _pallas.unsupported(leaves, options),
             "cudnn": lambda steps: _cudnn.lstm_unsupported(leaves, steps),
         }
 

@@ -12,9 +12,14 @@ what must be sequential.
 Layout inside the kernels is **gate-major**: gate pre-activations are
 ``[T, G, B, H]`` and the recurrent weights ``[G, H, H]``, so that a kernel
 reads each gate with a ref index, never by slicing a value (which the Triton
-lowering does not support). Batch and hidden sizes are padded to powers of two
-(at least :data:`GPU_MIN_BLOCK` on a GPU): padded units have zero weights and a
-zero initial state and stay zero, padded examples are invalid at every step.
+lowering does not support). The state is handled in column tiles
+(:func:`hidden_tiles`): each ``dot`` multiplies one tile of the state by one
+``[tile, tile]`` block of one gate's weights, and the forward kernel keeps the
+state in its output, reading step t-1's row back at step t (after a
+:func:`barrier`), so no whole weight matrix has to fit a thread block.
+Batch and hidden sizes are padded to powers of two (at least
+:data:`GPU_MIN_BLOCK` on a GPU): padded units have zero weights and a zero
+initial state and stay zero, padded examples are invalid at every step.
 
 Backends: on a GPU ``pallas_call`` lowers through Triton; elsewhere the kernels
 run in Pallas's interpret mode (``interpret=True``: the same kernel body as
@@ -40,11 +45,11 @@ from recurrax._types import Array
 GPU_MIN_BLOCK = 16
 # Examples per program on a GPU (the grid runs one program per block of examples).
 GPU_BATCH_BLOCK = 16
-# Largest padded hidden size on a GPU: Triton stages a dot's operands in shared memory, and one
-# gate's recurrent block [Hp, Hp] in float32 is 64 KiB at 128 but 256 KiB at 256, more than an
-# H100/H200 thread block's 227 KiB. An estimate from the sizes, not yet a GPU compile: tiling the
-# recurrent matmul inside the kernel would lift it.
-GPU_MAX_HIDDEN = 128
+# Columns per tile of the state on a GPU: each Triton dot multiplies a [block, tile] piece of the
+# state by a [tile, tile] block of one gate's weights, staged in shared memory (64 KiB in float32),
+# so no hidden size needs one gate's whole [Hp, Hp] block (256 KiB at 256: more than an H200
+# thread block's 227 KiB).
+GPU_HIDDEN_TILE = 128
 
 
 def interpret_mode() -> bool:
@@ -52,12 +57,11 @@ def interpret_mode() -> bool:
     return jax.default_backend() != "gpu"
 
 
-def unsupported(leaves: Sequence[Any], options: ScanOptions, hidden: int) -> str | None:
+def unsupported(leaves: Sequence[Any], options: ScanOptions) -> str | None:
     """Why a Pallas kernel cannot run a call on these arrays with these options (None: it can).
 
-    The kernels are written for float32, store every step's gates for the
-    backward kernel (no ``remat``), and on a GPU multiply by one gate's whole
-    ``[Hp, Hp]`` recurrent block per Triton ``dot`` (:data:`GPU_MAX_HIDDEN`).
+    The kernels are written for float32, and store every step's gates for the
+    backward kernel (no ``remat``).
     """
     if options.remat:
         return "remat=True (the kernel stores every step's gates)"
@@ -66,11 +70,6 @@ def unsupported(leaves: Sequence[Any], options: ScanOptions, hidden: int) -> str
             return "inputs, parameters and carry must be arrays"
         if jnp.dtype(a.dtype) != jnp.dtype(jnp.float32):
             return f"an array of dtype {jnp.dtype(a.dtype)} (the Pallas kernels run float32)"
-    if not interpret_mode() and padded_size(hidden) > GPU_MAX_HIDDEN:
-        return (
-            f"hidden_size {hidden} (padded {padded_size(hidden)}) > {GPU_MAX_HIDDEN} on a GPU: one gate's "
-            "recurrent block would not fit a thread block's shared memory"
-        )
     return None
 
 
@@ -78,6 +77,23 @@ def padded_size(n: int) -> int:
     """``n`` rounded up to a power of two (at least :data:`GPU_MIN_BLOCK` when compiled for a GPU)."""
     size = 1 << max(n - 1, 0).bit_length()
     return size if interpret_mode() else max(size, GPU_MIN_BLOCK)
+
+
+def hidden_tiles(padded_hidden: int) -> list[slice]:
+    """The column tiles the kernels split a state ``[B, Hp]`` into for their matmuls.
+
+    On a GPU tiles of :data:`GPU_HIDDEN_TILE`, so that each Triton ``dot`` stages
+    at most a ``[tile, tile]`` weight block in shared memory; interpreted, two
+    tiles (one when ``Hp = 1``), so the tests run the tiled code.
+    """
+    tile = min(padded_hidden, GPU_HIDDEN_TILE) if not interpret_mode() else max(padded_hidden // 2, 1)
+    return [slice(start, start + tile) for start in range(0, padded_hidden, tile)]
+
+
+def barrier() -> None:
+    """Makes one step's writes to global memory visible to every thread of the program (a no-op interpreted)."""
+    if not interpret_mode():
+        pl_triton.debug_barrier()
 
 
 def batch_block(padded_batch: int) -> int:

@@ -48,27 +48,38 @@ def gru_recurrence(gx: Array, w_h: Array, b_h: Array, h0: Array, valid: Array | 
 
 def _forward(gx: Array, w: Array, b: Array, h0: Array, valid: Array, resets: Array, save: bool) -> list[Array]:
     num_steps, _, batch, hidden = gx.shape
+    tiles = _pallas.hidden_tiles(hidden)
 
     def kernel(gx_ref: Any, w_ref: Any, b_ref: Any, h0_ref: Any, v_ref: Any, r_ref: Any, *out_refs: Any) -> None:
         hs_ref = out_refs[0]
-        h_init = h0_ref[...]
 
-        def body(t: Any, h: Array) -> Array:
-            reset = _pallas.row(r_ref, t)
-            h_start = jnp.where(reset, h_init, h)
-            hh = [jnp.dot(h_start, w_ref[k], preferred_element_type=jnp.float32) + b_ref[k] for k in range(GATES)]
-            r = jax.nn.sigmoid(gx_ref[t, 0] + hh[0])
-            z = jax.nn.sigmoid(gx_ref[t, 1] + hh[1])
-            n = jnp.tanh(gx_ref[t, 2] + r * hh[2])
-            h_new = jnp.where(_pallas.row(v_ref, t), (1 - z) * n + z * h_start, h)
-            hs_ref[t] = h_new
-            if save:
-                saved_ref = out_refs[1]
-                for k, value in enumerate((r, z, n, hh[2])):
-                    saved_ref[t, k] = value
-            return h_new
+        def body(t: Any, _: Any) -> Any:
+            reset, keep = _pallas.row(r_ref, t), _pallas.row(v_ref, t)
+            # The state lives in the output: step t reads step t-1's row, tile by tile.
+            h_prev = [jnp.where(t > 0, hs_ref[jnp.maximum(t - 1, 0), :, j], h0_ref[:, j]) for j in tiles]
+            h_start = [jnp.where(reset, h0_ref[:, j], h) for j, h in zip(tiles, h_prev, strict=True)]
+            for n_tile, cols in enumerate(tiles):
+                hh = [
+                    sum(
+                        jnp.dot(h, w_ref[k, rows, cols], preferred_element_type=jnp.float32)
+                        for rows, h in zip(tiles, h_start, strict=True)
+                    )
+                    + b_ref[k, cols]
+                    for k in range(GATES)
+                ]
+                r = jax.nn.sigmoid(gx_ref[t, 0, :, cols] + hh[0])
+                z = jax.nn.sigmoid(gx_ref[t, 1, :, cols] + hh[1])
+                n = jnp.tanh(gx_ref[t, 2, :, cols] + r * hh[2])
+                h_new = (1 - z) * n + z * h_start[n_tile]
+                hs_ref[t, :, cols] = jnp.where(keep, h_new, h_prev[n_tile])
+                if save:
+                    saved_ref = out_refs[1]
+                    for k, value in enumerate((r, z, n, hh[2])):
+                        saved_ref[t, k, :, cols] = value
+            _pallas.barrier()  # step t's row written before step t+1 reads it
+            return _
 
-        jax.lax.fori_loop(0, num_steps, body, h_init)
+        jax.lax.fori_loop(0, num_steps, body, 0)
 
     outputs: list[tuple[tuple[int, ...], int | None]] = [((num_steps, batch, hidden), 1)]
     if save:
@@ -80,6 +91,7 @@ def _forward(gx: Array, w: Array, b: Array, h0: Array, valid: Array, resets: Arr
 def _backward(w_t: Array, saved: Array, hs: Array, h0: Array, valid: Array, resets: Array, dhs: Array) -> list[Array]:
     """Per-step gradients ``[T, 4, B, H]`` (of r's, z's, n's pre-activations and of ``h W_hn + b_hn``) and ``dh0``."""
     num_steps, _, batch, hidden = saved.shape
+    tiles = _pallas.hidden_tiles(hidden)
 
     def kernel(
         w_ref: Any,
@@ -92,31 +104,45 @@ def _backward(w_t: Array, saved: Array, hs: Array, h0: Array, valid: Array, rese
         dz_ref: Any,
         dh0_ref: Any,
     ) -> None:
-        h_init = h0_ref[...]
-        zeros = jnp.zeros_like(h_init)
-
-        def body(step: Any, carry: tuple[Array, Array]) -> tuple[Array, Array]:
+        def body(step: Any, carry: tuple[list[Array], list[Array]]) -> tuple[list[Array], list[Array]]:
+            # The carry, tile by tile: the cotangent of h after this step, and of h0 so far.
+            dh_tiles, dh0_tiles = carry
             t = num_steps - 1 - step
-            dh, dh0 = carry
-            dh = dh + dhs_ref[t]
             keep, reset = _pallas.row(v_ref, t), _pallas.row(r_ref, t)
-            r, z, n, hn = (saved_ref[t, k] for k in range(GATES + 1))
-            h_prev = jnp.where(t > 0, hs_ref[jnp.maximum(t - 1, 0)], h_init)
-            h_start = jnp.where(reset, h_init, h_prev)
-            dn = dh * (1 - z) * (1 - n * n)
-            dr = dn * hn * r * (1 - r)
-            dz = dh * (h_start - n) * z * (1 - z)
-            grads = tuple(jnp.where(keep, d, zeros) for d in (dr, dz, dn, dn * r))
-            for k in range(GATES + 1):
-                dz_ref[t, k] = grads[k]
-            dh_start = jnp.where(keep, dh * z, zeros) + grads[0] @ w_ref[0] + grads[1] @ w_ref[1] + grads[3] @ w_ref[2]
-            # A valid step's gradient goes to the state it started from (the initial carry at a
-            # reset); an invalid step passed its carry through unchanged.
-            dh_prev = jnp.where(keep, zeros, dh) + jnp.where(reset, zeros, dh_start)
-            return dh_prev, dh0 + jnp.where(reset, dh_start, zeros)
+            passed, direct = [], []
+            # 1. Tile by tile: the gate gradients, and the carry's cotangent but W_h's part.
+            for n_tile, cols in enumerate(tiles):
+                dh = dh_tiles[n_tile] + dhs_ref[t, :, cols]
+                zeros = jnp.zeros_like(dh)
+                r, z, n, hn = (saved_ref[t, k, :, cols] for k in range(GATES + 1))
+                h_prev = jnp.where(t > 0, hs_ref[jnp.maximum(t - 1, 0), :, cols], h0_ref[:, cols])
+                h_start = jnp.where(reset, h0_ref[:, cols], h_prev)
+                dn = dh * (1 - z) * (1 - n * n)
+                grads = (dn * hn * r * (1 - r), dh * (h_start - n) * z * (1 - z), dn, dn * r)
+                for k in range(GATES + 1):
+                    dz_ref[t, k, :, cols] = jnp.where(keep, grads[k], zeros)
+                direct.append(jnp.where(keep, dh * z, zeros))
+                passed.append(jnp.where(keep, zeros, dh))
+            _pallas.barrier()  # every tile of the gradients written before any is read
+            # 2. W_h's part: r's, z's and (h W_hn + b_hn)'s gradients times W_hᵀ.
+            dh_next, dh0_next = [], []
+            for m, rows in enumerate(tiles):
+                dh_start = direct[m] + sum(
+                    jnp.dot(dz_ref[t, k, :, cols], w_ref[gate, cols, rows], preferred_element_type=jnp.float32)
+                    for k, gate in ((0, 0), (1, 1), (3, 2))
+                    for cols in tiles
+                )
+                zeros = jnp.zeros_like(dh_start)
+                # A valid step's gradient goes to the state it started from (the initial carry at a
+                # reset); an invalid step passed its carry through unchanged.
+                dh_next.append(passed[m] + jnp.where(reset, zeros, dh_start))
+                dh0_next.append(dh0_tiles[m] + jnp.where(reset, dh_start, zeros))
+            return dh_next, dh0_next
 
+        zeros = [jnp.zeros_like(h0_ref[:, cols]) for cols in tiles]
         dh, dh0 = jax.lax.fori_loop(0, num_steps, body, (zeros, zeros))
-        dh0_ref[...] = dh0 + dh
+        for n_tile, cols in enumerate(tiles):
+            dh0_ref[:, cols] = dh0[n_tile] + dh[n_tile]
 
     inputs = [(w_t, None), (saved, 2), (hs, 1), (h0, 0), (valid, 1), (resets, 1), (dhs, 1)]
     outputs: list[tuple[tuple[int, ...], int | None]] = [

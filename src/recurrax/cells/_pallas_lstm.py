@@ -50,30 +50,40 @@ def lstm_recurrence(
 
 def _forward(gx: Array, w: Array, h0: Array, c0: Array, valid: Array, resets: Array, save: bool) -> list[Array]:
     num_steps, _, batch, hidden = gx.shape
+    tiles = _pallas.hidden_tiles(hidden)
 
     def kernel(gx_ref: Any, w_ref: Any, h0_ref: Any, c0_ref: Any, v_ref: Any, r_ref: Any, *out_refs: Any) -> None:
         hs_ref, cs_ref = out_refs[0], out_refs[1]
-        h_init, c_init = h0_ref[...], c0_ref[...]
 
-        def body(t: Any, carry: tuple[Array, Array]) -> tuple[Array, Array]:
-            h, c = carry
-            reset = _pallas.row(r_ref, t)
-            h_start, c_start = jnp.where(reset, h_init, h), jnp.where(reset, c_init, c)
-            z = [gx_ref[t, k] + jnp.dot(h_start, w_ref[k], preferred_element_type=jnp.float32) for k in range(GATES)]
-            i, f, g, o = jax.nn.sigmoid(z[0]), jax.nn.sigmoid(z[1]), jnp.tanh(z[2]), jax.nn.sigmoid(z[3])
-            c_new = f * c_start + i * g
-            h_new = o * jnp.tanh(c_new)
-            keep = _pallas.row(v_ref, t)
-            h_new, c_new = jnp.where(keep, h_new, h), jnp.where(keep, c_new, c)
-            hs_ref[t] = h_new
-            cs_ref[t] = c_new
-            if save:
-                gates_ref = out_refs[2]
-                for k, gate in enumerate((i, f, g, o)):
-                    gates_ref[t, k] = gate
-            return h_new, c_new
+        def body(t: Any, _: Any) -> Any:
+            reset, keep = _pallas.row(r_ref, t), _pallas.row(v_ref, t)
+            prev = jnp.maximum(t - 1, 0)
+            # The state lives in the outputs: step t reads step t-1's row, tile by tile.
+            h_prev = [jnp.where(t > 0, hs_ref[prev, :, j], h0_ref[:, j]) for j in tiles]
+            h_start = [jnp.where(reset, h0_ref[:, j], h) for j, h in zip(tiles, h_prev, strict=True)]
+            for n, cols in enumerate(tiles):
+                z = [
+                    gx_ref[t, k, :, cols]
+                    + sum(
+                        jnp.dot(h, w_ref[k, rows, cols], preferred_element_type=jnp.float32)
+                        for rows, h in zip(tiles, h_start, strict=True)
+                    )
+                    for k in range(GATES)
+                ]
+                i, f, g, o = jax.nn.sigmoid(z[0]), jax.nn.sigmoid(z[1]), jnp.tanh(z[2]), jax.nn.sigmoid(z[3])
+                c_prev = jnp.where(t > 0, cs_ref[prev, :, cols], c0_ref[:, cols])
+                c_new = f * jnp.where(reset, c0_ref[:, cols], c_prev) + i * g
+                h_new = o * jnp.tanh(c_new)
+                hs_ref[t, :, cols] = jnp.where(keep, h_new, h_prev[n])
+                cs_ref[t, :, cols] = jnp.where(keep, c_new, c_prev)
+                if save:
+                    gates_ref = out_refs[2]
+                    for k, gate in enumerate((i, f, g, o)):
+                        gates_ref[t, k, :, cols] = gate
+            _pallas.barrier()
+            return _
 
-        jax.lax.fori_loop(0, num_steps, body, (h_init, c_init))
+        jax.lax.fori_loop(0, num_steps, body, 0)
 
     state_shape = (num_steps, batch, hidden)
     outputs: list[tuple[tuple[int, ...], int | None]] = [(state_shape, 1), (state_shape, 1)]
@@ -88,6 +98,7 @@ def _backward(
 ) -> list[Array]:
     """Per-step gate gradients ``dz[T, 4, B, H]`` and the initial carry's ``(dh0, dc0)``."""
     num_steps, _, batch, hidden = gates.shape
+    tiles = _pallas.hidden_tiles(hidden)
 
     def kernel(
         w_ref: Any,
@@ -102,49 +113,60 @@ def _backward(
         dh0_ref: Any,
         dc0_ref: Any,
     ) -> None:
-        c_init = c0_ref[...]
-        zeros = jnp.zeros_like(c_init)
-
-        def body(step: Any, carry: tuple[Array, ...]) -> tuple[Array, ...]:
+        def body(step: Any, carry: tuple[list[Array], ...]) -> tuple[list[Array], ...]:
+            # The carry, tile by tile: the cotangents of (h, c) after this step, and of (h0, c0) so far.
+            dh_tiles, dc_tiles, dh0_tiles, dc0_tiles = carry
             t = num_steps - 1 - step
-            dh, dc, dh0, dc0 = carry
-            dh = dh + dhs_ref[t]
-            dc = dc + dcs_ref[t]
             keep, reset = _pallas.row(v_ref, t), _pallas.row(r_ref, t)
-            i, f, g, o = (gates_ref[t, k] for k in range(GATES))
-            c_prev = jnp.where(t > 0, cs_ref[jnp.maximum(t - 1, 0)], c_init)
-            c_start = jnp.where(reset, c_init, c_prev)
-            tanh_c = jnp.tanh(cs_ref[t])
-            dc_new = dc + dh * o * (1 - tanh_c * tanh_c)
-            pre = (
-                dc_new * g * i * (1 - i),
-                dc_new * c_start * f * (1 - f),
-                dc_new * i * (1 - g * g),
-                dh * tanh_c * o * (1 - o),
-            )
-            dz = tuple(jnp.where(keep, d, zeros) for d in pre)
-            for k in range(GATES):
-                dz_ref[t, k] = dz[k]
-            dh_start = dz[0] @ w_ref[0] + dz[1] @ w_ref[1] + dz[2] @ w_ref[2] + dz[3] @ w_ref[3]
-            dc_start = jnp.where(keep, dc_new * f, zeros)
-            # A valid step's gradient goes to the state it started from (the initial carry at a
-            # reset); an invalid step passed its carry through unchanged.
-            dh_prev = jnp.where(keep, zeros, dh) + jnp.where(reset, zeros, dh_start)
-            dc_prev = jnp.where(keep, zeros, dc) + jnp.where(reset, zeros, dc_start)
-            dh0 = dh0 + jnp.where(reset, dh_start, zeros)
-            dc0 = dc0 + jnp.where(reset, dc_start, zeros)
-            return dh_prev, dc_prev, dh0, dc0
+            prev = jnp.maximum(t - 1, 0)
+            passed, dc_next, dc0_next = [], [], []
+            # 1. Tile by tile: the gate gradients, and everything of the carry's cotangent but W_h's part.
+            for n, cols in enumerate(tiles):
+                dh = dh_tiles[n] + dhs_ref[t, :, cols]
+                dc = dc_tiles[n] + dcs_ref[t, :, cols]
+                zeros = jnp.zeros_like(dh)
+                i, f, g, o = (gates_ref[t, k, :, cols] for k in range(GATES))
+                c_prev = jnp.where(t > 0, cs_ref[prev, :, cols], c0_ref[:, cols])
+                c_start = jnp.where(reset, c0_ref[:, cols], c_prev)
+                tanh_c = jnp.tanh(cs_ref[t, :, cols])
+                dc_new = dc + dh * o * (1 - tanh_c * tanh_c)
+                pre = (
+                    dc_new * g * i * (1 - i),
+                    dc_new * c_start * f * (1 - f),
+                    dc_new * i * (1 - g * g),
+                    dh * tanh_c * o * (1 - o),
+                )
+                for k in range(GATES):
+                    dz_ref[t, k, :, cols] = jnp.where(keep, pre[k], zeros)
+                dc_start = jnp.where(keep, dc_new * f, zeros)
+                # A valid step's gradient goes to the state it started from (the initial carry at a
+                # reset); an invalid step passed its carry through unchanged.
+                passed.append(jnp.where(keep, zeros, dh))
+                dc_next.append(jnp.where(keep, zeros, dc) + jnp.where(reset, zeros, dc_start))
+                dc0_next.append(dc0_tiles[n] + jnp.where(reset, dc_start, zeros))
+            _pallas.barrier()  # every tile of dz_t written before any is read
+            # 2. W_h's part, dz · W_hᵀ.
+            dh_next, dh0_next = [], []
+            for m, rows in enumerate(tiles):
+                dh_start = sum(
+                    jnp.dot(dz_ref[t, k, :, cols], w_ref[k, cols, rows], preferred_element_type=jnp.float32)
+                    for k in range(GATES)
+                    for cols in tiles
+                )
+                zeros = jnp.zeros_like(dh_start)
+                dh_next.append(passed[m] + jnp.where(reset, zeros, dh_start))
+                dh0_next.append(dh0_tiles[m] + jnp.where(reset, dh_start, zeros))
+            return dh_next, dc_next, dh0_next, dc0_next
 
+        zeros = [jnp.zeros_like(c0_ref[:, cols]) for cols in tiles]
         dh, dc, dh0, dc0 = jax.lax.fori_loop(0, num_steps, body, (zeros, zeros, zeros, zeros))
-        dh0_ref[...] = dh0 + dh
-        dc0_ref[...] = dc0 + dc
+        for n, cols in enumerate(tiles):
+            dh0_ref[:, cols] = dh0[n] + dh[n]
+            dc0_ref[:, cols] = dc0[n] + dc[n]
 
     inputs = [(w_t, None), (gates, 2), (cs, 1), (c0, 0), (valid, 1), (resets, 1), (dhs, 1), (dcs, 1)]
-    outputs: list[tuple[tuple[int, ...], int | None]] = [
-        ((num_steps, GATES, batch, hidden), 2),
-        ((batch, hidden), 0),
-        ((batch, hidden), 0),
-    ]
+    state: tuple[tuple[int, ...], int | None] = ((batch, hidden), 0)
+    outputs = [((num_steps, GATES, batch, hidden), 2), state, state]
     return _pallas.call(kernel, inputs, outputs, batch, "recurrax_lstm_backward")
 
 
