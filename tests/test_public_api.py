@@ -25,6 +25,7 @@ PUBLIC_MODULES = [
     "recurrax.attention",
     "recurrax.conv",
     "recurrax.interpret",
+    "recurrax.quantize",
 ]
 
 
