@@ -199,3 +199,20 @@ def test_the_checkpoint_stall_figures_are_the_record():
         f"saves each; 1-minute load average {min(loads):.1f}–{max(loads):.1f} on 2 cores",
     ):
         assert phrase in text, f"docs/training.md should say: {phrase}"
+
+
+def test_the_input_pipeline_figures_are_the_record():
+    record = json.loads((ROOT / "benchmarks" / "results" / "input_pipeline.json").read_text())
+    text = " ".join((ROOT / "docs" / "training.md").read_text().split())
+    seconds = {name: [s["seconds"] for s in rows] for name, rows in record["samples"].items()}
+    loads = [s["load_after"][0] for rows in record["samples"].values() for s in rows]
+    median = record["median_epoch_s"]
+    phrase = (
+        f"{record['rounds']} interleaved rounds of one epoch of {record['steps_per_epoch']} steps) a median epoch "
+        f"took {median['grain']:.2f} s through grain against {median['memory']:.2f} s in memory "
+        f"({record['grain_over_memory']:.2f}×), but single epochs ranged over {min(seconds['grain']):.2f}–"
+        f"{max(seconds['grain']):.2f} s and {min(seconds['memory']):.2f}–{max(seconds['memory']):.2f} s "
+        f"(1-minute load average {min(loads):.1f}–{max(loads):.1f} on 2 cores)"
+    )
+    assert phrase in text, f"docs/training.md should say: {phrase}"
+    assert record["equal_parameters"]
