@@ -10,10 +10,10 @@ batches while the device trains, each process keeps only its block of every
 global batch, and the iterator's state (``{"next_index": g}``) goes into each
 checkpoint, so that a resumed run continues from the very batch it stopped at.
 
-Why grain: it is the JAX ecosystem's input library (Google's, used by MaxText
-and Flax's examples), installs from PyPI on Python 3.11 and 3.12 (0.2.18),
-and its iterators are checkpointable by design; PyTorch's DataLoader would
-bring torch into training and has no resumable state; tf.data brings TensorFlow.
+Why grain: it is the JAX ecosystem's input library (Google's; MaxText reads
+through it), installs from PyPI on Python 3.11 and 3.12 (0.2.18), and its
+iterators are checkpointable by design; PyTorch's DataLoader would bring torch
+into training and has no resumable state; tf.data brings TensorFlow.
 """
 
 from __future__ import annotations
