@@ -142,7 +142,7 @@ def test_dynamic_loss_scale_skips_backs_off_grows_and_gives_up_at_its_floor():
 
 
 def _fp16_trainer(optimizer):
-    return train.Trainer(Regressor(nnx.Rngs(0), layer=nn.GRU), optimizer, loss="mse", precision="fp16")
+    return train.Trainer(Regressor(nnx.Rngs(0)), optimizer, loss="mse", precision="fp16")
 
 
 # One optimizer object for every Trainer below: they share one compiled step. Its scale starts at 2^16, above

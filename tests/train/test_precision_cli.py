@@ -22,7 +22,7 @@ def no_plots(monkeypatch):
 
 # slow: a training run with its own compiles (~2-6 CPU-s); the Trainer-level tests cover the same code on both legs
 @pytest.mark.slow
-def test_an_fp16_run_records_its_policy_logs_the_loss_scale_and_evaluates(no_plots, capsys, tmp_path):
+def test_an_fp16_run_records_its_policy_and_logs_the_loss_scale(no_plots, capsys, tmp_path):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--precision", "fp16", "--epochs", "1", "--out", str(run)]) == 0
     assert json.loads((run / "config.json").read_text())["precision"] == "fp16"
@@ -32,8 +32,6 @@ def test_an_fp16_run_records_its_policy_logs_the_loss_scale_and_evaluates(no_plo
     metrics = json.loads((run / "metrics.json").read_text())
     assert np.isfinite(metrics["test"]["loss"])
     capsys.readouterr()
-    assert main(["evaluate", str(run)]) == 0  # the saved float32 masters, evaluated under the run's policy
-    assert "  test" in capsys.readouterr().out
     assert main(["train", *TINY, "--precision", "int3", "--out", str(tmp_path / "x")]) == 2
     assert "argument --precision: invalid choice: 'int3' (choose from 'float32', 'bf16', 'fp16'" in (
         capsys.readouterr().err
