@@ -350,9 +350,11 @@ def _train_run(
     partitioning: train.Partitioning | None,
 ) -> int:
     """:func:`run_training` in one process: over ``partitioning``'s devices, if any."""
-    data, model, optimizer = build_or_usage_error(config, "train")
     if partitioning is not None:
-        _check_split(partitioning, config, None if config["fresh_data"] else len(data.train))
+        _check_split(partitioning, config, None)  # the batch size, before any data or model is made
+    data, model, optimizer = build_or_usage_error(config, "train")
+    if partitioning is not None and not config["fresh_data"]:
+        _check_split(partitioning, config, len(data.train))  # and the last batch of an epoch
     info = data.info
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / CONFIG_FILE, config)

@@ -68,7 +68,7 @@ def _params(run: Path) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
 
-@pytest.mark.slow  # 2 processes start jax and train 3 runs each: ~25 CPU-s on 2 cores
+@pytest.mark.slow  # 2 processes start jax and train 3 runs each, this one 1: ~35 CPU-s (measured, jax 0.10)
 def test_two_processes_train_as_one_process_and_resume_bit_for_bit(tmp_path, monkeypatch):
     port = free_port()
     first, restart = ([_on_port(a, port) for a in argvs] for argvs in _recipe())
@@ -94,7 +94,7 @@ def test_two_processes_train_as_one_process_and_resume_bit_for_bit(tmp_path, mon
     params = {k: _params(d) for k, d in runs.items()}
     # Resumed = uninterrupted, bit for bit: every history row, the final metrics, the parameters.
     assert history["adding"] == history["uninterrupted"]
-    assert len(history["adding"]["steps"]) == 8 and len(history["adding"]["epochs"]) == 4
+    assert len(history["adding"]["steps"]) == 8 and len(history["adding"]["epochs"]) == 2
     for split in ("validation", "test"):
         assert metrics["adding"][split] == metrics["uninterrupted"][split]
     for a, b in zip(params["adding"], params["uninterrupted"], strict=True):

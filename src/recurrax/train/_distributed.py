@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -94,6 +95,31 @@ def process_local_batch(data: Mapping[str, Any], rows: np.ndarray, sharding: Nam
 
         out[name] = jax.make_array_from_callback(shape, sharding, piece)
     return out
+
+
+def device_put_global(tree: Any, shardings: Any) -> Any:
+    """``jax.device_put(tree, shardings)`` (one sharding, or a tree of them), also onto devices of other processes.
+
+    With several processes, an array of this process (the model each process
+    built, a restored checkpoint, a batch) is placed on a sharding that spans
+    the others through host memory, each process giving the same values
+    (``jax.make_array_from_callback``); PRNG keys go as their key data, which
+    ``jax.device_put`` does not take there. One process: ``jax.device_put`` itself.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
+    if isinstance(shardings, jax.sharding.Sharding):
+        return jax.tree.map(lambda x: _put(x, shardings), tree)
+    return jax.tree.map(_put, tree, shardings)
+
+
+def _put(x: Any, sharding: jax.sharding.Sharding) -> Any:
+    if sharding.is_fully_addressable or (isinstance(x, jax.Array) and not x.is_fully_addressable):
+        return jax.device_put(x, sharding)  # within this process, or from one global layout to another
+    if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_put(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def fully_addressable(tree: Any) -> Any:

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
-from recurrax.train._distributed import fully_addressable
+from recurrax.train._distributed import device_put_global, fully_addressable
 
 Array = jax.Array
 
@@ -118,11 +118,11 @@ class Partitioning:
     # --------------------------------------------------------- the Trainer's uses
     def place_state(self, tree: Any) -> Any:
         """Parameters or optimizer state onto their shardings."""
-        return jax.device_put(tree, self.state_shardings(tree))
+        return device_put_global(tree, self.state_shardings(tree))
 
     def place_replicated(self, tree: Any) -> Any:
         """Arrays (the model's RNG state, batch statistics) whole onto every device."""
-        return jax.device_put(tree, self.replicated())
+        return device_put_global(tree, self.replicated())
 
     def place_batch(self, batch: Mapping[str, Any], name: str, *, stacked: bool = False) -> dict[str, Array]:
         """A training batch split over the axis; a size the axis does not divide raises, naming ``name``."""
@@ -130,7 +130,7 @@ class Partitioning:
         for n in sizes:
             self.check_batch_size(n, f"{name} ({n} examples)")
         sharding = self.batch_sharding(stacked=stacked)
-        return {k: jax.device_put(v, sharding) for k, v in batch.items()}
+        return {k: device_put_global(v, sharding) for k, v in batch.items()}
 
     def place_eval_batch(self, batch: Mapping[str, Any]) -> dict[str, Array]:
         """An evaluation batch: split when the axis divides its size, else whole on every device
@@ -138,7 +138,7 @@ class Partitioning:
         sizes = {int(np.shape(v)[0]) for v in batch.values() if np.ndim(v) >= 1}
         split = all(n % self.size == 0 for n in sizes)
         sharding = self.batch_sharding() if split else self.replicated()
-        return {k: jax.device_put(v, sharding) for k, v in batch.items()}
+        return {k: device_put_global(v, sharding) for k, v in batch.items()}
 
     def init_state(self, init: Any, params: Any) -> Any:
         """``init(params)`` (an optimizer's state) made directly on its shardings, never whole on one device."""
