@@ -55,6 +55,7 @@ def test_the_pipeline_reads_the_in_memory_batches_and_resumes_exactly(tmp_path):
     assert resumed.step == 8
     assert leaves_equal(resumed.params, full.params) and leaves_equal(resumed.opt_state, full.opt_state)
     assert _losses(resumed) == _losses(full)
+    assert _fit(4, pipeline=pipeline, checkpoint=tmp_path, resume=True).step == 8  # past the end: nothing to read
 
     # Epoch mode reads the same batches through the pipeline as in memory, too.
     epochs = {}

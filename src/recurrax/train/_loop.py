@@ -473,7 +473,7 @@ class FitLoop:
             total, now = self.epochs * self.batches_per_epoch, trainer.epoch * self.batches_per_epoch + trainer.position
         else:
             total, now = self.steps // self.steps_per_batch, trainer.step // self.steps_per_batch
-        self.reader = PipelineReader(read, total, pipeline)
+        self.reader = PipelineReader(read, max(total, now), pipeline)  # a resume past the end trains nothing
         saved = None if self.checkpoints is None else self.checkpoints.restored_input
         if saved is not None:
             assert self.checkpoints is not None
