@@ -117,7 +117,8 @@ def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
     monkeypatch.setattr(_pallas, "interpret_mode", lambda: False)
     monkeypatch.setattr(_pallas, "GPU_HIDDEN_TILE", 16)  # two tiles of the state, as H > 128 has on a GPU
     xs, lengths = jnp.ones((2, 8, 3)), jnp.array([8, 5])
-    for cell in (recurrax.lstm(32), recurrax.gru(32)):
+    # The LSTM only: the GRU's kernels are built from the same operations (1 CPU-s more to lower them too).
+    for cell in (recurrax.lstm(32),):
         params = cell.init(jax.random.key(0), 3)
 
         def loss(p, x, cell=cell):
