@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU benchmark run: recurrax against cuDNN (PyTorch) and every JAX peer, with recurrax's kernels as levers.
 #
-#   bash benchmarks/run_gpu.sh            # a fresh CUDA machine: install from $WHEELS, run, write $OUT (< 8 min on an H200)
-#   bash benchmarks/run_gpu.sh --smoke    # here, on CPU, with the current Python: every suite once on tiny shapes,
-#                                         # recurrax and the floor only, in one process (SMOKE_S cap, default 100 s)
+#   bash benchmarks/run_gpu.sh          # a fresh CUDA machine: install from $WHEELS, run, write $OUT (caps: < 8 min)
+#   bash benchmarks/run_gpu.sh --smoke  # here, on CPU, with the current Python: the kernel check (GRU), then every
+#                                       # suite once on tiny shapes, recurrax and the floor only, in one process
+#                                       # (~25 CPU-s; each step capped at SMOKE_S, default 180 s, for a loaded machine)
 #
 # What it runs, each step a process of its own under its own time cap (SIGINT: what was measured is written,
 # and the JSON's meta.interrupted_in names the suite that was cut), in the order that matters:
@@ -109,9 +110,9 @@ run() {
 }
 
 if [ "$SMOKE" = 1 ]; then
-    run gpu_kernels "${SMOKE_S:-100}" benchmarks.kernel_check --smoke --cells gru --out "$OUT/gpu_kernels"
+    run gpu_kernels "${SMOKE_S:-180}" benchmarks.kernel_check --smoke --cells gru --out "$OUT/gpu_kernels"
     # One process for the suites: each suite's process would spend most of a smoke run importing every peer.
-    run gpu_smoke "${SMOKE_S:-100}" benchmarks.run "${COMMON[@]}" --suites peers,levers,linear,scaling \
+    run gpu_smoke "${SMOKE_S:-180}" benchmarks.run "${COMMON[@]}" --suites peers,levers,linear,scaling \
         --cells lstm,gru --modes train --kernels pallas,cudnn --out "$OUT/gpu_smoke"
 else
     run gpu_kernels "$KERNELS_S" benchmarks.kernel_check --out "$OUT/gpu_kernels"
