@@ -47,14 +47,18 @@ def test_straight_through_and_lsq_gradients_are_their_definitions():
     summed over each channel. With absmax scales every weight is inside, the largest included."""
     scale = np.full((1, 6), np.abs(W).max() / 200, np.float32)  # the largest weights clip
     cotangent = np.asarray(jax.random.normal(jax.random.key(1), W.shape), np.float32)
-    grad_w, grad_s = jax.grad(lambda w, s: jnp.sum(fake_quantize(w, s, "int8") * cotangent), argnums=(0, 1))(W, scale)
+    loss = jax.jit(jax.grad(lambda w, s: jnp.sum(fake_quantize(w, s, "int8") * cotangent), argnums=(0, 1)))
+    grad_w, grad_s = loss(W, scale)
     ratio = W / scale
     inside = np.abs(ratio) < 127.5
     assert 0 < inside.sum() < W.size  # both cases occur
     np.testing.assert_array_equal(np.asarray(grad_w), np.where(inside, cotangent, 0.0))
     slope = np.where(inside, np.clip(np.round(ratio), -127, 127) - ratio, np.sign(ratio) * 127)
-    np.testing.assert_allclose(np.asarray(grad_s), (slope * cotangent).sum(0, keepdims=True), rtol=1e-5)
-    absmax = jax.grad(lambda w: jnp.sum(fake_quantize(w, jax.lax.stop_gradient(weight_scale(w, "int8")), "int8")))(W)
+    # round(w/s) - w/s cancels: an ulp of w/s (up to 127 · 2⁻²³ ≈ 1.5e-5, compiled or not) survives, times 5 rows.
+    np.testing.assert_allclose(np.asarray(grad_s), (slope * cotangent).sum(0, keepdims=True), rtol=1e-5, atol=2e-4)
+    absmax = jax.jit(
+        jax.grad(lambda w: jnp.sum(fake_quantize(w, jax.lax.stop_gradient(weight_scale(w, "int8")), "int8")))
+    )(W)
     np.testing.assert_array_equal(np.asarray(absmax), np.ones_like(W))
 
 

@@ -12,6 +12,7 @@ model's call signature does not change.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, TypeVar
 
 import jax
@@ -32,6 +33,8 @@ from recurrax.quantize._spec import Quantization, as_quantization
 M = TypeVar("M", bound=nnx.Module)
 
 
+# One compiled program per parameter tree instead of a dozen small eager ones per kernel shape.
+@functools.partial(jax.jit, static_argnames=("quantization", "stored"))
 def _converted(params: Params, quantization: Quantization, *, stored: bool) -> Params:
     """``params`` (any of the three forms) in the form asked for."""
     if stored:
