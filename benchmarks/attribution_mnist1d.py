@@ -14,6 +14,12 @@ against deleting ``k`` steps drawn at random (the mean over ``--random-draws``
 draws). An attribution that finds what the model uses must cost more accuracy
 than chance: the margin is ``accuracy(random k) − accuracy(top k)``. The same
 for the steps ranked by occlusion (one step at a time).
+
+Both trained models are kept, with the first ``NOTEBOOK_EXAMPLES`` explained
+test examples, in ``attribution_mnist1d_models.npz`` for
+notebooks/05_seeing_inside.py; the weights are rounded to float16 there
+(350 KB instead of 700), so the notebook's accuracies are those of the
+rounded models.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.attribution import parameters
 from benchmarks.common import load_average
 from benchmarks.run import environment, log
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = {"gru": {"cell": "gru", "hidden_size": 128}, "tcn": {"cell": "tcn", "hidden_size": 64}}
 METHODS = ("integrated_gradients", "occlusion")
+NOTEBOOK_EXAMPLES = 200
 
 
 def deleted(inputs: np.ndarray, order: np.ndarray, k: int) -> np.ndarray:
@@ -61,7 +69,7 @@ def run(epochs: int, num_samples: int, num_explained: int, ks: list[int], draws:
     T = inputs.shape[1]
     rng = np.random.default_rng(seed)
     random_orders = [np.argsort(rng.random((len(inputs), T)), axis=1) for _ in range(draws)]
-    rows, trained, maps = [], {}, {}
+    rows, trained, maps, saved = [], {}, {}, {}
     for name, options in MODELS.items():
         model = models.model_for_task(data.info, rngs=nnx.Rngs(seed), **options)
         start = time.perf_counter()
@@ -75,6 +83,7 @@ def run(epochs: int, num_samples: int, num_explained: int, ks: list[int], draws:
             progress=False,
         )
         model.eval()
+        saved.update({f"{name}/{k}": v.astype(np.float16) for k, v in parameters(model).items()})
         full = accuracy(model, inputs, labels)
         trained[name] = {"test_accuracy": full, "train_seconds": time.perf_counter() - start}
         log(f"[attribution_mnist1d] {name}: accuracy {full:.3f} on {len(inputs)} test examples")
@@ -102,7 +111,8 @@ def run(epochs: int, num_samples: int, num_explained: int, ks: list[int], draws:
                     }
                 )
                 log(f"    {method} k={k}: top-k deleted {top:.3f}, random k deleted {at_random[k]:.3f}")
-    return {"models": trained, "rows": rows, "maps": maps, "inputs": inputs}
+    saved["inputs"], saved["labels"] = inputs[:NOTEBOOK_EXAMPLES], labels[:NOTEBOOK_EXAMPLES]
+    return {"models": trained, "rows": rows, "maps": maps, "inputs": inputs, "saved": saved}
 
 
 def render(report: dict) -> str:
@@ -168,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     ks = [int(k) for k in args.ks.split(",")]
     load = load_average()
     result = run(args.epochs, args.num_samples, args.num_explained, ks, args.random_draws, args.seed)
-    maps, inputs = result.pop("maps"), result.pop("inputs")
+    maps, inputs, saved = result.pop("maps"), result.pop("inputs"), result.pop("saved")
     report = {"config": {**config, "ks": ks}, **result, "load_average_before": load, "environment": environment()}
     if not args.smoke:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "attribution_mnist1d.json").write_text(json.dumps(report, indent=2) + "\n")
         (RESULTS / "attribution_mnist1d.md").write_text(render(report))
         plot_maps(maps, inputs, RESULTS / "attribution_mnist1d.png")
+        np.savez(RESULTS / "attribution_mnist1d_models.npz", **saved)
     print(render(report))
     return 0
 
