@@ -37,13 +37,27 @@ def free_port() -> int:
 
 
 def launch(
-    commands: Sequence[Sequence[Sequence[str]]], *, devices: int, cwd: Path, timeout: float = 300
+    commands: Sequence[Sequence[Sequence[str]]],
+    *,
+    devices: int,
+    cwd: Path,
+    compilation_cache: Path | None = None,
+    timeout: float = 300,
 ) -> list[subprocess.CompletedProcess[str]]:
     """Runs ``commands[i]`` (argv lists, in order) in process ``i``, all processes at once, each with
-    ``devices`` CPU devices; returns their results once all have ended (failed or not)."""
+    ``devices`` CPU devices; returns their results once all have ended (failed or not).
+
+    ``compilation_cache``: a directory for jax's persistent compilation cache, shared by the
+    processes and their commands (the same programs, compiled once: ~15 % of the CPU time of
+    tests/multidevice/test_multiprocess.py, measured).
+    """
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
     env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={devices}".strip()}
     env.pop("PYTEST_XDIST_WORKER", None)
+    if compilation_cache is not None:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(compilation_cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # the tests' programs are small: cache them all
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     with contextlib.ExitStack() as files:
         # Files, not pipes: a process never blocks on a full pipe while the others wait for it.
         logs = [[files.enter_context(tempfile.TemporaryFile("w+")) for _ in "oe"] for _ in commands]

@@ -68,13 +68,13 @@ def _params(run: Path) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
 
-@pytest.mark.slow  # 2 processes start jax and train 3 runs each, this one 1: ~35 CPU-s (measured, jax 0.10)
+@pytest.mark.slow  # 2 processes start jax and train 3 runs each, this one 1: ~35 CPU-s (jax 0.10, measured)
 def test_two_processes_train_as_one_process_and_resume_bit_for_bit(tmp_path, monkeypatch):
     port = free_port()
     first, restart = ([_on_port(a, port) for a in argvs] for argvs in _recipe())
     uninterrupted = [_replaced(a, steps="8", out="runs/uninterrupted") for a in first]
     commands = [list(c) for c in zip(first, restart, uninterrupted, strict=True)]
-    processes = launch(commands, devices=4, cwd=tmp_path)
+    processes = launch(commands, devices=4, cwd=tmp_path, compilation_cache=tmp_path / "jax_cache")
     for i, done in enumerate(processes):
         assert done.returncode == 0, f"process {i}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     said = [[line for line in done.stdout.splitlines() if not line.startswith("[Gloo]")] for done in processes]
