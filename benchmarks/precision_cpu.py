@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,15 @@ MODELS = {  # name: (layer, D, H, T, B)
 
 
 MATMUL = "one step's matmul [32,64]x[64,256]"
+
+
+def hlo_counts(compiled: Any) -> dict[str, int]:
+    """Converts and fusions in a compiled program: XLA:CPU runs bf16 arithmetic by converting to float32 and back."""
+    text = compiled.as_text()
+    return {"converts": len(re.findall(r"= \S+ convert\(", text)), "fusions": text.count(" fusion(")}
+
+
+PROGRAMS: dict[tuple[str, str], dict[str, int]] = {}  # (model, policy) -> the train step's HLO counts
 
 
 def matmul_programs(policy: str) -> tuple[Callable[[], Any], Callable[[], Any], float]:
@@ -99,6 +109,7 @@ def programs(model_name: str, policy: str) -> tuple[Callable[[], Any], Callable[
     compiled_step = step_jit.lower(params).compile()
     compiled_forward = forward.lower(params).compile()
     compile_s = time.perf_counter() - start
+    PROGRAMS[(model_name, policy)] = hlo_counts(compiled_step)
     return (lambda: compiled_step(params)), (lambda: compiled_forward(params)), compile_s
 
 
@@ -139,6 +150,7 @@ def run(rounds: int, calls: int) -> dict[str, Any]:
                     "cpu_ratio_per_round_min": round(float(per_round.min()), 3),
                     "cpu_ratio_per_round_max": round(float(per_round.max()), 3),
                     "compile_s": round(compile_s, 2),
+                    **(PROGRAMS.get((m, POLICIES[p]), {}) if kind == "train_step" else {}),
                 }
             )
     return {
@@ -169,14 +181,17 @@ def markdown(result: dict[str, Any]) -> str:
         "wall time. × float32: the policy's minimum CPU time over float32's; per round: the same ratio within "
         "each round (median, min–max).",
         "",
-        "| model | policy | call | wall ms | CPU ms | × float32 | per round | compile s |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "Converts and fusions: counted in the compiled train step's HLO.",
+        "",
+        "| model | policy | call | wall ms | CPU ms | × float32 | per round | compile s | converts | fusions |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['model']} | {r['policy']} | {r['kind']} | {r['wall_ms_min']:.2f} | {r['cpu_ms_min']:.2f} | "
             f"{r['cpu_ratio_to_float32']:.2f} | {r['cpu_ratio_per_round_median']:.2f} "
-            f"({r['cpu_ratio_per_round_min']:.2f}–{r['cpu_ratio_per_round_max']:.2f}) | {r['compile_s']:.2f} |"
+            f"({r['cpu_ratio_per_round_min']:.2f}–{r['cpu_ratio_per_round_max']:.2f}) | {r['compile_s']:.2f} | "
+            f"{r.get('converts', '')} | {r.get('fusions', '')} |"
         )
     return "\n".join(lines) + "\n"
 
