@@ -80,7 +80,7 @@ def test_the_wrapper_mirrors_the_cell_and_refuses_what_is_not_a_cell():
     assert (wrapped.hidden_size, wrapped.output_size, wrapped.dtype) == (6, 3, jnp.bfloat16)
     assert wrapped.supports_input_projection and not wrapped.is_linear
     params = jax.eval_shape(lambda: wrapped.init(jax.random.key(0), 2))
-    assert params["input_kernel"].scale.shape == (1, 24) and params["projection_kernel"].kernel.shape == (6, 3)
+    assert params["input_kernel"].log_scale.shape == (1, 24) and params["projection_kernel"].kernel.shape == (6, 3)
     assert quantization_aware(wrapped).cell is cell  # wrapping twice wraps once
     with pytest.raises(TypeError, match="cell must be a recurrax Cell, got str"):
         QuantizedCell(cell="lstm")  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ the cell's type. :func:`materialize` turns each form back into the float tree
 the cell's own functions take:
 
 * a float kernel → ``fake_quantize(w, absmax scale)`` (QAT with absmax scales);
-* a :class:`ScaledKernel` → ``fake_quantize(kernel, scale)`` (QAT, learned scale);
+* a :class:`ScaledKernel` → ``fake_quantize(kernel, exp(log_scale))`` (QAT, learned scale);
 * a :class:`~recurrax.quantize.QuantizedArray` → ``values · scale`` (a quantized model).
 """
 
@@ -27,15 +27,17 @@ from recurrax.quantize._numerics import (
 )
 from recurrax.quantize._spec import Quantization
 
-# Learned scales stay above this, so that w / scale stays finite whatever the optimizer does.
-_MIN_SCALE = 1e-12
-
 
 class ScaledKernel(NamedTuple):
-    """A kernel trained with a learned per-channel scale: ``kernel[..., C]`` and ``scale[1, ..., 1, C]``."""
+    """A kernel trained with a learned per-channel scale: ``kernel[..., C]`` and ``log_scale[1, ..., 1, C]``.
+
+    The scale is learned as its logarithm: always positive, and an optimizer
+    step of Adam's usual size changes it by a ratio (a few percent), not by
+    more than the scale itself (absmax/127 is often below 0.01).
+    """
 
     kernel: Array
-    scale: Array
+    log_scale: Array
 
 
 def _is_node(x: Any) -> bool:
@@ -69,7 +71,7 @@ def with_learned_scales(params: Params, spec: Quantization) -> Params:
     def learn(leaf: Any) -> Any:
         if _is_node(leaf):
             return leaf
-        return ScaledKernel(leaf, weight_scale(leaf, spec.weights))
+        return ScaledKernel(leaf, jnp.log(weight_scale(leaf, spec.weights)))
 
     return _map_targets(params, spec, learn)
 
@@ -93,7 +95,7 @@ def quantize_params(params: Params, spec: Quantization) -> Params:
         if isinstance(leaf, QuantizedArray):
             return leaf
         if isinstance(leaf, ScaledKernel):
-            return quantize_array(leaf.kernel, spec.weights, _learned(leaf.scale))
+            return quantize_array(leaf.kernel, spec.weights, _learned(leaf.log_scale))
         return quantize_array(leaf, spec.weights)
 
     return _map_targets(params, spec, store)
@@ -106,14 +108,14 @@ def materialize(params: Params, spec: Quantization) -> Params:
         if isinstance(leaf, QuantizedArray):
             return dequantize(leaf.values, leaf.scale, leaf.scale.dtype)
         if isinstance(leaf, ScaledKernel):
-            return fake_quantize(leaf.kernel, _learned(leaf.scale), spec.weights)
+            return fake_quantize(leaf.kernel, _learned(leaf.log_scale), spec.weights)
         return fake_quantize(leaf, jax.lax.stop_gradient(weight_scale(leaf, spec.weights)), spec.weights)
 
     return _map_targets(params, spec, real)
 
 
-def _learned(scale: Array) -> Array:
-    return jnp.maximum(jnp.abs(scale.astype(jnp.float32)), _MIN_SCALE)
+def _learned(log_scale: Array) -> Array:
+    return jnp.exp(log_scale.astype(jnp.float32))
 
 
 def float_params(params: Params) -> Params:

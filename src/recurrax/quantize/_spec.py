@@ -25,7 +25,8 @@ class Quantization:
       scales: the weights' scales in quantization-aware training: ``"absmax"``
         (each output channel's ``max|w| / qmax``, recomputed from the
         weights at every call, nothing clips) or ``"learned"`` (a parameter
-        per output channel, started at absmax and trained with LSQ's gradient).
+        per output channel, its logarithm, started at absmax and trained with
+        LSQ's gradient).
         Post-training quantization takes the learned ones when present.
       targets: the parameter names to quantize; ``None`` (default): every
         leaf of two or more dimensions whose name ends in ``kernel`` (the
