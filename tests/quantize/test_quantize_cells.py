@@ -33,43 +33,54 @@ def _reference_params(params):
 
 
 def test_qat_forward_is_the_cell_with_quantized_kernels_bit_for_bit():
-    """LSTM (its fused path), GRU and SimpleRNN in one compiled program; the stored codes and the activations'
-    codes are held to the same forward pass in tests/quantize/test_quantize_models.py."""
+    """The wrapper hands each cell exactly the quantize-dequantized kernels; on the step loop (SimpleRNN on
+    CPU) its outputs are the reference's bit for bit. The LSTM's fused path: the next test."""
     cells = [recurrax.lstm(4), recurrax.gru(4), recurrax.simple_rnn(4)]
-    params = [cell.init(jax.random.key(0), 3) for cell in cells]
+
+    @jax.jit  # one program: eager, the initialisers and quantizers compile once per op and shape
+    def handed_and_reference(key):
+        params = [cell.init(key, 3) for cell in cells]
+        handed = [quantization_aware(c, INT8).float_params(p) for c, p in zip(cells, params, strict=True)]
+        return params, handed, [_reference_params(p) for p in params]
+
+    all_params, handed, references = handed_and_reference(jax.random.key(0))
+    for got, want in zip(handed, references, strict=True):
+        for name in want:
+            np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]), err_msg=name)
+    cell, params = cells[2], all_params[2]
 
     @jax.jit
-    def run(params, references):
-        return [
-            (recurrax.scan(quantization_aware(c, INT8), p, XS)[0], recurrax.scan(c, r, XS)[0])
-            for c, p, r in zip(cells, params, references, strict=True)
-        ]
+    def run(params, reference):
+        return recurrax.scan(quantization_aware(cell, INT8), params, XS)[0], recurrax.scan(cell, reference, XS)[0]
 
-    references = [_reference_params(p) for p in params]
-    for cell, (qat, plain) in zip(cells, run(params, references), strict=True):
-        np.testing.assert_array_equal(np.asarray(qat), np.asarray(plain), err_msg=type(cell).__name__)
-    assert not np.array_equal(references[0]["recurrent_kernel"], params[0]["recurrent_kernel"])
+    qat, plain = run(params, references[2])
+    np.testing.assert_array_equal(np.asarray(qat), np.asarray(plain))
+    assert not np.array_equal(references[2]["recurrent_kernel"], params["recurrent_kernel"])
 
 
-def test_qat_gradient_is_the_float_gradient_at_the_quantized_kernels():
-    """Straight-through with absmax scales (nothing clips): ∂L/∂w of the QAT cell is ∂L/∂w of the plain cell
-    evaluated at the quantized kernels, on the LSTM's fused path with its custom_jvp."""
+# slow: the LSTM's fused loop with its custom_jvp, forward and backward (~1.5-2 CPU-s of compiling)
+@pytest.mark.slow
+def test_qat_on_the_fused_lstm_is_the_reference_and_its_gradient_the_float_gradient_at_the_quantized_kernels():
+    """Forward bit for bit; and straight-through with absmax scales (nothing clips): ∂L/∂w of the QAT cell
+    is ∂L/∂w of the plain cell evaluated at the quantized kernels."""
     cell = recurrax.lstm(4)
     params = cell.init(jax.random.key(0), 3)
     qat = quantization_aware(cell, INT8)
-    assert (
-        qat.sequence_unsupported(params, cell.initial_carry((2,)), jnp.swapaxes(XS, 0, 1), recurrax.ScanOptions())
-        is None
-    )
+    carry = cell.initial_carry((2,))
+    assert qat.sequence_unsupported(params, carry, jnp.swapaxes(XS, 0, 1), recurrax.ScanOptions()) is None
 
     def loss(c, p):
-        return jnp.sum(recurrax.scan(c, p, XS)[0] ** 2)
+        ys = recurrax.scan(c, p, XS)[0]
+        return jnp.sum(ys**2), ys
 
     @jax.jit
-    def grads(params, reference):
-        return jax.grad(lambda p: loss(qat, p))(params), jax.grad(lambda p: loss(cell, p))(reference)
+    def run(params, reference):
+        return jax.grad(lambda p: loss(qat, p), has_aux=True)(params), jax.grad(lambda p: loss(cell, p), has_aux=True)(
+            reference
+        )
 
-    got, want = grads(params, _reference_params(params))
+    (got, ys), (want, ys_plain) = run(params, _reference_params(params))
+    np.testing.assert_array_equal(np.asarray(ys), np.asarray(ys_plain))
     for name in params:
         np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), rtol=1e-5, atol=1e-6)
 

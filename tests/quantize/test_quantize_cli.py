@@ -43,6 +43,8 @@ def test_int8_qat_trains_the_quantization_aware_model_with_a_float32_policy(qat_
     assert all(leaf.dtype == "float32" for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
+# slow: quantizing, saving, restoring and evaluating compile ~1-1.7 CPU-s; the full leg runs it
+@pytest.mark.slow
 def test_quantize_writes_the_int8_model_and_evaluate_reads_it(qat_run, capsys):
     run, _ = qat_run
     assert main(["evaluate", str(run), "--quantized"]) == 2  # nothing quantized yet: one line
