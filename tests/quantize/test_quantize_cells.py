@@ -85,7 +85,7 @@ def test_qat_on_the_fused_lstm_is_the_reference_and_its_gradient_the_float_gradi
         np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), rtol=1e-5, atol=1e-6)
 
 
-def test_the_wrapper_mirrors_the_cell_and_refuses_what_is_not_a_cell():
+def test_the_wrapper_mirrors_the_cell_keeps_a_linear_cell_linear_and_refuses_what_is_not_a_cell():
     cell = recurrax.lstm(6, proj_size=3, dtype=jnp.bfloat16)
     wrapped = quantization_aware(cell, Quantization(scales="learned"))
     assert (wrapped.hidden_size, wrapped.output_size, wrapped.dtype) == (6, 3, jnp.bfloat16)
@@ -93,6 +93,16 @@ def test_the_wrapper_mirrors_the_cell_and_refuses_what_is_not_a_cell():
     params = jax.eval_shape(lambda: wrapped.init(jax.random.key(0), 2))
     assert params["input_kernel"].log_scale.shape == (1, 24) and params["projection_kernel"].kernel.shape == (6, 3)
     assert quantization_aware(wrapped).cell is cell  # wrapping twice wraps once
+    linear = quantization_aware(recurrax.min_gru(4), Quantization(activations="int8"))
+    assert linear.is_linear and type(linear).__name__ == "QuantizedLinearCell"
+    params = linear.init(jax.random.key(0), 3)
+
+    @jax.jit
+    def both(params):  # the associative scan on the quantized weights equals the step loop on them
+        return [recurrax.scan(linear, params, XS, method=m)[0] for m in ("parallel", "sequential")]
+
+    parallel, sequential = both(params)
+    np.testing.assert_allclose(np.asarray(parallel), np.asarray(sequential), rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="cell must be a recurrax Cell, got str"):
         QuantizedCell(cell="lstm")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"quantization must be a recurrax\.quantize\.Quantization or 'int8'/'fp8'"):

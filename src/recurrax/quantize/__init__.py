@@ -2,7 +2,7 @@
 
 from recurrax.nn._quantized_linear import QuantizedLinear
 from recurrax.quantize._block import QuantizedBlock
-from recurrax.quantize._cell import QuantizedCell, quantization_aware, quantized
+from recurrax.quantize._cell import QuantizedCell, QuantizedLinearCell, quantization_aware, quantized
 from recurrax.quantize._checkpoint import quantization_of, restore_quantized, save_quantized
 from recurrax.quantize._model import parameter_bytes, quantization_aware_model, quantize
 from recurrax.quantize._numerics import (
@@ -25,6 +25,7 @@ __all__ = [
     "QuantizedBlock",
     "QuantizedCell",
     "QuantizedLinear",
+    "QuantizedLinearCell",
     "ScaledKernel",
     "dequantize",
     "fake_quantize",

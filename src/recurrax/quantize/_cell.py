@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from recurrax._cell import Cell, Internals, Mix, Steps
+from recurrax._linear_cell import LinearCell, LinearTerms
 from recurrax._options import ScanOptions
 from recurrax._types import Array, Carry, Params
 from recurrax.quantize._numerics import fake_quantize_rows
@@ -75,7 +76,7 @@ class QuantizedCell(Cell):
         return x if self.quantization.activations is None else fake_quantize_rows(x, self.quantization.activations)
 
     def _reads_quantized_state(self) -> bool:
-        if self.quantization.activations is None:
+        if self.quantization.activations is None or self.cell.is_linear:  # a linear cell has no recurrent kernel
             return False
         try:
             jax.eval_shape(self.cell.recurrent_state, jax.eval_shape(lambda: self.cell.initial_carry(())))
@@ -162,6 +163,48 @@ class QuantizedCell(Cell):
         return self.cell.state_dtype(dtype)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QuantizedLinearCell(QuantizedCell, LinearCell):
+    """A :class:`QuantizedCell` around a linear-recurrence cell: still linear, so ``method="parallel"`` runs.
+
+    Each method of the linear form is the wrapped cell's on the float
+    parameters (and the quantized inputs, with activation quantization).
+    """
+
+    def recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
+        return self.cell.recurrence_coefficients(self.float_params(params), self._input(xs))  # type: ignore[attr-defined,no-any-return]
+
+    def readout(self, params: Params, hs: Array, xs: Array) -> Array:
+        return self.cell.readout(self.float_params(params), hs, self._input(xs))  # type: ignore[attr-defined,no-any-return]
+
+    def parallel_log_space(self) -> bool:
+        return self.cell.parallel_log_space()  # type: ignore[attr-defined,no-any-return]
+
+    def log_recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
+        return self.cell.log_recurrence_coefficients(self.float_params(params), self._input(xs))  # type: ignore[attr-defined,no-any-return]
+
+    def linear_lookback(self) -> int | None:
+        return self.cell.linear_lookback()  # type: ignore[attr-defined,no-any-return]
+
+    def linear_state(self, carry: Carry) -> Array:
+        return self.cell.linear_state(carry)  # type: ignore[attr-defined,no-any-return]
+
+    def linear_terms(self, params: Params, initial_carry: Carry, xs: Array, starts: Array) -> LinearTerms:
+        return self.cell.linear_terms(self.float_params(params), initial_carry, self._input(xs), starts)  # type: ignore[attr-defined,no-any-return]
+
+    def linear_outputs(
+        self, params: Params, initial_carry: Carry, hs: Array, terms: LinearTerms, last: Array | None
+    ) -> tuple[Array, Carry]:
+        return self.cell.linear_outputs(self.float_params(params), initial_carry, hs, terms, last)  # type: ignore[attr-defined,no-any-return]
+
+
+def wrap(cell: Cell, quantization: Quantization, *, stored: bool) -> QuantizedCell:
+    """``cell`` (or the cell inside a quantized one) quantized as asked; a linear cell stays linear."""
+    cell = _unwrapped(cell)
+    kind = QuantizedLinearCell if cell.is_linear else QuantizedCell
+    return kind(cell=cell, quantization=quantization, stored=stored)
+
+
 def quantization_aware(cell: Cell, quantization: Quantization | str | None = None) -> QuantizedCell:
     """``cell`` for quantization-aware training: float weights, fake-quantized at every call.
 
@@ -180,7 +223,7 @@ def quantization_aware(cell: Cell, quantization: Quantization | str | None = Non
       >>> ys.shape
       (2, 5, 8)
     """
-    return QuantizedCell(cell=_unwrapped(cell), quantization=as_quantization(quantization))
+    return wrap(cell, as_quantization(quantization), stored=False)
 
 
 def quantized(cell: Cell, quantization: Quantization | str | None = None) -> QuantizedCell:
@@ -199,7 +242,7 @@ def quantized(cell: Cell, quantization: Quantization | str | None = None) -> Qua
       >>> ys.shape
       (2, 5, 8)
     """
-    return QuantizedCell(cell=_unwrapped(cell), quantization=as_quantization(quantization), stored=True)
+    return wrap(cell, as_quantization(quantization), stored=True)
 
 
 def _unwrapped(cell: Cell) -> Cell:

@@ -26,7 +26,7 @@ from recurrax.nn._module import BlockModule, values
 from recurrax.nn._quantized_linear import QuantizedLinear
 from recurrax.nn._rnn import RNN
 from recurrax.quantize._block import QuantizedBlock
-from recurrax.quantize._cell import QuantizedCell
+from recurrax.quantize._cell import wrap
 from recurrax.quantize._params import float_params, quantize_params, with_learned_scales
 from recurrax.quantize._spec import Quantization, as_quantization
 
@@ -54,9 +54,7 @@ def _wrap_cell(cell: Cell, quantization: Quantization, stored: bool) -> Cell:
     """``cell`` with its innermost cell quantized (regularisation wrappers stay outside, as ``nn.RNN`` expects)."""
     if isinstance(cell, RegularizedCell):
         return dataclasses.replace(cell, cell=_wrap_cell(cell.cell, quantization, stored))
-    if isinstance(cell, QuantizedCell):
-        cell = cell.cell
-    return QuantizedCell(cell=cell, quantization=quantization, stored=stored)
+    return wrap(cell, quantization, stored=stored)
 
 
 def _set_params(module: Any, params: Params) -> None:

@@ -58,7 +58,8 @@ def _map_targets(params: Params, spec: Quantization, fn: Any) -> Params:
     """``fn(leaf)`` on every quantized leaf (float targets and the two node types); others unchanged."""
 
     def visit(path: tuple[Any, ...], leaf: Any) -> Any:
-        if _is_node(leaf) or (hasattr(leaf, "ndim") and spec.quantizes(_name(path), leaf.ndim)):
+        real = hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)  # not complex, not int
+        if _is_node(leaf) or (real and spec.quantizes(_name(path), leaf.ndim)):
             return fn(leaf)
         return leaf
 

@@ -32,7 +32,9 @@ class Quantization:
         leaf of two or more dimensions whose name ends in ``kernel`` (the
         input, recurrent and projection kernels of the cells, the Dense and
         attention kernels of the blocks). Biases, norms, peepholes and the
-        elementwise recurrent weights of IndRNN/LRU stay float.
+        elementwise recurrent weights of IndRNN/LRU stay float, and so do the
+        LRU's ``B_re``, ``B_im``, ``C_re``, ``C_im`` unless named here. Only
+        real floating leaves are quantized.
 
     Example:
       >>> from recurrax.quantize import Quantization
