@@ -162,8 +162,10 @@ def _cast_floats(tree: Any, dtype: str) -> Any:
     import jax
     import jax.numpy as jnp
 
+    # One-byte floats (fp8) are quantized codes, not values a policy computes in: casting them
+    # would undo quantize()'s 4x smaller storage without changing a number.
     def cast(leaf: Any) -> Any:
-        if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating):
+        if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.dtype.itemsize > 1:
             return leaf.astype(dtype)
         return leaf
 

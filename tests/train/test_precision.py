@@ -121,6 +121,13 @@ def test_policies_by_name_and_bad_ones_by_argument():
         train.dynamic_loss_scale(optax.sgd(0.1), growth_interval=0)
 
 
+def test_a_policy_leaves_fp8_codes_alone():
+    # quantize(..., Quantization("fp8")) stores float8 codes; a policy's float32 masters must not widen them.
+    tree = {"codes": jnp.ones((2, 3), jnp.float8_e4m3fn), "bias": jnp.ones(3, jnp.bfloat16)}
+    cast = recurrax.precision_policy("bf16").cast_to_param(tree)
+    assert cast["codes"].dtype == jnp.float8_e4m3fn and cast["bias"].dtype == jnp.float32
+
+
 # --------------------------------------------------------------- loss scaling
 def test_dynamic_loss_scale_skips_backs_off_grows_and_gives_up_at_its_floor():
     inner = optax.sgd(0.1, momentum=0.9)
