@@ -28,6 +28,7 @@ def test_the_notebooks():
         "02_vanishing_gradients",
         "03_benchmarks",
         "04_pytorch_interop",
+        "05_seeing_inside",
     ]
 
 
