@@ -169,6 +169,36 @@ def test_the_linear_recurrence_speed_figures_are_the_records():
         assert phrase in text, f"docs/linear_recurrences.md should say: {phrase}"
 
 
+def test_the_adding_attribution_figures_are_the_record():
+    report = json.loads((ROOT / "benchmarks" / "results" / "attribution.json").read_text())
+    text = " ".join((ROOT / "docs" / "interpretability.md").read_text().split())
+    rows = {(r["model"], r["method"], r["baseline"]): r for r in report["rows"]}
+    mse = {name: m["test_mse"] for name, m in report["models"].items()}
+
+    def share(model, method="integrated_gradients", baseline="values 0.5, markers kept", key="marked_share_mean"):
+        return f"{rows[model, method, baseline][key]:.3f}"
+
+    lstm = rows["lstm", "integrated_gradients", "values 0.5, markers kept"]
+    assert lstm["fraction_of_sequences_at_least_80pct"] == 1.0
+    for phrase in (
+        f"to test MSE {mse['lstm']:.1e}, puts **{share('lstm')}** of its attribution",
+        f"**{share('lstm', 'shap')}** by SHAP and {share('lstm', 'occlusion')} by occlusion",
+        f"(the smallest {share('lstm', key='marked_share_min')}); the same LSTM untrained puts "
+        f"{share('lstm_untrained')} there",
+        f"| 2,000 steps, constant rate 3e-3 | {mse['lstm_short']:.1e} | {share('lstm_short')} |",
+        f"| 8,000 steps, cosine 3e-3 → 3e-5 | {mse['lstm_no_chrono']:.1e} | {share('lstm_no_chrono')} |",
+        f"| the same with chrono initialisation | {mse['lstm']:.1e} | {share('lstm')} |",
+        f"values at 0 with the markers kept give {share('lstm', baseline='values 0, markers kept')}",
+        f"{share('lstm', baseline='zeros', key='markers_share_mean')} of the credit and the marked values "
+        f"{share('lstm', baseline='zeros')}",
+        f"gives the marked values {share('lstm', 'gradient_x_input')} and the marker channel "
+        f"{share('lstm', 'gradient_x_input', key='markers_share_mean')}",
+        f"reaches MSE {mse['rnn']:.1e}, about the 1/12 of reading only the nearer value, and puts "
+        f"{share('rnn')} on the marked values",
+    ):
+        assert phrase in text, f"docs/interpretability.md should say: {phrase}"
+
+
 def test_the_mnist1d_deletion_figures_are_the_record():
     report = json.loads((ROOT / "benchmarks" / "results" / "attribution_mnist1d.json").read_text())
     text = " ".join((ROOT / "docs" / "interpretability.md").read_text().split())
