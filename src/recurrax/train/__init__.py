@@ -11,7 +11,8 @@
 * :func:`dynamic_loss_scale` — float16 loss scaling in the optimizer state
   (``Trainer(..., precision="fp16")`` adds it).
 * :class:`Partitioning` — data parallel and FSDP training over a device mesh (``jax.sharding``);
-  :func:`initialize_distributed` and :func:`global_mesh` — the same over several processes (``jax.distributed``).
+  :func:`initialize_distributed` and :func:`global_mesh` — the same over several processes (``jax.distributed``);
+  :func:`local_sgd` and :func:`diloco` — replicas that synchronise every ``H`` steps.
 * :func:`plot_history`, :func:`plot_gradient_norms`, :func:`plot_gradient_flow` — PNG plots.
 * :class:`TensorBoardWriter`, :class:`WandbWriter`, :class:`MLflowWriter` — metric
   writers (callbacks); :class:`MetricWriter` for another backend.
@@ -28,6 +29,7 @@ from recurrax.train._diagnostics import gradient_diagnostics, layer_names
 from recurrax.train._distributed import global_mesh, initialize_distributed
 from recurrax.train._gradient_flow import GradientFlowRecorder, gradient_flow
 from recurrax.train._history import History
+from recurrax.train._local_sgd import LocalSGD, LocalSGDState, ReplicaState, diloco, local_sgd
 from recurrax.train._loss_scale import LossScaleState, dynamic_loss_scale
 from recurrax.train._losses import (
     accuracy,
@@ -57,11 +59,14 @@ __all__ = [
     "GrainPipeline",
     "History",
     "LambdaCallback",
+    "LocalSGD",
+    "LocalSGDState",
     "LossScaleState",
     "MLflowWriter",
     "MetricWriter",
     "Objective",
     "Partitioning",
+    "ReplicaState",
     "TensorBoardWriter",
     "Trainer",
     "WandbWriter",
@@ -69,6 +74,7 @@ __all__ = [
     "binary_accuracy",
     "binary_cross_entropy_with_logits",
     "build_optimizer",
+    "diloco",
     "dynamic_loss_scale",
     "evaluate",
     "fit",
@@ -77,6 +83,7 @@ __all__ = [
     "gradient_flow",
     "initialize_distributed",
     "layer_names",
+    "local_sgd",
     "masked_total",
     "mse",
     "plot_gradient_flow",

@@ -22,6 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from recurrax.train._distributed import device_put_global, fully_addressable
+from recurrax.train._local_sgd import ReplicaState, replica_sharding
 
 Array = jax.Array
 
@@ -112,8 +113,15 @@ class Partitioning:
         return NamedSharding(self.mesh, PartitionSpec(*spec))
 
     def state_shardings(self, tree: Any) -> Any:
-        """:meth:`state_sharding` of every array of ``tree`` (the same tree structure)."""
-        return jax.tree.map(lambda x: self.state_sharding(tuple(np.shape(x))), tree)
+        """:meth:`state_sharding` of every array of ``tree`` (the same tree structure); local SGD's
+        replica-stacked state (:class:`~recurrax.train.ReplicaState`) is split along its replica axis instead."""
+
+        def one(x: Any) -> Any:
+            if isinstance(x, ReplicaState):
+                return jax.tree.map(lambda a: replica_sharding(self, tuple(np.shape(a))), x)
+            return self.state_sharding(tuple(np.shape(x)))
+
+        return jax.tree.map(one, tree, is_leaf=lambda x: isinstance(x, ReplicaState))
 
     # --------------------------------------------------------- the Trainer's uses
     def place_state(self, tree: Any) -> Any:

@@ -20,6 +20,7 @@ import optax
 from flax import nnx
 
 from recurrax.train._diagnostics import gradient_diagnostics
+from recurrax.train._local_sgd import LocalSGD, replica_gradients
 from recurrax.train._loss_scale import current_loss_scale
 from recurrax.train._objective import Objective, Stats, split_params
 from recurrax.train._partitioning import Partitioning
@@ -68,13 +69,18 @@ def train_batch(config: StepConfig, params: Any, rest: Any, opt_state: Any, batc
         # and the gradient divided by it again, so the optimizer and the diagnostics see true gradients.
         scale = current_loss_scale(opt_state)
 
-        def loss_of(p: Any, r: Any) -> tuple[Array, tuple[Stats, Any]]:
+        def loss_of(p: Any, r: Any, b: dict[str, Array]) -> tuple[Array, tuple[Stats, Any]]:
             model = nnx.merge(config.graphdef, p, r)
-            loss, stats = config.objective(model, batch)
+            loss, stats = config.objective(model, b)
             r = split_params(model)[2]
             return (loss if scale is None else loss * scale.astype(loss.dtype)), (stats, nnx.as_pure(r))
 
-        (_, (stats, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params, rest)
+        if isinstance(config.optimizer, LocalSGD):  # each replica's gradient [R, ...] at its own parameters
+            grads, stats, rest = replica_gradients(
+                config.optimizer, loss_of, opt_state, rest, batch, config.partitioning
+            )
+        else:
+            (_, (stats, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(params, rest, batch)
         if scale is not None:
             grads = jax.tree.map(lambda g: g / scale.astype(g.dtype), grads)
     params, opt_state, diag = _apply_gradient(config, grads, params, opt_state)
@@ -98,7 +104,8 @@ def _pinned(config: StepConfig, result: StepResult) -> StepResult:
 
 
 def _apply_gradient(config: StepConfig, grads: Any, params: Any, opt_state: Any) -> tuple[Any, Any, dict[str, Array]]:
-    if config.partitioning is not None and config.partitioning.shard_params:
+    local = isinstance(config.optimizer, LocalSGD)
+    if config.partitioning is not None and config.partitioning.shard_params and not local:
         # Split like the parameters: XLA reduce-scatters the gradient instead of all-reducing it whole.
         grads = config.partitioning.constrain_state(grads)
     # optax mixes int32 counters with floats; run it under standard promotion
@@ -108,7 +115,9 @@ def _apply_gradient(config: StepConfig, grads: Any, params: Any, opt_state: Any)
         params = optax.apply_updates(params, updates)
     diag = {}
     if config.layers is not None:
-        diag = gradient_diagnostics(grads, updates, params, opt_state, layers=config.layers)
+        # Local SGD: the replicas' mean gradient, the one data parallel training would take.
+        seen = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads) if local else grads
+        diag = gradient_diagnostics(seen, updates, params, opt_state, layers=config.layers)
     return params, opt_state, diag
 
 

@@ -28,6 +28,7 @@ from recurrax.train._data import BatchSource, Data, as_data, device_batch, in_or
 from recurrax.train._diagnostics import layer_names
 from recurrax.train._distributed import fully_addressable
 from recurrax.train._history import History
+from recurrax.train._local_sgd import check_local_sgd
 from recurrax.train._loop import FitLoop
 from recurrax.train._loss_scale import with_loss_scaling
 from recurrax.train._losses import ValueFn
@@ -179,6 +180,9 @@ class Trainer:
         model.eval()
         self._graphdef_eval = nnx.split(model, nnx.Param, ...)[0]
         self.params, self.rest = self._placed(nnx.as_pure(params), nnx.as_pure(rest))
+        check_local_sgd(
+            optimizer, tbptt=tbptt, loss_scaling=self.precision is not None and self.precision.needs_loss_scaling
+        )
         if optimizer is not None and self.precision is not None and self.precision.needs_loss_scaling:
             if tbptt is not None:
                 raise ValueError(
