@@ -123,7 +123,7 @@ def load(model, arrays, name):
 
 
 def show(figure, name):
-    figure.savefig(name, dpi=80)
+    figure.savefig(name, dpi=64)
     display(Image(filename=name))
 
 
