@@ -202,8 +202,8 @@ show(
 # `nn.recording()` collects every recurrent layer's internals per step (the
 # LSTM's gates `i f o`, candidate `g`, cell state `c`). What enters the cell
 # state at a step is `i ⊙ g`: the trained LSTM writes far more at the marked
-# steps than elsewhere, and a few units do the gating, their input gate open at
-# a marker and nearly shut elsewhere (the heatmap: units down, steps across).
+# steps than elsewhere, and a few units do the gating, their input gate far
+# more open at a marker than elsewhere (the heatmap: units down, steps across).
 
 # %%
 with nn.recording() as layers:
@@ -271,8 +271,8 @@ show(interpret.plot_jacobian_spectrum(spectra, title="trained on the adding prob
 # Ten 1-D digit templates, shifted, scaled and noised, 40 steps each. The
 # benchmark's figure first: integrated gradients (zero baseline, the predicted
 # class) of both models on three test examples, made with `explain` on the
-# float32 models. The GRU's attributions are sparser; both look at the strokes
-# of the digit, not at the flat padding.
+# float32 models. Both models rest their prediction on the same parts of each
+# digit, the GRU on a few more steps.
 #
 # ![integrated gradients of the GRU and the TCN](../benchmarks/results/attribution_mnist1d.png)
 
