@@ -46,6 +46,7 @@ def _fit(trainer, data, steps=STEPS, **kwargs):
     return trainer.fit(data, steps=steps, batch_size=B, progress=False, log_every=1, eval_every=2, **kwargs)
 
 
+@pytest.mark.slow  # two 8-device training programs compiled: the full leg only
 def test_one_step_rounds_with_outer_sgd_1_are_data_parallel(mesh, data):
     part = train.Partitioning(mesh)
     local = _trainer(EVERY_STEP, part)
@@ -103,6 +104,7 @@ def test_the_outer_update_is_the_hand_written_one():
         assert int(step) == 0
 
 
+@pytest.mark.slow  # a compile and three orbax round trips: the full leg only
 def test_a_run_resumed_mid_round_equals_the_uninterrupted_one(mesh, data, tmp_path):
     part = train.Partitioning(mesh)
     whole = _trainer(EVERY_FOURTH, part)
@@ -120,12 +122,11 @@ def test_a_run_resumed_mid_round_equals_the_uninterrupted_one(mesh, data, tmp_pa
         assert leaf.sharding.spec == PartitionSpec("data")
 
 
-def test_settings_local_sgd_cannot_run_are_refused_by_name(mesh, data):
+def test_settings_local_sgd_cannot_run_are_refused_by_name(mesh):
     with pytest.raises(ValueError, match="sync_every must be a positive int, got sync_every=0"):
         train.local_sgd(INNER, replicas=8, sync_every=0)
     with pytest.raises(ValueError, match="tbptt"):
-        train.Trainer(
-            models.SequenceClassifier(D, C, cell="lstm", hidden_size=H, rngs=nnx.Rngs(0)), EVERY_STEP, tbptt=2
-        )
-    with pytest.raises(ValueError, match="replicas=3 does not split over the 8 devices"):
-        _trainer(train.local_sgd(INNER, replicas=3, sync_every=2), train.Partitioning(mesh))
+        train.Trainer(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), EVERY_STEP, tbptt=2)
+    three = train.local_sgd(INNER, replicas=3, sync_every=2).init({"w": np.zeros(2, np.float32)})
+    with pytest.raises(ValueError, match="replicas=3 does not split over the 8 devices of mesh axis 'data'"):
+        train.Partitioning(mesh).state_shardings(three)
