@@ -8,6 +8,8 @@ stopped mid-round and resumed from its checkpoint equals the uninterrupted run.
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,7 @@ from flax import nnx
 from jax.sharding import Mesh, PartitionSpec
 
 from recurrax import models, train
+from recurrax.train._step import train_batch
 
 N, B, T, D, C, H = 32, 16, 4, 3, 3, 4  # 2 examples per replica
 STEPS = 6
@@ -53,7 +56,7 @@ def test_one_step_rounds_with_outer_sgd_1_are_data_parallel(mesh, data):
     _fit(local, data)
     plain = _trainer(INNER, part)
     _fit(plain, data)
-    for key in ("loss", "grad_norm"):  # grad_norm: the replicas' mean gradient against the whole batch's
+    for key in ("loss", "update_norm", "param_norm"):  # grad_norm differs: the replicas' mean of their own norms
         np.testing.assert_allclose(
             [r[key] for r in local.history.steps], [r[key] for r in plain.history.steps], rtol=1e-5, err_msg=key
         )
@@ -120,6 +123,16 @@ def test_a_run_resumed_mid_round_equals_the_uninterrupted_one(mesh, data, tmp_pa
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     for leaf in jax.tree.leaves(resumed.opt_state.replicas):
         assert leaf.sharding.spec == PartitionSpec("data")
+
+    # The parameters' all-reduce sits in the synchronising branch of the cond; every step all-reduces
+    # scalars only (the loss's total and count, the replicas' gradient norms).
+    batch = resumed._device_batch({k: v[:B] for k, v in data.items()}, "batch")
+    hlo = train_batch.lower(resumed._config, *resumed.training_state(), batch).compile().as_text()
+    reduces = re.findall(r"\s%all-reduce\S* = (\(.*?\)|\S+) all-reduce\(.*?op_name=\"([^\"]*)\"", hlo)
+    every_step = [dims for types, name in reduces if "/cond/" not in name for dims in re.findall(r"\[(.*?)\]", types)]
+    assert every_step and set(every_step) == {""}, reduces  # scalars only: the loss sums and the diagnostics
+    synchronised = sum(types.count("f32[") for types, name in reduces if "/cond/" in name)
+    assert synchronised >= len(jax.tree.leaves(resumed.params)), reduces
 
 
 def test_settings_local_sgd_cannot_run_are_refused_by_name(mesh):

@@ -115,9 +115,13 @@ def _apply_gradient(config: StepConfig, grads: Any, params: Any, opt_state: Any)
         params = optax.apply_updates(params, updates)
     diag = {}
     if config.layers is not None:
-        # Local SGD: the replicas' mean gradient, the one data parallel training would take.
-        seen = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads) if local else grads
-        diag = gradient_diagnostics(seen, updates, params, opt_state, layers=config.layers)
+        if local:  # each replica's norms, then their mean: only scalars cross the devices, every step
+            one = functools.partial(gradient_diagnostics, layers=config.layers)
+            diag = jax.tree.map(
+                jnp.mean, jax.vmap(one, in_axes=(0, None, None, None))(grads, updates, params, opt_state)
+            )
+        else:
+            diag = gradient_diagnostics(grads, updates, params, opt_state, layers=config.layers)
     return params, opt_state, diag
 
 
