@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from importlib.metadata import version
@@ -331,16 +332,19 @@ def table(record: dict[str, Any], task: str) -> list[str]:
     fmt = (lambda v: f"{v:.2f}") if acc else (lambda v: f"{v:.2e}")
     signed = (lambda v: f"{v:+.2f}") if acc else (lambda v: f"{v:+.1e}")
     lines = [
-        f"| precision | test {'accuracy %' if acc else 'MSE'} | Δ vs float32 | parameter bytes | × smaller | "
-        "train step × float32 | inference × float32 |" + (" target |" if acc else ""),
-        "|---|---:|---:|---:|---:|---:|---:|" + ("---|" if acc else ""),
+        f"| precision | test {'accuracy %' if acc else 'MSE'} | per seed | Δ vs float32 | parameter bytes | "
+        "× smaller | train step × float32 | inference × float32 |" + (" target |" if acc else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if acc else ""),
     ]
+    runs = record["tasks"][task]["runs"]
+    key, scale = ("test_accuracy", 100.0) if acc else ("test_mse", 1.0)
     for r in record["tasks"][task]["summary"]:
+        seeds = ", ".join(fmt(run[key] * scale) for run in runs if run["precision"] == r["precision"])
         step = (
             "—" if r["train_step_ratio"] is None else f"{r['train_step_ratio']:.2f} ({r['train_step_cpu_ratio']:.2f})"
         )
         row = (
-            f"| {r['precision']} | {fmt(r['mean'])} ± {fmt(r['std'])} | {signed(r['delta_mean'])} ± "
+            f"| {r['precision']} | {fmt(r['mean'])} ± {fmt(r['std'])} | {seeds} | {signed(r['delta_mean'])} ± "
             f"{fmt(r['delta_std'])} | {r['parameter_bytes']:,} | {r['bytes_ratio']:.2f} | {step} | "
             f"{r['inference_ratio']:.2f} ({r['inference_cpu_ratio']:.2f}) |"
         )
@@ -434,7 +438,9 @@ def main() -> None:
             "load_range": [min(loads), max(loads)],
         }
     # A copy before the merge, so that a failure there loses no run.
-    Path(f"/tmp/precision_{'_'.join(record['tasks'])}_{os.getpid()}.json").write_text(json.dumps(record))
+    Path(tempfile.gettempdir(), f"precision_{'_'.join(record['tasks'])}_{os.getpid()}.json").write_text(
+        json.dumps(record)
+    )
     merged = write(record, args.out)
     print(markdown(merged))
 
@@ -450,7 +456,7 @@ def write(record: dict[str, Any], out: Path) -> dict[str, Any]:
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "precision.json"
-    with open(out / ".precision.lock", "w") as lock:
+    with open(Path(tempfile.gettempdir()) / "recurrax_precision.lock", "w") as lock:  # not in the results folder
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = json.loads(path.read_text()) if path.exists() else None
         if old is not None and old["stack"] == record["stack"] and old["settings"] == record["settings"]:
