@@ -93,20 +93,3 @@ def test_shap_without_its_package_says_how_to_get_it(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_shap)
     with pytest.raises(ImportError, match=r'pip install "recurrax\[interpret\]"'):
         explain(additive, XS, method="shap")
-
-
-def test_the_docs_quote_the_recorded_attribution_benchmark():
-    # docs/interpretability.md quotes benchmarks/results/attribution.json (python -m benchmarks.attribution).
-    import json
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    record = json.loads((root / "benchmarks" / "results" / "attribution.json").read_text())
-    page = " ".join((root / "docs" / "interpretability.md").read_text().split())
-    share = {(r["model"], r["method"]): r["marked_share_mean"] for r in record["rows"]}
-    assert f"test MSE {record['mse']['trained']:.4f}" in page
-    assert f"**{share['trained', 'integrated_gradients']:.2f}**" in page
-    assert f"against {share['untrained', 'integrated_gradients']:.3f}" in page
-    assert f"Gradient × input gives {share['trained', 'gradient_x_input']:.2f}" in page
-    trained = [share["trained", m] for m in ("integrated_gradients", "shap", "occlusion")]
-    assert max(trained) - min(trained) < 0.005
