@@ -197,16 +197,13 @@ def timing(task: str, data: Any, last: dict[str, Any], rounds: int, calls: int) 
     import numpy as np
     from flax import nnx
 
-    from recurrax.train._data import as_data
-
     spec = TASKS[task]
-    if task == "mnist1d":
-        batch = {k: v[: spec["batch_size"]] for k, v in as_data(data.train, "train", None).items()}
-    else:
-        batch = {
-            "inputs": data.train.batch(0, spec["batch_size"]).inputs,
-            "targets": data.train.batch(0, spec["batch_size"]).targets,
-        }
+    first = (
+        data.train.subset(slice(0, spec["batch_size"]))
+        if task == "mnist1d"
+        else data.train.batch(0, spec["batch_size"])
+    )
+    batch = {"inputs": first.inputs, "targets": first.targets}
     inputs = jax.numpy.asarray(data.test.inputs[:INFERENCE_BATCH])
     programs: dict[tuple[str, str], Callable[[], Any]] = {}
     for name, (model, trainer) in last.items():
