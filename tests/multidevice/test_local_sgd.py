@@ -40,9 +40,9 @@ def data():
     return {"inputs": rng.normal(size=(N, T, D)).astype(np.float32), "targets": rng.integers(0, C, N).astype(np.int32)}
 
 
-def _trainer(tx, partitioning):
+def _trainer(tx, partitioning, diagnostics=True):
     model = models.SequenceClassifier(D, C, cell="lstm", hidden_size=H, dense_size=H, dropout=0.0, rngs=nnx.Rngs(0))
-    return train.Trainer(model, tx, loss="softmax_cross_entropy", partitioning=partitioning)
+    return train.Trainer(model, tx, loss="softmax_cross_entropy", diagnostics=diagnostics, partitioning=partitioning)
 
 
 def _fit(trainer, data, steps=STEPS, **kwargs):
@@ -52,14 +52,13 @@ def _fit(trainer, data, steps=STEPS, **kwargs):
 @pytest.mark.slow  # two 8-device training programs compiled: the full leg only
 def test_one_step_rounds_with_outer_sgd_1_are_data_parallel(mesh, data):
     part = train.Partitioning(mesh)
-    local = _trainer(EVERY_STEP, part)
+    local = _trainer(EVERY_STEP, part, diagnostics=False)  # the diagnostics' compile is the other test's
     _fit(local, data)
-    plain = _trainer(INNER, part)
+    plain = _trainer(INNER, part, diagnostics=False)
     _fit(plain, data)
-    for key in ("loss", "update_norm", "param_norm"):  # grad_norm differs: the replicas' mean of their own norms
-        np.testing.assert_allclose(
-            [r[key] for r in local.history.steps], [r[key] for r in plain.history.steps], rtol=1e-5, err_msg=key
-        )
+    np.testing.assert_allclose(
+        [r["loss"] for r in local.history.steps], [r["loss"] for r in plain.history.steps], rtol=1e-5
+    )
     assert plain.history.steps[-1]["loss"] < plain.history.steps[0]["loss"]
     for a, b in zip(jax.tree.leaves(local.params), jax.tree.leaves(plain.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
