@@ -27,13 +27,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import rnn
 
 from recurrax._cell import Steps
 from recurrax._types import Array, Params
 
 #: The cuDNN LSTM call (tests on CPU replace it with ``jax.experimental.rnn.lstm_ref`` behind the same signature).
-rnn_lstm: Any = rnn.lstm
+rnn_lstm: Any = None
+
+
+def _rnn() -> Any:
+    # Imported on first use, like the Pallas kernels: most processes never ask for cuDNN.
+    from jax.experimental import rnn
+
+    return rnn
 
 
 def unavailable() -> str | None:
@@ -41,7 +47,7 @@ def unavailable() -> str | None:
     if jax.default_backend() != "gpu":
         return f"cuDNN needs a CUDA GPU (the backend is {jax.default_backend()!r})"
     # jaxlib's gpu_rnn exists everywhere; its functions come with the CUDA plugin.
-    if not hasattr(getattr(rnn, "gpu_rnn", None), "compute_rnn_workspace_reserve_space_sizes"):
+    if not hasattr(getattr(_rnn(), "gpu_rnn", None), "compute_rnn_workspace_reserve_space_sizes"):
         return "jaxlib has no cuDNN RNN bindings (the jax-cuda12 plugin's gpu_rnn)"
     version = str(getattr(jax.devices()[0].client, "platform_version", "")).lower()
     if "rocm" in version or "hip" in version:
@@ -83,7 +89,7 @@ def lstm_sequence(
         lengths = jnp.full((batch,), num_steps, jnp.int32)
     else:
         lengths = jnp.sum(valid, axis=0, dtype=jnp.int32)
-    ys, h, c = rnn_lstm(
+    ys, h, c = (rnn_lstm or _rnn().lstm)(
         jnp.swapaxes(xs, 0, 1),
         h0[None],
         c0[None],

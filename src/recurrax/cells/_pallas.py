@@ -35,8 +35,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pl_triton
 
 from recurrax._options import ScanOptions
 from recurrax._types import Array
@@ -90,10 +88,24 @@ def hidden_tiles(padded_hidden: int) -> list[slice]:
     return [slice(start, start + tile) for start in range(0, padded_hidden, tile)]
 
 
+def _pallas() -> Any:
+    # Imported on first use: Pallas and its Triton lowering add ~0.5 s to every `import recurrax`
+    # (measured with -X importtime), paid by each process of a suite that never runs a kernel.
+    from jax.experimental import pallas
+
+    return pallas
+
+
+def _pallas_triton() -> Any:
+    from jax.experimental.pallas import triton
+
+    return triton
+
+
 def barrier() -> None:
     """Makes one step's writes to global memory visible to every thread of the program (a no-op interpreted)."""
     if not interpret_mode():
-        pl_triton.debug_barrier()
+        _pallas_triton().debug_barrier()
 
 
 def batch_block(padded_batch: int) -> int:
@@ -142,7 +154,7 @@ def _spec(shape: tuple[int, ...], batch_axis: int | None, block: int) -> Any:
     def index_map(b: Any) -> tuple[Any, ...]:
         return tuple(b if i == batch_axis else 0 for i in range(len(shape)))
 
-    return pl.BlockSpec(block_shape, index_map)
+    return _pallas().BlockSpec(block_shape, index_map)
 
 
 def call(
@@ -161,7 +173,7 @@ def call(
     in_specs = [_spec(a.shape, axis, block) for a, axis in inputs]
     out_specs = [_spec(shape, axis, block) for shape, axis in outputs]
     out_shape = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape, _ in outputs]
-    run = pl.pallas_call(
+    run = _pallas().pallas_call(
         kernel,
         out_shape=out_shape,
         grid=(math.ceil(batch / block),),
@@ -172,7 +184,7 @@ def call(
         # Triton, not Mosaic GPU (jax's default GPU lowering since 0.10): Mosaic GPU copies each
         # block into shared memory, and a block here holds all T steps; Triton reads ref[t] from
         # global memory at each step.
-        compiler_params=None if interpret_mode() else pl_triton.CompilerParams(num_warps=4),
+        compiler_params=None if interpret_mode() else _pallas_triton().CompilerParams(num_warps=4),
     )
     result: list[Array] = run(*(a for a, _ in inputs))
     return result
