@@ -55,6 +55,21 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:Error reading persistent compilation cache entry:UserWarning")
 
 
+# The files whose tests take longest (each a minute or more of one worker: a notebook kernel, the
+# 8-device subprocess, every docs page and docstring example). `pytest -n 2 --dist loadfile` hands
+# files out in collection order, so these start first and the small files fill in around them;
+# collected last, one of them ran alone at the end while the other core idled.
+LONGEST_FIRST = ("test_notebooks.py", "test_multidevice.py", "test_docs.py", "test_public_api.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name if item.path.parent.name == "tests" else ""
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other test keeps its place
+
+
 def pytest_unconfigure(config):
     if _own_cache_dir is not None:
         shutil.rmtree(_own_cache_dir, ignore_errors=True)
