@@ -43,6 +43,7 @@ from benchmarks.common import (
     SMOKE_CONFIG,
     Config,
     Impl,
+    cpu_name,
     jax_impl,
     load_average,
     peak_rss_delta,
@@ -79,12 +80,7 @@ def environment() -> dict[str, Any]:
             versions[name] = None
     import jax
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_name()
     memory = None
     with contextlib.suppress(ValueError, OSError):
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
