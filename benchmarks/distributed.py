@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--smoke", action="store_true", help="two device counts, few calls, nothing written")
+    parser.add_argument("--out", type=Path, default=None, help="output path without suffix (default: see above)")
     args = parser.parse_args(argv)
     use_fake_cpu_devices(args.fake_devices)
     if args.smoke:
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         "platform": platform,
         "device_kind": jax.devices()[0].device_kind,
         "device_count": available,
-        "config": {k: v for k, v in vars(args).items() if k != "smoke"},
+        "config": {k: v for k, v in vars(args).items() if k not in ("smoke", "out")},
         "environment": environment(),
         "load_average_before": before,
         "load_average_after": load_average(),
@@ -212,11 +213,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         print(render(report))
         return
-    RESULTS.mkdir(exist_ok=True)
-    stem = f"distributed_{platform}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{stem}.md").write_text(render(report))
-    log(f"[distributed] wrote {RESULTS / stem}.md")
+    out = args.out if args.out is not None else RESULTS / f"distributed_{platform}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(report))
+    log(f"[distributed] wrote {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -244,10 +244,12 @@ def suite_peers(
     return results
 
 
-def suite_levers(cfg: Config, repeats: int, modes: list[str], kernels: tuple[str, ...] = ()) -> list[dict]:
+def suite_levers(
+    cfg: Config, repeats: int, modes: list[str], kernels: tuple[str, ...] = (), into: list | None = None
+) -> list[dict]:
     from benchmarks.peers.recurrax_peer import LEVER_VARIANTS
 
-    results = []
+    results = [] if into is None else into
     xs = input_batch(cfg)
     for mode in modes:
         log(f"[levers] lstm {mode} {cfg.label}  load={load_average()}")
@@ -284,11 +286,13 @@ def _recurrax_step(cfg: Config, kwargs: dict, layers: int = 1) -> tuple[Callable
     return jax.jit(jax.value_and_grad(loss)), params, xs
 
 
-def suite_scaling(steps: Iterable[int], repeats: int, shape: dict | None = None, plain: bool = True) -> list[dict]:
+def suite_scaling(
+    steps: Iterable[int], repeats: int, shape: dict | None = None, plain: bool = True, into: list | None = None
+) -> list[dict]:
     import jax.numpy as jnp
 
     shape = shape or SCALING_SHAPE
-    rows = []
+    rows = [] if into is None else into
     for T in steps:
         cfg = Config(shape["B"], T, shape["D"], shape["H"])
         xs = jnp.asarray(input_batch(cfg))
@@ -411,17 +415,19 @@ def suite_linear(
     cells: Iterable[str] = LINEAR_CELLS,
     modes: Iterable[str] = MODES,
     two_layer: bool = True,
+    into: list | None = None,
 ) -> list[dict]:
     """Per T and cell: sequential, parallel and (minGRU) the hand-written scan, timed interleaved in pairs.
 
     minGRU in both spaces also runs the other ``modes`` (``forward``), and
     with ``two_layer`` the issue's two-layer ``nn.RNN`` model joins as
     ``min_gru ×2 (nn.RNN)`` at ``H/2`` units; ``vs_hand_written`` is each
-    row's time over the hand-written scan's.
+    row's time over the hand-written scan's. ``into``: the list the rows are appended to as they are
+    measured (what a time cap leaves of a cut run).
     """
     import jax.numpy as jnp
 
-    rows = []
+    rows = [] if into is None else into
     for T in steps:
         cfg = Config(16, T, 64, 256)
         x = jnp.asarray(input_batch(cfg))
@@ -735,14 +741,19 @@ def main(argv: list[str] | None = None) -> dict:
         write(report, out)
 
     scaling_shape = {"B": 2, "D": 3, "H": 4} if args.smoke else None
+    partial: list[dict] = []  # the running suite's rows so far, kept if a time cap cuts it
     runners: dict[str, Callable[[], Any]] = {
         "peers": lambda: suite_peers(configs, cells, modes, repeats, args.peers.split(","), options, checkpoint),
-        "levers": lambda: suite_levers(lever_config, repeats, modes, kernels),
-        "scaling": lambda: suite_scaling(scaling_steps, min(repeats, 3), scaling_shape, plain=not args.smoke),
+        "levers": lambda: suite_levers(lever_config, repeats, modes, kernels, into=partial),
+        "scaling": lambda: suite_scaling(
+            scaling_steps, min(repeats, 3), scaling_shape, plain=not args.smoke, into=partial
+        ),
         "compile": suite_compile,
         # Smoke: one linear cell is enough to prove the suite runs (the others share its code). Every
         # repeat otherwise: its ratios to the hand-written scan are the point, and load needs rounds.
-        "linear": lambda: suite_linear(linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells, modes),
+        "linear": lambda: suite_linear(
+            linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells, modes, into=partial
+        ),
     }
     # In the order given, so a time-capped run (run_gpu.sh) measures what matters most first.
     suite = None
@@ -750,12 +761,15 @@ def main(argv: list[str] | None = None) -> dict:
         for suite in suites:
             if suite == "compile" and args.smoke:
                 continue
+            partial.clear()
             report[suite] = runners[suite]()
             write(report, out)
     except KeyboardInterrupt:
         # A time cap (run_gpu.sh sends SIGINT): keep what was measured and say where it stopped.
         report["meta"]["interrupted_in"] = suite
-        log(f"interrupted in suite {suite!r}: its results are partial (peers) or missing; the next suites did not run")
+        if suite is not None and suite not in report and partial:
+            report[suite] = list(partial)
+        log(f"interrupted in suite {suite!r}: its results are partial (or missing: compile); the next did not run")
     finally:
         if args.smoke:
             gc.unfreeze()  # collectable again, for whatever the calling process does next

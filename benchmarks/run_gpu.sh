@@ -2,6 +2,9 @@
 # The GPU benchmark run: recurrax against cuDNN (PyTorch) and every JAX peer, with recurrax's kernels as levers.
 #
 #   bash benchmarks/run_gpu.sh          # a fresh CUDA machine: install from $WHEELS, run, write $OUT (caps: < 8 min)
+#   bash benchmarks/run_gpu.sh --image  # a machine whose python3 already has jax[cuda], flax, optax, chex, orbax,
+#                                       # equinox and torch (a CUDA image): only the missing peers come from $WHEELS
+#                                       # (default ./.whl: dm-haiku, jmp, keras, namex, optree), installed --no-deps
 #   bash benchmarks/run_gpu.sh --smoke  # here, on CPU, with the current Python: the kernel check (GRU), then every
 #                                       # suite once on tiny shapes, recurrax and the floor only, in one process
 #                                       # (~25 CPU-s; each step capped at SMOKE_S, default 180 s, for a loaded machine)
@@ -14,7 +17,14 @@
 #   2. levers  → $OUT/gpu_levers.*: recurrax's own variants at (64,256,128,256): hoisting, unroll, fused, remat, kernels.
 #   3. linear  → $OUT/gpu_linear.*: sequential against parallel scan of the linear cells, T = 1024 and 4096.
 #   4. scaling → $OUT/gpu_scaling.*: an LSTM training step for T = 64 … 16384.
+#   5. precision → $OUT/gpu_precision/: each mixed-precision policy's train step and forward (benchmarks/precision_cpu.py).
+#   6. distributed → $OUT/distributed_gpu.*: the distributed suite's data-parallel/FSDP step on the one GPU.
+# Step 1 and 2 time a kernel only where step 0 found it right (outputs and gradients within 1e-3 of the step
+# loop) and compiled in under KERNEL_COMPILE_S seconds (default 20); the summary says which were left out and why.
 # A summary of what finished and what was cut is printed at the end and written to $OUT/gpu_run.txt.
+#
+# TAR_TO=FILE: after every step, a gzipped tar of $OUT is written to FILE (for callers that fetch back a few
+# files only, or that may be cut off before the end).
 #
 # Assumes only: Linux x86_64, an NVIDIA driver for CUDA 12, python3.12, this repository as the
 # working directory, and a folder of wheels ($WHEELS, default ./wheels) — nothing is downloaded.
@@ -31,16 +41,19 @@
 #       matplotlib equinox dm-haiku keras
 #   pip download -d wheels torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126
 #
-# Time: installing takes 1-2 minutes; the steps' caps (seconds) are KERNELS_S, PEERS_S, LEVERS_S, LINEAR_S,
-# SCALING_S (defaults 50, 190, 40, 45, 45, each including its process's start-up: 6.2 minutes; set by
-# design, not yet timed on a GPU).
+# Time: installing takes 1-2 minutes from $WHEELS (seconds with --image); the steps' caps (seconds) are
+# KERNELS_S, PEERS_S, LEVERS_S, LINEAR_S, SCALING_S, PRECISION_S, DISTRIBUTED_S (defaults 40, 245, 40, 55, 35,
+# 35, 30, each including its process's start-up: 8.0 minutes, of which steps 0-4 take 6.9).
 set -euo pipefail
 
 SMOKE=0
+IMAGE=0
 if [ "${1:-}" = "--smoke" ]; then
     SMOKE=1
+elif [ "${1:-}" = "--image" ]; then
+    IMAGE=1
 elif [ -n "${1:-}" ]; then
-    echo "usage: bash benchmarks/run_gpu.sh [--smoke]" >&2
+    echo "usage: bash benchmarks/run_gpu.sh [--smoke | --image]" >&2
     exit 2
 fi
 
@@ -60,6 +73,15 @@ if [ "$SMOKE" = 1 ]; then
     # Smoke sizes measure nothing: compile as cheaply as the tests do (tests/cheap_compile.py).
     XLA_FLAGS="${XLA_FLAGS:-$("$PY" -c 'import sys; sys.path.insert(0, "tests"); import cheap_compile; print(cheap_compile.xla_flags())')}"
     export XLA_FLAGS
+elif [ "$IMAGE" = 1 ]; then
+    WHEELS="${WHEELS:-./.whl}"
+    OUT="${OUT:-./benchmarks/results}"
+    PY="${PYTHON:-python3}"
+    if compgen -G "$WHEELS/*.whl" >/dev/null; then
+        "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/recurrax-site "$WHEELS"/*.whl
+        export PYTHONPATH="/tmp/recurrax-site"
+    fi
 else
     WHEELS="${WHEELS:-./wheels}"
     OUT="${OUT:-./benchmarks/results}"
@@ -76,9 +98,12 @@ else
         "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet --target "$VENV/site" "${PACKAGES[@]}"
         export PYTHONPATH="$VENV/site"
     fi
+fi
+if [ "$SMOKE" = 0 ]; then
     COMMON=(--repeats 5)
-    KERNELS_S="${KERNELS_S:-50}" PEERS_S="${PEERS_S:-190}" LEVERS_S="${LEVERS_S:-40}"
-    LINEAR_S="${LINEAR_S:-45}" SCALING_S="${SCALING_S:-45}"
+    KERNELS_S="${KERNELS_S:-40}" PEERS_S="${PEERS_S:-245}" LEVERS_S="${LEVERS_S:-40}"
+    LINEAR_S="${LINEAR_S:-55}" SCALING_S="${SCALING_S:-35}" PRECISION_S="${PRECISION_S:-35}"
+    DISTRIBUTED_S="${DISTRIBUTED_S:-30}"
 fi
 # recurrax and the benchmarks run from this checkout; nothing of them is installed.
 export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -107,6 +132,37 @@ run() {
     if [ "$status" != 0 ]; then verdict="stopped with status $status (124 or 130: the time cap)"; fi
     if grep -q "interrupted in suite" "$OUT/$name.log"; then verdict="cut by the time cap (partial results)"; fi
     echo "$name: $verdict after $((SECONDS - start)) s" | tee -a "$SUMMARY"
+    # TAR_TO: one archive of everything written so far, refreshed after every step, for a caller that can
+    # fetch only a few files back (or may be cut off before the end).
+    if [ -n "${TAR_TO:-}" ]; then tar czf "$TAR_TO" -C "$OUT" . || true; fi
+}
+
+# usable_kernels KERNEL_JSON: the kernels (comma-separated) that the kernel check found right and quick to compile.
+usable_kernels() {
+    "$PY" - "$1" "${KERNEL_COMPILE_S:-20}" "$SUMMARY" <<'PY'
+import json, sys
+path, cap, summary = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+try:
+    rows = json.load(open(path))["rows"]
+except (OSError, ValueError, KeyError):
+    rows = []
+verdict = {}
+for r in rows:
+    why = r.get("error")
+    if why is None and max(r["outputs"], r["final_carry"], r["gradients"]) > 1e-3:
+        why = f"differs from the step loop by {max(r['outputs'], r['final_carry'], r['gradients']):.1e}"
+    if why is None and r.get("kernel_first_call_s", 0.0) > cap:
+        why = f"first call (compile) took {r['kernel_first_call_s']:.0f} s"
+    if why is not None:
+        verdict[r["kernel"]] = f"{r['cell']} reverse={r['reverse']}: {why}"[:300]
+    else:
+        verdict.setdefault(r["kernel"], None)
+with open(summary, "a") as out:
+    for kernel, why in verdict.items():
+        if why is not None:
+            out.write(f"kernel {kernel} left out of the timed suites: {why}\n")
+print(",".join(k for k, why in verdict.items() if why is None))
+PY
 }
 
 if [ "$SMOKE" = 1 ]; then
@@ -116,12 +172,17 @@ if [ "$SMOKE" = 1 ]; then
         --cells lstm,gru --modes train --kernels pallas,cudnn --out "$OUT/gpu_smoke"
 else
     run gpu_kernels "$KERNELS_S" benchmarks.kernel_check --out "$OUT/gpu_kernels"
-    run gpu "$PEERS_S" benchmarks.run "${COMMON[@]}" --suites peers --kernels pallas,cudnn --out "$OUT/gpu"
-    run gpu_levers "$LEVERS_S" benchmarks.run "${COMMON[@]}" --suites levers --modes train --kernels pallas,cudnn \
+    KERNELS=$(usable_kernels "$OUT/gpu_kernels.json")
+    echo "kernels timed: ${KERNELS:-none}" | tee -a "$SUMMARY"
+    run gpu "$PEERS_S" benchmarks.run "${COMMON[@]}" --suites peers --kernels "$KERNELS" --out "$OUT/gpu"
+    run gpu_levers "$LEVERS_S" benchmarks.run "${COMMON[@]}" --suites levers --modes train --kernels "$KERNELS" \
         --out "$OUT/gpu_levers"
-    run gpu_linear "$LINEAR_S" benchmarks.run "${COMMON[@]}" --suites linear --linear-cells min_gru,lru \
+    run gpu_linear "$LINEAR_S" benchmarks.run "${COMMON[@]}" --suites linear --linear-cells min_gru,min_gru_log \
         --linear-steps 1024,4096 --out "$OUT/gpu_linear"
     run gpu_scaling "$SCALING_S" benchmarks.run "${COMMON[@]}" --suites scaling --out "$OUT/gpu_scaling"
+    run gpu_precision "$PRECISION_S" benchmarks.precision_cpu --rounds 3 --out "$OUT/gpu_precision"
+    run distributed_gpu "$DISTRIBUTED_S" benchmarks.distributed --devices 1 --batch-size 256 --hidden 256 \
+        --seq-len 128 --out "$OUT/distributed_gpu"
 fi
 
 echo "== summary ($SUMMARY)"
