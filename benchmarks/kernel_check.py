@@ -31,6 +31,8 @@ import numpy as np
 KERNELS = {"lstm": ("pallas", "cudnn"), "gru": ("pallas",)}
 SHAPE = {"B": 32, "T": 128, "D": 64, "H": 128}
 SMOKE_SHAPE = {"B": 2, "T": 5, "D": 3, "H": 4}
+DIRECT = "cudnn (direct call)"
+DIRECT_VARIANTS = ("gathered_in_jit", "gathered_outside", "host_copy")
 
 
 def _relative(got: Any, want: Any) -> float:
@@ -83,6 +85,59 @@ def check(cell_name: str, kernel: str, reverse: bool, shape: dict[str, int]) -> 
     return row
 
 
+def cudnn_direct(reverse: bool, shape: dict[str, int]) -> dict[str, Any]:
+    """cuDNN's own call against ``jax.experimental.rnn.lstm_ref`` on the inputs the engine would hand it.
+
+    For ``reverse`` the inputs are reversed within each example's length, as the engine does, three ways:
+    inside the jitted call (``gathered_in_jit``, the engine's situation), gathered outside and passed in as
+    an argument (``gathered_outside``), and copied through the host (``host_copy``). Which of these agree
+    with the reference tells a cuDNN fault from one in how XLA hands it a computed array.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental import rnn
+
+    import recurrax
+    from recurrax.cells import _cudnn
+
+    B, T, D, H = shape["B"], shape["T"], shape["D"], shape["H"]
+    k_p, k_x, k_c, k_l = jax.random.split(jax.random.key(1), 4)
+    cell = recurrax.lstm(H)
+    weights = _cudnn.pack_lstm_weights(cell.init(k_p, D))
+    xs = jax.random.normal(k_x, (B, T, D))
+    h0, c0 = (0.5 * jax.random.normal(k, (1, B, H)) for k in jax.random.split(k_c))
+    lengths = jax.random.randint(k_l, (B,), max(1, T // 2), T + 1)
+    steps = jnp.arange(T)[None, :]
+    index = jnp.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps) if reverse else None
+    sizes = {"input_size": D, "hidden_size": H, "num_layers": 1, "dropout": 0.0, "bidirectional": False}
+
+    def prepare(x: Any) -> Any:
+        return x if index is None else jnp.take_along_axis(x, index[..., None], axis=1)
+
+    def reference(x: Any) -> Any:
+        w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(weights, D, H, 1, False)
+        return rnn.lstm_ref(prepare(x), h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, D, H, 1, 0.0, False)
+
+    row: dict[str, Any] = {"cell": "lstm", "kernel": DIRECT, "reverse": reverse, "shape": shape}
+    try:
+        with jax.default_matmul_precision("highest"):
+            want = jax.jit(reference)(xs)
+            variants = {
+                "gathered_in_jit": jax.jit(lambda x: rnn.lstm(prepare(x), h0, c0, weights, lengths, **sizes))(xs),
+                "gathered_outside": jax.jit(lambda x: rnn.lstm(x, h0, c0, weights, lengths, **sizes))(
+                    jax.block_until_ready(jax.jit(prepare)(xs))
+                ),
+                "host_copy": jax.jit(lambda x: rnn.lstm(x, h0, c0, weights, lengths, **sizes))(
+                    jnp.asarray(np.asarray(jax.jit(prepare)(xs)))
+                ),
+            }
+            for name in DIRECT_VARIANTS:
+                row[name] = _relative(variants[name], want)
+    except Exception as err:  # noqa: BLE001 — recorded: no cuDNN here says why
+        row["error"] = f"{type(err).__name__}: {err}"
+    return row
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kernel_check", description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help=f"the shape {SMOKE_SHAPE} instead of {SHAPE}")
@@ -97,21 +152,24 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     unknown = sorted(set(cells) - set(KERNELS))
     if unknown:
         raise SystemExit(f"--cells: unknown {unknown}; choose from {tuple(KERNELS)}")
-    for cell_name in cells:
-        for kernel in KERNELS[cell_name]:
-            for reverse in (False, True):
-                row = check(cell_name, kernel, reverse, shape)
-                rows.append(row)
-                found = row.get("error") or (
-                    f"outputs {row['outputs']:.1e}, final carry {row['final_carry']:.1e}, "
-                    f"gradients {row['gradients']:.1e} (relative), padding zero: {row['padding_zero']}"
-                )
-                print(f"{cell_name} kernel={kernel} reverse={reverse}: {found}", file=sys.stderr, flush=True)
-                if args.out:  # after every row: a run cut by its time cap keeps what it checked
-                    report = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
-                    Path(args.out).with_suffix(".json").write_text(
-                        json.dumps({**report, "rows": rows}, indent=1) + "\n"
-                    )
+    # cuDNN first (seconds), then its diagnosis, then the Pallas kernels (Triton compiles take longest).
+    checks = [(c, k, r) for k in ("cudnn", "pallas") for c in cells if k in KERNELS[c] for r in (False, True)]
+    if "lstm" in cells:
+        checks[2:2] = [("lstm", DIRECT, r) for r in (False, True)]
+    for cell_name, kernel, reverse in checks:
+        row = cudnn_direct(reverse, shape) if kernel == DIRECT else check(cell_name, kernel, reverse, shape)
+        rows.append(row)
+        found = row.get("error") or ", ".join(
+            f"{key.replace('_', ' ')} {row[key]:.1e}"
+            for key in ("outputs", "final_carry", "gradients", *DIRECT_VARIANTS)
+            if key in row
+        )
+        if "padding_zero" in row:
+            found += f" (relative), padding zero: {row['padding_zero']}"
+        print(f"{cell_name} kernel={kernel} reverse={reverse}: {found}", file=sys.stderr, flush=True)
+        if args.out:  # after every row: a run cut by its time cap keeps what it checked
+            report = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+            Path(args.out).with_suffix(".json").write_text(json.dumps({**report, "rows": rows}, indent=1) + "\n")
     return rows
 
 

@@ -18,6 +18,8 @@ import pytest
 from flax import nnx
 
 import recurrax
+from jaxpr_walk import equations
+from recurrax import _options as recurrax_options
 from recurrax.cells import registered_cells
 
 SRC = Path(recurrax.__file__).parent
@@ -197,11 +199,30 @@ def test_scan_options_travel_as_one_object_and_as_keywords():
     assert "unroll" in inspect.signature(recurrax.nn.RNN).parameters
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["step_loop", "fused_loop"])
+def test_unroll_none_is_the_backends_measured_default_and_an_explicit_one_wins(monkeypatch, fused):
+    cell = recurrax.lstm(4)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jnp.ones((2, 5, 3))
+
+    def unrolls(**options):
+        loss = lambda p: jnp.sum(recurrax.scan(cell, p, xs, fused=fused, **options)[0])  # noqa: E731
+        jaxpr = jax.make_jaxpr(jax.grad(loss))(params).jaxpr
+        return {eqn.params["unroll"] for eqn in equations(jaxpr) if eqn.primitive.name == "scan"}
+
+    assert recurrax.ScanOptions().unroll is None
+    assert unrolls() == {1}  # CPU: none measured faster than one step per iteration
+    monkeypatch.setitem(recurrax_options.DEFAULT_UNROLL, jax.default_backend(), 3)
+    assert recurrax.ScanOptions().steps_per_iteration() == 3
+    assert unrolls() == {3}
+    assert unrolls(unroll=2) == {2}
+
+
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
         (lambda: recurrax.ScanOptions(method="fast"), ValueError, "method must be one of"),
-        (lambda: recurrax.ScanOptions(unroll=0), ValueError, "unroll must be a positive int"),
+        (lambda: recurrax.ScanOptions(unroll=0), ValueError, "unroll must be None, a positive int"),
         (lambda: recurrax.ScanOptions(reverse=1), TypeError, "reverse must be a bool"),
         (lambda: recurrax.ScanOptions(fused="yes"), TypeError, "fused must be None, True or False"),
         (lambda: recurrax.ScanOptions().replace(revers=True), TypeError, r"unknown scan option\(s\) \['revers'\]"),

@@ -200,7 +200,7 @@ def test_plain_step_function_needs_initial_carry():
         ),
         ({"method": "fast"}, ValueError, "method must be one of"),
         ({"method": "parallel"}, ValueError, "needs a linear-recurrence cell"),
-        ({"unroll": 0}, ValueError, "unroll must be a positive int"),
+        ({"unroll": 0}, ValueError, "unroll must be None, a positive int"),
         ({"hoist_input_projection": True, "cell": lambda c, x: (c, x)}, ValueError, "initial_carry is required"),
     ],
 )

@@ -14,12 +14,21 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
+import jax
+
 from recurrax._validation import check_choice
 
 METHODS: tuple[str, ...] = ("sequential", "parallel")
 Method = Literal["sequential", "parallel"]
 KERNELS: tuple[str, ...] = ("auto", "xla", "pallas", "cudnn")
 Kernel = Literal["auto", "xla", "pallas", "cudnn"]
+
+#: Backend → loop steps per iteration when ``ScanOptions.unroll`` is None. Only measured backends are here:
+#: on an H200 (``benchmarks/results/gpu_levers.md``, LSTM training at (B,T,D,H) = (64,256,128,256)) the
+#: fused loop took 7.2 ms at 1, 5.5 at 2, 4.8 at 4 and 4.2 at 8 steps per iteration, the plain hoisted loop
+#: 10.2 and 4.9 ms at 1 and 8: each iteration of an XLA while loop on a GPU costs its launches and a
+#: predicate read. On CPU 1 stays (unrolling copied a slow fusion, ``benchmarks/README.md``); TPU: unmeasured.
+DEFAULT_UNROLL: dict[str, int] = {"gpu": 8}
 
 
 def _check_bool(value: Any, name: str) -> None:
@@ -39,7 +48,8 @@ class ScanOptions:
     Attributes:
       time_major: ``xs`` and ``ys`` are ``[T, *B, ...]`` instead of ``[*B, T, ...]``.
       reverse: run each example backwards over its own valid steps; outputs stay aligned with ``xs``.
-      unroll: steps unrolled in each loop iteration (``lax.scan``'s ``unroll``; ``True``: all).
+      unroll: steps unrolled in each loop iteration (``lax.scan``'s ``unroll``; ``True``: all;
+        ``None``: the backend's measured default, :data:`DEFAULT_UNROLL`, read by :meth:`steps_per_iteration`).
       remat: recompute each step in the backward pass instead of storing its
         intermediates (gradient checkpointing: memory ``O(T·|carry|)``).
       method: ``"sequential"``, or ``"parallel"`` for a cell with a linear-recurrence
@@ -53,7 +63,7 @@ class ScanOptions:
         runs (``docs/kernels.md``): ``"auto"`` (the cell's choice for this
         backend: today its XLA loop everywhere), ``"xla"`` (its fused XLA
         loop), ``"pallas"`` (one Pallas kernel over all steps; interpreted
-        off GPU, unmeasured on GPU) or ``"cudnn"`` (cuDNN's LSTM through
+        off GPU; on GPU not yet seen to compile, docs/kernels.md) or ``"cudnn"`` (cuDNN's LSTM through
         ``jax.experimental.rnn``, CUDA GPUs). A kernel that cannot run the
         call falls back to the XLA loop (``fused=True``: raises with the reason);
         cells without that kernel ignore it.
@@ -70,7 +80,7 @@ class ScanOptions:
 
     time_major: bool = False
     reverse: bool = False
-    unroll: int | bool = 1
+    unroll: int | bool | None = None
     remat: bool = False
     method: Method = "sequential"
     hoist_input_projection: bool | None = None
@@ -87,8 +97,14 @@ class ScanOptions:
         unroll = self.unroll
         if isinstance(unroll, bool):
             object.__setattr__(self, "unroll", True if unroll else 1)
-        elif not isinstance(unroll, int) or unroll < 1:
-            raise ValueError(f"unroll must be a positive int or a bool, got {unroll!r}")
+        elif unroll is not None and (not isinstance(unroll, int) or unroll < 1):
+            raise ValueError(f"unroll must be None, a positive int or a bool, got {unroll!r}")
+
+    def steps_per_iteration(self) -> int | bool:
+        """``unroll`` as ``lax.scan`` takes it: the caller's, else :data:`DEFAULT_UNROLL` for the backend, else 1."""
+        if self.unroll is not None:
+            return self.unroll
+        return DEFAULT_UNROLL.get(jax.default_backend(), 1)
 
     def replace(self, **changes: Any) -> ScanOptions:
         """A copy with some fields changed (checked like the constructor)."""

@@ -482,7 +482,7 @@ def _sequential_scan(
     if options.remat:
         body = jax.checkpoint(body)
     final_carry, (ys, carries, records) = jax.lax.scan(
-        body, initial_carry, (xs_tm, steps.valid, steps.resets, perturbation_tm), unroll=options.unroll
+        body, initial_carry, (xs_tm, steps.valid, steps.resets, perturbation_tm), unroll=options.steps_per_iteration()
     )
     return ys, final_carry, carries, records
 

@@ -3,8 +3,8 @@
 Without a GPU, ``jax.experimental.rnn.lstm_ref`` — JAX's pure reference of its
 cuDNN LSTM, same flat weight layout, same ``seq_lengths`` semantics — stands in
 for the cuDNN call, so everything but the kernel call itself is proven here:
-the weight packing, lengths, reverse (the engine's reversal within lengths),
-an initial carry, gradients to parameters, inputs and carry, the fallbacks.
+the weight packing, lengths, an initial carry, gradients to parameters,
+inputs and carry, the fallbacks (``resets``, ``reverse``: declined by name).
 Where cuDNN exists, the same comparison runs on it.
 """
 
@@ -46,7 +46,7 @@ def _parity():
     weights = jax.random.normal(k_w, (BATCH, T, H))
 
     def loss(params, xs, carry, kernel):
-        options = recurrax.ScanOptions(reverse=True, fused=kernel == "cudnn", kernel="cudnn")
+        options = recurrax.ScanOptions(fused=kernel == "cudnn", kernel="cudnn")
         ys, final = recurrax.scan(cell, params, xs, initial_carry=carry, lengths=LENGTHS, options=options)
         return jnp.sum(ys * weights) + jnp.sum(jnp.sin(final.h)) + jnp.sum(final.c**2), (ys, final)
 
@@ -94,6 +94,10 @@ def test_what_cudnn_cannot_run_falls_back_or_raises_by_name(monkeypatch):
     resets = jnp.zeros((BATCH, T), bool).at[0, 2].set(True)
     with pytest.raises(ValueError, match="kernel='cudnn' cannot run this call: resets"):
         recurrax.scan(cell, params, xs, resets=resets, kernel="cudnn", fused=True)
+    with pytest.raises(ValueError, match=r"kernel='cudnn'.*reverse=True \(cuDNN's results"):
+        recurrax.scan(cell, params, xs, reverse=True, kernel="cudnn", fused=True)
+    backwards, _ = recurrax.scan(cell, params, xs + 1.0, reverse=True, kernel="cudnn")  # falls back to the loop
+    np.testing.assert_array_equal(backwards, recurrax.scan(cell, params, xs + 1.0, reverse=True, kernel="xla")[0])
     peephole = recurrax.lstm(H, peephole=True)
     reason = peephole.sequence_unsupported(
         peephole.init(jax.random.key(0), D), peephole.initial_carry((BATCH,)), xs, recurrax.ScanOptions(kernel="cudnn")

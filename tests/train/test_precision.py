@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 import recurrax
+from jaxpr_walk import equations
 from recurrax import nn, train
 from recurrax.models import SequenceClassifier
 from recurrax.train._objective import split_params
@@ -24,21 +25,10 @@ F32, BF16, F16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.
 
 
 # ------------------------------------------------------------------ the policy
-def _equations(jaxpr):
-    """Every equation of a jaxpr, those of the jaxprs inside it (scan bodies, remat, custom rules) included."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    yield from _equations(inner)
-
-
 def _boundaries(closed):
     """The dtypes at the boundaries a policy governs: matmul operands, scan carries, gate nonlinearities."""
     dots, carries, gates = set(), set(), set()
-    for eqn in _equations(closed.jaxpr):
+    for eqn in equations(closed.jaxpr):
         name = eqn.primitive.name
         if name in ("dot_general", "conv_general_dilated"):
             dots.update(jnp.dtype(v.aval.dtype) for v in eqn.invars)

@@ -41,7 +41,7 @@ def gru_sequence(
     batch = math.prod(xs.shape[1:-1])
     weights = (params["input_kernel"], params["input_bias"], params["recurrent_kernel"], params["recurrent_bias"])
     batched = _fused.batched_weight_gradients(batch, 3, h0.shape[-1])
-    run = partial(_gru_run, unroll=options.unroll, hoisted=hoisted, batched=batched)
+    run = partial(_gru_run, unroll=options.steps_per_iteration(), hoisted=hoisted, batched=batched)
     ys, (h,) = _fused.run_fused(
         run, weights, xs, (h0,), steps, remat=options.remat, project=project if hoisted else None, num_gates=3
     )

@@ -182,7 +182,7 @@ class LSTMCell(ProjectedStepCell):
         leaves = [xs, *jax.tree.leaves(params), carry.h, carry.c]
         return {
             "pallas": lambda steps: _pallas.unsupported(leaves, options),
-            "cudnn": lambda steps: _cudnn.lstm_unsupported(leaves, steps),
+            "cudnn": lambda steps: _cudnn.lstm_unsupported(leaves, steps, options.reverse),
         }
 
     def sequence(

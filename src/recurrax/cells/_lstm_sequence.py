@@ -63,7 +63,7 @@ def lstm_sequence(
     hidden = c0.shape[-1]
     weights = (params["input_kernel"], params["bias"], params["recurrent_kernel"])
     batched = _fused.batched_weight_gradients(batch, 4, hidden)
-    run = partial(_lstm_run, unroll=options.unroll, hoisted=hoisted, batched=batched)
+    run = partial(_lstm_run, unroll=options.steps_per_iteration(), hoisted=hoisted, batched=batched)
     ys, (h, c) = _fused.run_fused(
         run, weights, xs, (h0, c0), steps, remat=options.remat, project=project if hoisted else None, num_gates=4
     )

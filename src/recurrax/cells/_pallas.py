@@ -23,8 +23,9 @@ initial state and stay zero, padded examples are invalid at every step.
 
 Backends: on a GPU ``pallas_call`` lowers through Triton; elsewhere the kernels
 run in Pallas's interpret mode (``interpret=True``: the same kernel body as
-XLA operations, slow, for tests). **Unmeasured:** no GPU has run these kernels
-yet; ``benchmarks/README.md`` says what is and is not measured.
+XLA operations, slow, for tests). **Unmeasured:** on the one GPU run so far
+(an H200) Triton refused both kernels at H = 128 for want of shared memory
+(see :func:`call`); ``benchmarks/README.md`` says what is and is not measured.
 """
 
 from __future__ import annotations
@@ -183,8 +184,12 @@ def call(
         name=name,
         # Triton, not Mosaic GPU (jax's default GPU lowering since 0.10): Mosaic GPU copies each
         # block into shared memory, and a block here holds all T steps; Triton reads ref[t] from
-        # global memory at each step.
-        compiler_params=None if interpret_mode() else _pallas_triton().CompilerParams(num_warps=4),
+        # global memory at each step. num_stages=1: with Triton's default pipelining the first H200
+        # run (benchmarks/results/gpu_kernels.json) asked for 565,376 bytes of shared memory for the
+        # LSTM at H = 128 and 450,560 for the GRU, of 232,448: the G gates' [128, 128] float32 weight
+        # blocks double-buffered (G·64 KiB·2) plus ~40-56 KiB, so the time loop is left unpipelined.
+        # That this fits is inferred from those numbers, not yet seen on a GPU.
+        compiler_params=None if interpret_mode() else _pallas_triton().CompilerParams(num_warps=4, num_stages=1),
     )
     result: list[Array] = run(*(a for a, _ in inputs))
     return result
