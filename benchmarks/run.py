@@ -762,7 +762,9 @@ def main(argv: list[str] | None = None) -> dict:
             if suite == "compile" and args.smoke:
                 continue
             partial.clear()
-            report[suite] = runners[suite]()
+            result = runners[suite]()
+            # A copy: ``partial`` is cleared for the next suite, and some suites return it.
+            report[suite] = list(result) if result is partial else result
             write(report, out)
     except KeyboardInterrupt:
         # A time cap (run_gpu.sh sends SIGINT): keep what was measured and say where it stopped.

@@ -23,6 +23,7 @@ LEVER_VARIANTS = {
     "plain, hoisted, remat": {"fused": False, "hoist_input_projection": True, "remat": True},
     "fused, hoisted": {"fused": True, "hoist_input_projection": True},
     "fused": {"fused": True},
+    "fused, unroll=1": {"fused": True, "unroll": 1},
     "fused, unroll=2": {"fused": True, "unroll": 2},
     "fused, unroll=4": {"fused": True, "unroll": 4},
     "fused, unroll=8": {"fused": True, "unroll": 8},
@@ -95,7 +96,11 @@ def build(
     params = cell_obj.init(jax.random.key(0), cfg.D)
     x = jnp.asarray(xs)
     impls = []
-    for name, kwargs in {**(variants or DEFAULT_VARIANTS), **kernel_variants(cell, kernels)}.items():
+    chosen = dict(variants or DEFAULT_VARIANTS)
+    if variants is None and recurrax.ScanOptions().steps_per_iteration() != 1:
+        # Where the default unrolls (a GPU), one step per iteration beside it: the default's evidence per shape.
+        chosen["recurrax (unroll=1)"] = {"unroll": 1}
+    for name, kwargs in {**chosen, **kernel_variants(cell, kernels)}.items():
 
         def forward(p: Any, x: Any, kwargs: dict = kwargs) -> Any:
             ys, _ = recurrax.scan(cell_obj, p, x, **kwargs)
