@@ -66,6 +66,8 @@ CHECK_ENVIRONMENT = {"XLA_FLAGS": cheap_compile.xla_flags()}
 # Unset for the kernels: a backend or device choice from the calling shell would change the outputs.
 UNSET = ("MPLBACKEND", "CUDA_VISIBLE_DEVICES", "JAX_ENABLE_X64", "XLA_FLAGS")
 RTOL = 1e-3
+# A notebook whose code sets this XLA flag gets a kernel of its own (``execute``).
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
 TIMEOUT_S = 600
 
 # Every notebook's first code cell starts with exactly this: where recurrax comes from, in one place.
@@ -153,16 +155,21 @@ def execute(paths: Sequence[Path], *, check: bool = False, repo: str | None = No
     Each runs in its own temporary working directory (what it writes is
     discarded), in a fresh kernel; with ``check``, one kernel runs them all,
     its user namespace reset between notebooks (the imports are paid once),
-    with ``CHECK_ENVIRONMENT`` added.
+    with ``CHECK_ENVIRONMENT`` added — but for a notebook that sets
+    :data:`DEVICE_FLAG`, which runs in a fresh kernel of its own.
     """
     sources = [read_source(p, repo) for p in paths]
     with tempfile.TemporaryDirectory() as scratch:
         client: NotebookClient | None = None
+        shared = False  # whether the running kernel may be reused: JAX started in it with default devices
         try:
             for index, notebook in enumerate(sources):
                 cwd = Path(scratch) / f"{index:02d}"
                 cwd.mkdir()
-                if client is not None and check:
+                # A notebook that asks XLA for devices must be the first to start JAX in its kernel, and the
+                # kernel it leaves has those devices: both run alone.
+                alone = any(DEVICE_FLAG in cell.source for cell in notebook.cells if cell.cell_type == "code")
+                if client is not None and check and shared and not alone:
                     reset = f"get_ipython().run_line_magic('reset', '-f')\nimport os\nos.chdir({str(cwd)!r})"
                     _run_silently(client, reset)
                 else:
@@ -172,6 +179,7 @@ def execute(paths: Sequence[Path], *, check: bool = False, repo: str | None = No
                     client.km = client.create_kernel_manager()
                     client.start_new_kernel(env=kernel_environment(check=check), cwd=str(cwd))
                     client.start_new_kernel_client()
+                shared = not alone
                 client.nb = notebook
                 client.reset_execution_trackers()
                 for cell_index, cell in enumerate(notebook.cells):

@@ -29,6 +29,7 @@ def test_the_notebooks():
         "03_benchmarks",
         "04_pytorch_interop",
         "05_seeing_inside",
+        "06_distributed",
     ]
 
 
