@@ -111,9 +111,10 @@ class _MinRNNCell(ProjectedStepCell, LinearCell):
         return self._affine_projection(xs, params["input_kernel"], params["bias"])
 
     def _blocks(self, projected: Array) -> tuple[Array, ...]:
-        # Gates and candidates are formed in the state dtype: they feed the accumulation.
-        H, state = self.hidden_size, self.state_dtype()
-        return tuple(projected[..., k * H : (k + 1) * H].astype(state) for k in range(self.num_blocks))
+        # Gates and candidates are formed in the state dtype: they feed the accumulation. One split rather
+        # than a slice per block: the gradient of a split is one concatenation, of slices a pad and an add each.
+        state = self.state_dtype()
+        return tuple(block.astype(state) for block in jnp.split(projected, self.num_blocks, axis=-1))
 
     def _candidate(self, pre: Array) -> Array:
         return positive_activation(pre) if self.log_space else pre
