@@ -27,6 +27,7 @@ LEVER_VARIANTS = {
     "fused, unroll=2": {"fused": True, "unroll": 2},
     "fused, unroll=4": {"fused": True, "unroll": 4},
     "fused, unroll=8": {"fused": True, "unroll": 8},
+    "fused, unroll=16": {"fused": True, "unroll": 16},
     "fused, remat": {"fused": True, "remat": True},
 }
 
