@@ -69,7 +69,8 @@ def sequence_parallel_scan(
       >>> cell = recurrax.min_gru(8)
       >>> params = cell.init(jax.random.key(0), in_features=3)
       >>> xs = jax.random.normal(jax.random.key(1), (2, 16 * len(jax.devices()), 3))
-      >>> ys, h = recurrax.sequence_parallel_scan(cell, params, xs, mesh=mesh, axis_name="seq")
+      >>> run = jax.jit(recurrax.sequence_parallel_scan, static_argnames=("cell", "mesh", "axis_name"))
+      >>> ys, h = run(cell, params, xs, mesh=mesh, axis_name="seq")  # jit: one program, not op by op
       >>> ref, _ = recurrax.scan(cell, params, xs, method="parallel")
       >>> bool(jnp.allclose(ys, ref, atol=1e-5)), h.shape
       (True, (2, 8))
