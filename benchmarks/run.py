@@ -741,36 +741,35 @@ def main(argv: list[str] | None = None) -> dict:
         write(report, out)
 
     scaling_shape = {"B": 2, "D": 3, "H": 4} if args.smoke else None
-    partial: list[dict] = []  # the running suite's rows so far, kept if a time cap cuts it
-    runners: dict[str, Callable[[], Any]] = {
-        "peers": lambda: suite_peers(configs, cells, modes, repeats, args.peers.split(","), options, checkpoint),
-        "levers": lambda: suite_levers(lever_config, repeats, modes, kernels, into=partial),
-        "scaling": lambda: suite_scaling(
-            scaling_steps, min(repeats, 3), scaling_shape, plain=not args.smoke, into=partial
+    # Each runner appends to ``rows`` as it measures (peers checkpoints into the report itself), so a suite
+    # cut by a time cap keeps what it measured.
+    runners: dict[str, Callable[[list[dict]], Any]] = {
+        "peers": lambda rows: suite_peers(configs, cells, modes, repeats, args.peers.split(","), options, checkpoint),
+        "levers": lambda rows: suite_levers(lever_config, repeats, modes, kernels, into=rows),
+        "scaling": lambda rows: suite_scaling(
+            scaling_steps, min(repeats, 3), scaling_shape, plain=not args.smoke, into=rows
         ),
-        "compile": suite_compile,
+        "compile": lambda rows: suite_compile(),
         # Smoke: one linear cell is enough to prove the suite runs (the others share its code). Every
         # repeat otherwise: its ratios to the hand-written scan are the point, and load needs rounds.
-        "linear": lambda: suite_linear(
-            linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells, modes, into=partial
+        "linear": lambda rows: suite_linear(
+            linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells, modes, into=rows
         ),
     }
     # In the order given, so a time-capped run (run_gpu.sh) measures what matters most first.
-    suite = None
+    suite, rows = None, []
     try:
         for suite in suites:
             if suite == "compile" and args.smoke:
                 continue
-            partial.clear()
-            result = runners[suite]()
-            # A copy: ``partial`` is cleared for the next suite, and some suites return it.
-            report[suite] = list(result) if result is partial else result
+            rows = []
+            report[suite] = runners[suite](rows)
             write(report, out)
     except KeyboardInterrupt:
         # A time cap (run_gpu.sh sends SIGINT): keep what was measured and say where it stopped.
         report["meta"]["interrupted_in"] = suite
-        if suite is not None and suite not in report and partial:
-            report[suite] = list(partial)
+        if suite is not None and suite not in report and rows:
+            report[suite] = rows
         log(f"interrupted in suite {suite!r}: its results are partial (or missing: compile); the next did not run")
     finally:
         if args.smoke:
