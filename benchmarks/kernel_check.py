@@ -122,14 +122,12 @@ def cudnn_direct(reverse: bool, shape: dict[str, int]) -> dict[str, Any]:
     try:
         with jax.default_matmul_precision("highest"):
             want = jax.jit(reference)(xs)
+            cudnn = jax.jit(lambda x: rnn.lstm(x, h0, c0, weights, lengths, **sizes))
+            gathered = jax.block_until_ready(jax.jit(prepare)(xs))
             variants = {
-                "gathered_in_jit": jax.jit(lambda x: rnn.lstm(prepare(x), h0, c0, weights, lengths, **sizes))(xs),
-                "gathered_outside": jax.jit(lambda x: rnn.lstm(x, h0, c0, weights, lengths, **sizes))(
-                    jax.block_until_ready(jax.jit(prepare)(xs))
-                ),
-                "host_copy": jax.jit(lambda x: rnn.lstm(x, h0, c0, weights, lengths, **sizes))(
-                    jnp.asarray(np.asarray(jax.jit(prepare)(xs)))
-                ),
+                "gathered_in_jit": jax.jit(lambda x: cudnn(prepare(x)))(xs),
+                "gathered_outside": cudnn(gathered),
+                "host_copy": cudnn(jnp.asarray(np.asarray(gathered))),
             }
             for name in DIRECT_VARIANTS:
                 row[name] = _relative(variants[name], want)
