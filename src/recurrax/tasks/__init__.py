@@ -3,8 +3,9 @@
 Each builder returns a :class:`Dataset`: ``train``/``validation``/``test``
 :class:`Split`s of NumPy arrays (inputs ``[N, T, D]`` float32, targets,
 optional ``lengths[N]``) and a :class:`TaskInfo` (kind, classes, baseline).
-The generated tasks (adding, copy) also take ``infinite=True``: ``train`` is
-then a :class:`FreshBatches` source of fresh examples for every batch.
+The generated tasks (adding, copy, selective copying) also take
+``infinite=True``: ``train`` is then a :class:`FreshBatches` source of fresh
+examples for every batch.
 """
 
 from recurrax.tasks._adding import ADDING_BASELINE_MSE, adding_problem
@@ -13,6 +14,7 @@ from recurrax.tasks._dataset import TASK_KINDS, Dataset, FreshBatches, Split, Ta
 from recurrax.tasks._digits import sequential_digits
 from recurrax.tasks._mnist1d import MNIST1D_DEFAULT_SEED, mnist1d
 from recurrax.tasks._registry import TaskSpec, load_task, task_names, task_spec
+from recurrax.tasks._selective_copy import selective_copy
 from recurrax.tasks._sentiment import sentiment
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "copy_task",
     "load_task",
     "mnist1d",
+    "selective_copy",
     "sentiment",
     "sequential_digits",
     "task_names",

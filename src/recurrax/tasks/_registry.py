@@ -13,6 +13,7 @@ from recurrax.tasks._copy import copy_task
 from recurrax.tasks._dataset import Dataset
 from recurrax.tasks._digits import sequential_digits
 from recurrax.tasks._mnist1d import mnist1d
+from recurrax.tasks._selective_copy import selective_copy
 from recurrax.tasks._sentiment import sentiment
 
 
@@ -34,6 +35,7 @@ _TASKS: dict[str, TaskSpec] = {
         TaskSpec("digits-rows", partial(sequential_digits, "rows"), None, "8x8 digits row by row: 8 steps, 10 classes"),
         TaskSpec("digits-pixels", partial(sequential_digits, "pixels"), None, "8x8 digits pixel by pixel: 64 steps"),
         TaskSpec("mnist1d", mnist1d, None, "MNIST-1D: 40 steps, 10 classes"),
+        TaskSpec("selective_copy", selective_copy, "seq_len", "selective copying: per-step classes, region by seq_len"),
         TaskSpec("sentiment", sentiment, "seq_len", "synthetic reviews: binary, variable lengths"),
     )
 }
