@@ -177,6 +177,7 @@ def test_every_registered_task_loads_by_name():
     small = {
         "adding": SMALL,
         "copy": SMALL,
+        "selective_copy": SMALL,
         "sentiment": SMALL,
         "mnist1d": {"num_samples": 100},
         "digits-rows": {},
