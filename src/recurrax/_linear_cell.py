@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 from recurrax._cell import Cell, Internals
+from recurrax._options import ScanOptions
 from recurrax._types import Array, Carry, Params
+
+#: ``kernel(a, b, h0, at_start, valid, time_axis) -> hs``: the states of ``h_t = a_t ⊙ h_{t-1} + b_t``,
+#: as the engine's associative scan computes them (``_parallel.py``): ``a``, ``b`` ``[T, *B, ...]`` (time
+#: along ``time_axis``); ``h0[*B, ...]`` or None (a zero state); ``at_start`` (restart from ``h0``; step 0
+#: always does) and ``valid`` (past it the state is carried unchanged): masks over ``[T, *B]``, or None.
+RecurrenceKernel = Callable[[Array, Array, Array | None, Array | None, Array | None, int], Array]
 
 
 class LinearTerms(NamedTuple):
@@ -74,6 +82,16 @@ class LinearCell(Cell):
     def log_recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
         """``(log a, log b)`` for every step, for cells whose :meth:`parallel_log_space` is True."""
         raise NotImplementedError(f"{type(self).__name__} has no log-space form")
+
+    def recurrence_kernel(self, state: Array, options: ScanOptions) -> RecurrenceKernel | None:
+        """A kernel that runs this call's recurrence in place of the engine's associative scan, or None.
+
+        Asked by ``method="parallel"`` with the initial state (``linear_state``
+        of the initial carry) and the call's options: the cell's answer to
+        ``ScanOptions.kernel``. The default offers none; the concrete cells offer
+        a Pallas kernel (``cells/_pallas_linear.py``, ``docs/kernels.md``).
+        """
+        return None
 
     # ----------------------------------------------- sequence form (the engine's)
     def linear_lookback(self) -> int | None:

@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from recurrax._cell import Steps
-from recurrax._linear_cell import LinearCell, LinearTerms
+from recurrax._linear_cell import LinearCell, LinearTerms, RecurrenceKernel
 from recurrax._ops import zero_padding
+from recurrax._options import ScanOptions
 from recurrax._types import Array, Carry, Params
 
 
@@ -34,6 +35,7 @@ def parallel_scan(
     *,
     default_carry: bool = False,
     time_axis: int = 0,
+    options: ScanOptions | None = None,
 ) -> tuple[Array, Carry, Array]:
     """``(ys, final_carry, hs)`` over ``xs`` with time along ``time_axis``; ``last[*B]`` = each example's end.
 
@@ -41,13 +43,15 @@ def parallel_scan(
     the per-step form (:func:`per_step_form`), which any layout suits; ``steps``'
     masks and the results ``ys``, ``hs`` share ``xs``'s layout. ``default_carry``:
     ``initial_carry`` is the cell's own default, so when its state is zero
-    nothing of it enters the scan.
+    nothing of it enters the scan. ``options``: the call's, for the cell's
+    :meth:`~recurrax.LinearCell.recurrence_kernel` (None: the associative scan).
     """
     starts = episode_starts(xs, steps.resets, time_axis)
     at_start = None if steps.resets is None else valid_starts(starts, steps.valid, time_axis)
     return linear_scan(
         cell, params, xs, initial_carry, starts, at_start, steps.valid, last,
         zero_state=default_carry and default_state_is_zero(cell), time_axis=time_axis,
+        kernel=None if options is None else cell.recurrence_kernel(cell.linear_state(initial_carry), options),
     )  # fmt: skip
 
 
@@ -76,6 +80,7 @@ def linear_scan(
     zero_state: bool,
     time_axis: int,
     scan: Scan = associative_scan,
+    kernel: RecurrenceKernel | None = None,
 ) -> tuple[Array, Carry, Array]:
     """:func:`parallel_scan` from its masks, with the prefix ``scan`` as an argument.
 
@@ -85,10 +90,16 @@ def linear_scan(
     padding mask (None: no padding); ``zero_state``: the initial carry's state
     is known to be zero, so nothing of it enters the scan. The sequence-parallel
     scan runs this on each device's chunk of time, with a ``scan`` that spans the devices.
+    ``kernel``: the cell's kernel for the recurrence, run instead of ``scan``
+    (in linear space: a sequential loop forms no long products of gates).
     """
     state_dtype = cell.linear_state(initial_carry).dtype
     h0 = None if zero_state else cell.linear_state(initial_carry)
-    if cell.parallel_log_space():
+    if kernel is not None:
+        terms = cell.linear_terms(params, initial_carry, xs, starts)
+        assert terms.a is not None and terms.b is not None
+        hs = kernel(terms.a, terms.b, h0, at_start, valid, time_axis).astype(state_dtype)
+    elif cell.parallel_log_space():
         log_a, log_b = cell.log_recurrence_coefficients(params, xs)
         hs = _log_space_states(log_a, log_b, h0, at_start, valid, time_axis, scan).astype(state_dtype)
         terms = LinearTerms(None, None, xs)

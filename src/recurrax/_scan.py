@@ -248,8 +248,9 @@ def scan(
         assert isinstance(cell, LinearCell)
         last = None if lengths is None else lengths - 1
         ys_tm, final_carry, carries_tm = parallel_scan(
-            cell, params, xs_tm, initial_carry, steps, last, default_carry=call.default_carry, time_axis=call.time_axis
-        )
+            cell, params, xs_tm, initial_carry, steps, last,
+            default_carry=call.default_carry, time_axis=call.time_axis, options=options,
+        )  # fmt: skip
     elif cell_obj is not None and _use_sequence(
         cell_obj, params, initial_carry, xs_tm, options, perturbation_tm, return_carries
     ):

@@ -19,10 +19,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from recurrax._cell import Internals
-from recurrax._linear_cell import LinearCell
 from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Initializer, Params, chrono_bias, fan_in_uniform, fan_in_uniform_bias
 from recurrax._validation import check_choice
+from recurrax.cells._pallas_linear import PallasLinearRecurrence
 
 _COMPLEX = {jnp.dtype(jnp.float32): jnp.dtype(jnp.complex64), jnp.dtype(jnp.float64): jnp.dtype(jnp.complex128)}
 
@@ -41,7 +41,7 @@ def log_positive_activation(x: Array) -> Array:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class _MinRNNCell(ProjectedStepCell, LinearCell):
+class _MinRNNCell(ProjectedStepCell, PallasLinearRecurrence):
     """Shared parts of minGRU and minLSTM: one input matmul, gates of ``x`` only."""
 
     log_space: bool = False
@@ -331,7 +331,7 @@ class MinLSTMCell(_MinRNNCell):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LRUCell(LinearCell):
+class LRUCell(PallasLinearRecurrence):
     """Linear Recurrent Unit (Orvieto et al., 2023): a diagonal complex recurrence.
 
     Math, for one step (``N = hidden_size`` complex states, ``O`` output features)::

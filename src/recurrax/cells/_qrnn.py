@@ -10,9 +10,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from recurrax._cell import Internals, Mix
-from recurrax._linear_cell import LinearCell, LinearTerms
+from recurrax._linear_cell import LinearTerms
 from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Initializer, Params, default_bias_init, default_kernel_init
+from recurrax.cells._pallas_linear import PallasLinearRecurrence
 
 _POOLINGS = {"f": 2, "fo": 3, "ifo": 4}  # gate blocks: z, f, then o, then i
 
@@ -31,7 +32,7 @@ class QRNNCarry(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class QRNNCell(ProjectedStepCell, LinearCell):
+class QRNNCell(ProjectedStepCell, PallasLinearRecurrence):
     """QRNN cell (Bradbury et al., 2017): gates from a causal convolution over ``window`` steps, then pooling.
 
     Math (``*`` a causal convolution of width ``k = window`` over time,
