@@ -1,6 +1,7 @@
 """Quantization: int8/fp8 weights (and optionally activations) for quantization-aware training and inference."""
 
 from recurrax.nn._quantized_linear import QuantizedLinear
+from recurrax.nn._static_quantized_linear import StaticQuantizedLinear
 from recurrax.quantize._block import QuantizedBlock
 from recurrax.quantize._cell import QuantizedCell, QuantizedLinearCell, quantization_aware, quantized
 from recurrax.quantize._checkpoint import quantization_of, restore_quantized, save_quantized
@@ -13,6 +14,7 @@ from recurrax.quantize._numerics import (
     fake_quantize_rows,
     quantize_array,
     row_scale,
+    static_scale,
     weight_scale,
 )
 from recurrax.quantize._params import ScaledKernel, float_params, materialize, quantize_params
@@ -27,6 +29,7 @@ __all__ = [
     "QuantizedLinear",
     "QuantizedLinearCell",
     "ScaledKernel",
+    "StaticQuantizedLinear",
     "dequantize",
     "fake_quantize",
     "fake_quantize_rows",
@@ -43,5 +46,6 @@ __all__ = [
     "restore_quantized",
     "row_scale",
     "save_quantized",
+    "static_scale",
     "weight_scale",
 ]

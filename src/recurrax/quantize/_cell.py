@@ -9,11 +9,16 @@ would for the plain cell. With activation quantization the step input ``x``
 and the recurrent state that the recurrent kernel reads (through the cell
 contract: :meth:`~recurrax.Cell.step_reading`) go through int8/fp8 codes at
 every step; the fused paths cannot take that, so those cells run the step loop.
+The activations' scales are each row's own absmax at every step ("dynamic"),
+or fixed ones ("static": calibrated by ``quantize(model, ...,
+calibration_data=...)``), which a stored cell keeps in its parameters under
+:data:`ACTIVATION_SCALE`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -24,9 +29,14 @@ from recurrax._cell import Cell, Internals, Mix, Steps
 from recurrax._linear_cell import LinearCell, LinearTerms
 from recurrax._options import ScanOptions
 from recurrax._types import Array, Carry, Params
-from recurrax.quantize._numerics import fake_quantize_rows
+from recurrax.quantize._numerics import fake_quantize, fake_quantize_rows
 from recurrax.quantize._params import materialize, quantize_params, with_learned_scales
 from recurrax.quantize._spec import Quantization, as_quantization
+
+#: Where a cell with static activation scales keeps them in its parameters:
+#: ``params[ACTIVATION_SCALE] = {"input": s_x, "state": s_h}`` (float32 scalars; ``"state"`` only for a cell
+#: whose recurrent kernel reads a state).
+ACTIVATION_SCALE = "activation_scale"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,6 +65,11 @@ class QuantizedCell(Cell):
             raise TypeError(
                 f"quantization must be a recurrax.quantize.Quantization, got {type(self.quantization).__name__}"
             )
+        if self.quantization.static_activations and not self.stored:
+            raise ValueError(
+                "static activation scales are calibrated for a stored model (quantize(model, ..., "
+                "calibration_data=...)); quantization-aware training uses activation_scales='dynamic'"
+            )
         for name in ("hidden_size", "dtype", "param_dtype", "carry_dtype"):
             object.__setattr__(self, name, getattr(self.cell, name))
         super().__post_init__()
@@ -63,17 +78,39 @@ class QuantizedCell(Cell):
     def init(self, key: Array, in_features: int) -> Params:
         params = self.cell.init(key, in_features)
         if self.stored:
-            return quantize_params(params, self.quantization)
+            params = quantize_params(params, self.quantization)
+            if self.quantization.static_activations:  # placeholders until calibrated (or restored)
+                params = {**params, ACTIVATION_SCALE: {site: jnp.ones((), jnp.float32) for site in self.sites}}
+            return params
         if self.quantization.scales == "learned":
             return with_learned_scales(params, self.quantization)
         return params
 
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """The activations quantized at every step: ``"input"`` (``x``), and ``"state"`` where a recurrent
+        kernel reads one; ``()`` without activation quantization."""
+        if self.quantization.activations is None:
+            return ()
+        return ("input", "state") if self._reads_quantized_state() else ("input",)
+
     def float_params(self, params: Params) -> Params:
         """The wrapped cell's parameters: fake-quantized (training) or dequantized (stored) weights."""
+        if isinstance(params, Mapping) and ACTIVATION_SCALE in params:
+            params = {k: v for k, v in params.items() if k != ACTIVATION_SCALE}
         return materialize(params, self.quantization)
 
-    def _input(self, x: Array) -> Array:
-        return x if self.quantization.activations is None else fake_quantize_rows(x, self.quantization.activations)
+    def _activation(self, params: Params, site: str, x: Array) -> Array:
+        """``x`` through its codes: at the stored static scale of ``site``, or at each row's own absmax."""
+        fmt = self.quantization.activations
+        if fmt is None:
+            return x
+        if self.quantization.static_activations:
+            return fake_quantize(x, jax.lax.stop_gradient(params[ACTIVATION_SCALE][site]), fmt)
+        return fake_quantize_rows(x, fmt)
+
+    def _input(self, params: Params, x: Array) -> Array:
+        return self._activation(params, "input", x)
 
     def _reads_quantized_state(self) -> bool:
         if self.quantization.activations is None or self.cell.is_linear:  # a linear cell has no recurrent kernel
@@ -87,7 +124,7 @@ class QuantizedCell(Cell):
     def _step_with(self, params: Params, carry: Carry, x: Array, *, projected: bool) -> tuple[Carry, Array]:
         p = self.float_params(params)
         if self._reads_quantized_state():
-            h = fake_quantize_rows(self.cell.recurrent_state(carry), self.quantization.activations)  # type: ignore[arg-type]
+            h = self._activation(params, "state", self.cell.recurrent_state(carry))
             return self.cell.step_reading(p, carry, x, h, projected=projected)
         return self.cell.step_projected(p, carry, x) if projected else self.cell.step(p, carry, x)
 
@@ -96,7 +133,7 @@ class QuantizedCell(Cell):
         return self.cell.initial_carry(batch_shape, dtype)
 
     def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
-        return self._step_with(params, carry, self._input(x), projected=False)
+        return self._step_with(params, carry, self._input(params, x), projected=False)
 
     @property
     def output_size(self) -> int:
@@ -107,7 +144,7 @@ class QuantizedCell(Cell):
         return self.cell.supports_input_projection
 
     def project_inputs(self, params: Params, xs: Array) -> Array:
-        return self.cell.project_inputs(self.float_params(params), self._input(xs))
+        return self.cell.project_inputs(self.float_params(params), self._input(params, xs))
 
     def step_projected(self, params: Params, carry: Carry, projected_x: Array) -> tuple[Carry, Array]:
         return self._step_with(params, carry, projected_x, projected=True)
@@ -123,7 +160,7 @@ class QuantizedCell(Cell):
     ) -> tuple[Carry, Array, Internals]:
         if self._reads_quantized_state():  # the step reads a quantized state: the cell's records do not apply
             return super().recorded_step(params, carry, x, projected=projected)
-        x = x if projected else self._input(x)
+        x = x if projected else self._input(params, x)
         return self.cell.recorded_step(self.float_params(params), carry, x, projected=projected)
 
     def sequence_unsupported(self, params: Params, carry: Carry, xs: Array, options: ScanOptions) -> str | None:
@@ -146,14 +183,14 @@ class QuantizedCell(Cell):
         self, params: Params, carry: Carry, x: Array, recurrent_input: Array, *, projected: bool = False
     ) -> tuple[Carry, Array]:
         if self.quantization.activations is not None:
-            recurrent_input = fake_quantize_rows(recurrent_input, self.quantization.activations)
-            x = x if projected else self._input(x)
+            recurrent_input = self._activation(params, "state", recurrent_input)
+            x = x if projected else self._input(params, x)
         return self.cell.step_reading(self.float_params(params), carry, x, recurrent_input, projected=projected)
 
     def zoned_step(
         self, params: Params, carry: Carry, x: Array, mix: Mix, *, projected: bool = False
     ) -> tuple[Carry, Array]:
-        x = x if projected else self._input(x)
+        x = x if projected else self._input(params, x)
         return self.cell.zoned_step(self.float_params(params), carry, x, mix, projected=projected)
 
     def compute_dtype(self, *arrays: Any) -> jnp.dtype:
@@ -172,16 +209,16 @@ class QuantizedLinearCell(QuantizedCell, LinearCell):
     """
 
     def recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
-        return self.cell.recurrence_coefficients(self.float_params(params), self._input(xs))  # type: ignore[attr-defined,no-any-return]
+        return self.cell.recurrence_coefficients(self.float_params(params), self._input(params, xs))  # type: ignore[attr-defined,no-any-return]
 
     def readout(self, params: Params, hs: Array, xs: Array) -> Array:
-        return self.cell.readout(self.float_params(params), hs, self._input(xs))  # type: ignore[attr-defined,no-any-return]
+        return self.cell.readout(self.float_params(params), hs, self._input(params, xs))  # type: ignore[attr-defined,no-any-return]
 
     def parallel_log_space(self) -> bool:
         return self.cell.parallel_log_space()  # type: ignore[attr-defined,no-any-return]
 
     def log_recurrence_coefficients(self, params: Params, xs: Array) -> tuple[Array, Array]:
-        return self.cell.log_recurrence_coefficients(self.float_params(params), self._input(xs))  # type: ignore[attr-defined,no-any-return]
+        return self.cell.log_recurrence_coefficients(self.float_params(params), self._input(params, xs))  # type: ignore[attr-defined,no-any-return]
 
     def linear_lookback(self) -> int | None:
         return self.cell.linear_lookback()  # type: ignore[attr-defined,no-any-return]
@@ -190,7 +227,7 @@ class QuantizedLinearCell(QuantizedCell, LinearCell):
         return self.cell.linear_state(carry)  # type: ignore[attr-defined,no-any-return]
 
     def linear_terms(self, params: Params, initial_carry: Carry, xs: Array, starts: Array) -> LinearTerms:
-        return self.cell.linear_terms(self.float_params(params), initial_carry, self._input(xs), starts)  # type: ignore[attr-defined,no-any-return]
+        return self.cell.linear_terms(self.float_params(params), initial_carry, self._input(params, xs), starts)  # type: ignore[attr-defined,no-any-return]
 
     def linear_outputs(
         self, params: Params, initial_carry: Carry, hs: Array, terms: LinearTerms, last: Array | None

@@ -26,7 +26,7 @@ from recurrax.nn._quantized_linear import QuantizedLinear
 from recurrax.nn._rnn import RNN
 from recurrax.quantize._block import QuantizedBlock
 from recurrax.quantize._cell import QuantizedCell
-from recurrax.quantize._model import quantize
+from recurrax.quantize._model import stored_copy
 from recurrax.quantize._spec import Quantization
 
 if TYPE_CHECKING:
@@ -114,6 +114,6 @@ def restore_quantized(directory: str | os.PathLike[str], model: M, *, step: Step
     from recurrax import train
 
     record = read_record(directory)
-    target = quantize(model, Quantization.from_dict(record["quantization"]))
+    target = stored_copy(model, Quantization.from_dict(record["quantization"]), None)  # static scales: loaded below
     train.restore_model(Path(directory) / CHECKPOINT_DIR, target, step=step)
     return target

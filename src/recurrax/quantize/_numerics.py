@@ -91,6 +91,22 @@ def row_scale(x: Array, fmt: Format) -> Array:
     return _from_absmax(absmax, fmt)
 
 
+def static_scale(x: Array, fmt: Format, percentile: float = 100.0) -> Array:
+    """One scale for all of ``x``: its ``percentile``-th ``|x|`` over ``qmax``, a float32 scalar ``[]``.
+
+    ``percentile=100`` (default) is the absmax: nothing in ``x`` clips. A lower
+    percentile gives the bulk of the values finer steps and clips the rest.
+    All zeros (or an empty ``x``) give scale 1.
+    """
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
+    magnitudes = jnp.abs(jnp.ravel(x).astype(jnp.float32))
+    if magnitudes.size == 0:
+        return jnp.ones((), jnp.float32)
+    edge = jnp.max(magnitudes) if percentile == 100.0 else jnp.percentile(magnitudes, percentile)
+    return _from_absmax(edge, fmt)
+
+
 def _from_absmax(absmax: Array, fmt: Format) -> Array:
     return jnp.where(absmax > 0, absmax / QMAX[fmt], 1.0).astype(jnp.float32)
 

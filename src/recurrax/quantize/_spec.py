@@ -10,6 +10,8 @@ from recurrax.quantize._numerics import Format, check_format
 
 Scales = Literal["absmax", "learned"]
 SCALES: tuple[Scales, ...] = ("absmax", "learned")
+ActivationScales = Literal["dynamic", "static"]
+ACTIVATION_SCALES: tuple[ActivationScales, ...] = ("dynamic", "static")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,8 +22,14 @@ class Quantization:
       weights: the weights' format, ``"int8"`` (default) or ``"fp8"`` (e4m3).
       activations: ``None`` (weight-only, the default) or the format of the
         matmul inputs: a cell's step input ``x`` and the recurrent state ``h``
-        its recurrent kernel reads (per step, per example row, each with its
-        own absmax scale: "dynamic" quantization), a block's Dense inputs.
+        its recurrent kernel reads, and the inputs of the ``nnx.Linear``
+        layers (a block's internal activations stay float).
+      activation_scales: how the activations' scales are found: ``"dynamic"``
+        (default; per step, per example row, each row's own absmax) or
+        ``"static"`` (one fixed scale per quantized tensor of each layer,
+        calibrated from a few batches by ``quantize(model, ...,
+        calibration_data=...)`` and stored with the model; values beyond it
+        clip). Static scales are for a stored model, not for training.
       scales: the weights' scales in quantization-aware training: ``"absmax"``
         (each output channel's ``max|w| / qmax``, recomputed from the
         weights at every call, nothing clips) or ``"learned"`` (a parameter
@@ -39,13 +47,14 @@ class Quantization:
     Example:
       >>> from recurrax.quantize import Quantization
       >>> Quantization("int8", activations="int8").to_dict()
-      {'weights': 'int8', 'activations': 'int8', 'scales': 'absmax', 'targets': None}
+      {'weights': 'int8', 'activations': 'int8', 'scales': 'absmax', 'targets': None, 'activation_scales': 'dynamic'}
     """
 
     weights: Format = "int8"
     activations: Format | None = None
     scales: Scales = "absmax"
     targets: tuple[str, ...] | None = None
+    activation_scales: ActivationScales = "dynamic"
 
     def __post_init__(self) -> None:
         check_format(self.weights, "weights")
@@ -53,10 +62,19 @@ class Quantization:
             check_format(self.activations, "activations")
         if self.scales not in SCALES:
             raise ValueError(f"scales must be one of {SCALES}, got {self.scales!r}")
+        if self.activation_scales not in ACTIVATION_SCALES:
+            raise ValueError(f"activation_scales must be one of {ACTIVATION_SCALES}, got {self.activation_scales!r}")
+        if self.activation_scales == "static" and self.activations is None:
+            raise ValueError("activation_scales='static' needs activations='int8' or 'fp8', got activations=None")
         if self.targets is not None:
             if isinstance(self.targets, str) or not all(isinstance(t, str) for t in self.targets):
                 raise TypeError(f"targets must be a tuple of parameter names or None, got {self.targets!r}")
             object.__setattr__(self, "targets", tuple(self.targets))
+
+    @property
+    def static_activations(self) -> bool:
+        """Whether the activations have fixed, calibrated scales (``activation_scales="static"``)."""
+        return self.activation_scales == "static"
 
     def quantizes(self, name: str, ndim: int) -> bool:
         """Whether the parameter leaf called ``name`` with ``ndim`` dimensions is quantized."""
@@ -72,7 +90,7 @@ class Quantization:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Quantization:
-        """The description :meth:`to_dict` wrote."""
+        """The description :meth:`to_dict` wrote (a record without ``activation_scales`` is dynamic)."""
         if not isinstance(data, Mapping):
             raise TypeError(f"a quantization record must be a dict, got {type(data).__name__}")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
