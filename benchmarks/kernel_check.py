@@ -12,7 +12,9 @@ For the LSTM and the GRU, each kernel the cell offers, forwards and reversed,
 with per-example lengths and a random initial carry: the largest absolute
 difference from the step loop (``fused=False``) in the outputs, the final
 carry and the gradients of a loss with respect to parameters, inputs and
-initial carry, each over the reference's largest magnitude. Matmuls run at
+initial carry, each over the reference's largest magnitude. For minGRU and
+the LRU (a complex state), the same for the linear scan's Pallas kernel
+(``method="parallel", kernel="pallas"``), also with resets. Matmuls run at
 ``jax.default_matmul_precision("highest")``, so TF32 does not blur the
 comparison. A kernel that cannot run here is recorded with its reason.
 """
@@ -28,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-KERNELS = {"lstm": ("pallas", "cudnn"), "gru": ("pallas",)}
+KERNELS = {"lstm": ("pallas", "cudnn"), "gru": ("pallas",), "min_gru": ("pallas",), "lru": ("pallas",)}
+# The linear cells: their kernel runs the parallel scan's recurrence (method="parallel").
+LINEAR = ("min_gru", "lru")
 SHAPE = {"B": 32, "T": 128, "D": 64, "H": 128}
 SMOKE_SHAPE = {"B": 2, "T": 5, "D": 3, "H": 4}
 DIRECT = "cudnn (direct call)"
@@ -40,7 +44,8 @@ def _relative(got: Any, want: Any) -> float:
 
     worst = 0.0
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+        wide = np.complex128 if np.iscomplexobj(w) else np.float64
+        g, w = np.asarray(g).astype(wide), np.asarray(w).astype(wide)
         worst = max(worst, float(np.max(np.abs(g - w)) / max(float(np.max(np.abs(w))), 1e-30)))
     return worst
 
@@ -53,19 +58,28 @@ def check(cell_name: str, kernel: str, reverse: bool, shape: dict[str, int]) -> 
     import recurrax
 
     B, T, D, H = shape["B"], shape["T"], shape["D"], shape["H"]
-    cell = recurrax.lstm(H) if cell_name == "lstm" else recurrax.gru(H)
-    k_p, k_x, k_c, k_l, k_w = jax.random.split(jax.random.key(0), 5)
+    linear = cell_name in LINEAR
+    factories = {"lstm": recurrax.lstm, "gru": recurrax.gru, "min_gru": recurrax.min_gru}
+    cell = recurrax.lru(H, skip=False) if cell_name == "lru" else factories[cell_name](H)
+    k_p, k_x, k_c, k_l, k_w, k_r = jax.random.split(jax.random.key(0), 6)
     params = cell.init(k_p, D)
     xs = jax.random.normal(k_x, (B, T, D))
-    carry = jax.tree.map(lambda a: 0.5 * jax.random.normal(k_c, a.shape), cell.initial_carry((B,)))
+    carry = jax.tree.map(lambda a: 0.5 * jax.random.normal(k_c, a.shape, a.dtype), cell.initial_carry((B,)))
     lengths = jax.random.randint(k_l, (B,), max(1, T // 2), T + 1)
     weights = jax.random.normal(k_w, (B, T, H))
+    # Episode starts for the linear kernel (the LSTM's and GRU's cuDNN path declines them).
+    resets = jax.random.uniform(k_r, (B, T)) < 0.05 if linear else None
 
     def loss(params: Any, xs: Any, carry: Any, fused: bool) -> Any:
-        options = recurrax.ScanOptions(reverse=reverse, fused=fused, kernel=kernel)
-        ys, final = recurrax.scan(cell, params, xs, initial_carry=carry, lengths=lengths, options=options)
-        total = jnp.sum(ys * weights) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(final))
-        return total, (ys, final)
+        # The kernel (fused=True) against the step loop (fused=False, method="sequential").
+        method = "parallel" if linear and fused else "sequential"
+        options = recurrax.ScanOptions(reverse=reverse, fused=fused, kernel=kernel, method=method)
+        ys, final = recurrax.scan(
+            cell, params, xs, initial_carry=carry, lengths=lengths, resets=resets, options=options
+        )
+        final_term = sum(jnp.sum(jnp.sin(jnp.real(leaf))) for leaf in jax.tree.leaves(final))
+        final_term += sum(jnp.sum(jnp.cos(jnp.imag(leaf))) for leaf in jax.tree.leaves(final) if jnp.iscomplexobj(leaf))
+        return jnp.sum(ys * weights) + final_term, (ys, final)
 
     grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=3)
     row: dict[str, Any] = {"cell": cell_name, "kernel": kernel, "reverse": reverse, "shape": shape}

@@ -61,6 +61,7 @@ LINEAR_CELLS = ("min_gru", "min_gru_log", "min_lstm", "lru")
 # The cells that ``benchmarks/linear_reference.py`` writes by hand, and its function for each.
 LINEAR_REFERENCES = {"min_gru": "min_gru_linear", "min_gru_log": "min_gru_log"}
 HAND_WRITTEN = "hand-written"
+LINEAR_PALLAS = "parallel (pallas)"
 TWO_LAYER = "min_gru ×2 (nn.RNN)"
 MIN_SAMPLE_S = 0.02  # a repeat of a faster call averages several calls
 
@@ -351,8 +352,11 @@ def suite_compile() -> list[dict]:
     return rows
 
 
-def _linear_impls(name: str, mode: str, cfg: Config, x: Any) -> list[Impl]:
-    """One block of the linear suite: recurrax sequential and parallel, and for minGRU the hand-written scan."""
+def _linear_impls(name: str, mode: str, cfg: Config, x: Any, kernels: tuple[str, ...] = ()) -> list[Impl]:
+    """One block of the linear suite: recurrax sequential and parallel, and for minGRU the hand-written scan.
+
+    With ``"pallas"`` in ``kernels`` also the parallel path with ``kernel="pallas"`` (its Pallas kernel).
+    """
     import jax
 
     import recurrax
@@ -370,6 +374,13 @@ def _linear_impls(name: str, mode: str, cfg: Config, x: Any) -> list[Impl]:
             return recurrax.scan(cell, p, x, method=method)[0]
 
         impls.append(jax_impl(method, "recurrax", f"recurrax.scan(method={method!r})", forward, params, x, mode))
+    if "pallas" in kernels:
+
+        def forward_pallas(p: Any, x: Any) -> Any:
+            return recurrax.scan(cell, p, x, method="parallel", kernel="pallas", fused=True)[0]
+
+        call = "recurrax.scan(method='parallel', kernel='pallas')"
+        impls.append(jax_impl(LINEAR_PALLAS, "recurrax", call, forward_pallas, params, x, mode))
     if name in LINEAR_REFERENCES:
         reference = getattr(linear_reference, LINEAR_REFERENCES[name])
         impls.append(
@@ -416,6 +427,7 @@ def suite_linear(
     modes: Iterable[str] = MODES,
     two_layer: bool = True,
     into: list | None = None,
+    kernels: tuple[str, ...] = (),
 ) -> list[dict]:
     """Per T and cell: sequential, parallel and (minGRU) the hand-written scan, timed interleaved in pairs.
 
@@ -423,7 +435,9 @@ def suite_linear(
     with ``two_layer`` the issue's two-layer ``nn.RNN`` model joins as
     ``min_gru ×2 (nn.RNN)`` at ``H/2`` units; ``vs_hand_written`` is each
     row's time over the hand-written scan's. ``into``: the list the rows are appended to as they are
-    measured (what a time cap leaves of a cut run).
+    measured (what a time cap leaves of a cut run). ``kernels``: with ``"pallas"``, the parallel path's
+    Pallas kernel joins as ``parallel (pallas)``, timed with the sequential loop (in a pair beside
+    minGRU's parallel/hand-written pair; with the other cells, all three in rotation).
     """
     import jax.numpy as jnp
 
@@ -440,7 +454,7 @@ def suite_linear(
                 block_cfg = Config(cfg.B, T, cfg.D, cfg.H // 2)
                 impls = _two_layer_impls(mode, block_cfg, x)
             else:
-                block_cfg, impls = cfg, _linear_impls(name, mode, cfg, x)
+                block_cfg, impls = cfg, _linear_impls(name, mode, cfg, x, kernels)
             # Timed in pairs: with three, a rotating order puts each one after the same neighbour in two
             # rounds of three, and the call after the sequential loop's small working set runs slower.
             paired = [i for i in impls if i.name in ("parallel", HAND_WRITTEN)]
@@ -678,7 +692,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--linear-steps", default=",".join(map(str, LINEAR_STEPS)))
     p.add_argument("--linear-cells", default=",".join(LINEAR_CELLS), help=f"a subset of {LINEAR_CELLS}")
     p.add_argument(
-        "--kernels", default="", help="recurrax kernels to add to peers and levers (ScanOptions.kernel): pallas,cudnn"
+        "--kernels",
+        default="",
+        help="recurrax kernels to add to peers, levers and linear (ScanOptions.kernel): pallas,cudnn (linear: pallas)",
     )
     p.add_argument("--quick", action="store_true", help="first configuration only, 3 repeats, short scaling")
     p.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat: checks that everything runs")
@@ -753,7 +769,7 @@ def main(argv: list[str] | None = None) -> dict:
         # Smoke: one linear cell is enough to prove the suite runs (the others share its code). Every
         # repeat otherwise: its ratios to the hand-written scan are the point, and load needs rounds.
         "linear": lambda rows: suite_linear(
-            linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells, modes, into=rows
+            linear_steps, repeats, ("min_gru",) if args.smoke else linear_cells, modes, into=rows, kernels=kernels
         ),
     }
     # In the order given, so a time-capped run (run_gpu.sh) measures what matters most first.

@@ -15,13 +15,15 @@
 #   1. peers   → $OUT/gpu.json, gpu.md: the four shapes, LSTM and GRU, train and forward, every peer, plus
 #               recurrax with kernel="pallas" (both cells) and kernel="cudnn" (LSTM): the verdict table.
 #   2. levers  → $OUT/gpu_levers.*: recurrax's own variants at (64,256,128,256): hoisting, unroll, fused, remat, kernels.
-#   3. linear  → $OUT/gpu_linear.*: sequential against parallel scan of the linear cells, T = 1024 and 4096.
+#   3. linear  → $OUT/gpu_linear.*: sequential against parallel scan of the linear cells, T = 1024 and 4096, and
+#               the parallel path with kernel="pallas" (the linear scan's Pallas kernel).
 #   4. scaling → $OUT/gpu_scaling.*: an LSTM training step for T = 64 … 16384.
 #   5. precision → $OUT/gpu_precision/: each mixed-precision policy's train step and forward (benchmarks/precision_cpu.py).
 #   6. distributed → $OUT/distributed_gpu.*: the distributed suite's data-parallel/FSDP step on the one GPU.
 # Step 1 and 2 time a kernel only where step 0 found it right forwards (outputs and gradients within 1e-3 of the
-# step loop; the suites time forward calls) and compiled in under KERNEL_COMPILE_S seconds (default 20); the
-# summary says which were left out and why, and which failed reversed.
+# step loop; the suites time forward calls) and compiled in under KERNEL_COMPILE_S seconds (default 20) for the
+# LSTM and GRU; step 3 likewise for the linear cells' kernel (minGRU, LRU); the summary says which were left out
+# and why, and which failed reversed.
 # A summary of what finished and what was cut is printed at the end and written to $OUT/gpu_run.txt.
 #
 # TAR_TO=FILE: after every step, a gzipped tar of $OUT is written to FILE (for callers that fetch back a few
@@ -140,19 +142,20 @@ run() {
     if [ -n "${TAR_TO:-}" ]; then tar czf "$TAR_TO" -C "$OUT" . || true; fi
 }
 
-# usable_kernels KERNEL_JSON: the kernels (comma-separated) that the kernel check found right and quick to compile.
+# usable_kernels KERNEL_JSON CELLS: the kernels (comma-separated) that the kernel check found right and quick to
+# compile for every one of CELLS (comma-separated).
 usable_kernels() {
-    "$PY" - "$1" "${KERNEL_COMPILE_S:-20}" "$SUMMARY" <<'PY'
+    "$PY" - "$1" "${KERNEL_COMPILE_S:-20}" "$SUMMARY" "$2" <<'PY'
 import json, sys
-path, cap, summary = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+path, cap, summary, cells = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
 try:
     rows = json.load(open(path))["rows"]
 except (OSError, ValueError, KeyError):
     rows = []
 verdict, notes = {}, []
 for r in rows:
-    if r["kernel"] not in ("pallas", "cudnn"):
-        continue  # the direct-call diagnosis rows
+    if r["kernel"] not in ("pallas", "cudnn") or r["cell"] not in cells:
+        continue  # the direct-call diagnosis rows, and the other suites' cells
     why = r.get("error")
     worst = max(r.get("outputs", 0.0), r.get("final_carry", 0.0), r.get("gradients", 0.0))
     if why is None and worst > 1e-3:
@@ -171,25 +174,26 @@ with open(summary, "a") as out:
         out.write(note + "\n")
     for kernel, why in verdict.items():
         if why is not None:
-            out.write(f"kernel {kernel} left out of the timed suites: {why}\n")
+            out.write(f"kernel {kernel} left out of the timed suites of {','.join(cells)}: {why}\n")
 print(",".join(k for k, why in verdict.items() if why is None))
 PY
 }
 
 if [ "$SMOKE" = 1 ]; then
-    run gpu_kernels "${SMOKE_S:-180}" benchmarks.kernel_check --smoke --cells gru --out "$OUT/gpu_kernels"
+    run gpu_kernels "${SMOKE_S:-180}" benchmarks.kernel_check --smoke --cells gru,min_gru --out "$OUT/gpu_kernels"
     # One process for the suites: each suite's process would spend most of a smoke run importing every peer.
     run gpu_smoke "${SMOKE_S:-180}" benchmarks.run "${COMMON[@]}" --suites peers,levers,linear,scaling \
         --cells lstm,gru --modes train --kernels pallas,cudnn --out "$OUT/gpu_smoke"
 else
     run gpu_kernels "$KERNELS_S" benchmarks.kernel_check --out "$OUT/gpu_kernels"
-    KERNELS=$(usable_kernels "$OUT/gpu_kernels.json")
-    echo "kernels timed: ${KERNELS:-none}" | tee -a "$SUMMARY"
+    KERNELS=$(usable_kernels "$OUT/gpu_kernels.json" lstm,gru)
+    LINEAR_KERNELS=$(usable_kernels "$OUT/gpu_kernels.json" min_gru,lru)
+    echo "kernels timed: ${KERNELS:-none}; for the linear cells: ${LINEAR_KERNELS:-none}" | tee -a "$SUMMARY"
     run gpu "$PEERS_S" benchmarks.run "${COMMON[@]}" --suites peers --kernels "$KERNELS" --out "$OUT/gpu"
     run gpu_levers "$LEVERS_S" benchmarks.run "${COMMON[@]}" --suites levers --modes train --kernels "$KERNELS" \
         --out "$OUT/gpu_levers"
     run gpu_linear "$LINEAR_S" benchmarks.run "${COMMON[@]}" --suites linear --linear-cells min_gru,min_gru_log \
-        --linear-steps 1024,4096 --out "$OUT/gpu_linear"
+        --linear-steps 1024,4096 --kernels "$LINEAR_KERNELS" --out "$OUT/gpu_linear"
     run gpu_scaling "$SCALING_S" benchmarks.run "${COMMON[@]}" --suites scaling --out "$OUT/gpu_scaling"
     run gpu_precision "$PRECISION_S" benchmarks.precision_cpu --rounds 3 --out "$OUT/gpu_precision"
     run distributed_gpu "$DISTRIBUTED_S" benchmarks.distributed --devices 1 --batch-size 256 --hidden 256 \

@@ -5,10 +5,10 @@ XLA operations, so these tests hold their arithmetic, masks, tiling and
 backward kernel (values and gradients with respect to parameters, inputs and
 the initial carry). One shape for every cell, chosen to need padding (B=3 → 4,
 H=3 → 4) and to run a 2×2 grid of tiles with two time chunks and a remainder
-step; two batch dimensions. One compiled program per call: for every cell,
-reversed with lengths, resets and an initial carry (time-major inside the
-engine, every mask); for minGRU also forwards with lengths and the default
-carry (batch-major inside, a zero state, no resets). The LRU's state is complex.
+step; two batch dimensions. One compiled program per call: minGRU and the
+LRU (a complex state) reversed with lengths, resets and an initial carry
+(time-major inside the engine, every mask); minLSTM forwards with lengths and
+the default carry (batch-major inside, a zero state, no resets).
 """
 
 from __future__ import annotations
@@ -63,20 +63,23 @@ def _compare(cell, *, masked):
 
     grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
 
-    @jax.jit  # one program per call: the step loop, the associative scan and the Pallas kernel, each differentiated
+    # One program per call: the step loop and the kernel differentiated, the associative scan forwards only
+    # (its gradients equal the step loop's: tests/cells/test_linear_recurrences.py; a compile saved).
+    @jax.jit
     def programs(params, xs, carry):
         return {
             "loop": grad(params, xs, carry, "sequential", "xla"),
-            "associative": grad(params, xs, carry, "parallel", "xla"),
+            "associative": loss(params, xs, carry, "parallel", "xla"),
             "pallas": grad(params, xs, carry, "parallel", "pallas"),
         }
 
     return programs(params, xs, carry)
 
 
-# Every cell with every mask; the unmasked call (a zero state, batch-major) once: the kernel's code is the same.
+# A compile each: minGRU and the LRU (complex) with every mask; minLSTM (minGRU's kernel code, other
+# coefficients) in the call without resets or an initial carry (a zero state, batch-major inside the engine).
 @pytest.fixture(
-    scope="module", params=[*((name, True) for name in CELLS), ("min_gru", False)], ids=lambda p: "-".join(map(str, p))
+    scope="module", params=[("min_gru", True), ("lru", True), ("min_lstm", False)], ids=lambda p: "-".join(map(str, p))
 )
 def results(request):
     name, masked = request.param
@@ -85,12 +88,13 @@ def results(request):
 
 def test_the_kernel_equals_the_associative_scan_and_the_step_loop(results):
     (k_value, (k_ys, k_final)), k_grads = results["pallas"]
-    for reference in ("associative", "loop"):
-        (value, (ys, final)), grads = results[reference]
+    for reference, (value, (ys, final)) in (("loop", results["loop"][0]), ("associative", results["associative"])):
         np.testing.assert_allclose(k_value, value, rtol=1e-5, err_msg=reference)
         np.testing.assert_allclose(k_ys, ys, atol=1e-5, err_msg=reference)
-        for got, want in zip(jax.tree.leaves((k_final, k_grads)), jax.tree.leaves((final, grads)), strict=True):
-            np.testing.assert_allclose(got, want, atol=2e-5, err_msg=reference)
+        for got, want in zip(jax.tree.leaves(k_final), jax.tree.leaves(final), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=reference)
+    for got, want in zip(jax.tree.leaves(k_grads), jax.tree.leaves(results["loop"][1]), strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-5)
     assert not np.any(np.asarray(k_ys)[0, 1, 3:]), "outputs past an example's length are zero"
 
 
@@ -150,22 +154,19 @@ def test_the_switch_runs_the_kernel_by_name_and_declines_what_it_cannot_run():
 @pytest.mark.slow  # ~1 s of tracing and lowering, no compile
 def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
     # Cross-platform lowering (no GPU needed), as tests/cells/test_pallas_kernels.py does for the LSTM:
-    # catches what Triton cannot express before a GPU run does. The LRU: complex, so both parts' refs.
+    # catches what Triton cannot express before a GPU run does. Complex, with both masks: every ref the
+    # kernels can have, in GPU tiles (one example, 32 units, as on a GPU: a 2×2 grid here).
     monkeypatch.setattr(_pallas, "interpret_mode", lambda: False)
-    cell = recurrax.lru(8, skip=False)
-    params = cell.init(jax.random.key(0), 3)
-    xs, lengths, resets = jnp.ones((2, 20, 3)), jnp.array([20, 5]), jnp.zeros((2, 20), bool).at[1, 2].set(True)
+    a, b = (jnp.full((20, 2, 64), 0.5 + 0.1j, jnp.complex64) for _ in range(2))
+    h0, valid, resets = a[0], jnp.ones((20, 2), bool), jnp.zeros((20, 2), bool).at[3, 1].set(True)
 
-    def loss(p, x):
-        ys, _ = recurrax.scan(
-            cell, p, x, lengths=lengths, resets=resets, method="parallel", kernel="pallas", fused=True
-        )
-        return jnp.sum(ys)
+    def loss(a, b, h0):
+        return jnp.sum(jnp.abs(linear_scan_pallas(a, b, h0, valid=valid, resets=resets)))
 
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "The Pallas Triton backend is deprecated", DeprecationWarning)
-            lowered = jax.jit(jax.value_and_grad(loss)).trace(params, xs).lower(lowering_platforms=("cuda",))
+            lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(a, b, h0).lower(lowering_platforms=("cuda",))
     except RuntimeError as error:
         if "No supported GPU devices" in str(error):  # jax >= 0.12 asks for the GPU's model to lower for
             pytest.skip(f"this jax lowers Pallas for a GPU only with one present: {error}")

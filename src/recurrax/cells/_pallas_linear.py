@@ -47,11 +47,12 @@ from recurrax._options import ScanOptions
 from recurrax._types import Array
 from recurrax.cells import _kernels, _pallas
 
-# Examples and state units per program on a GPU. Small tiles make many programs (each loops over all T
-# steps on its own): B·H / 256 of them. Unmeasured choices, like GPU_CHUNK and the warps per program.
-GPU_BATCH_TILE = 4
-GPU_STATE_TILE = 64
-GPU_NUM_WARPS = 2
+# Examples and state units per program on a GPU: one warp's worth (one coalesced 128-byte load per array
+# and step), so that there are many programs (B·H / 32), each looping over all T steps on its own: at the
+# linear suite's B·H = 4096, 128 programs for the H200's 132 SMs. Unmeasured choices, like GPU_CHUNK.
+GPU_BATCH_TILE = 1
+GPU_STATE_TILE = 32
+GPU_NUM_WARPS = 1
 # Steps per iteration of a program's time loop on a GPU (their loads are issued together).
 GPU_CHUNK = 8
 
@@ -113,7 +114,14 @@ class PallasLinearRecurrence(LinearCell):
         kernel, reason = _kernels.choose(options, offered)
         if reason is not None and options.fused:
             raise ValueError(f"fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
-        return run_in_layout if kernel == "pallas" else None
+        if kernel != "pallas":
+            return None
+        dtype = jnp.dtype(state.dtype)
+
+        def run(a: Array, b: Array, h0: Array | None, at_start: Array | None, valid: Array | None, axis: int) -> Array:
+            return run_in_layout(a, b, h0, at_start, valid, axis, dtype=dtype)
+
+        return run
 
 
 def unsupported(state: Array) -> str | None:
@@ -124,15 +132,22 @@ def unsupported(state: Array) -> str | None:
 
 
 def run_in_layout(
-    a: Array, b: Array, h0: Array | None, at_start: Array | None, valid: Array | None, time_axis: int
+    a: Array,
+    b: Array,
+    h0: Array | None,
+    at_start: Array | None,
+    valid: Array | None,
+    time_axis: int,
+    *,
+    dtype: Any,
 ) -> Array:
     """:func:`linear_scan_pallas` on the engine's arrays: time along ``time_axis``, any batch and state dims.
 
     ``a``, ``b``: ``[T, *B, *S]`` (or ``[*B, T, *S]``); ``h0``: ``[*B, *S]``, or
     None for a zero state; ``at_start``, ``valid``: masks over ``[T, *B]`` (or
-    ``[*B, T]``), broadcastable, or None.
+    ``[*B, T]``), broadcastable, or None; ``dtype``: the state's, which the
+    recurrence runs in (float32 or complex64).
     """
-    dtype = jnp.result_type(a, b) if h0 is None else jnp.result_type(a, b, h0)
     a, b = jnp.moveaxis(a, time_axis, 0).astype(dtype), jnp.moveaxis(b, time_axis, 0).astype(dtype)
     masks = [None if m is None else jnp.moveaxis(m, time_axis, 0) for m in (at_start, valid)]
     # The masks span time and the batch dims; without them any split of the rest will do.
