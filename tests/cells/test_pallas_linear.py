@@ -99,8 +99,9 @@ def test_the_kernel_equals_the_associative_scan_and_the_step_loop(results):
 
 
 def test_the_kernel_is_the_plain_loop_of_its_docstring():
-    # Direct, without the engine: float32 with masks, and a complex recurrence (|a| > 1 somewhere, so a
-    # conjugate in the wrong place would show), against the loop in float64 / complex128.
+    # Direct, without the engine: float32 with masks (a reset on an invalid step included, which must
+    # change nothing), and a complex recurrence with random real and imaginary parts (a sign wrong in the
+    # complex product shows), against the loop in float64 / complex128.
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, T, 3, 5)) * 1.2
     h0 = rng.normal(size=(3, 5))
