@@ -62,11 +62,14 @@ class ScanOptions:
       kernel: which whole-sequence implementation a cell that offers several
         runs (``docs/kernels.md``): ``"auto"`` (the cell's choice for this
         backend: today its XLA loop everywhere), ``"xla"`` (its fused XLA
-        loop), ``"pallas"`` (one Pallas kernel over all steps; interpreted
-        off GPU; on GPU not yet seen to compile, docs/kernels.md) or ``"cudnn"`` (cuDNN's LSTM through
-        ``jax.experimental.rnn``, CUDA GPUs). A kernel that cannot run the
-        call falls back to the XLA loop (``fused=True``: raises with the reason);
-        cells without that kernel ignore it.
+        loop; for a linear cell with ``method="parallel"``, the associative
+        scan), ``"pallas"`` (one Pallas kernel over all steps: LSTM, GRU, and
+        the linear cells' recurrence under ``method="parallel"``; interpreted
+        off GPU; on GPU the LSTM and GRU kernels are not yet seen to compile
+        and the linear one is untried, docs/kernels.md) or ``"cudnn"`` (cuDNN's
+        LSTM through ``jax.experimental.rnn``, CUDA GPUs). A kernel that cannot
+        run the call falls back to the XLA loop or the associative scan
+        (``fused=True``: raises with the reason); cells without that kernel ignore it.
 
     Example:
       >>> import jax, jax.numpy as jnp, recurrax
