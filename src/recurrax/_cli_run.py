@@ -293,11 +293,13 @@ def run_training(
     async_checkpoints: bool = True,
     tensorboard: bool = False,
     distributed: Mapping[str, Any] | None = None,
+    fsdp: bool = False,
 ) -> int:
     """Builds and trains the run ``config`` in ``run_dir``; prints and writes its results; the exit status.
 
     ``distributed`` (``initialize_distributed``'s arguments) joins a multi-process
-    run first and trains data parallel over all its devices; process 0 alone
+    run first and trains data parallel over all its devices (``fsdp``: with the
+    parameters and optimizer state split over them too); process 0 alone
     prints and writes files (orbax coordinates the checkpoints' writes).
     """
     partitioning = None
@@ -306,7 +308,7 @@ def run_training(
             train.initialize_distributed(**distributed)
         except (ValueError, RuntimeError) as err:
             raise UsageError("recurrax train", f"--distributed: {err}") from None
-        partitioning = train.Partitioning(train.global_mesh())
+        partitioning = train.Partitioning(train.global_mesh(), shard_params=fsdp)
     run = functools.partial(
         _train_run,
         config,

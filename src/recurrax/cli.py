@@ -306,6 +306,12 @@ def _build_parser() -> _Parser:
     multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, where it listens")
     multi.add_argument("--num-processes", type=_positive_int, help="how many processes the run has (1: this one)")
     multi.add_argument("--process-id", type=_non_negative_int, help="this process's number, from 0")
+    multi.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="also split the parameters and optimizer state over the devices (FSDP), for models too big to "
+        "replicate; the numbers are data parallel's up to float32 round-off (give it again with --resume)",
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -508,6 +514,7 @@ def _train(args: argparse.Namespace) -> int:
         async_checkpoints=not args.sync_checkpoints,
         tensorboard=args.tensorboard,
         distributed=distributed,
+        fsdp=args.fsdp,
         start=start,
     )
 
@@ -516,7 +523,7 @@ def _distributed_flags(args: argparse.Namespace) -> dict[str, Any] | None:
     """``jax.distributed.initialize``'s arguments from --distributed and its flags (None: one process, one device)."""
     flags = {"coordinator": args.coordinator, "num_processes": args.num_processes, "process_id": args.process_id}
     if not args.distributed:
-        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None] + ["--fsdp"] * args.fsdp
         if given:
             raise UsageError("recurrax train", f"{' '.join(given)} go(es) with --distributed")
         return None

@@ -167,9 +167,28 @@ def test_initialize_distributed_checks_its_arguments_and_one_process_starts_noth
         (["--distributed", "--coordinator", "localhost"], "--coordinator must be HOST:PORT, got 'localhost'"),
         (["--distributed", "--num-processes", "2", "--process-id", "2"], "--process-id 2 must be below"),
         (["--distributed", "--num-processes", "1", "--batch-size", "12"], "--batch-size (12 examples) does not split"),
+        (["--fsdp", "--process-id", "0"], "--process-id --fsdp go(es) with --distributed"),
     ],
 )
 def test_distributed_flags_are_checked(flags, message, tmp_path, capsys):
     argv = ["train", "--task", "adding", "--seq-len", "4", "--num-train", "32", "--out", str(tmp_path / "run"), *flags]
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+class _ReachedFitError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_distributed_trains_data_parallel_or_fsdp_over_every_device(fsdp, tmp_path, monkeypatch):
+    def fake_fit(self, train_data, **kwargs):
+        raise _ReachedFitError(self.partitioning)
+
+    monkeypatch.setattr(train.Trainer, "fit", fake_fit)
+    argv = ["train", "--task", "adding", "--seq-len", "4", "--num-train", "32", "--hidden", "2", "--batch-size", "8"]
+    argv += ["--no-progress", "--out", str(tmp_path / "run"), "--distributed", "--num-processes", "1"]
+    with pytest.raises(_ReachedFitError) as reached:
+        cli.main(argv + ["--fsdp"] * fsdp)
+    (partitioning,) = reached.value.args
+    assert partitioning.shard_params is fsdp and partitioning.mesh.devices.tolist() == jax.devices()
