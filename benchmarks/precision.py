@@ -23,6 +23,23 @@ Precisions:
   weight+activation`` (e4m3 codes; stored on CPU, dequantized before each
   matmul).
 
+Rows run only when ``--precisions`` names them (issue 13's QAT study):
+
+* ``int8 QAT learned scales``: QAT from scratch with ``scales="learned"`` (LSQ);
+* ``int8 QAT fine-tune``: that seed's float32 run, ``--fine-tune-epochs``
+  before its end (weights and Adam state), trained on quantization-aware for
+  the last epochs on the same batches (float32 epochs plus QAT epochs make the
+  same budget);
+* ``int8 PTQ weight+activation static``: PTQ with static activation scales
+  calibrated on the first 256 training examples (``quantize(...,
+  calibration_data=...)``).
+
+A run with ``--precisions`` is restricted: it trains float32 and the rows named
+(``--rounds 0`` skips the timing) and is kept in ``precision.json``'s
+``"restricted"`` list beside the full suite's record, which it leaves as it
+is; ``precision.md`` adds its table and, for each row, the paired differences'
+standard error and 95% t-interval.
+
 Parameter bytes are ``recurrax.quantize.parameter_bytes`` of the model as it
 is stored: float32 masters for float32, bf16 and fp16 (a policy stores float32
 weights), codes plus float32 scales and biases for the quantized ones.
@@ -37,6 +54,8 @@ share the machine; read the ratios, not the milliseconds.
 
     python -m benchmarks.precision --probe                 # one epoch / a few steps of each: plan the budget
     python -m benchmarks.precision [--seeds 0,1,2] [--mnist1d-epochs E] [--adding-steps N] [--rounds R]
+    python -m benchmarks.precision --tasks mnist1d --mnist1d-epochs 12 --seeds 0-7 --rounds 0 \
+        --precisions "int8 QAT,int8 QAT fine-tune,int8 QAT learned scales"   # a restricted run
 
 Writes ``benchmarks/results/precision.json`` (every seed's numbers, the
 machine, versions, load averages, budgets) and ``precision.md``;
@@ -67,6 +86,12 @@ TRAINED = {
     "fp16": ("fp16", None),
     "int8 QAT": ("float32", "int8"),
 }
+#: Other ways to train an int8 model, run only when ``--precisions`` names them (issue 13's QAT study):
+#: name -> (the Quantization's settings, whether QAT only fine-tunes the float32 run's last epochs).
+QAT_VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
+    "int8 QAT learned scales": ({"weights": "int8", "scales": "learned"}, False),
+    "int8 QAT fine-tune": ({"weights": "int8"}, True),
+}
 #: Post-training quantization of the float32 model: name -> (weights, activations).
 PTQ = {
     "int8 PTQ weight-only": ("int8", None),
@@ -74,7 +99,12 @@ PTQ = {
     "fp8 PTQ weight-only": ("fp8", None),
     "fp8 PTQ weight+activation": ("fp8", "fp8"),
 }
-PRECISIONS = [*TRAINED, *PTQ]
+#: Post-training quantization with static activation scales, calibrated on the first CALIBRATION training
+#: examples (``quantize(..., calibration_data=...)``); run only when ``--precisions`` names them.
+PTQ_STATIC = {"int8 PTQ weight+activation static": ("int8", "int8")}
+CALIBRATION = 256
+PRECISIONS = [*TRAINED, *PTQ]  # the suite's rows (the default of --precisions)
+KNOWN = [*PRECISIONS, *QAT_VARIANTS, *PTQ_STATIC]
 TASKS = {
     "mnist1d": {"cell": "gru", "hidden": 128, "batch_size": 32, "lr": 3e-3, "clip": 1.0, "metric": "accuracy"},
     "adding": {
@@ -107,8 +137,21 @@ def load_data(task: str, smoke: bool) -> Any:
     return tasks.load_task("adding", seq_len=8 if smoke else TASKS["adding"]["seq_len"], infinite=True, **sizes)
 
 
-def build_trainer(task: str, data: Any, precision: str, seed: int, hidden: int) -> Any:
-    """A fresh model of ``task`` under ``precision`` and its Trainer, as ``recurrax train --precision`` builds them."""
+def quantization_of_row(precision: str) -> Any:
+    """The Quantization a quantization-aware row trains with (None: not quantization-aware)."""
+    from recurrax.quantize import Quantization
+
+    if precision in QAT_VARIANTS:
+        return Quantization(**QAT_VARIANTS[precision][0])
+    qat = TRAINED[precision][1]
+    return None if qat is None else Quantization(qat)
+
+
+def build_trainer(task: str, data: Any, precision: str, seed: int, hidden: int, model: Any = None) -> Any:
+    """A fresh model of ``task`` under ``precision`` and its Trainer, as ``recurrax train --precision`` builds them.
+
+    ``model``: train this (already built) model instead, e.g. a float32 one to fine-tune quantization-aware.
+    """
     from flax import nnx
 
     from recurrax import train
@@ -116,14 +159,33 @@ def build_trainer(task: str, data: Any, precision: str, seed: int, hidden: int) 
     from recurrax.quantize import quantization_aware_model
 
     spec = TASKS[task]
-    policy, qat = TRAINED[precision]
-    model = model_for_task(
-        data.info, cell=spec["cell"], hidden_size=hidden, rngs=nnx.Rngs(params=seed, dropout=seed + 1)
-    )
+    policy = TRAINED[precision][0] if precision in TRAINED else "float32"
+    if model is None:
+        model = model_for_task(
+            data.info, cell=spec["cell"], hidden_size=hidden, rngs=nnx.Rngs(params=seed, dropout=seed + 1)
+        )
+    qat = quantization_of_row(precision)
     if qat is not None:
         quantization_aware_model(model, qat)
     optimizer = train.build_optimizer("adam", spec["lr"], clip_norm=spec["clip"])
     return train.Trainer(model, optimizer, loss=data.info.loss, metrics=list(data.info.metrics), precision=policy)
+
+
+def fine_tune(
+    task: str, data: Any, precision: str, float_run: Any, snapshot: Any, budget: int, seed: int
+) -> tuple[float, Any]:
+    """QAT for the last epochs: ``float_run``'s model at ``snapshot`` (its weights and Adam state), trained on
+    quantization-aware to ``budget`` epochs in all, the examples in the order float32 saw them.
+
+    Returns the seconds of the QAT epochs and their Trainer."""
+    from flax import nnx
+
+    state, step, epoch = snapshot
+    model = nnx.merge(*nnx.split(float_run.model))  # a copy: the float32 run goes on untouched
+    trainer = build_trainer(task, data, precision, seed, 0, model=model)
+    trainer.load_training_state(state)  # QAT's parameters are the float ones: Adam's moments carry over
+    trainer.step, trainer.epoch = step, epoch
+    return fit(trainer, task, data, budget, seed), trainer
 
 
 def fit(trainer: Any, task: str, data: Any, budget: int, seed: int) -> float:
@@ -140,35 +202,72 @@ def evaluator(model: Any, data: Any) -> Any:
     return train.Trainer(model, None, loss=data.info.loss, metrics=list(data.info.metrics), diagnostics=False)
 
 
-def variants(trainer: Any, precision: str) -> dict[str, Any]:
-    """The models a trained precision yields, by row name: itself (QAT: its int8 copy), and PTQ copies of float32."""
+def variants(trainer: Any, precision: str, ptq: list[str], calibration: Any = None) -> dict[str, Any]:
+    """The models a trained precision yields, by row name: itself (QAT: its int8 copy), and PTQ copies of float32
+    (static activation scales calibrated on ``calibration``, a split of training examples)."""
     from recurrax.quantize import Quantization, quantize
 
     model = trainer.model
-    if precision == "int8 QAT":
-        return {precision: quantize(model, Quantization(TRAINED[precision][1]))}
+    qat = quantization_of_row(precision)
+    if qat is not None:
+        return {precision: quantize(model, qat)}
     out = {precision: model}
     if precision == "float32":
-        for name, (weights, activations) in PTQ.items():
-            out[name] = quantize(model, Quantization(weights, activations=activations))
+        for name in ptq:
+            if name in PTQ_STATIC:
+                spec = Quantization(*PTQ_STATIC[name][:1], activations=PTQ_STATIC[name][1])
+                out[name] = quantize(model, spec, calibration_data=calibration)
+            else:
+                weights, activations = PTQ[name]
+                out[name] = quantize(model, Quantization(weights, activations=activations))
     return out
 
 
-def train_all(task: str, seeds: list[int], budget: int, hidden: int, smoke: bool, log: Callable[[str], None]) -> dict:
-    """Every seed of every precision: test metric, bytes, training time; the last seed's trainers for timing."""
+def train_all(
+    task: str,
+    seeds: list[int],
+    budget: int,
+    hidden: int,
+    smoke: bool,
+    log: Callable[[str], None],
+    precisions: list[str] | None = None,
+    fine_tune_epochs: int = 3,
+) -> dict:
+    """Every seed of every precision: test metric, bytes, training time; the last seed's trainers for timing.
+
+    ``precisions``: the rows to make (default: the suite's, :data:`PRECISIONS`); float32 always trains. A
+    fine-tuned QAT row starts from that seed's float32 run ``fine_tune_epochs`` before its end.
+    """
     from recurrax.quantize import parameter_bytes
 
+    precisions = PRECISIONS if precisions is None else precisions
+    trained = [p for p in [*TRAINED, *QAT_VARIANTS] if p == "float32" or p in precisions]
+    ptq = [p for p in [*PTQ, *PTQ_STATIC] if p in precisions]
+    tuned = [p for p in trained if p in QAT_VARIANTS and QAT_VARIANTS[p][1]]
+    if tuned and (task != "mnist1d" or not 0 < fine_tune_epochs < budget):
+        raise ValueError(f"{tuned} fine-tune a MNIST-1D run for 0 < epochs < {budget}, got {task}, {fine_tune_epochs}")
     data = load_data(task, smoke)
     metric = TASKS[task]["metric"]
     runs: list[dict[str, Any]] = []
     last: dict[str, Any] = {}
     for seed in seeds:
-        for precision in TRAINED:
+        float_run, snapshot = None, None
+        for precision in trained:
             load_before = load_average()
-            trainer = build_trainer(task, data, precision, seed, hidden)
-            seconds = fit(trainer, task, data, budget, seed)
+            if precision in tuned:
+                seconds, trainer = fine_tune(task, data, precision, float_run, snapshot, budget, seed)
+            else:
+                trainer = build_trainer(task, data, precision, seed, hidden)
+                seconds = 0.0
+                if precision == "float32" and tuned:  # the state QAT fine-tuning starts from, on the way
+                    seconds = fit(trainer, task, data, budget - fine_tune_epochs, seed)
+                    snapshot = (trainer.training_state(), trainer.step, trainer.epoch)
+                seconds += fit(trainer, task, data, budget, seed)
+            if precision == "float32":
+                float_run = trainer
             last_step = trainer.history.steps[-1]
-            for name, model in variants(trainer, precision).items():
+            calibration = data.train.subset(slice(0, CALIBRATION)) if task == "mnist1d" else None
+            for name, model in variants(trainer, precision, ptq, calibration).items():
                 # A trained precision's own Trainer evaluates it (its policy casts the outputs to float32).
                 judge = trainer if model is trainer.model else evaluator(model, data)
                 value = judge.evaluate(data.test)[metric]
@@ -181,6 +280,9 @@ def train_all(task: str, seeds: list[int], budget: int, hidden: int, smoke: bool
                     "load_before": load_before,
                     "load_after": load_average(),
                 }
+                if precision in tuned:  # its float32 epochs are the float32 row's
+                    row["float32_epochs"] = budget - fine_tune_epochs
+                    row["qat_epochs"] = fine_tune_epochs
                 if "loss_scale_skipped" in last_step and name == precision:
                     row["loss_scale_final"] = float(last_step["loss_scale"])
                     row["loss_scale_skipped"] = int(last_step["loss_scale_skipped"])
@@ -197,6 +299,8 @@ def timing(task: str, data: Any, last: dict[str, Any], rounds: int, calls: int) 
     import numpy as np
     from flax import nnx
 
+    if rounds == 0:
+        return {"rounds": 0, "calls_per_round": calls, "load_per_round": [], "rows": []}
     spec = TASKS[task]
     first = (
         data.train.subset(slice(0, spec["batch_size"]))
@@ -253,7 +357,7 @@ def summarize(task: str, runs: list[dict[str, Any]], timed: dict[str, Any]) -> l
     f32_bytes = by["float32", seeds[0]]["parameter_bytes"]
     times = {(t["precision"], t["kind"]): t for t in timed["rows"]}
     out = []
-    for name in PRECISIONS:
+    for name in KNOWN:
         if (name, seeds[0]) not in by:
             continue
         values = [by[name, s][key] * scale for s in seeds]
@@ -309,7 +413,62 @@ def markdown(record: dict[str, Any]) -> str:
             + ", ".join(f"{r['loss_scale_final']:g} ({r['loss_scale_skipped']} steps skipped)" for r in fp16)
             + ".",
         ]
+    for restricted in record.get("restricted", []):
+        lines += ["", *restricted_section(restricted)]
     return "\n".join(lines) + "\n"
+
+
+def restricted_section(record: dict[str, Any]) -> list[str]:
+    """A run of some precisions only (``--precisions``): its table and the paired differences' standard errors."""
+    names = ", ".join(record["settings"]["precisions"])
+    lines = [f"## Restricted run: {names}", "", provenance(record)]
+    if record["settings"].get("fine_tune_epochs") is not None:
+        lines += [
+            "",
+            f"int8 QAT fine-tune: that seed's float32 run, {record['settings']['fine_tune_epochs']} epochs before its "
+            "end (weights and Adam state), trained on quantization-aware for those last epochs on the same "
+            "batches in the same order; evaluated as its stored int8 copy.",
+        ]
+    for task, entry in record["tasks"].items():
+        lines += ["", f"### {LABELS[task]}", "", *table(record, task), ""]
+        for name, p in paired(task, entry["runs"]).items():
+            low, high = p["ci95"]
+            lines.append(
+                f"- {name}: paired Δ vs float32 {p['delta_mean']:+.2f} ± {p['delta_std']:.2f} (std) over "
+                f"{p['n']} seeds, standard error {p['delta_sem']:.2f}, 95% t-interval [{low:+.2f}, {high:+.2f}]; "
+                f"above float32 in {p['wins']} of {p['n']} seeds, equal in {p['ties']}, below in "
+                f"{p['n'] - p['wins'] - p['ties']}."
+            )
+    return lines
+
+
+def paired(task: str, runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each non-float32 row's paired differences to float32 (points of accuracy, or MSE): mean, std, standard
+    error and the 95% Student-t interval of the mean (better is higher accuracy, lower MSE)."""
+    from scipy import stats  # jax's own dependency; imported here so that importing this module needs no scipy
+
+    key, scale = ("test_accuracy", 100.0) if task == "mnist1d" else ("test_mse", 1.0)
+    by = {(r["precision"], r["seed"]): r[key] * scale for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    out = {}
+    for name in KNOWN:
+        if name == "float32" or (name, seeds[0]) not in by:
+            continue
+        deltas = [by[name, s] - by["float32", s] for s in seeds]
+        n, mean = len(deltas), statistics.fmean(deltas)
+        std = statistics.stdev(deltas) if n > 1 else 0.0
+        half = float(stats.t.ppf(0.975, n - 1)) * std / n**0.5 if n > 1 else float("inf")
+        better = [d > 0 if task == "mnist1d" else d < 0 for d in deltas]
+        out[name] = {
+            "n": n,
+            "delta_mean": mean,
+            "delta_std": std,
+            "delta_sem": std / n**0.5,
+            "ci95": [mean - half, mean + half],
+            "wins": sum(better),
+            "ties": sum(abs(d) < 1e-9 for d in deltas),
+        }
+    return out
 
 
 def provenance(record: dict[str, Any]) -> str:
@@ -340,10 +499,12 @@ def table(record: dict[str, Any], task: str) -> list[str]:
         step = (
             "—" if r["train_step_ratio"] is None else f"{r['train_step_ratio']:.2f} ({r['train_step_cpu_ratio']:.2f})"
         )
+        inference = (
+            "—" if r["inference_ratio"] is None else f"{r['inference_ratio']:.2f} ({r['inference_cpu_ratio']:.2f})"
+        )
         row = (
             f"| {r['precision']} | {fmt(r['mean'])} ± {fmt(r['std'])} | {seeds} | {signed(r['delta_mean'])} ± "
-            f"{fmt(r['delta_std'])} | {r['parameter_bytes']:,} | {r['bytes_ratio']:.2f} | {step} | "
-            f"{r['inference_ratio']:.2f} ({r['inference_cpu_ratio']:.2f}) |"
+            f"{fmt(r['delta_std'])} | {r['parameter_bytes']:,} | {r['bytes_ratio']:.2f} | {step} | {inference} |"
         )
         if acc:
             met = "met" if r.get("target_met") else "missed"
@@ -381,7 +542,14 @@ def probe(smoke: bool, hidden: dict[str, int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated, or a range such as 0-7")
+    parser.add_argument(
+        "--precisions",
+        default=None,
+        help=f"comma-separated rows to run (float32 always trains; default: the suite, {PRECISIONS}; also "
+        f"{list(QAT_VARIANTS)}); a restricted run is kept in the record beside the suite's, not in place of it",
+    )
+    parser.add_argument("--fine-tune-epochs", type=int, default=3, help="int8 QAT fine-tune: QAT's last epochs")
     parser.add_argument("--mnist1d-epochs", type=int, default=20)
     parser.add_argument("--adding-steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
@@ -397,10 +565,12 @@ def main() -> None:
         return
     import jax
 
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = parse_seeds(args.seeds)
+    precisions = None if args.precisions is None else parse_precisions(args.precisions)
     budgets = {"mnist1d": args.mnist1d_epochs, "adding": args.adding_steps}
     if args.smoke:
-        budgets, args.rounds, args.calls = {"mnist1d": 1, "adding": 2}, 2, 1
+        budgets, args.rounds, args.calls = {"mnist1d": 2, "adding": 2}, min(args.rounds, 2), 1
+        args.fine_tune_epochs = 1
     record: dict[str, Any] = {
         "stack": {
             "python": platform.python_version(),
@@ -414,13 +584,28 @@ def main() -> None:
             "tasks": {task: {**spec, "hidden": hidden[task]} for task, spec in TASKS.items()},
             "inference_batch": INFERENCE_BATCH,
             "smoke": args.smoke,
+            **({} if precisions is None else {"precisions": precisions}),
+            **(
+                {"fine_tune_epochs": args.fine_tune_epochs}
+                if any(QAT_VARIANTS.get(p, ({}, False))[1] for p in precisions or [])
+                else {}
+            ),
         },
         "targets": {"mnist1d_points": TARGETS, "bytes_ratio": BYTES_TARGET},
         "tasks": {},
     }
     for task in args.tasks.split(","):
         started, loads = time.time(), [load_average()]
-        trained = train_all(task, seeds, budgets[task], hidden[task], args.smoke, lambda line: print(line, flush=True))
+        trained = train_all(
+            task,
+            seeds,
+            budgets[task],
+            hidden[task],
+            args.smoke,
+            lambda line: print(line, flush=True),
+            precisions,
+            args.fine_tune_epochs,
+        )
         timed = timing(task, trained["data"], trained["last"], args.rounds, args.calls)
         loads += [load for r in trained["runs"] for load in (r["load_before"], r["load_after"])]
         loads += timed["load_per_round"]
@@ -442,12 +627,38 @@ def main() -> None:
     print(markdown(merged))
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-7"`` as a list of seeds."""
+    if "-" in text:
+        first, last = (int(part) for part in text.split("-"))
+        return list(range(first, last + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def parse_precisions(text: str) -> list[str]:
+    """``--precisions``' names (float32 added first), each one of :data:`KNOWN` (else a ValueError naming it)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in KNOWN]
+    if unknown:
+        raise ValueError(f"--precisions: unknown {unknown}; expected names among {KNOWN}")
+    return [name for name in KNOWN if name == "float32" or name in names]
+
+
+def _finish(record: dict[str, Any]) -> None:
+    entries = record["tasks"].values()
+    record["wall_seconds"] = max(e["finished"] for e in entries) - min(e["started"] for e in entries)
+    record["load_range"] = [min(e["load_range"][0] for e in entries), max(e["load_range"][1] for e in entries)]
+    record["tasks"] = {task: record["tasks"][task] for task in TASKS if task in record["tasks"]}
+
+
 def write(record: dict[str, Any], out: Path) -> dict[str, Any]:
     """Writes ``record`` into ``out``/precision.json, keeping the tasks it did not run from the same stack.
 
     The two tasks may run as two processes at once (one per core): each adds its
     task under a lock. The wall time is from the first task's start to the last
-    one's end.
+    one's end. A restricted run (``settings["precisions"]``) goes into the
+    record's ``"restricted"`` list (replacing one of the same settings), beside
+    the full suite's record; a full run keeps the restricted ones.
     """
     import fcntl
 
@@ -456,12 +667,26 @@ def write(record: dict[str, Any], out: Path) -> dict[str, Any]:
     with open(Path(tempfile.gettempdir()) / "recurrax_precision.lock", "w") as lock:  # not in the results folder
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = json.loads(path.read_text()) if path.exists() else None
-        if old is not None and old["stack"] == record["stack"] and old["settings"] == record["settings"]:
-            record["tasks"] = {**old["tasks"], **record["tasks"]}
-        entries = record["tasks"].values()
-        record["wall_seconds"] = max(e["finished"] for e in entries) - min(e["started"] for e in entries)
-        record["load_range"] = [min(e["load_range"][0] for e in entries), max(e["load_range"][1] for e in entries)]
-        record["tasks"] = {task: record["tasks"][task] for task in TASKS if task in record["tasks"]}
+        if "precisions" in record["settings"]:
+            if old is None:
+                raise FileNotFoundError(f"{path}: a restricted run is kept beside a full run's record; run the suite")
+            kept = [
+                r
+                for r in old.get("restricted", [])
+                if (r["stack"], r["settings"]) != (record["stack"], record["settings"])
+            ]
+            same = [r for r in old.get("restricted", []) if r not in kept]
+            if same:
+                record["tasks"] = {**same[0]["tasks"], **record["tasks"]}
+            _finish(record)
+            old["restricted"] = [*kept, record]
+            record = old
+        else:
+            if old is not None and old["stack"] == record["stack"] and old["settings"] == record["settings"]:
+                record["tasks"] = {**old["tasks"], **record["tasks"]}
+            _finish(record)
+            if old is not None and old.get("restricted"):
+                record["restricted"] = old["restricted"]
         path.write_text(json.dumps(record, indent=2) + "\n")
         (out / "precision.md").write_text(markdown(record))
     return record
