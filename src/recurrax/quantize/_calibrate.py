@@ -205,7 +205,7 @@ def calibrate(model: nnx.Module, quantization: Quantization, data: Any, *, perce
         for site in ("input", "state"):
             if f"{tag}{_SEP}{site}" in seen:
                 gathered = np.concatenate(seen[f"{tag}{_SEP}{site}"])
-                sites[site] = static_scale(jnp.asarray(gathered), fmt, percentile)
+                sites[site] = static_scale(gathered, fmt, percentile)
         if not sites:
             raise ValueError(
                 f"the recurrent layer at {tag} was not run on the calibration data (or its cell wrapper does not "
@@ -214,7 +214,7 @@ def calibrate(model: nnx.Module, quantization: Quantization, data: Any, *, perce
         scales[path] = sites
     for path, observed in linears.items():
         if observed.inputs:
-            scales[path] = {"input": static_scale(jnp.asarray(np.concatenate(observed.inputs)), fmt, percentile)}
+            scales[path] = {"input": static_scale(np.concatenate(observed.inputs), fmt, percentile)}
     return scales
 
 

@@ -26,10 +26,11 @@ channel's largest weight, whose ``w/s`` rounds to a hair above ``qmax``, is insi
 from __future__ import annotations
 
 import functools
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 from recurrax._types import Array
@@ -91,20 +92,21 @@ def row_scale(x: Array, fmt: Format) -> Array:
     return _from_absmax(absmax, fmt)
 
 
-def static_scale(x: Array, fmt: Format, percentile: float = 100.0) -> Array:
+def static_scale(x: Any, fmt: Format, percentile: float = 100.0) -> Array:
     """One scale for all of ``x``: its ``percentile``-th ``|x|`` over ``qmax``, a float32 scalar ``[]``.
 
     ``percentile=100`` (default) is the absmax: nothing in ``x`` clips. A lower
     percentile gives the bulk of the values finer steps and clips the rest.
-    All zeros (or an empty ``x``) give scale 1.
+    All zeros (or an empty ``x``) give scale 1. Computed on the host with
+    numpy (calibration gathers observed values there; no compile per shape).
     """
     if not 0.0 < percentile <= 100.0:
         raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
-    magnitudes = jnp.abs(jnp.ravel(x).astype(jnp.float32))
+    magnitudes = np.abs(np.asarray(x, np.float32).ravel())
     if magnitudes.size == 0:
         return jnp.ones((), jnp.float32)
-    edge = jnp.max(magnitudes) if percentile == 100.0 else jnp.percentile(magnitudes, percentile)
-    return _from_absmax(edge, fmt)
+    edge = np.float32(magnitudes.max() if percentile == 100.0 else np.percentile(magnitudes, percentile))
+    return jnp.asarray(edge / np.float32(QMAX[fmt]) if edge > 0 else np.float32(1.0))
 
 
 def _from_absmax(absmax: Array, fmt: Format) -> Array:
