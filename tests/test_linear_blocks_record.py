@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "benchmarks" / "results" / "linear_blocks_selective_copy.json"
+WIDE = ROOT / "benchmarks" / "results" / "linear_blocks_selective_copy_wide.json"  # one block, as many parameters
 REQUIRED_MARGIN = 0.1  # the check the docs state: worst depth-3 seed - best depth-1 seed > 0.1 recall
 
 
@@ -34,3 +35,17 @@ def test_the_docs_quote_the_record():
     assert f"{cfg['tokens']} symbols of {cfg['symbols']}" in page
     assert f"{cfg['seq_len']}-step region" in page and f"{cfg['steps']} Adam steps" in page
     assert f"margin {record['margin']:+.3f}" in page and f"> {REQUIRED_MARGIN}" in page
+
+
+def test_the_docs_quote_the_width_matched_control():
+    record, wide = json.loads(RECORD.read_text()), json.loads(WIDE.read_text())
+    page = " ".join((ROOT / "docs" / "linear_recurrences.md").read_text().split())
+    deep = next(r["parameters"] for r in record["runs"] if r["depth"] == 3)
+    assert wide["depths"] == [1] and wide["seeds"] == record["seeds"]
+    assert {k: v for k, v in wide["config"].items() if k != "hidden"} == {
+        k: v for k, v in record["config"].items() if k != "hidden"
+    }
+    parameters = {r["parameters"] for r in wide["runs"]}
+    assert len(parameters) == 1 and abs(parameters.pop() - deep) / deep < 0.02
+    recall = [f"{r['recall_accuracy']:.3f}" for r in wide["runs"]]
+    assert f"width {wide['config']['hidden']}" in page and f"recall {recall[0]} and {recall[1]}" in page
