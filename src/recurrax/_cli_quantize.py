@@ -20,26 +20,49 @@ from recurrax import train
 from recurrax._cli_run import _print_metrics, build_or_usage_error, check_checkpoint_step
 from recurrax.cli import CHECKPOINT_DIR, QUANTIZED_DIR, UsageError
 from recurrax.quantize import Quantization, parameter_bytes, quantize, restore_quantized, save_quantized
+from recurrax.tasks import FreshBatches
 from recurrax.train._checkpoint import StepSpec
 
 
-def quantize_run(run_dir: Path, config: Mapping[str, Any], *, weights: str, weight_only: bool, step: StepSpec) -> int:
-    """Writes checkpoint ``step``'s model, quantized, into ``run_dir/quantized``; the exit status."""
+def quantize_run(
+    run_dir: Path,
+    config: Mapping[str, Any],
+    *,
+    weights: str,
+    weight_only: bool,
+    step: StepSpec,
+    calibrate: int | None = None,
+) -> int:
+    """Writes checkpoint ``step``'s model, quantized, into ``run_dir/quantized``; the exit status.
+
+    ``calibrate``: static activation scales from the first ``calibrate`` training examples (None: dynamic).
+    """
     check_checkpoint_step(run_dir / CHECKPOINT_DIR, step, "quantize")  # before any data or model is built
-    _, model, _ = build_or_usage_error(config, "quantize")
+    data, model, _ = build_or_usage_error(config, "quantize")
     try:
         train.restore_model(run_dir / CHECKPOINT_DIR, model, step=step)
     except (FileNotFoundError, ValueError) as err:
         raise UsageError("recurrax quantize", f"{err}") from None
     spec = Quantization(weights, activations=None if weight_only else weights)  # type: ignore[arg-type]
-    small = quantize(model, spec)
+    calibration = None
+    if calibrate is not None:
+        if isinstance(data.train, FreshBatches):  # an endless source: its first batch, of that size
+            calibration = data.train.batch(0, calibrate)
+        elif calibrate > len(data.train):
+            raise UsageError("recurrax quantize", f"--calibrate {calibrate}: the run's task has {len(data.train)} "
+                             "training examples")  # fmt: skip
+        else:
+            calibration = data.train.subset(slice(0, calibrate))
+        model.eval()  # calibrated on what inference sees (no dropout)
+    small = quantize(model, spec, calibration_data=calibration)
     before, after = parameter_bytes(model), parameter_bytes(small)
     out = run_dir / QUANTIZED_DIR
     if out.exists():  # a new quantization replaces the last one: the folder holds one model
         shutil.rmtree(out)
-    meta = {"checkpoint": step, "float_bytes": before, "bytes": after}
+    meta = {"checkpoint": step, "float_bytes": before, "bytes": after, "calibration_examples": calibrate}
     save_quantized(out, small, meta=meta)
-    what = f"{weights} weights" + ("" if weight_only else f" and {weights} activations (per step, per example)")
+    scales = "per step, per example" if calibrate is None else f"static scales from {calibrate} training examples"
+    what = f"{weights} weights" + ("" if weight_only else f" and {weights} activations ({scales})")
     print(f"{run_dir} (checkpoint {step}): {what}")
     print(f"  parameters: {before:,} bytes in float32, {after:,} bytes quantized ({before / after:.2f}x smaller)")
     print(f"  wrote {out}; evaluate it with: recurrax evaluate {run_dir} --quantized")

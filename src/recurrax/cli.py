@@ -373,6 +373,13 @@ def _build_parser() -> _Parser:
         help="quantize the weights only (default: also each matmul's inputs, per step and example)",
     )
     quant.add_argument(
+        "--calibrate",
+        type=_positive_int,
+        metavar="N",
+        help="static activation scales: one per quantized activation, the absmax over the first N training "
+        "examples (default: dynamic, per step and example)",
+    )
+    quant.add_argument(
         "--step", type=_step_spec, default="latest", help="'latest' (default), 'best' (lowest val_loss) or a step"
     )
 
@@ -581,9 +588,13 @@ def _quantize(args: argparse.Namespace) -> int:
     config = _read_config(args.run_dir, "quantize")
     from recurrax import _cli_quantize
 
+    if args.calibrate is not None and args.weight_only:
+        raise UsageError("recurrax quantize", "--calibrate: static activation scales quantize the activations; "
+                         "drop --weight-only")  # fmt: skip
     return _cli_quantize.quantize_run(
-        args.run_dir, config, weights=args.weights, weight_only=args.weight_only, step=args.step
-    )
+        args.run_dir, config, weights=args.weights, weight_only=args.weight_only, step=args.step,
+        calibrate=args.calibrate,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------- main

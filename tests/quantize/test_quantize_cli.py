@@ -64,6 +64,14 @@ def test_quantize_writes_the_int8_model_and_evaluate_reads_it(qat_run, capsys):
     assert re.match(r"  validation  binary_accuracy [\d.]+  loss [\d.]+$", lines[1]), lines
     assert re.match(r"  test        binary_accuracy [\d.]+  loss [\d.]+$", lines[2]), lines
 
+    # Static scales, calibrated on the first 16 training examples, replace the dynamic model.
+    assert main(["quantize", str(run), "--int8", "--calibrate", "16"]) == 0
+    assert "int8 activations (static scales from 16 training examples)" in capsys.readouterr().out
+    record = json.loads((run / "quantized" / "quantization.json").read_text())
+    assert record["quantization"]["activation_scales"] == "static" and record["meta"]["calibration_examples"] == 16
+    assert main(["evaluate", str(run), "--quantized"]) == 0
+    assert re.match(r"  test        binary_accuracy [\d.]+  loss [\d.]+$", capsys.readouterr().out.splitlines()[2])
+
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
@@ -72,6 +80,9 @@ def test_quantize_writes_the_int8_model_and_evaluate_reads_it(qat_run, capsys):
         (["quantize", "RUN", "--int8", "--fp8"], "argument --fp8: not allowed with argument --int8"),
         (["quantize", "RUN", "--int8", "--step", "5"], "--step 5: no checkpoint for step 5; steps: [6]"),
         (["evaluate", "RUN", "--quantized", "--step", "6"], "--step: the quantized model is one"),
+        (["quantize", "RUN", "--int8", "--weight-only", "--calibrate", "4"], "--calibrate: static activation scales"),
+        (["quantize", "RUN", "--int8", "--calibrate", "25"], "--calibrate 25: the run's task has 24 training examples"),
+        (["quantize", "RUN", "--int8", "--calibrate", "0"], "--calibrate"),
     ],
 )
 def test_quantize_errors_are_one_line(qat_run, capsys, argv, expected):
