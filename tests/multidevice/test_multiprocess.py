@@ -1,13 +1,13 @@
 """Multi-host training: two processes x four CPU devices (jax.distributed on localhost, gloo) are one run.
 
 The slow test runs docs/distributed.md's localhost recipe as written (a free
-port for its 1234, a temporary directory): two processes train to step 4 and
-stop; restarted, both go on to step 8. In the first launch each process also
-trains the same run to step 8 without a stop, and this process (8 devices)
-trains it once more, alone. The resumed run must be the uninterrupted one bit
-for bit; the two-process run is the one-process run to float32 round-off
-(gloo adds the devices' partial gradients in another order than XLA inside
-one process: measured 3e-7 relative on the losses), held to the 1e-5 of
+port for its 1234, a temporary directory): two processes train FSDP to the
+last step and are killed (kill -9) with its checkpoint half-saved; restarted,
+both resume from the last complete one and train the last step again. This process (8 devices) then
+trains the run alone. The resumed run must be the uninterrupted one bit for
+bit; the two-process run is the one-process run to float32 round-off (gloo
+adds the devices' partial gradients in another order than XLA inside one
+process: measured 3e-7 relative on the losses), held to the 1e-5 of
 test_data_parallel.py.
 """
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import signal
 from pathlib import Path
 
 import jax
@@ -32,8 +34,9 @@ from recurrax.train._distributed import process_local_batch
 DOC = Path(__file__).resolve().parents[2] / "docs" / "distributed.md"
 
 
-def _recipe() -> list[list[list[str]]]:
-    """The localhost recipe of docs/distributed.md: per launch, each process's argv (by --process-id)."""
+def _recipe() -> tuple[list[list[list[str]]], int]:
+    """The localhost recipe of docs/distributed.md: per launch, each process's argv (by --process-id);
+    and the step whose checkpoint, once on disk, is the signal to kill the first launch."""
     block = re.search(r"```shell\n(# localhost.*?)```", DOC.read_text(), flags=re.S)
     assert block is not None, "docs/distributed.md has no localhost recipe"
     text = block.group(1)
@@ -47,7 +50,10 @@ def _recipe() -> list[list[list[str]]]:
             launches.append([])
     launches = [sorted(argvs, key=lambda a: int(a[a.index("--process-id") + 1])) for argvs in launches if argvs]
     assert "XLA_FLAGS=--xla_force_host_platform_device_count=4" in text and len(launches) == 2
-    return launches
+    on_disk = r"^until \[ -d runs/adding/checkpoints/(\d+) \]; do sleep [\d.]+; done; kill -9 %1 %2$"
+    kill = re.search(on_disk, text, flags=re.M)
+    assert kill is not None, "the recipe's first launch is not killed once a checkpoint is on disk"
+    return launches, int(kill.group(1))
 
 
 def _on_port(argv: list[str], port: int) -> list[str]:
@@ -79,44 +85,82 @@ def _params(run: Path) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
 
-@pytest.mark.slow  # 2 processes start jax and train 3 runs each, this one 1: ~35 CPU-s (jax 0.10, measured)
-def test_two_processes_train_as_one_process_and_resume_bit_for_bit(tmp_path, monkeypatch):
-    port = free_port()
-    first, restart = ([_on_port(a, port) for a in argvs] for argvs in _recipe())
-    uninterrupted = [_replaced(a, steps="8", out="runs/uninterrupted") for a in first]
-    commands = [list(c) for c in zip(first, restart, uninterrupted, strict=True)]
-    processes = launch(commands, devices=4, cwd=tmp_path, compilation_cache=tmp_path / "jax_cache")
-    for i, done in enumerate(processes):
-        assert done.returncode == 0, f"process {i}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+def _complete_steps(checkpoints: Path) -> list[int]:
+    return sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+
+
+def _split(checkpoint: Path) -> list[bool]:
+    """Whether each model array of an orbax checkpoint is split over the devices (its sharding metadata)."""
+    shardings = [json.loads(v) for v in json.loads((checkpoint / "model" / "_sharding").read_text()).values()]
+    assert {len(s["device_mesh"]["mesh"]) for s in shardings} == {8}  # every array on the 2 x 4 devices
+    return ['"data"' in json.dumps(s["partition_spec"]) for s in shardings]
+
+
+@pytest.mark.slow  # 2 x 2 processes start jax, train 1 run and resume it; this one trains it alone: ~45 CPU-s
+def test_two_processes_killed_resume_bit_for_bit_and_train_as_one_process(tmp_path, monkeypatch):
+    (first, restart), on_disk = _recipe()
+    last = int(first[0][first[0].index("--steps") + 1])
+    run, killed = tmp_path / "runs" / "adding", tmp_path / "killed"
+    # The recipe's kill comes at a moment that depends on timing. Here it comes at the last one: the processes
+    # have trained every step, written the history and their parts of the last step's checkpoint, and process
+    # 0's background thread is about to rename that step into place. So the killed run is also the
+    # uninterrupted one (all but its final metrics), and the restart must resume from the recipe's step.
+
+    def after_the_kill(life: int) -> None:
+        assert _complete_steps(run / "checkpoints")[-1] == on_disk < last
+        half_saved = run / "checkpoints" / f"{last}.orbax-checkpoint-tmp"
+        assert [p for p in (run / "checkpoints").iterdir() if not p.name.isdigit()] == [half_saved]
+        assert any(_split(run / "checkpoints" / str(on_disk)))  # FSDP (data parallel would replicate every array)
+        # Set aside before the restart rewrites them: the history and the parameters of the last step.
+        (killed / "checkpoints").mkdir(parents=True)
+        shutil.copytree(half_saved, killed / "checkpoints" / str(last))
+        for name in ("config.json", "history.json"):
+            shutil.copy(run / name, killed / name)
+
+    ports = free_port(), free_port()  # the restart's coordinator: a port no dying socket holds
+    processes = launch(
+        [[[_on_port(a, port)] for a in argvs] for argvs, port in zip((first, restart), ports, strict=True)],
+        devices=4,
+        cwd=tmp_path,
+        compilation_cache=tmp_path / "jax_cache",
+        kill_at_checkpoint=last,
+        between=after_the_kill,
+    )
+    report = "\n".join(f"{i}: {p.codes}\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}" for i, p in enumerate(processes))
+    # Process 0 killed itself; process 1 was killed with it (or aborted when JAX's coordination service saw
+    # process 0 go); both restarted processes ended well.
+    assert processes[0].codes == [-signal.SIGKILL, 0] and processes[1].codes[1:] == [0], report
+    assert processes[1].codes[0] != 0, report
     said = [[line for line in done.stdout.splitlines() if not _from_gloo(line)] for done in processes]
+    assert f"recurrax: resumed from the checkpoint of step {on_disk}; training to step {last}" in said[0]
     assert "run saved in runs/adding" in said[0] and said[1] == []  # process 0 speaks for the run
+    assert [p.name for p in (run / "checkpoints").iterdir() if not p.name.isdigit()] == []  # orbax cleared it
 
     monkeypatch.chdir(tmp_path)
-    alone = uninterrupted[0]
+    alone = first[0]
     for flag in ("--coordinator", "--process-id"):  # one process: no coordinator
         i = alone.index(flag)
         alone = alone[:i] + alone[i + 2 :]
     alone = _replaced(alone, num_processes="1", out="runs/one_process")
-    assert jax.device_count() == 8 and cli.main(alone) == 0
+    assert "--fsdp" in alone and jax.device_count() == 8 and cli.main(alone) == 0
 
-    runs = {name: tmp_path / "runs" / name for name in ("adding", "uninterrupted", "one_process")}
+    runs = {"resumed": run, "killed": killed, "one_process": tmp_path / "runs" / "one_process"}
     history = {k: json.loads((d / "history.json").read_text()) for k, d in runs.items()}
-    metrics = {k: json.loads((d / "metrics.json").read_text()) for k, d in runs.items()}
-    params = {k: _params(d) for k, d in runs.items()}
-    # Resumed = uninterrupted, bit for bit: every history row, the final metrics, the parameters.
-    assert history["adding"] == history["uninterrupted"]
-    assert len(history["adding"]["steps"]) == 8 and len(history["adding"]["epochs"]) == 2
-    for split in ("validation", "test"):
-        assert metrics["adding"][split] == metrics["uninterrupted"][split]
-    for a, b in zip(params["adding"], params["uninterrupted"], strict=True):
+    params = {k: _params(d) for k, d in runs.items()}  # checkpoints of 2 processes x 4 devices, onto 1 device
+    # Resumed = uninterrupted, bit for bit: every history row and the parameters.
+    assert history["resumed"] == history["killed"]
+    assert len(history["resumed"]["steps"]) == last and len(history["resumed"]["epochs"]) == 2
+    for a, b in zip(params["resumed"], params["killed"], strict=True):
         np.testing.assert_array_equal(a, b)
     # Two processes x 4 devices = one process x 8 devices, to round-off: the same batches in the same order.
-    got, want = history["uninterrupted"], history["one_process"]
+    got, want = history["resumed"], history["one_process"]
     for key in ("loss", "grad_norm", "update_norm", "param_norm"):
         np.testing.assert_allclose([r[key] for r in got["steps"]], [r[key] for r in want["steps"]], rtol=1e-5)
     np.testing.assert_allclose([r["val_loss"] for r in got["epochs"]], [r["val_loss"] for r in want["epochs"]], 1e-5)
-    np.testing.assert_allclose(metrics["uninterrupted"]["test"]["loss"], metrics["one_process"]["test"]["loss"], 1e-5)
-    for a, b in zip(params["uninterrupted"], params["one_process"], strict=True):
+    metrics = {k: json.loads((runs[k] / "metrics.json").read_text()) for k in ("resumed", "one_process")}
+    for split in ("validation", "test"):
+        np.testing.assert_allclose(metrics["resumed"][split]["loss"], metrics["one_process"][split]["loss"], 1e-5)
+    for a, b in zip(params["resumed"], params["one_process"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
