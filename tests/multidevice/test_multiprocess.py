@@ -96,7 +96,7 @@ def _split(checkpoint: Path) -> list[bool]:
     return ['"data"' in json.dumps(s["partition_spec"]) for s in shardings]
 
 
-@pytest.mark.slow  # 2 x 2 processes start jax, train 1 run and resume it; this one trains it alone: ~45 CPU-s
+@pytest.mark.slow  # 2 processes x 2 lives (killed, resumed), this one alone: the file takes 41-44 CPU-s (load 3-5)
 def test_two_processes_killed_resume_bit_for_bit_and_train_as_one_process(tmp_path, monkeypatch):
     (first, restart), on_disk = _recipe()
     last = int(first[0][first[0].index("--steps") + 1])
