@@ -30,6 +30,7 @@ def test_the_notebooks():
         "04_pytorch_interop",
         "05_seeing_inside",
         "06_distributed",
+        "07_precision",
     ]
 
 
