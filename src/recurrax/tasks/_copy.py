@@ -18,8 +18,31 @@ def _copy_split(rng: np.random.Generator, num_examples: int, delay: int, copy_le
     tokens[:, copy_length + delay - 1] = delimiter
     targets = np.full((num_examples, total), blank, np.int32)
     targets[:, -copy_length:] = symbols
-    inputs = np.eye(num_symbols + 2, dtype=np.float32)[tokens]
-    return Split(inputs=inputs, targets=targets)
+    return one_hot_split(tokens, targets, num_symbols)
+
+
+def one_hot_split(tokens: np.ndarray, targets: np.ndarray, num_symbols: int) -> Split:
+    """A recall task's split: ``tokens[N, T]`` (``K`` symbols, a blank, a cue) one-hot, ``targets[N, T]`` class ids."""
+    return Split(inputs=np.eye(num_symbols + 2, dtype=np.float32)[tokens], targets=targets)
+
+
+def recall_info(
+    name: str, *, num_symbols: int, recalled: int, total: int, description: str, baseline_description: str
+) -> TaskInfo:
+    """A recall task's :class:`TaskInfo`: ``K + 2`` classes per step, the memoryless baseline ``M·log(K)/T``."""
+    return TaskInfo(
+        name=name,
+        kind="multiclass",
+        in_features=num_symbols + 2,
+        seq_len=total,
+        num_classes=num_symbols + 2,
+        num_outputs=num_symbols + 2,
+        per_step=True,
+        baseline_metric="cross_entropy",
+        baseline=recalled * math.log(num_symbols) / total,
+        description=description,
+        baseline_description=baseline_description,
+    )
 
 
 def copy_task(
@@ -82,16 +105,11 @@ def copy_task(
     copy_length = check_count(copy_length, "copy_length")
     num_symbols = check_count(num_symbols, "num_symbols", minimum=2)
     total = delay + 2 * copy_length
-    info = TaskInfo(
-        name="copy",
-        kind="multiclass",
-        in_features=num_symbols + 2,
-        seq_len=total,
-        num_classes=num_symbols + 2,
-        num_outputs=num_symbols + 2,
-        per_step=True,
-        baseline_metric="cross_entropy",
-        baseline=copy_length * math.log(num_symbols) / total,
+    info = recall_info(
+        "copy",
+        num_symbols=num_symbols,
+        recalled=copy_length,
+        total=total,
         description=f"copy task, delay {delay}: replay {copy_length} of {num_symbols} symbols after the delimiter",
         baseline_description="the memoryless strategy, L·log(K)/T",
     )

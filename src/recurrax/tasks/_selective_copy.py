@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from recurrax.tasks._dataset import Dataset, Split, TaskInfo, check_count, generated_dataset
+from recurrax.tasks._copy import one_hot_split, recall_info
+from recurrax.tasks._dataset import Dataset, Split, check_count, generated_dataset
 
 
 def _selective_copy_split(
@@ -23,8 +22,7 @@ def _selective_copy_split(
     tokens[:, seq_len:] = marker
     targets = np.full((num_examples, total), blank, np.int32)
     targets[:, seq_len:] = symbols
-    inputs = np.eye(num_symbols + 2, dtype=np.float32)[tokens]
-    return Split(inputs=inputs, targets=targets)
+    return one_hot_split(tokens, targets, num_symbols)
 
 
 def selective_copy(
@@ -107,16 +105,11 @@ def selective_copy(
     if num_tokens > seq_len:
         raise ValueError(f"num_tokens must be <= seq_len={seq_len} (one step per scattered symbol), got {num_tokens}")
     total = seq_len + num_tokens
-    info = TaskInfo(
-        name="selective_copy",
-        kind="multiclass",
-        in_features=num_symbols + 2,
-        seq_len=total,
-        num_classes=num_symbols + 2,
-        num_outputs=num_symbols + 2,
-        per_step=True,
-        baseline_metric="cross_entropy",
-        baseline=num_tokens * math.log(num_symbols) / total,
+    info = recall_info(
+        "selective_copy",
+        num_symbols=num_symbols,
+        recalled=num_tokens,
+        total=total,
         description=(
             f"selective copying, {seq_len} steps: recall {num_tokens} of {num_symbols} symbols "
             "scattered among blanks, in order"
