@@ -63,9 +63,10 @@ class ScanOptions:
         runs (``docs/kernels.md``): ``"auto"`` (the cell's choice for this
         backend: today its XLA loop everywhere), ``"xla"`` (its fused XLA
         loop; for a linear cell with ``method="parallel"``, the associative
-        scan), ``"pallas"`` (one Pallas kernel over all steps: LSTM, GRU, and
-        the linear cells' recurrence under ``method="parallel"``; interpreted
-        off GPU; on GPU the LSTM and GRU kernels are not yet seen to compile
+        scan), ``"pallas"`` (one Pallas kernel over all steps: LSTM, GRU,
+        SimpleRNN and any ``MatmulGatedCell``, and the linear cells' recurrence
+        under ``method="parallel"``; interpreted off GPU; on GPU the
+        gates-from-a-matmul kernels are not yet seen to compile
         and the linear one is untried, docs/kernels.md) or ``"cudnn"`` (cuDNN's
         LSTM through ``jax.experimental.rnn``, CUDA GPUs). A kernel that cannot
         run the call falls back to the XLA loop or the associative scan

@@ -100,6 +100,9 @@ def test_what_cudnn_cannot_run_falls_back_or_raises_by_name(monkeypatch):
     np.testing.assert_array_equal(backwards, recurrax.scan(cell, params, xs + 1.0, reverse=True, kernel="xla")[0])
     peephole = recurrax.lstm(H, peephole=True)
     reason = peephole.sequence_unsupported(
-        peephole.init(jax.random.key(0), D), peephole.initial_carry((BATCH,)), xs, recurrax.ScanOptions(kernel="cudnn")
+        peephole.init(jax.random.key(0), D),
+        peephole.initial_carry((BATCH,)),
+        jnp.swapaxes(xs, 0, 1),  # the cell sees time-major inputs
+        recurrax.ScanOptions(kernel="cudnn"),
     )
     assert reason is not None and "peepholes" in reason

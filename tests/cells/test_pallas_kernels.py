@@ -1,9 +1,12 @@
-"""The Pallas LSTM/GRU kernels equal the step loop: outputs, final carries and gradients.
+"""The Pallas kernels of the "gates from a matmul" cells equal the step loop: outputs, final carries and gradients.
 
-On CPU the kernels run in Pallas's interpret mode (the same kernel bodies as
-XLA operations), so these tests hold their arithmetic, masks and backward
-kernels; the GPU lowering itself is exercised only by ``benchmarks/run_gpu.sh``.
-One shape for both cells, chosen to need padding (B=3 → 4, H=3 → 4), with
+The LSTM (plain and with peepholes), the GRU, the Elman RNN and a user's
+:class:`~recurrax.cells.MatmulGatedCell` share one kernel pair
+(``cells/_pallas_gated.py``). On CPU it runs in Pallas's interpret mode (the
+same kernel bodies as XLA operations), so these tests hold its arithmetic,
+masks and backward kernel; the GPU lowering is checked by cross-platform
+lowering here and compiled only by ``benchmarks/run_gpu.sh``.
+One shape for every cell, chosen to need padding (B=3 → 4, H=3 → 4), with
 lengths, resets, an initial carry, reverse and two batch dimensions; each cell
 is one compiled program holding the reference, the kernel's value-and-gradient
 and its forward-only variant.
@@ -11,7 +14,9 @@ and its forward-only variant.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -62,13 +67,50 @@ def _compare(cell):
     return programs(params, xs, carry)
 
 
-@pytest.fixture(scope="module", params=["lstm", "gru"])
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GainRNNCell(recurrax.cells.MatmulGatedCell):
+    """h' = tanh(g ⊙ z) / g with a per-unit gain g: a cell of a user's, whose update is NaN at a zero gain."""
+
+    num_gates: ClassVar[int] = 1
+
+    def init(self, key, in_features):
+        return {
+            "input_kernel": jax.random.normal(key, (in_features, self.hidden_size)),
+            "recurrent_kernel": jnp.eye(self.hidden_size),
+            "bias": jnp.zeros(self.hidden_size),
+            "gain": jnp.ones((1, self.hidden_size)),
+        }
+
+    def initial_carry(self, batch_shape=(), dtype=None):
+        return jnp.zeros((*batch_shape, self.hidden_size), self.state_dtype(dtype))
+
+    def project_inputs(self, params, xs):
+        return xs @ params["input_kernel"] + params["bias"]
+
+    def unit_parameters(self, params):
+        return params["gain"]
+
+    def gate_update(self, gx, hh, state, units):
+        # The kernel pads H = 3 to 4 units with a gain of 0: 0/0 there, which must not reach a real unit.
+        (gain,) = units
+        return (jnp.tanh(gain * (gx[0] + hh[0])) / gain,), {}
+
+
+CELLS = {
+    "lstm": lambda: recurrax.lstm(H),
+    "gru": lambda: recurrax.gru(H),
+    "peephole lstm": lambda: recurrax.lstm(H, peephole=True),
+    "simple rnn": lambda: recurrax.simple_rnn(H),
+    "a user's MatmulGatedCell": lambda: GainRNNCell(H),
+}
+
+
+@pytest.fixture(scope="module", params=list(CELLS))
 def results(request):
-    cell = recurrax.lstm(H) if request.param == "lstm" else recurrax.gru(H)
-    return _compare(cell)
+    return _compare(CELLS[request.param]())
 
 
-@pytest.mark.slow  # 2-3 s per cell: interpret-mode kernels and their gradients compile as large programs
+@pytest.mark.slow  # 1.5-4.5 s per cell: interpret-mode kernels and their gradients compile as large programs
 def test_the_kernels_equal_the_step_loop_in_values_and_gradients(results):
     (value, (ys, final)), grads = results["loop"]
     (k_value, (k_ys, k_final)), k_grads = results["pallas"]
@@ -105,6 +147,38 @@ def test_a_kernel_that_cannot_run_falls_back_or_raises_by_name(name):
     assert _kernels.choose(recurrax.ScanOptions(), {"pallas": lambda steps: None}) == ("xla", None)
 
 
+def test_a_matmul_gated_cell_runs_its_kernel_only_when_asked():
+    cell = recurrax.simple_rnn(H)
+    params = cell.init(jax.random.key(0), D)
+    xs = jnp.zeros((T, 2, D))
+    # kernel="pallas": the kernel; "auto" and "xla": the engine's step loop, its XLA path (no error).
+    for kernel, calls in (("pallas", True), ("auto", False), ("xla", False)):
+        jaxpr = jax.make_jaxpr(lambda p, x, k=kernel: recurrax.scan(cell, p, x, time_major=True, kernel=k))(params, xs)
+        assert ("pallas_call" in str(jaxpr)) is calls, kernel
+    with pytest.raises(
+        ValueError, match=r"SimpleRNNCell: kernel='auto': its whole sequence runs only as kernel='pallas'"
+    ):
+        recurrax.scan(cell, params, xs, time_major=True, fused=True)
+    with pytest.raises(ValueError, match=r"SimpleRNNCell: kernel='pallas': remat=True \(the kernel stores"):
+        recurrax.scan(cell, params, xs, time_major=True, kernel="pallas", remat=True, fused=True)
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Doubled(recurrax.cells.SimpleRNNCell):
+        def step(self, params, carry, x):
+            h, y = super().step(params, carry, x)
+            return h, 2 * y
+
+    with pytest.raises(ValueError, match="Doubled overrides its step"):
+        recurrax.scan(Doubled(H), params, xs, time_major=True, kernel="pallas", fused=True)
+    # Peepholes: the Pallas kernel or the step loop; no fused XLA loop, no cuDNN.
+    peephole = recurrax.lstm(H, peephole=True)
+    p_params = peephole.init(jax.random.key(0), D)
+    jaxpr = jax.make_jaxpr(lambda p, x: recurrax.scan(peephole, p, x, time_major=True, kernel="xla"))(p_params, xs)
+    assert "pallas_call" not in str(jaxpr) and "custom_jvp_call" not in str(jaxpr)
+    with pytest.raises(ValueError, match=r"kernel='cudnn': peepholes \(cuDNN's LSTM has none\)"):
+        recurrax.scan(peephole, p_params, xs, time_major=True, kernel="cudnn", fused=True)
+
+
 def test_kernel_is_one_of_the_named_choices():
     with pytest.raises(ValueError, match=r"kernel must be one of \('auto', 'xla', 'pallas', 'cudnn'\), got 'triton'"):
         recurrax.ScanOptions(kernel="triton")
@@ -117,8 +191,8 @@ def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
     monkeypatch.setattr(_pallas, "interpret_mode", lambda: False)
     monkeypatch.setattr(_pallas, "GPU_HIDDEN_TILE", 16)  # two tiles of the state, as H > 128 has on a GPU
     xs, lengths = jnp.ones((2, 8, 3)), jnp.array([8, 5])
-    # The LSTM only: the GRU's kernels are built from the same operations (1 CPU-s more to lower them too).
-    for cell in (recurrax.lstm(32),):
+    # The LSTM with and without per-unit parameters (its peepholes): every cell runs the same kernel pair.
+    for cell in (recurrax.lstm(32), recurrax.lstm(32, peephole=True)):
         params = cell.init(jax.random.key(0), 3)
 
         def loss(p, x, cell=cell):

@@ -18,6 +18,7 @@ from recurrax.cells._gru import GRUCell
 from recurrax.cells._indrnn import IndRNNCell
 from recurrax.cells._linear_recurrences import LRUCell, MinGRUCell, MinLSTMCell
 from recurrax.cells._lstm import LSTMCarry, LSTMCell
+from recurrax.cells._matmul_gated import MatmulGatedCell
 from recurrax.cells._qrnn import QRNNCarry, QRNNCell
 from recurrax.cells._registry import CellEntry, aliased_factory, cell_entry, register_cell, registered_cells
 from recurrax.cells._regularization import (
@@ -98,6 +99,7 @@ __all__ = [
     "LSTMCell",
     "LinearCell",
     "LinearTerms",
+    "MatmulGatedCell",
     "MinGRUCell",
     "MinLSTMCell",
     "Params",

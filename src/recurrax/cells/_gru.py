@@ -22,8 +22,8 @@ from recurrax._types import (
     default_kernel_init,
 )
 from recurrax.cells import _fused, _kernels, _pallas
-from recurrax.cells._gru_sequence import gru_sequence, gru_update
-from recurrax.cells._pallas_gru import gru_recurrence
+from recurrax.cells._gru_sequence import gru_gate_update, gru_sequence, gru_update
+from recurrax.cells._pallas_gated import gated_recurrence
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -152,7 +152,8 @@ class GRUCell(ProjectedStepCell):
         batch_shape = xs.shape[1:-1]
         xs_f, (h0,), steps_f = _kernels.flat_batch(xs, (carry,), steps)
         gx = self.project_inputs(params, xs_f)
-        hs = gru_recurrence(gx, params["recurrent_kernel"], params["recurrent_bias"], h0, steps_f.valid, steps_f.resets)
+        w_h, b_h = params["recurrent_kernel"], params["recurrent_bias"]
+        (hs,) = gated_recurrence(gru_gate_update, gx, w_h, b_h, (h0,), None, steps_f.valid, steps_f.resets)
         ys = hs if steps_f.valid is None else jnp.where(steps_f.valid[..., None], hs, jnp.zeros_like(hs))
         return _kernels.unflatten(ys, batch_shape), _kernels.unflatten(hs[-1], batch_shape)
 

@@ -3,7 +3,8 @@
 It computes exactly what :meth:`GRUCell.step <recurrax.cells.GRUCell.step>`
 computes step by step for the ``reset_after=True`` GRU in one float dtype;
 :meth:`GRUCell.sequence_unsupported` says so. The gate equations are
-:func:`gru_update`, shared with the step.
+:func:`gru_update`, shared with the step, and with the Pallas kernel
+(``cells/_pallas_gated.py``) through its gate update.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from recurrax._cell import Steps
+from recurrax._cell import Internals, Steps
 from recurrax._options import ScanOptions
 from recurrax._types import Array, Params
 from recurrax.cells import _fused
+from recurrax.cells._pallas_gated import Parts
 
 
 def gru_update(xr: Array, xz: Array, xn: Array, hr: Array, hz: Array, hn: Array, h: Array) -> tuple[Array, ...]:
@@ -32,6 +34,13 @@ def gru_update(xr: Array, xz: Array, xn: Array, hr: Array, hz: Array, hn: Array,
     z = jax.nn.sigmoid((xz + hz).astype(h.dtype))
     n = jnp.tanh((xn + r * hn).astype(h.dtype))
     return (1 - z) * n + z * h, r, z, n
+
+
+def gru_gate_update(gx: Parts, hh: Parts, state: Parts, units: Parts) -> tuple[Parts, Internals]:
+    """:func:`gru_update` as the Pallas kernel's gate update (``cells/_pallas_gated.py``): state ``(h,)``."""
+    (xr, xz, xn), (hr, hz, hn) = gx, hh
+    h, *_ = gru_update(xr, xz, xn, hr, hz, hn, state[0])
+    return (h,), {}
 
 
 def gru_sequence(

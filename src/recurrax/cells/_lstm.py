@@ -23,8 +23,8 @@ from recurrax._types import (
     default_kernel_init,
 )
 from recurrax.cells import _cudnn, _fused, _kernels, _pallas
-from recurrax.cells._lstm_sequence import lstm_sequence, lstm_update
-from recurrax.cells._pallas_lstm import lstm_recurrence
+from recurrax.cells._lstm_sequence import lstm_gate_update, lstm_sequence, lstm_update
+from recurrax.cells._pallas_gated import gated_recurrence
 
 
 class LSTMCarry(NamedTuple):
@@ -56,7 +56,8 @@ class LSTMCell(ProjectedStepCell):
     :class:`LSTMCarry`. The plain LSTM (no peepholes, layer norm or
     projection) in one float dtype runs on a fused whole-sequence path
     (:meth:`sequence`), equal to the step loop: the XLA loop, or in float32
-    a Pallas kernel or cuDNN (``ScanOptions.kernel``, ``docs/kernels.md``).
+    a Pallas kernel or cuDNN (``ScanOptions.kernel``, ``docs/kernels.md``);
+    with peepholes, the Pallas kernel only.
 
     Recorded internals (:meth:`recorded_step`, ``scan(..., record=True)``),
     each ``[*B, H]`` in the state dtype: the gates ``i``, ``f``, ``o`` (after
@@ -170,16 +171,32 @@ class LSTMCell(ProjectedStepCell):
         overridden = self.overrides_step(LSTMCell)
         if overridden is not None:
             return f"{type(self).__name__} overrides {overridden} (the fused loop computes LSTMCell's step)"
-        if self.peephole or self.layer_norm or self.proj_size is not None:
-            return "peepholes, layer norm or proj_size (the fused loop runs the plain LSTM)"
+        if self.layer_norm or self.proj_size is not None:
+            return "layer norm or proj_size (the fused loop and the kernels run the LSTM without them)"
         if not isinstance(carry, LSTMCarry):
             return "a carry that is not an LSTMCarry"
         reason = _fused.one_float_dtype(self, params, [carry.h, carry.c], xs)
-        return reason if reason is not None else _kernels.declined(options, self._kernels(params, carry, xs, options))
+        if reason is not None:
+            return reason
+        offered = self._kernels(params, carry, xs, options)
+        if self.peephole:
+            # Only the Pallas kernel runs peepholes: without it the step loop runs them, whatever `fused` is.
+            kernel, reason = _kernels.choose(options, offered)
+            if kernel == "xla":
+                return f"kernel={options.kernel!r}: " + (
+                    reason or "peepholes (the fused XLA loop runs the plain LSTM; kernel='pallas' runs them)"
+                )
+            return None
+        return _kernels.declined(options, offered)
 
     def _kernels(self, params: Params, carry: LSTMCarry, xs: Array, options: ScanOptions) -> dict[str, _kernels.Check]:
         """The whole-sequence implementations beside the XLA loop, each with its check (``cells/_kernels.py``)."""
         leaves = [xs, *jax.tree.leaves(params), carry.h, carry.c]
+        if self.peephole:
+            return {
+                "pallas": lambda steps: _pallas.unsupported(leaves, options),
+                "cudnn": lambda steps: "peepholes (cuDNN's LSTM has none)",
+            }
         return {
             "pallas": lambda steps: _pallas.unsupported(leaves, options),
             "cudnn": lambda steps: _cudnn.lstm_unsupported(leaves, steps, options.reverse),
@@ -204,7 +221,17 @@ class LSTMCell(ProjectedStepCell):
             ys, (h, c) = _cudnn.lstm_sequence(params, h0, c0, xs_f, steps_f.valid)
         else:
             gx = self.project_inputs(params, xs_f)
-            hs, cs = lstm_recurrence(gx, params["recurrent_kernel"], h0, c0, steps_f.valid, steps_f.resets)
+            peephole = params["peephole"] if self.peephole else None
+            hs, cs = gated_recurrence(
+                lstm_gate_update,
+                gx,
+                params["recurrent_kernel"],
+                None,
+                (h0, c0),
+                peephole,
+                steps_f.valid,
+                steps_f.resets,
+            )
             ys = hs if steps_f.valid is None else jnp.where(steps_f.valid[..., None], hs, jnp.zeros_like(hs))
             h, c = hs[-1], cs[-1]
         unflat = _kernels.unflatten

@@ -3,23 +3,26 @@
 It computes exactly what :meth:`LSTMCell.step <recurrax.cells.LSTMCell.step>`
 computes step by step for the plain LSTM (no peepholes, layer norm or
 projection), in one float dtype; :meth:`LSTMCell.sequence_unsupported` says so.
-The gate equations are :func:`lstm_update`, shared with the step.
+The gate equations are :func:`lstm_update`, shared with the step, and with
+the Pallas kernel (``cells/_pallas_gated.py``) through its gate update.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from recurrax._cell import Steps
+from recurrax._cell import Internals, Steps
 from recurrax._ops import layer_norm
 from recurrax._options import ScanOptions
 from recurrax._types import Array, Params
 from recurrax.cells import _fused
+from recurrax.cells._pallas_gated import Parts
 
 
 def lstm_update(
@@ -28,13 +31,13 @@ def lstm_update(
     zg: Array,
     zo: Array,
     c: Array,
-    peephole: Array | None = None,
+    peephole: Array | Sequence[Array] | None = None,
     cell_norm: tuple[Array, Array] | None = None,
 ) -> tuple[Array, ...]:
     """The LSTM update from its gate pre-activations; gates and state in ``c``'s dtype.
 
     Returns ``(h', c', i, f, g, o, tanh(c'))`` (``c'`` layer-normalised inside
-    the tanh with ``cell_norm = (scale, bias)``; peepholes ``[3, H]`` add
+    the tanh with ``cell_norm = (scale, bias)``; peepholes ``[3, H]`` (or its rows) add
     ``p_i ⊙ c``, ``p_f ⊙ c`` and ``p_o ⊙ c'``). One copy of the equations, for
     the step and the fused loop.
     """
@@ -53,6 +56,17 @@ def lstm_update(
     o = jax.nn.sigmoid(zo.astype(dt))
     tanh_c = jnp.tanh(c_new if cell_norm is None else layer_norm(c_new, *cell_norm))
     return o * tanh_c, c_new, i, f, g, o, tanh_c
+
+
+def lstm_gate_update(gx: Parts, hh: Parts, state: Parts, peephole: Parts) -> tuple[Parts, Internals]:
+    """:func:`lstm_update` as the Pallas kernel's gate update (``cells/_pallas_gated.py``): state ``(h, c)``.
+
+    ``peephole``: its three rows, or ``()`` for none (no layer norm: it is not
+    elementwise over units).
+    """
+    zi, zf, zg, zo = (x + r for x, r in zip(gx, hh, strict=True))
+    h, c, *_ = lstm_update(zi, zf, zg, zo, state[1], peephole or None)
+    return (h, c), {}
 
 
 def lstm_sequence(

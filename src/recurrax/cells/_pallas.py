@@ -1,8 +1,9 @@
 """What the Pallas recurrence kernels share: layouts, padding, the ``pallas_call`` over batch blocks.
 
-The LSTM and GRU kernels (``cells/_pallas_lstm.py``, ``cells/_pallas_gru.py``)
-each run the whole sequence in one kernel: the loop over time is inside the
-kernel, the recurrent weights are read by the kernel at every step without a
+The kernels of the cells whose step is gates from one matmul (the LSTM, GRU,
+Elman RNN and any :class:`~recurrax.cells.MatmulGatedCell`,
+``cells/_pallas_gated.py``) run the whole sequence in one kernel: the loop
+over time is inside the kernel, the recurrent weights are read by the kernel at every step without a
 launch per step, and a second kernel runs the backward loop (a
 :func:`jax.custom_vjp`). The input projection stays outside (one large XLA
 matmul before the kernel), and so do the weight gradients (one large matmul
@@ -24,7 +25,7 @@ initial state and stay zero, padded examples are invalid at every step.
 Backends: on a GPU ``pallas_call`` lowers through Triton; elsewhere the kernels
 run in Pallas's interpret mode (``interpret=True``: the same kernel body as
 XLA operations, slow, for tests). **Unmeasured:** on the one GPU run so far
-(an H200) Triton refused both kernels at H = 128 for want of shared memory
+(an H200) Triton refused the LSTM and GRU kernels at H = 128 for want of shared memory
 (see :func:`call`); ``benchmarks/README.md`` says what is and is not measured.
 """
 

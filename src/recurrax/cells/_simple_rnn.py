@@ -10,14 +10,15 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from recurrax._cell import Internals
-from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, GateBlocksOrthogonal, Initializer, Params, default_bias_init, default_kernel_init
+from recurrax.cells._matmul_gated import MatmulGatedCell
+from recurrax.cells._pallas_gated import Parts
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SimpleRNNCell(ProjectedStepCell):
+class SimpleRNNCell(MatmulGatedCell):
     """Elman RNN cell: ``h' = act(x W_x + h W_h + b)``, ``act`` tanh or relu.
 
     The plain recurrent network whose gradients vanish (or explode) through
@@ -25,6 +26,8 @@ class SimpleRNNCell(ProjectedStepCell):
     ``input_kernel[D, H]``, ``recurrent_kernel[H, H]``, ``bias[H]``. Recorded
     internals (``scan(..., record=True)``): the pre-activation
     ``pre = x W_x + h W_h + b`` ``[*B, H]`` (the output is ``act(pre)``).
+    A :class:`~recurrax.cells.MatmulGatedCell` with one gate: with
+    ``kernel="pallas"`` (float32) one Pallas kernel runs the whole sequence.
 
     Attributes:
       hidden_size: ``H``.
@@ -46,6 +49,7 @@ class SimpleRNNCell(ProjectedStepCell):
     bias_init: Initializer = default_bias_init
 
     supports_input_projection: ClassVar[bool] = True
+    num_gates: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,11 +71,9 @@ class SimpleRNNCell(ProjectedStepCell):
     def project_inputs(self, params: Params, xs: Array) -> Array:
         return self._affine_projection(xs, params["input_kernel"], params["bias"])
 
-    def projected_update(self, params: Params, carry: Array, projected_x: Array) -> tuple[Array, Array, Internals]:
-        dt = projected_x.dtype
-        z = projected_x + jnp.matmul(carry.astype(dt), params["recurrent_kernel"].astype(dt))
-        h = _ACTIVATIONS[self.activation](z)
-        return h.astype(carry.dtype), h, {"pre": z}
+    def gate_update(self, gx: Parts, hh: Parts, state: Parts, units: Parts) -> tuple[Parts, Internals]:
+        z = gx[0] + hh[0]
+        return (_ACTIVATIONS[self.activation](z).astype(state[0].dtype),), {"pre": z}
 
     def recurrent_state(self, carry: Array) -> Array:
         return carry
