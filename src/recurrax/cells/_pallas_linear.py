@@ -24,20 +24,24 @@ example's length.
 
 float32 and complex64 (the LRU's state, run as its real and imaginary parts).
 Sizes are padded to powers of two (Triton's blocks are); padded units have
-``a = b = h0 = 0`` and stay zero. Off a GPU the kernels run in Pallas's
-interpret mode (``cells/_pallas.py``), for tests. **Unmeasured:** no GPU has
-compiled or timed these kernels yet (``docs/kernels.md``). With one program
-per tile and a sequential loop inside, a GPU is filled only when ``B·H`` is
-large (``B·H / (GPU_BATCH_TILE·GPU_STATE_TILE)`` programs); splitting time
-into chunks scanned in parallel would be the next step if a measurement
-shows the need.
+``a = b = h0 = 0`` and stay zero. On a TPU the kernels of
+``cells/_pallas_linear_tpu.py`` run instead (time in chunks, the state carried
+in VMEM across them); on any other backend the kernels run interpreted, for
+tests (:data:`OFF_DEVICE_VARIANT` says which): :func:`kernel_variant` is the
+one place that chooses. **Unmeasured:** no GPU has compiled or timed these
+kernels yet (``docs/kernels.md``). With one program per tile and a sequential
+loop inside, a GPU is filled only when ``B·H`` is large
+(``B·H / (GPU_BATCH_TILE·GPU_STATE_TILE)`` programs); splitting time into
+chunks scanned in parallel would be the next step if a measurement shows the
+need.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +60,22 @@ GPU_NUM_WARPS = 1
 # Steps per iteration of a program's time loop on a GPU (their loads are issued together).
 GPU_CHUNK = 8
 
+# Which kernels run off a GPU and a TPU (interpreted, for tests): "triton" (Pallas's generic interpret
+# mode) or "tpu" (Pallas's TPU interpret mode, which simulates VMEM blocks and the sequential grid).
+OFF_DEVICE_VARIANT = "triton"
+
 Parts = tuple[Array, ...]  # an array's real part, or its real and imaginary parts
+
+
+def kernel_variant() -> str:
+    """Which kernels :func:`linear_scan_pallas` runs: ``"tpu"`` (Mosaic) on a TPU, ``"triton"`` on a GPU.
+
+    Elsewhere :data:`OFF_DEVICE_VARIANT`, interpreted.
+    """
+    backend = jax.default_backend()
+    if backend == "tpu":
+        return "tpu"
+    return "triton" if backend == "gpu" else OFF_DEVICE_VARIANT
 
 
 def linear_scan_pallas(
@@ -88,10 +107,12 @@ def linear_scan_pallas(
     for name, mask in (("valid", valid), ("resets", resets)):
         if mask is not None and mask.shape != (num_steps, batch):
             raise ValueError(f"{name} must be [T, B] = {(num_steps, batch)}, got {mask.shape}")
-    bp, hp = _padded(batch), _padded(hidden)
+    variant = kernel_variant()
+    bp, hp = _variant(variant).padded_sizes(batch, hidden)
     split = _split if _PARTS[dtype] == 2 else lambda x: (x,)
     masks = tuple(None if m is None else _pallas.pad_mask(m, num_steps, bp, default=False) for m in (valid, resets))
     hs = _scan(
+        variant,
         tuple(_pad(p, bp, hp) for p in split(a)),
         tuple(_pad(p, bp, hp) for p in split(b)),
         tuple(_pad(p, bp, hp) for p in split(h0)),
@@ -173,6 +194,11 @@ def _padded(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
+def padded_sizes(batch: int, hidden: int) -> tuple[int, int]:
+    """``(examples, units)`` the Triton kernels run ``[B, H]`` padded to: powers of two."""
+    return _padded(batch), _padded(hidden)
+
+
 def _pad(x: Array, batch: int, hidden: int) -> Array:
     widths = [(0, 0)] * (x.ndim - 2) + [(0, batch - x.shape[-2]), (0, hidden - x.shape[-1])]
     return jnp.pad(x, widths) if any(w for _, w in widths) else x
@@ -190,6 +216,46 @@ def _mul(x: Parts, y: Parts, *, conjugate: bool = False) -> Parts:
 
 def _where(mask: Array, x: Parts, y: Parts) -> Parts:
     return tuple(jnp.where(mask, p, q) for p, q in zip(x, y, strict=True))
+
+
+def _advance(h: Parts, a_t: Parts, b_t: Parts, keep: Array | None, reset: Array | None, start: Parts) -> Parts:
+    """One step forwards: the state after step t from the state ``h`` before it (both kernel variants).
+
+    ``keep``, ``reset``: the step's masks as ``[B, 1]`` booleans, or None.
+    """
+    h_start = h if reset is None else _where(reset, start, h)
+    h_new = tuple(p + q for p, q in zip(_mul(a_t, h_start), b_t, strict=True))
+    return h_new if keep is None else _where(keep, h_new, h)
+
+
+def _retreat(
+    g: Parts,
+    dh0: Parts,
+    a_t: Parts,
+    h_prev: Parts,
+    dh_t: Parts,
+    keep: Array | None,
+    reset: Array | None,
+    start: Parts,
+) -> tuple[Parts, Parts, Parts, Parts]:
+    """One step backwards: ``(∂a_t, ∂b_t, g, dh0)`` with ``g`` the cotangent passed to the state before step t.
+
+    ``g``: the cotangent of the state after step t from later steps; ``dh0``:
+    ``h0``'s, so far; ``h_prev``: the state before step t (``h0`` at t = 0).
+    """
+    g = tuple(p + q for p, q in zip(g, dh_t, strict=True))
+    h_start = h_prev if reset is None else _where(reset, start, h_prev)
+    zeros = tuple(jnp.zeros_like(p) for p in g)
+    da, db, passed = _mul(g, h_start, conjugate=True), g, _mul(g, a_t, conjugate=True)
+    if reset is not None:
+        # A valid step that restarts sends its gradient to h0, not to the step before it.
+        to_h0 = reset if keep is None else jnp.logical_and(reset, keep)
+        dh0 = tuple(p + q for p, q in zip(dh0, _where(to_h0, passed, zeros), strict=True))
+        passed = _where(reset, zeros, passed)
+    if keep is not None:
+        # Past an example's end the state was carried unchanged: its gradient passes through.
+        da, db, passed = _where(keep, da, zeros), _where(keep, db, zeros), _where(keep, passed, g)
+    return da, db, passed, dh0
 
 
 def _tiles(batch: int, hidden: int) -> tuple[int, int]:
@@ -296,10 +362,7 @@ def _forward(a: Parts, b: Parts, h0: Parts, valid: Array | None, resets: Array |
 
         def step(t: Any, loaded: Any, h: Parts) -> Parts:
             a_t, b_t, keep, reset = loaded
-            h_start = h if reset is None else _where(reset, start, h)
-            h_new = tuple(p + q for p, q in zip(_mul(a_t, h_start), b_t, strict=True))
-            if keep is not None:
-                h_new = _where(keep, h_new, h)
+            h_new = _advance(h, a_t, b_t, keep, reset, start)
             for r, p in zip(hs_refs, h_new, strict=True):
                 r[t] = p
             return h_new
@@ -343,21 +406,8 @@ def _backward(
             )
 
         def step(t: Any, loaded: Any, carry: tuple[Parts, Parts]) -> tuple[Parts, Parts]:
-            # g: the cotangent of the state after step t, from later steps; dh0: h0's, so far.
-            g, dh0 = carry
             a_t, h_prev, dh_t, keep, reset = loaded
-            g = tuple(p + q for p, q in zip(g, dh_t, strict=True))
-            h_start = h_prev if reset is None else _where(reset, start, h_prev)
-            zeros = tuple(jnp.zeros_like(p) for p in g)
-            da, db, passed = _mul(g, h_start, conjugate=True), g, _mul(g, a_t, conjugate=True)
-            if reset is not None:
-                # A valid step that restarts sends its gradient to h0, not to the step before it.
-                to_h0 = reset if keep is None else jnp.logical_and(reset, keep)
-                dh0 = tuple(p + q for p, q in zip(dh0, _where(to_h0, passed, zeros), strict=True))
-                passed = _where(reset, zeros, passed)
-            if keep is not None:
-                # Past an example's end the state was carried unchanged: its gradient passes through.
-                da, db, passed = _where(keep, da, zeros), _where(keep, db, zeros), _where(keep, passed, g)
+            da, db, passed, dh0 = _retreat(*carry, a_t, h_prev, dh_t, keep, reset, start)
             for refs_out, parts in ((da_refs, da), (db_refs, db)):
                 for r, p in zip(refs_out, parts, strict=True):
                     r[t] = p
@@ -376,19 +426,39 @@ def _backward(
     return tuple(grads[:n]), tuple(grads[n : 2 * n]), tuple(grads[2 * n :])
 
 
-@jax.custom_vjp
-def _scan(a: Parts, b: Parts, h0: Parts, valid: Array | None, resets: Array | None) -> Parts:
-    return _forward(a, b, h0, valid, resets)
+class _Kernels(NamedTuple):
+    """What a kernel variant provides: the padded ``[B, H]`` it runs, its forward and its backward kernel."""
+
+    padded_sizes: Callable[[int, int], tuple[int, int]]
+    forward: Callable[[Parts, Parts, Parts, Array | None, Array | None], Parts]
+    backward: Callable[[Parts, Parts, Parts, Array | None, Array | None, Parts], tuple[Parts, Parts, Parts]]
 
 
-def _scan_fwd(a: Parts, b: Parts, h0: Parts, valid: Array | None, resets: Array | None) -> tuple[Parts, Any]:
-    hs = _forward(a, b, h0, valid, resets)
+def _variant(name: str) -> _Kernels:
+    if name == "tpu":
+        from recurrax.cells import _pallas_linear_tpu as tpu  # on first use (it imports this module)
+
+        return _Kernels(tpu.padded_sizes, tpu.forward, tpu.backward)
+    if name != "triton":
+        raise ValueError(f"the kernel variant must be 'triton' or 'tpu', got {name!r}")
+    return _Kernels(padded_sizes, _forward, _backward)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _scan(variant: str, a: Parts, b: Parts, h0: Parts, valid: Array | None, resets: Array | None) -> Parts:
+    return _variant(variant).forward(a, b, h0, valid, resets)
+
+
+def _scan_fwd(
+    variant: str, a: Parts, b: Parts, h0: Parts, valid: Array | None, resets: Array | None
+) -> tuple[Parts, Any]:
+    hs = _variant(variant).forward(a, b, h0, valid, resets)
     return hs, (a, hs, h0, valid, resets)
 
 
-def _scan_bwd(residuals: Any, dhs: Parts) -> tuple[Any, ...]:
+def _scan_bwd(variant: str, residuals: Any, dhs: Parts) -> tuple[Any, ...]:
     a, hs, h0, valid, resets = residuals
-    da, db, dh0 = _backward(a, hs, h0, valid, resets, dhs)
+    da, db, dh0 = _variant(variant).backward(a, hs, h0, valid, resets, dhs)
     no_grad = [None if m is None else jnp.zeros_like(m) for m in (valid, resets)]
     return (da, db, dh0, *no_grad)
 
