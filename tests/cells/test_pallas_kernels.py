@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import recurrax
-from recurrax.cells import _kernels, _pallas
+from recurrax.cells import _kernels, _pallas, _pallas_gated_tpu
 
 BATCH, T, D, H = (1, 3), 5, 2, 3
 LENGTHS = jnp.array([[5, 3, 4]])
@@ -37,18 +37,18 @@ def _random_like(key, tree):
     return treedef.unflatten([jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)])
 
 
-def _compare(cell):
+def _compare(cell, batch=BATCH, lengths=LENGTHS, resets=RESETS):
     k_p, k_x, k_c, k_w = jax.random.split(jax.random.key(7), 4)
     # Random parameters everywhere (a zero recurrent bias would hide a missing one).
     params = jax.tree.map(lambda a: 0.7 * a, _random_like(k_p, cell.init(k_p, D)))
-    xs = jax.random.normal(k_x, (*BATCH, T, D))
-    carry = jax.tree.map(lambda a: 0.5 * a, _random_like(k_c, cell.initial_carry(BATCH)))
-    weights = jax.random.normal(k_w, (*BATCH, T, H))
+    xs = jax.random.normal(k_x, (*batch, T, D))
+    carry = jax.tree.map(lambda a: 0.5 * a, _random_like(k_c, cell.initial_carry(batch)))
+    weights = jax.random.normal(k_w, (*batch, T, H))
 
     def run(kernel, params, xs, carry):
         # "loop": the engine's step loop. "pallas": fused=True, so the kernel runs or the call raises.
         options = recurrax.ScanOptions(reverse=True, fused=kernel == "pallas", kernel="pallas")
-        return recurrax.scan(cell, params, xs, initial_carry=carry, lengths=LENGTHS, resets=RESETS, options=options)
+        return recurrax.scan(cell, params, xs, initial_carry=carry, lengths=lengths, resets=resets, options=options)
 
     def loss(params, xs, carry, kernel):
         ys, final = run(kernel, params, xs, carry)
@@ -145,6 +145,65 @@ def test_a_kernel_that_cannot_run_falls_back_or_raises_by_name(name):
         assert ("pallas_call" in str(jaxpr)) is calls, kernel
     # auto stays on the XLA loop until a GPU run measures the kernels.
     assert _kernels.choose(recurrax.ScanOptions(), {"pallas": lambda steps: None}) == ("xla", None)
+
+
+def _assert_equal(results):
+    (value, (ys, final)), grads = results["loop"]
+    (k_value, (k_ys, k_final)), k_grads = results["pallas"]
+    np.testing.assert_allclose(k_value, value, rtol=1e-5)
+    for got, want in zip(jax.tree.leaves((k_ys, k_final, k_grads)), jax.tree.leaves((ys, final, grads)), strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-5)
+    f_ys, f_final = results["pallas forward"]
+    for got, want in zip(jax.tree.leaves((f_ys, f_final)), jax.tree.leaves((ys, final)), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.slow  # ~2 s per cell: the TPU interpreter runs each grid iteration as its own program
+@pytest.mark.parametrize("name", ["gru", "peephole lstm", "a user's MatmulGatedCell"])
+def test_the_tpu_kernels_equal_the_step_loop_in_values_and_gradients(name, monkeypatch):
+    # The Mosaic kernels in Pallas's TPU interpreter (TPU semantics: blocks, scratch, sequential grid), with
+    # 2 examples per block and 2 steps per chunk so that 10 examples make 2 blocks and T = 5 three chunks,
+    # the last padded.
+    monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
+    monkeypatch.setattr(_pallas_gated_tpu, "TIME_CHUNK", 2)
+    monkeypatch.setattr(_pallas_gated_tpu, "BATCH_BLOCK", 8)
+    batch = (2, 5)
+    lengths = jnp.array([[5, 3, 4, 1, 5], [2, 5, 5, 4, 3]])
+    resets = jnp.zeros((*batch, T), bool).at[0, 0, 3].set(True).at[1, 2, 1].set(True).at[1, 4, 2].set(True)
+    ran = []
+    for step in ("forward", "backward"):
+        kernel = getattr(_pallas_gated_tpu, step)
+        monkeypatch.setattr(_pallas_gated_tpu, step, lambda *a, k=kernel, s=step: ran.append(s) or k(*a))
+    _assert_equal(_compare(CELLS[name](), batch, lengths, resets))
+    assert sorted(set(ran)) == ["backward", "forward"]
+
+
+@pytest.mark.slow  # ~1 s of tracing and lowering, no compile
+def test_the_tpu_kernels_lower_through_mosaic(monkeypatch):
+    # Cross-platform lowering (no TPU needed): Mosaic's lowering rules run in Python, so an operation or
+    # a block shape it cannot express fails here. Whether Mosaic then compiles it is known only on a TPU.
+    monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
+    monkeypatch.setattr(_pallas, "tpu_interpret", lambda: False)
+    xs, lengths = jnp.ones((2, 20, 3)), jnp.array([20, 5])
+    cell = recurrax.lstm(32, peephole=True)
+    params = cell.init(jax.random.key(0), 3)
+
+    def loss(p, x):
+        ys, _ = recurrax.scan(cell, p, x, lengths=lengths, reverse=True, kernel="pallas", fused=True)
+        return jnp.sum(ys)
+
+    text = jax.jit(jax.value_and_grad(loss)).trace(params, xs).lower(lowering_platforms=("tpu",)).as_text()
+    assert text.count("tpu_custom_call") == 2  # the forward and the backward kernel
+
+
+def test_the_tpu_kernels_decline_what_does_not_fit_vmem(monkeypatch):
+    monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
+    cell = recurrax.lstm(2048)
+    params = jax.eval_shape(lambda: cell.init(jax.random.key(0), 4))
+    xs, carry = jax.ShapeDtypeStruct((8, 2, 4), jnp.float32), jax.eval_shape(lambda: cell.initial_carry((2,)))
+    reason = cell.sequence_unsupported(params, carry, xs, recurrax.ScanOptions(kernel="pallas", fused=True))
+    assert reason is not None and "H = 2048 needs" in reason and "MiB of VMEM on a TPU" in reason
+    assert _pallas_gated_tpu.unsupported(4, 2, 32, 512) is None
 
 
 def test_a_matmul_gated_cell_runs_its_kernel_only_when_asked():

@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental.pallas import tpu as pltpu
 
-from recurrax.cells import _pallas_linear, _pallas_linear_tpu
-from recurrax.cells._pallas_linear import kernel_variant, linear_scan_pallas
+from recurrax.cells import _pallas, _pallas_linear, _pallas_linear_tpu
+from recurrax.cells._pallas_linear import linear_scan_pallas
 
 T, B, H = 6, 9, 130
 
@@ -29,7 +30,7 @@ T, B, H = 6, 9, 130
 @pytest.fixture
 def tpu_kernels(monkeypatch):
     """The TPU kernels, interpreted, in chunks of 4 steps and [8, 128] tiles."""
-    monkeypatch.setattr(_pallas_linear, "OFF_DEVICE_VARIANT", "tpu")
+    monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
     monkeypatch.setattr(_pallas_linear_tpu, "TPU_CHUNK", 4)
     monkeypatch.setattr(_pallas_linear_tpu, "TPU_STATE_TILE", 128)
     monkeypatch.setattr(_pallas_linear_tpu, "TPU_UNROLL", 2)  # a chunk's 3 loop steps: an unrolled pair and one
@@ -97,13 +98,13 @@ def test_the_backend_chooses_the_kernels(monkeypatch):
     # OFF_DEVICE_VARIANT interpreted (Pallas's TPU interpret mode for the TPU kernels).
     for backend, variant in (("cpu", "triton"), ("tpu", "tpu"), ("gpu", "triton")):
         monkeypatch.setattr(jax, "default_backend", lambda b=backend: b)
-        assert kernel_variant() == variant, backend
-        assert (_pallas_linear_tpu._interpret() is False) is (backend == "tpu"), backend
-    monkeypatch.setattr(_pallas_linear, "OFF_DEVICE_VARIANT", "tpu")
-    assert kernel_variant() == "triton", "still on a GPU"
+        assert _pallas.kernel_variant() == variant, backend
+        assert (_pallas.tpu_interpret() is False) is (backend == "tpu"), backend
+    monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
+    assert _pallas.kernel_variant() == "triton", "still on a GPU"
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert kernel_variant() == "tpu"
-    assert isinstance(_pallas_linear_tpu._interpret(), _pallas_linear_tpu.pltpu.InterpretParams)
+    assert _pallas.kernel_variant() == "tpu"
+    assert isinstance(_pallas.tpu_interpret(), pltpu.InterpretParams)
     with pytest.raises(ValueError, match=r"the kernel variant must be 'triton' or 'tpu', got 'mosaic'"):
         _pallas_linear._variant("mosaic")
 
@@ -113,8 +114,8 @@ def test_the_kernels_lower_through_mosaic_for_a_tpu(monkeypatch):
     # Pallas's (8, 128) checks and every operation in the kernels has a Mosaic lowering. What Mosaic's own
     # compiler (in libtpu) would say about layouts and VMEM is not checked here. Complex, with both masks:
     # every ref the kernels can have; T = 40 is one chunk of 32 and a ragged one of 8, B = 9 two tiles.
-    monkeypatch.setattr(_pallas_linear, "OFF_DEVICE_VARIANT", "tpu")
-    monkeypatch.setattr(_pallas_linear_tpu, "_interpret", lambda: False)
+    monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
+    monkeypatch.setattr(_pallas, "tpu_interpret", lambda: False)
     a, b = (jnp.full((40, 9, 200), 0.5 + 0.1j, jnp.complex64) for _ in range(2))
     h0, valid, resets = a[0], jnp.ones((40, 9), bool), jnp.zeros((40, 9), bool).at[3, 1].set(True)
 

@@ -21,7 +21,7 @@ from recurrax._types import (
     default_bias_init,
     default_kernel_init,
 )
-from recurrax.cells import _fused, _kernels, _pallas
+from recurrax.cells import _fused, _kernels, _pallas_gated
 from recurrax.cells._gru_sequence import gru_gate_update, gru_sequence, gru_update
 from recurrax.cells._pallas_gated import gated_recurrence
 
@@ -138,7 +138,7 @@ class GRUCell(ProjectedStepCell):
         No cuDNN: ``jax.experimental.rnn`` runs only the LSTM.
         """
         leaves = [xs, *jax.tree.leaves(params), carry]
-        return {"pallas": lambda steps: _pallas.unsupported(leaves, options)}
+        return {"pallas": lambda steps: _pallas_gated.unsupported(leaves, options, xs, 3, (carry,))}
 
     def sequence(
         self, params: Params, carry: Array, xs: Array, steps: Steps, options: ScanOptions

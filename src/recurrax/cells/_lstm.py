@@ -22,7 +22,7 @@ from recurrax._types import (
     default_bias_init,
     default_kernel_init,
 )
-from recurrax.cells import _cudnn, _fused, _kernels, _pallas
+from recurrax.cells import _cudnn, _fused, _kernels, _pallas_gated
 from recurrax.cells._lstm_sequence import lstm_gate_update, lstm_sequence, lstm_update
 from recurrax.cells._pallas_gated import gated_recurrence
 
@@ -192,13 +192,17 @@ class LSTMCell(ProjectedStepCell):
     def _kernels(self, params: Params, carry: LSTMCarry, xs: Array, options: ScanOptions) -> dict[str, _kernels.Check]:
         """The whole-sequence implementations beside the XLA loop, each with its check (``cells/_kernels.py``)."""
         leaves = [xs, *jax.tree.leaves(params), carry.h, carry.c]
+
+        def pallas(steps: Steps | None) -> str | None:
+            return _pallas_gated.unsupported(leaves, options, xs, 4, (carry.h, carry.c))
+
         if self.peephole:
             return {
-                "pallas": lambda steps: _pallas.unsupported(leaves, options),
+                "pallas": pallas,
                 "cudnn": lambda steps: "peepholes (cuDNN's LSTM has none)",
             }
         return {
-            "pallas": lambda steps: _pallas.unsupported(leaves, options),
+            "pallas": pallas,
             "cudnn": lambda steps: _cudnn.lstm_unsupported(leaves, steps, options.reverse),
         }
 

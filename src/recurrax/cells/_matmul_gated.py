@@ -22,7 +22,7 @@ from recurrax._cell import Internals, Steps
 from recurrax._options import ScanOptions
 from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Carry, Params
-from recurrax.cells import _kernels, _pallas
+from recurrax.cells import _kernels, _pallas_gated
 from recurrax.cells._pallas_gated import Parts, gated_recurrence
 
 
@@ -103,8 +103,9 @@ class MatmulGatedCell(ProjectedStepCell):
 
     # ----------------------------------------------------- the whole sequence
     def _kernels(self, params: Params, carry: Carry, xs: Array, options: ScanOptions) -> dict[str, _kernels.Check]:
-        leaves = [xs, *jax.tree.leaves(params), *self.carry_parts(carry)]
-        return {"pallas": lambda steps: _pallas.unsupported(leaves, options)}
+        state = self.carry_parts(carry)
+        leaves = [xs, *jax.tree.leaves(params), *state]
+        return {"pallas": lambda steps: _pallas_gated.unsupported(leaves, options, xs, self.num_gates, state)}
 
     def sequence_unsupported(self, params: Params, carry: Carry, xs: Array, options: ScanOptions) -> str | None:
         own = (

@@ -52,6 +52,32 @@ GPU_BATCH_BLOCK = 16
 GPU_HIDDEN_TILE = 128
 
 
+#: Which kernels run off a GPU and a TPU (interpreted, for tests): ``"triton"`` (Pallas's generic interpret
+#: mode) or ``"tpu"`` (Pallas's TPU interpret mode, which simulates VMEM blocks, scratch and the sequential grid).
+OFF_DEVICE_VARIANT = "triton"
+
+
+def kernel_variant() -> str:
+    """Which kernels run: ``"tpu"`` (Mosaic) on a TPU, ``"triton"`` on a GPU, elsewhere :data:`OFF_DEVICE_VARIANT`.
+
+    The one switch for every Pallas kernel here (the gates-from-a-matmul and
+    the linear recurrences'); off a device the chosen kernels run interpreted.
+    """
+    backend = jax.default_backend()
+    if backend == "tpu":
+        return "tpu"
+    return "triton" if backend == "gpu" else OFF_DEVICE_VARIANT
+
+
+def tpu_interpret() -> Any:
+    """The TPU kernels' ``interpret=``: compiled by Mosaic on a TPU, else Pallas's TPU interpreter."""
+    if jax.default_backend() == "tpu":
+        return False
+    from jax.experimental.pallas import tpu
+
+    return tpu.InterpretParams()
+
+
 def interpret_mode() -> bool:
     """Whether the kernels run interpreted: on every backend but a GPU (the one they were written for)."""
     return jax.default_backend() != "gpu"

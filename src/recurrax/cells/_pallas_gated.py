@@ -37,6 +37,7 @@ Layouts, padding, tiles and the ``pallas_call`` over blocks of examples are
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,14 +45,29 @@ import jax
 import jax.numpy as jnp
 
 from recurrax._cell import Internals
+from recurrax._options import ScanOptions
 from recurrax._types import Array
-from recurrax.cells import _pallas
+from recurrax.cells import _pallas, _pallas_gated_tpu
 
 #: A tuple of ``[B, H]`` arrays (or ``[B, tile]`` inside the kernels): gates, or the carry's parts.
 Parts = tuple[Array, ...]
 
 #: ``update(gx, hh, state, units) -> (new_state, internals)``, elementwise over units; the kernels use the new state.
 GateUpdate = Callable[[Parts, Parts, Parts, Parts], tuple[Parts, Internals]]
+
+
+def unsupported(
+    leaves: Sequence[Any], options: ScanOptions, xs: Array, num_gates: int, state0: Sequence[Array]
+) -> str | None:
+    """Why the kernels cannot run a call (None: they can): :func:`_pallas.unsupported`, and VMEM on a TPU.
+
+    ``xs`` is time-major ``[T, *B, D]``; ``state0`` the carry's parts ``[*B, H]``.
+    """
+    reason = _pallas.unsupported(leaves, options)
+    if reason is None and _pallas.kernel_variant() == "tpu":
+        batch = math.prod(xs.shape[1:-1])
+        reason = _pallas_gated_tpu.unsupported(num_gates, len(state0), batch, state0[0].shape[-1])
+    return reason
 
 
 def gated_recurrence(
@@ -89,13 +105,17 @@ def gated_recurrence(
             f"got w_h {w_h.shape} and gx {gx.shape}"
         )
     num_steps, batch = gx.shape[0], state0[0].shape[0]
-    bp, hp = _pallas.padded_size(batch), _pallas.padded_size(hidden)
+    kernels = _pallas.kernel_variant()
+    if kernels == "tpu":
+        bp, hp = _pallas_gated_tpu.padded_batch(batch), _pallas_gated_tpu.padded_hidden(hidden)
+    else:
+        bp, hp = _pallas.padded_size(batch), _pallas.padded_size(hidden)
     bias = jnp.zeros((num_gates * hidden,), jnp.float32) if b_h is None else b_h
     # Always at least one row, so every kernel has the same arguments; `num_units` says how many are real.
     unit_rows = jnp.zeros((1, hidden), jnp.float32) if units is None else units.reshape(-1, hidden)
     num_units = 0 if units is None else unit_rows.shape[0]
     states = _recurrence(
-        (update, num_units),
+        (update, num_units, kernels),
         _pallas.gates_to_kernel(gx, num_gates, bp, hp),
         _pallas.weights_to_kernel(w_h, num_gates, hp),
         jnp.pad(bias.reshape(num_gates, hidden), ((0, 0), (0, hp - hidden))),
@@ -108,8 +128,8 @@ def gated_recurrence(
     return tuple(s[:, :batch, :hidden] for s in states)
 
 
-#: The kernels' static description of a cell: its update and how many unit-parameter rows it reads.
-_Spec = tuple[GateUpdate, int]
+#: The kernels' static description of a call: the cell's update, how many unit-parameter rows it reads, the target.
+_Spec = tuple[GateUpdate, int, str]
 
 
 def _unit_tiles(u_ref: Any, cols: slice, num_units: int, rows: int) -> Parts:
@@ -133,7 +153,9 @@ def _forward(
     resets: Array,
     save: bool,
 ) -> list[Array]:
-    update, num_units = spec
+    if spec[2] == "tpu":
+        return _pallas_gated_tpu.forward(spec, gx, w, b, state0, units, unit_mask, valid, resets, save)
+    update, num_units, _ = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
     tiles = _pallas.hidden_tiles(hidden)
@@ -206,7 +228,9 @@ def _backward(
     d_states: Parts,
 ) -> list[Array]:
     """``∂gx``, ``∂hh`` per step (``[T, G, B, H]``), ``∂state0``'s parts, each example's ``∂units`` ``[P, B, H]``."""
-    update, num_units = spec
+    if spec[2] == "tpu":
+        return _pallas_gated_tpu.backward(spec, w_t, gx, hh, states, state0, units, unit_mask, valid, resets, d_states)
+    update, num_units, _ = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
     tiles = _pallas.hidden_tiles(hidden)

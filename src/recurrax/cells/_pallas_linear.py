@@ -27,7 +27,7 @@ Sizes are padded to powers of two (Triton's blocks are); padded units have
 ``a = b = h0 = 0`` and stay zero. On a TPU the kernels of
 ``cells/_pallas_linear_tpu.py`` run instead (time in chunks, the state carried
 in VMEM across them); on any other backend the kernels run interpreted, for
-tests (:data:`OFF_DEVICE_VARIANT` says which): :func:`kernel_variant` is the
+tests (:data:`_pallas.OFF_DEVICE_VARIANT` says which): :func:`_pallas.kernel_variant` is the
 one place that chooses. **Unmeasured:** no GPU has compiled or timed these
 kernels yet (``docs/kernels.md``). With one program per tile and a sequential
 loop inside, a GPU is filled only when ``B·H`` is large
@@ -60,22 +60,7 @@ GPU_NUM_WARPS = 1
 # Steps per iteration of a program's time loop on a GPU (their loads are issued together).
 GPU_CHUNK = 8
 
-# Which kernels run off a GPU and a TPU (interpreted, for tests): "triton" (Pallas's generic interpret
-# mode) or "tpu" (Pallas's TPU interpret mode, which simulates VMEM blocks and the sequential grid).
-OFF_DEVICE_VARIANT = "triton"
-
 Parts = tuple[Array, ...]  # an array's real part, or its real and imaginary parts
-
-
-def kernel_variant() -> str:
-    """Which kernels :func:`linear_scan_pallas` runs: ``"tpu"`` (Mosaic) on a TPU, ``"triton"`` on a GPU.
-
-    Elsewhere :data:`OFF_DEVICE_VARIANT`, interpreted.
-    """
-    backend = jax.default_backend()
-    if backend == "tpu":
-        return "tpu"
-    return "triton" if backend == "gpu" else OFF_DEVICE_VARIANT
 
 
 def linear_scan_pallas(
@@ -107,7 +92,7 @@ def linear_scan_pallas(
     for name, mask in (("valid", valid), ("resets", resets)):
         if mask is not None and mask.shape != (num_steps, batch):
             raise ValueError(f"{name} must be [T, B] = {(num_steps, batch)}, got {mask.shape}")
-    variant = kernel_variant()
+    variant = _pallas.kernel_variant()
     bp, hp = _variant(variant).padded_sizes(batch, hidden)
     split = _split if _PARTS[dtype] == 2 else lambda x: (x,)
     masks = tuple(None if m is None else _pallas.pad_mask(m, num_steps, bp, default=False) for m in (valid, resets))

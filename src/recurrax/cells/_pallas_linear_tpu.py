@@ -43,6 +43,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from recurrax._types import Array
+from recurrax.cells import _pallas
 from recurrax.cells._pallas_linear import Parts, _advance, _retreat
 
 SUBLANES, LANES = 8, 128  # a TPU vreg is [8, 128] 32-bit values; a block's last two dims are multiples
@@ -76,11 +77,6 @@ def _round_up(n: int, unit: int) -> int:
 def _tile(padded: int, unit: int, limit: int) -> int:
     """The largest multiple of ``unit`` that divides ``padded`` and is at most ``limit`` (at least ``unit``)."""
     return max(k * unit for k in range(1, max(limit // unit, 1) + 1) if padded % (k * unit) == 0)
-
-
-def _interpret() -> Any:
-    """Off a TPU, Pallas's TPU interpret mode (VMEM blocks, scratch and the grid's order simulated on CPU)."""
-    return False if jax.default_backend() == "tpu" else pltpu.InterpretParams()
 
 
 class _Grid:
@@ -145,7 +141,7 @@ class _Grid:
             out_specs=[self.spec(layout) for _, layout in outputs],
             scratch_shapes=[pltpu.VMEM((self.batch_tile, self.state_tile), jnp.float32)] * num_scratch,
             compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
-            interpret=_interpret(),
+            interpret=_pallas.tpu_interpret(),
             name=name,
         )
         result: list[Array] = run(*(x for x, _ in inputs))
