@@ -23,7 +23,7 @@ from recurrax._types import (
 )
 from recurrax.cells import _fused, _kernels, _pallas_gated
 from recurrax.cells._gru_sequence import gru_gate_update, gru_sequence, gru_update
-from recurrax.cells._pallas_gated import gated_recurrence
+from recurrax.cells._pallas_gated import gated_sequence
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -146,16 +146,12 @@ class GRUCell(ProjectedStepCell):
         kernel, reason = _kernels.choose(options, self._kernels(params, carry, xs, options), steps)
         if reason is not None and options.fused:
             raise ValueError(f"fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
+        project = lambda x: self.project_inputs(params, x)  # noqa: E731
         if kernel == "xla":
-            project = lambda x: self.project_inputs(params, x)  # noqa: E731
             return gru_sequence(project, params, carry, xs, steps, options, self.hoists(options))
-        batch_shape = xs.shape[1:-1]
-        xs_f, (h0,), steps_f = _kernels.flat_batch(xs, (carry,), steps)
-        gx = self.project_inputs(params, xs_f)
         w_h, b_h = params["recurrent_kernel"], params["recurrent_bias"]
-        (hs,) = gated_recurrence(gru_gate_update, gx, w_h, b_h, (h0,), None, steps_f.valid, steps_f.resets)
-        ys = hs if steps_f.valid is None else jnp.where(steps_f.valid[..., None], hs, jnp.zeros_like(hs))
-        return _kernels.unflatten(ys, batch_shape), _kernels.unflatten(hs[-1], batch_shape)
+        ys, (h,) = gated_sequence(gru_gate_update, project, w_h, b_h, (carry,), None, xs, steps)
+        return ys, h
 
     # -------------------------------------------------------- recurrent state
     def recurrent_state(self, carry: Array) -> Array:

@@ -24,7 +24,7 @@ from recurrax._types import (
 )
 from recurrax.cells import _cudnn, _fused, _kernels, _pallas_gated
 from recurrax.cells._lstm_sequence import lstm_gate_update, lstm_sequence, lstm_update
-from recurrax.cells._pallas_gated import gated_recurrence
+from recurrax.cells._pallas_gated import gated_sequence
 
 
 class LSTMCarry(NamedTuple):
@@ -182,10 +182,10 @@ class LSTMCell(ProjectedStepCell):
         if self.peephole:
             # Only the Pallas kernel runs peepholes: without it the step loop runs them, whatever `fused` is.
             kernel, reason = _kernels.choose(options, offered)
+            if kernel == "xla" and reason is not None:
+                return f"kernel={options.kernel!r}: {reason}"
             if kernel == "xla":
-                return f"kernel={options.kernel!r}: " + (
-                    reason or "peepholes (the fused XLA loop runs the plain LSTM; kernel='pallas' runs them)"
-                )
+                return "peepholes (the fused XLA loop runs the plain LSTM; kernel='pallas' runs them)"
             return None
         return _kernels.declined(options, offered)
 
@@ -219,27 +219,23 @@ class LSTMCell(ProjectedStepCell):
                 lambda x: self.project_inputs(params, x), params, carry.h, carry.c, xs, steps, options, hoisted
             )
             return ys, LSTMCarry(h=h, c=c)
-        batch_shape = xs.shape[1:-1]
-        xs_f, (h0, c0), steps_f = _kernels.flat_batch(xs, (carry.h, carry.c), steps)
         if kernel == "cudnn":
+            batch_shape = xs.shape[1:-1]
+            xs_f, (h0, c0), steps_f = _kernels.flat_batch(xs, (carry.h, carry.c), steps)
             ys, (h, c) = _cudnn.lstm_sequence(params, h0, c0, xs_f, steps_f.valid)
-        else:
-            gx = self.project_inputs(params, xs_f)
-            peephole = params["peephole"] if self.peephole else None
-            hs, cs = gated_recurrence(
-                lstm_gate_update,
-                gx,
-                params["recurrent_kernel"],
-                None,
-                (h0, c0),
-                peephole,
-                steps_f.valid,
-                steps_f.resets,
-            )
-            ys = hs if steps_f.valid is None else jnp.where(steps_f.valid[..., None], hs, jnp.zeros_like(hs))
-            h, c = hs[-1], cs[-1]
-        unflat = _kernels.unflatten
-        return unflat(ys, batch_shape), LSTMCarry(h=unflat(h, batch_shape), c=unflat(c, batch_shape))
+            unflat = _kernels.unflatten
+            return unflat(ys, batch_shape), LSTMCarry(h=unflat(h, batch_shape), c=unflat(c, batch_shape))
+        ys, (h, c) = gated_sequence(
+            lstm_gate_update,
+            lambda x: self.project_inputs(params, x),
+            params["recurrent_kernel"],
+            None,
+            (carry.h, carry.c),
+            params["peephole"] if self.peephole else None,
+            xs,
+            steps,
+        )
+        return ys, LSTMCarry(h=h, c=c)
 
     # -------------------------------------------------------- recurrent state
     def recurrent_state(self, carry: LSTMCarry) -> Array:

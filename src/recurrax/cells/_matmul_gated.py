@@ -23,7 +23,7 @@ from recurrax._options import ScanOptions
 from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Carry, Params
 from recurrax.cells import _kernels, _pallas_gated
-from recurrax.cells._pallas_gated import Parts, gated_recurrence
+from recurrax.cells._pallas_gated import Parts, gated_sequence
 
 
 class MatmulGatedCell(ProjectedStepCell):
@@ -116,23 +116,26 @@ class MatmulGatedCell(ProjectedStepCell):
         if not own:
             return f"{type(self).__name__} overrides its step (the kernel computes gate_update's)"
         kernel, reason = _kernels.choose(options, self._kernels(params, carry, xs, options))
+        if kernel == "xla" and reason is not None:
+            return f"kernel={options.kernel!r}: {reason}"
         if kernel == "xla":
             # No fused XLA loop: the engine's step loop is this cell's XLA path.
-            return f"kernel={options.kernel!r}: " + (reason or "its whole sequence runs only as kernel='pallas'")
+            return f"no fused XLA loop (its whole sequence runs only as kernel='pallas', not {options.kernel!r})"
         return None
 
     def sequence(
         self, params: Params, carry: Carry, xs: Array, steps: Steps, options: ScanOptions
     ) -> tuple[Array, Carry]:
-        batch_shape = xs.shape[1:-1]
-        xs_f, state0, steps_f = _kernels.flat_batch(xs, self.carry_parts(carry), steps)
         w_h, b_h = self.recurrent_weights(params)
-        gx = self.project_inputs(params, xs_f)
         # gate_update bound to a frozen dataclass: hashable, as the kernel's static argument must be.
-        states = gated_recurrence(
-            self.gate_update, gx, w_h, b_h, state0, self.unit_parameters(params), steps_f.valid, steps_f.resets
+        ys, final = gated_sequence(
+            self.gate_update,
+            lambda x: self.project_inputs(params, x),
+            w_h,
+            b_h,
+            self.carry_parts(carry),
+            self.unit_parameters(params),
+            xs,
+            steps,
         )
-        hs = states[0]
-        ys = hs if steps_f.valid is None else jnp.where(steps_f.valid[..., None], hs, jnp.zeros_like(hs))
-        final = tuple(_kernels.unflatten(s[-1], batch_shape) for s in states)
-        return _kernels.unflatten(ys, batch_shape), self.carry_from_parts(final)
+        return ys, self.carry_from_parts(final)

@@ -44,10 +44,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from recurrax._cell import Internals
+from recurrax._cell import Internals, Steps
 from recurrax._options import ScanOptions
 from recurrax._types import Array
-from recurrax.cells import _pallas, _pallas_gated_tpu
+from recurrax.cells import _kernels, _pallas, _pallas_gated_tpu
 
 #: A tuple of ``[B, H]`` arrays (or ``[B, tile]`` inside the kernels): gates, or the carry's parts.
 Parts = tuple[Array, ...]
@@ -126,6 +126,31 @@ def gated_recurrence(
         _pallas.pad_mask(resets, num_steps, bp, default=False),
     )
     return tuple(s[:, :batch, :hidden] for s in states)
+
+
+def gated_sequence(
+    update: GateUpdate,
+    project: Callable[[Array], Array],
+    w_h: Array,
+    b_h: Array | None,
+    state0: Sequence[Array],
+    units: Array | None,
+    xs: Array,
+    steps: Steps,
+) -> tuple[Array, Parts]:
+    """A cell's whole sequence on the kernels: ``(ys[T, *B, H], the final carry's parts [*B, H])``.
+
+    What a cell's :meth:`~recurrax.Cell.sequence` returns, from time-major
+    ``xs[T, *B, D]`` in running order and its masks: ``project`` maps
+    ``[..., D]`` to the input projection ``[..., G·H]``; outputs are the first
+    part, zero past each example's length.
+    """
+    batch_shape = xs.shape[1:-1]
+    xs_f, state_f, steps_f = _kernels.flat_batch(xs, tuple(state0), steps)
+    states = gated_recurrence(update, project(xs_f), w_h, b_h, state_f, units, steps_f.valid, steps_f.resets)
+    hs = states[0]
+    ys = hs if steps_f.valid is None else jnp.where(steps_f.valid[..., None], hs, jnp.zeros_like(hs))
+    return _kernels.unflatten(ys, batch_shape), tuple(_kernels.unflatten(s[-1], batch_shape) for s in states)
 
 
 #: The kernels' static description of a call: the cell's update, how many unit-parameter rows it reads, the target.
