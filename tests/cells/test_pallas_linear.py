@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import recurrax
-from recurrax.cells import _pallas
+from recurrax.cells import _pallas, _pallas_linear
 from recurrax.cells._pallas_linear import linear_scan_pallas
 
 BATCH, T, D, H = (1, 3), 5, 2, 3
@@ -124,6 +124,37 @@ def test_the_kernel_is_the_plain_loop_of_its_docstring():
     )
     np.testing.assert_allclose(got[0], loop(a, b, h0, valid, resets), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got[1], loop(ca, cb, ch0, np.ones((T, 3), bool), np.zeros((T, 3), bool)), rtol=1e-5)
+
+
+@pytest.mark.slow  # ~3 s: two programs, each the kernel's value and gradient in float32 and complex64
+def test_time_in_chunks_equals_the_whole_sequence_in_values_and_gradients(monkeypatch):
+    # Chunks of 2 steps: T = 5 is 3 chunks, the last padded; masks with an example of length 0, resets on
+    # invalid steps and one on a chunk's first step; random complex parts (the running product's and the
+    # join's signs).
+    rng = np.random.default_rng(1)
+    a, b = (rng.normal(size=(T, 3, 5)) + 1j * rng.normal(size=(T, 3, 5)) for _ in range(2))
+    h0 = rng.normal(size=(3, 5)) + 1j * rng.normal(size=(3, 5))
+    valid = jnp.asarray(np.arange(T)[:, None] < np.array([5, 0, 4]))  # an example never valid keeps h0
+    resets = jnp.zeros((T, 3), bool).at[2, 0].set(True).at[4, 1].set(True).at[3, 2].set(True)
+    weights = jnp.asarray(rng.normal(size=(T, 3, 5)))
+    args = {"float32": [jnp.asarray(x.real, jnp.float32) for x in (a, b, h0)]}
+    args["complex64"] = [jnp.asarray(x, jnp.complex64) for x in (0.6 * a, b, h0)]
+
+    def loss(a, b, h0):
+        hs = linear_scan_pallas(a, b, h0, valid=valid, resets=resets)
+        return jnp.sum(jnp.real(hs) * weights) + jnp.sum(jnp.imag(hs)), hs
+
+    def program():
+        grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
+        return jax.jit(lambda args: {name: grad(*x) for name, x in args.items()})(args)
+
+    whole = program()
+    monkeypatch.setattr(_pallas_linear, "TIME_CHUNK", 2)
+    chunked = program()
+    for name in args:
+        for got, want in zip(jax.tree.leaves(chunked[name]), jax.tree.leaves(whole[name]), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+    assert str(jax.make_jaxpr(lambda: loss(*args["float32"]))()).count("pallas_call") == 2  # l and the product
 
 
 def test_the_switch_runs_the_kernel_by_name_and_declines_what_it_cannot_run():

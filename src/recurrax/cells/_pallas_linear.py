@@ -31,9 +31,9 @@ tests (:data:`_pallas.OFF_DEVICE_VARIANT` says which): :func:`_pallas.kernel_var
 one place that chooses. **Unmeasured:** no GPU has compiled or timed these
 kernels yet (``docs/kernels.md``). With one program per tile and a sequential
 loop inside, a GPU is filled only when ``B·H`` is large
-(``B·H / (GPU_BATCH_TILE·GPU_STATE_TILE)`` programs); splitting time into
-chunks scanned in parallel would be the next step if a measurement shows the
-need.
+(``B·H / (GPU_BATCH_TILE·GPU_STATE_TILE)`` programs); :data:`TIME_CHUNK`
+splits time into chunks scanned at once (``cells/_pallas_linear_chunked.py``),
+off until a measurement says where that wins.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from recurrax._linear_cell import LinearCell, RecurrenceKernel
 from recurrax._options import ScanOptions
 from recurrax._types import Array
 from recurrax.cells import _kernels, _pallas
+from recurrax.cells._pallas_linear_chunked import chunked_linear_scan
 
 # Examples and state units per program on a GPU: one warp's worth (one coalesced 128-byte load per array
 # and step), so that there are many programs (B·H / 32), each looping over all T steps on its own: at the
@@ -59,6 +60,10 @@ GPU_STATE_TILE = 32
 GPU_NUM_WARPS = 1
 # Steps per iteration of a program's time loop on a GPU (their loads are issued together).
 GPU_CHUNK = 8
+#: None: each program scans all T steps. An int L: time in chunks of L steps scanned at once, then joined
+#: (``cells/_pallas_linear_chunked.py``): T/L times the programs, about three times the memory traffic.
+#: Off until a GPU measurement says where it wins.
+TIME_CHUNK: int | None = None
 
 Parts = tuple[Array, ...]  # an array's real part, or its real and imaginary parts
 
@@ -88,10 +93,19 @@ def linear_scan_pallas(
         raise TypeError(
             f"a, b and h0 must share one dtype of {sorted(map(str, _PARTS))}, got {a.dtype}, {b.dtype}, {h0.dtype}"
         )
-    num_steps, batch, hidden = a.shape
+    num_steps, batch = a.shape[:2]
     for name, mask in (("valid", valid), ("resets", resets)):
         if mask is not None and mask.shape != (num_steps, batch):
             raise ValueError(f"{name} must be [T, B] = {(num_steps, batch)}, got {mask.shape}")
+    if TIME_CHUNK is not None and num_steps > TIME_CHUNK:
+        return chunked_linear_scan(_whole, a, b, h0, valid=valid, resets=resets, chunk=TIME_CHUNK)
+    return _whole(a, b, h0, valid=valid, resets=resets)
+
+
+def _whole(a: Array, b: Array, h0: Array, *, valid: Array | None = None, resets: Array | None = None) -> Array:
+    """:func:`linear_scan_pallas` with each program scanning all T steps (arguments checked)."""
+    num_steps, batch, hidden = a.shape
+    dtype = jnp.dtype(h0.dtype)
     variant = _pallas.kernel_variant()
     bp, hp = _variant(variant).padded_sizes(batch, hidden)
     split = _split if _PARTS[dtype] == 2 else lambda x: (x,)
