@@ -214,9 +214,8 @@ def test_a_matmul_gated_cell_runs_its_kernel_only_when_asked():
     for kernel, calls in (("pallas", True), ("auto", False), ("xla", False)):
         jaxpr = jax.make_jaxpr(lambda p, x, k=kernel: recurrax.scan(cell, p, x, time_major=True, kernel=k))(params, xs)
         assert ("pallas_call" in str(jaxpr)) is calls, kernel
-    with pytest.raises(
-        ValueError, match=r"SimpleRNNCell: no fused XLA loop \(its whole sequence runs only as kernel='pallas', not 'auto"
-    ):
+    no_loop = r"SimpleRNNCell: no fused XLA loop \(its whole sequence runs only as kernel='pallas', not 'auto'\)"
+    with pytest.raises(ValueError, match=no_loop):
         recurrax.scan(cell, params, xs, time_major=True, fused=True)
     with pytest.raises(ValueError, match=r"SimpleRNNCell: kernel='pallas': remat=True \(the kernel stores"):
         recurrax.scan(cell, params, xs, time_major=True, kernel="pallas", remat=True, fused=True)
