@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -114,8 +114,7 @@ def gated_recurrence(
     # Always at least one row, so every kernel has the same arguments; `num_units` says how many are real.
     unit_rows = jnp.zeros((1, hidden), jnp.float32) if units is None else units.reshape(-1, hidden)
     num_units = 0 if units is None else unit_rows.shape[0]
-    states = _recurrence(
-        (update, num_units, kernels),
+    operands = Operands(
         _pallas.gates_to_kernel(gx, num_gates, bp, hp),
         _pallas.weights_to_kernel(w_h, num_gates, hp),
         jnp.pad(bias.reshape(num_gates, hidden), ((0, 0), (0, hp - hidden))),
@@ -125,6 +124,7 @@ def gated_recurrence(
         _pallas.pad_mask(valid, num_steps, bp, default=True),
         _pallas.pad_mask(resets, num_steps, bp, default=False),
     )
+    states = _recurrence((update, num_units, kernels), operands)
     return tuple(s[:, :batch, :hidden] for s in states)
 
 
@@ -157,6 +157,19 @@ def gated_sequence(
 _Spec = tuple[GateUpdate, int, str]
 
 
+class Operands(NamedTuple):
+    """What the kernels read, padded and gate-major (``cells/_pallas.py``); differentiable but for the masks."""
+
+    gx: Array  #: [T, G, Bp, Hp], the input projection
+    w: Array  #: [G, Hp, Hp], the recurrent weights
+    b: Array  #: [G, Hp], the recurrent bias (zeros if none)
+    state0: Parts  #: the initial carry's parts, [Bp, Hp] each
+    units: Array  #: [max(P, 1), Hp], the per-unit parameters
+    unit_mask: Array  #: [1, Hp], 1 for a real unit, 0 for padding
+    valid: Array  #: [T, Bp], float 0/1
+    resets: Array  #: [T, Bp], float 0/1
+
+
 def _unit_tiles(u_ref: Any, cols: slice, num_units: int, rows: int) -> Parts:
     """The per-unit parameters of one column tile, broadcast over the block's examples (``[B, tile]`` each).
 
@@ -166,20 +179,10 @@ def _unit_tiles(u_ref: Any, cols: slice, num_units: int, rows: int) -> Parts:
     return tuple(jnp.broadcast_to(u_ref[p, cols][None, :], (rows, cols.stop - cols.start)) for p in range(num_units))
 
 
-def _forward(
-    spec: _Spec,
-    gx: Array,
-    w: Array,
-    b: Array,
-    state0: Parts,
-    units: Array,
-    unit_mask: Array,
-    valid: Array,
-    resets: Array,
-    save: bool,
-) -> list[Array]:
+def _forward(spec: _Spec, operands: Operands, save: bool) -> list[Array]:
     if spec[2] == "tpu":
-        return _pallas_gated_tpu.forward(spec, gx, w, b, state0, units, unit_mask, valid, resets, save)
+        return _pallas_gated_tpu.forward(spec, operands, save)
+    gx, w, b, state0, units, unit_mask, valid, resets = operands
     update, num_units, _ = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
@@ -239,22 +242,15 @@ def _forward(
     return _pallas.call(kernel, inputs, outputs, batch, "recurrax_gated_forward")
 
 
-def _backward(
-    spec: _Spec,
-    w_t: Array,
-    gx: Array,
-    hh: Array,
-    states: Parts,
-    state0: Parts,
-    units: Array,
-    unit_mask: Array,
-    valid: Array,
-    resets: Array,
-    d_states: Parts,
-) -> list[Array]:
-    """``∂gx``, ``∂hh`` per step (``[T, G, B, H]``), ``∂state0``'s parts, each example's ``∂units`` ``[P, B, H]``."""
+def _backward(spec: _Spec, operands: Operands, hh: Array, states: Parts, d_states: Parts) -> list[Array]:
+    """``∂gx``, ``∂hh`` per step (``[T, G, B, H]``), ``∂state0``'s parts, each example's ``∂units`` ``[P, B, H]``.
+
+    ``hh`` and ``states`` are what the forward kernel saved and returned; ``d_states`` the states' cotangents.
+    """
     if spec[2] == "tpu":
-        return _pallas_gated_tpu.backward(spec, w_t, gx, hh, states, state0, units, unit_mask, valid, resets, d_states)
+        return _pallas_gated_tpu.backward(spec, operands, hh, states, d_states)
+    gx, w, _, state0, units, unit_mask, valid, resets = operands
+    w_t = jnp.swapaxes(w, 1, 2)
     update, num_units, _ = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
@@ -346,47 +342,26 @@ def _backward(
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _recurrence(
-    spec: _Spec,
-    gx: Array,
-    w: Array,
-    b: Array,
-    state0: Parts,
-    units: Array,
-    unit_mask: Array,
-    valid: Array,
-    resets: Array,
-) -> Parts:
-    return tuple(_forward(spec, gx, w, b, state0, units, unit_mask, valid, resets, save=False))
+def _recurrence(spec: _Spec, operands: Operands) -> Parts:
+    return tuple(_forward(spec, operands, save=False))
 
 
-def _recurrence_fwd(
-    spec: _Spec,
-    gx: Array,
-    w: Array,
-    b: Array,
-    state0: Parts,
-    units: Array,
-    unit_mask: Array,
-    valid: Array,
-    resets: Array,
-) -> tuple[Parts, tuple[Any, ...]]:
-    *states, hh = _forward(spec, gx, w, b, state0, units, unit_mask, valid, resets, save=True)
-    return tuple(states), (gx, w, b, state0, units, unit_mask, valid, resets, tuple(states), hh)
+def _recurrence_fwd(spec: _Spec, operands: Operands) -> tuple[Parts, tuple[Any, ...]]:
+    *states, hh = _forward(spec, operands, save=True)
+    return tuple(states), (operands, tuple(states), hh)
 
 
-def _recurrence_bwd(spec: _Spec, residuals: tuple[Any, ...], d_states: Parts) -> tuple[Any, ...]:
-    gx, w, _, state0, units, unit_mask, valid, resets, states, hh = residuals
-    num_parts = len(state0)
-    d_gx, d_hh, *rest = _backward(
-        spec, jnp.swapaxes(w, 1, 2), gx, hh, states, state0, units, unit_mask, valid, resets, d_states
-    )
+def _recurrence_bwd(spec: _Spec, residuals: tuple[Any, ...], d_states: Parts) -> tuple[Operands]:
+    operands, states, hh = residuals
+    num_parts = len(operands.state0)
+    d_gx, d_hh, *rest = _backward(spec, operands, hh, states, d_states)
     d_state0, d_units = tuple(rest[:num_parts]), rest[num_parts]
     # ∂W_h for all steps at once: Σ_t h_start(t)ᵀ ∂hh_t, per gate; ∂b_h and ∂units: sums.
-    dw = jnp.einsum("tbh,tkbj->khj", _pallas.starts(states[0], state0[0], resets), d_hh)
+    dw = jnp.einsum("tbh,tkbj->khj", _pallas.starts(states[0], operands.state0[0], operands.resets), d_hh)
     db = jnp.sum(d_hh, axis=(0, 2))
     zeros = jnp.zeros_like
-    return d_gx, dw, db, d_state0, jnp.sum(d_units, axis=1), zeros(unit_mask), zeros(valid), zeros(resets)
+    masks = zeros(operands.unit_mask), zeros(operands.valid), zeros(operands.resets)
+    return (Operands(d_gx, dw, db, d_state0, jnp.sum(d_units, axis=1), *masks),)
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)

@@ -159,23 +159,13 @@ def _call(
     return result
 
 
-def forward(
-    spec: tuple[Any, int, str],
-    gx: Array,
-    w: Array,
-    b: Array,
-    state0: tuple[Array, ...],
-    units: Array,
-    unit_mask: Array,
-    valid: Array,
-    resets: Array,
-    save: bool,
-) -> list[Array]:
+def forward(spec: tuple[Any, int, str], operands: Any, save: bool) -> list[Array]:
     """The states after every step (``S × [T, Bp, Hp]``) and, with ``save``, ``hh[T, G, Bp, Hp]``.
 
-    Arguments as ``cells/_pallas_gated.py``'s forward kernel takes them
-    (padded for a TPU: :func:`padded_batch`, :func:`padded_hidden`).
+    ``operands``: ``cells/_pallas_gated.py``'s ``Operands``, padded for a
+    TPU (:func:`padded_batch`, :func:`padded_hidden`).
     """
+    gx, w, b, state0, units, unit_mask, valid, resets = operands
     update, num_units, _ = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
@@ -235,19 +225,11 @@ def forward(
 
 
 def backward(
-    spec: tuple[Any, int, str],
-    w_t: Array,
-    gx: Array,
-    hh: Array,
-    states: tuple[Array, ...],
-    state0: tuple[Array, ...],
-    units: Array,
-    unit_mask: Array,
-    valid: Array,
-    resets: Array,
-    d_states: tuple[Array, ...],
+    spec: tuple[Any, int, str], operands: Any, hh: Array, states: tuple[Array, ...], d_states: tuple[Array, ...]
 ) -> list[Array]:
     """``∂gx``, ``∂hh`` per step, ``∂state0``'s parts and each example's ``∂units`` ``[P, Bp, Hp]``."""
+    gx, w, _, state0, units, unit_mask, valid, resets = operands
+    w_t = jnp.swapaxes(w, 1, 2)
     update, num_units, _ = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
