@@ -7,6 +7,7 @@ run records the kernels' correctness beside their speed::
 
     python -m benchmarks.kernel_check --out benchmarks/results/gpu_kernels   # writes .json
     python -m benchmarks.kernel_check --smoke --cells gru                     # tiny shape, any backend
+    python -m benchmarks.kernel_check --smoke --kernels pallas --kernel-variant tpu   # the TPU kernels, interpreted
 
 For the LSTM and the GRU, each kernel the cell offers, forwards and reversed,
 with per-example lengths and a random initial carry: the largest absolute
@@ -17,6 +18,12 @@ the LRU (a complex state), the same for the linear scan's Pallas kernel
 (``method="parallel", kernel="pallas"``), also with resets. Matmuls run at
 ``jax.default_matmul_precision("highest")``, so TF32 does not blur the
 comparison. A kernel that cannot run here is recorded with its reason.
+
+Every row records the backend, and a Pallas row the kernel variant that ran
+(``"tpu"``: Mosaic, ``"triton"``) and whether it ran interpreted. On a GPU or
+a TPU the variant is the device's; elsewhere ``--kernel-variant`` picks which
+variant the interpreter runs (``benchmarks/run_tpu.sh --smoke`` checks the TPU
+kernels that way on CPU). ``--kernels pallas`` leaves cuDNN out (a TPU has none).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ SHAPE = {"B": 32, "T": 128, "D": 64, "H": 128}
 SMOKE_SHAPE = {"B": 2, "T": 5, "D": 3, "H": 4}
 DIRECT = "cudnn (direct call)"
 DIRECT_VARIANTS = ("gathered_in_jit", "gathered_outside", "host_copy")
+# The Pallas kernels' variants (recurrax.cells._pallas.kernel_variant): Triton (GPU) and Mosaic (TPU).
+VARIANTS = ("triton", "tpu")
 
 
 def _relative(got: Any, want: Any) -> float:
@@ -48,6 +57,44 @@ def _relative(got: Any, want: Any) -> float:
         g, w = np.asarray(g).astype(wide), np.asarray(w).astype(wide)
         worst = max(worst, float(np.max(np.abs(g - w)) / max(float(np.max(np.abs(w))), 1e-30)))
     return worst
+
+
+def use_variant(variant: str | None) -> str:
+    """Makes ``variant`` the Pallas kernels run off a GPU and a TPU (interpreted); returns the variant that runs.
+
+    ``None`` leaves the library's choice. On a GPU or a TPU the device's own
+    variant always runs, so asking for the other one there is an error, not a
+    silent no-op. The benchmarks set this, never the library's callers.
+    """
+    import jax
+
+    from recurrax.cells import _pallas
+
+    if variant is not None:
+        if variant not in VARIANTS:
+            raise SystemExit(f"--kernel-variant: got {variant!r}, expected one of {VARIANTS}")
+        backend = jax.default_backend()
+        if backend in ("gpu", "tpu") and variant != _pallas.kernel_variant():
+            raise SystemExit(
+                f"--kernel-variant: got {variant!r}, but on a {backend} the {_pallas.kernel_variant()!r} kernels "
+                "always run (the option picks the interpreted variant on other backends)"
+            )
+        _pallas.OFF_DEVICE_VARIANT = variant
+    return _pallas.kernel_variant()
+
+
+def run_facts(kernel: str) -> dict[str, Any]:
+    """What ran a row: the backend, and for the Pallas kernels which variant and whether interpreted."""
+    import jax
+
+    from recurrax.cells import _pallas
+
+    backend = jax.default_backend()
+    facts: dict[str, Any] = {"backend": backend}
+    if kernel == "pallas":
+        # On a GPU or a TPU the device's own variant runs compiled; elsewhere every variant is interpreted.
+        facts.update(variant=_pallas.kernel_variant(), interpreted=backend not in ("gpu", "tpu"))
+    return facts
 
 
 def check(cell_name: str, kernel: str, reverse: bool, shape: dict[str, int]) -> dict[str, Any]:
@@ -83,6 +130,7 @@ def check(cell_name: str, kernel: str, reverse: bool, shape: dict[str, int]) -> 
 
     grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=3)
     row: dict[str, Any] = {"cell": cell_name, "kernel": kernel, "reverse": reverse, "shape": shape}
+    row.update(run_facts(kernel))
     try:
         with jax.default_matmul_precision("highest"):
             t0 = time.perf_counter()
@@ -133,6 +181,7 @@ def cudnn_direct(reverse: bool, shape: dict[str, int]) -> dict[str, Any]:
         return rnn.lstm_ref(prepare(x), h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, D, H, 1, 0.0, False)
 
     row: dict[str, Any] = {"cell": "lstm", "kernel": DIRECT, "reverse": reverse, "shape": shape}
+    row.update(run_facts(DIRECT))
     try:
         with jax.default_matmul_precision("highest"):
             want = jax.jit(reference)(xs)
@@ -154,19 +203,35 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kernel_check", description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help=f"the shape {SMOKE_SHAPE} instead of {SHAPE}")
     parser.add_argument("--cells", default=",".join(KERNELS), help=f"a subset of {tuple(KERNELS)}")
+    parser.add_argument(
+        "--kernels", default="cudnn,pallas", help="a subset of (cudnn, pallas): the kernels to check (a TPU: pallas)"
+    )
+    parser.add_argument(
+        "--kernel-variant",
+        choices=VARIANTS,
+        default=None,
+        help="off a GPU and a TPU: which Pallas kernels to interpret (default: the library's, triton)",
+    )
     parser.add_argument("--out", default=None, help="write <out>.json")
     args = parser.parse_args(argv)
     import jax
 
+    variant = use_variant(args.kernel_variant)
     shape = SMOKE_SHAPE if args.smoke else SHAPE
     rows = []
     cells = [c for c in args.cells.split(",") if c]
     unknown = sorted(set(cells) - set(KERNELS))
     if unknown:
         raise SystemExit(f"--cells: unknown {unknown}; choose from {tuple(KERNELS)}")
+    kernels = [k for k in args.kernels.split(",") if k]
+    unknown = sorted(set(kernels) - {"cudnn", "pallas"})
+    if unknown:
+        raise SystemExit(f"--kernels: unknown {unknown}; choose from ('cudnn', 'pallas')")
     # cuDNN first (seconds), then its diagnosis, then the Pallas kernels (Triton compiles take longest).
-    checks = [(c, k, r) for k in ("cudnn", "pallas") for c in cells if k in KERNELS[c] for r in (False, True)]
-    if "lstm" in cells:
+    checks = [
+        (c, k, r) for k in ("cudnn", "pallas") if k in kernels for c in cells if k in KERNELS[c] for r in (False, True)
+    ]
+    if "lstm" in cells and "cudnn" in kernels:
         checks[2:2] = [("lstm", DIRECT, r) for r in (False, True)]
     for cell_name, kernel, reverse in checks:
         row = cudnn_direct(reverse, shape) if kernel == DIRECT else check(cell_name, kernel, reverse, shape)
@@ -178,9 +243,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         )
         if "padding_zero" in row:
             found += f" (relative), padding zero: {row['padding_zero']}"
-        print(f"{cell_name} kernel={kernel} reverse={reverse}: {found}", file=sys.stderr, flush=True)
+        ran = f" ({row['variant']}{', interpreted' if row['interpreted'] else ''})" if "variant" in row else ""
+        print(f"{cell_name} kernel={kernel}{ran} reverse={reverse}: {found}", file=sys.stderr, flush=True)
         if args.out:  # after every row: a run cut by its time cap keeps what it checked
-            report = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+            report = {
+                "backend": jax.default_backend(),
+                "devices": [str(d) for d in jax.devices()],
+                "device_kind": jax.devices()[0].device_kind,
+                "kernel_variant": variant,
+            }
             Path(args.out).with_suffix(".json").write_text(json.dumps({**report, "rows": rows}, indent=1) + "\n")
     return rows
 

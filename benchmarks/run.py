@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python -m benchmarks.run --quick            # the first configuration only, fewer repeats
     python -m benchmarks.run --suites peers --configs 0,1 --cells lstm --modes train
     python -m benchmarks.run --smoke            # tiny shapes: every implementation runs once (used by the tests)
+    python -m benchmarks.run --smoke --kernels pallas --kernel-variant tpu   # the TPU kernels, interpreted on CPU
 
 Suites: ``peers`` (every implementation, each configuration, LSTM and GRU, train
 and forward, with the floor), ``levers`` (recurrax's own variants: hoisting,
@@ -50,6 +51,7 @@ from benchmarks.common import (
     summarize,
     timed,
 )
+from benchmarks.kernel_check import VARIANTS, use_variant
 from benchmarks.peers import PEERS
 
 SUITES = ("peers", "levers", "scaling", "compile", "linear")
@@ -696,6 +698,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="recurrax kernels to add to peers, levers and linear (ScanOptions.kernel): pallas,cudnn (linear: pallas)",
     )
+    p.add_argument(
+        "--kernel-variant",
+        choices=VARIANTS,
+        default=None,
+        help="off a GPU and a TPU: which Pallas kernels to interpret (run_tpu.sh --smoke: tpu); recorded in meta",
+    )
     p.add_argument("--quick", action="store_true", help="first configuration only, 3 repeats, short scaling")
     p.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat: checks that everything runs")
     p.add_argument("--out", default=None, help="output path without suffix (default benchmarks/results/<backend>)")
@@ -715,6 +723,7 @@ def main(argv: list[str] | None = None) -> dict:
         return report
     import jax
 
+    kernel_variant = use_variant(args.kernel_variant)
     suites = [s for s in args.suites.split(",") if s]
     unknown = set(suites) - set(SUITES)
     if unknown:
@@ -747,6 +756,7 @@ def main(argv: list[str] | None = None) -> dict:
         # collection takes ~0.3 s, more than a tiny program's compile. Smoke sizes measure nothing, so
         # the objects alive now (the frameworks' modules) are left out of those collections.
         gc.freeze()
+    report["meta"]["kernel_variant"] = kernel_variant  # which Pallas kernels --kernels pallas ran
     report["meta"]["load_start"] = load_average()
     report["meta"]["repeats"] = repeats
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / jax.default_backend()

@@ -123,61 +123,9 @@ PY
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 fi
 
-SUMMARY="$OUT/gpu_run.txt"
-: >"$SUMMARY"
-# run NAME CAP_SECONDS MODULE ARGS...: one step in its own process, cut by SIGINT at the cap.
-run() {
-    local name=$1 cap=$2 module=$3
-    shift 3
-    local start=$SECONDS status=0
-    echo "== $name (cap ${cap} s)"
-    timeout --signal=INT --kill-after=20 "$cap" "$PY" -m "$module" "$@" 2>&1 |
-        tee "$OUT/$name.log" || status=$?
-    local verdict="finished"
-    if [ "$status" != 0 ]; then verdict="stopped with status $status (124 or 130: the time cap)"; fi
-    if grep -q "interrupted in suite" "$OUT/$name.log"; then verdict="cut by the time cap (partial results)"; fi
-    echo "$name: $verdict after $((SECONDS - start)) s" | tee -a "$SUMMARY"
-    # TAR_TO: one archive of everything written so far, refreshed after every step, for a caller that can
-    # fetch only a few files back (or may be cut off before the end).
-    if [ -n "${TAR_TO:-}" ]; then tar czf "$TAR_TO" -C "$OUT" . || true; fi
-}
-
-# usable_kernels KERNEL_JSON CELLS: the kernels (comma-separated) that the kernel check found right and quick to
-# compile for every one of CELLS (comma-separated).
-usable_kernels() {
-    "$PY" - "$1" "${KERNEL_COMPILE_S:-20}" "$SUMMARY" "$2" <<'PY'
-import json, sys
-path, cap, summary, cells = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
-try:
-    rows = json.load(open(path))["rows"]
-except (OSError, ValueError, KeyError):
-    rows = []
-verdict, notes = {}, []
-for r in rows:
-    if r["kernel"] not in ("pallas", "cudnn") or r["cell"] not in cells:
-        continue  # the direct-call diagnosis rows, and the other suites' cells
-    why = r.get("error")
-    worst = max(r.get("outputs", 0.0), r.get("final_carry", 0.0), r.get("gradients", 0.0))
-    if why is None and worst > 1e-3:
-        why = f"differs from the step loop by {worst:.1e}"
-    if why is None and r.get("kernel_first_call_s", 0.0) > cap:
-        why = f"first call (compile) took {r['kernel_first_call_s']:.0f} s"
-    if why is not None and r["reverse"]:
-        # The suites time forward calls only; a reversed call that fails is recorded, not a reason to skip.
-        notes.append(f"kernel {r['kernel']} {r['cell']} reverse=True: {why}"[:300])
-    elif why is not None:
-        verdict[r["kernel"]] = f"{r['cell']}: {why}"[:300]
-    else:
-        verdict.setdefault(r["kernel"], None)
-with open(summary, "a") as out:
-    for note in notes:
-        out.write(note + "\n")
-    for kernel, why in verdict.items():
-        if why is not None:
-            out.write(f"kernel {kernel} left out of the timed suites of {','.join(cells)}: {why}\n")
-print(",".join(k for k, why in verdict.items() if why is None))
-PY
-}
+# run, usable_kernels and the summary: shared with run_tpu.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
+steps_begin "$OUT/gpu_run.txt"
 
 if [ "$SMOKE" = 1 ]; then
     run gpu_kernels "${SMOKE_S:-180}" benchmarks.kernel_check --smoke --cells gru,min_gru --out "$OUT/gpu_kernels"
@@ -200,6 +148,4 @@ else
         --seq-len 128 --out "$OUT/distributed_gpu"
 fi
 
-echo "== summary ($SUMMARY)"
-cat "$SUMMARY"
-ls -l "$OUT"
+steps_end
