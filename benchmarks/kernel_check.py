@@ -37,7 +37,18 @@ from typing import Any
 
 import numpy as np
 
-KERNELS = {"lstm": ("pallas", "cudnn"), "gru": ("pallas",), "min_gru": ("pallas",), "lru": ("pallas",)}
+# Checked after the others: no timed suite waits on them.
+EXTRA_CELLS = ("peephole_lstm", "simple_rnn")
+# The linear kernel with time in chunks (_pallas_linear.TIME_CHUNK, here T/4 steps), recorded under its own name.
+CHUNKED = "pallas (time chunks)"
+KERNELS = {
+    "lstm": ("pallas", "cudnn"),
+    "gru": ("pallas",),
+    "peephole_lstm": ("pallas",),  # the gates-from-a-matmul kernel with per-unit parameters
+    "simple_rnn": ("pallas",),
+    "min_gru": ("pallas", CHUNKED),
+    "lru": ("pallas", CHUNKED),
+}
 # The linear cells: their kernel runs the parallel scan's recurrence (method="parallel").
 LINEAR = ("min_gru", "lru")
 SHAPE = {"B": 32, "T": 128, "D": 64, "H": 128}
@@ -91,7 +102,7 @@ def run_facts(kernel: str) -> dict[str, Any]:
 
     backend = jax.default_backend()
     facts: dict[str, Any] = {"backend": backend}
-    if kernel == "pallas":
+    if kernel.startswith("pallas"):
         # On a GPU or a TPU the device's own variant runs compiled; elsewhere every variant is interpreted.
         facts.update(variant=_pallas.kernel_variant(), interpreted=backend not in ("gpu", "tpu"))
     return facts
@@ -106,7 +117,13 @@ def check(cell_name: str, kernel: str, reverse: bool, shape: dict[str, int]) -> 
 
     B, T, D, H = shape["B"], shape["T"], shape["D"], shape["H"]
     linear = cell_name in LINEAR
-    factories = {"lstm": recurrax.lstm, "gru": recurrax.gru, "min_gru": recurrax.min_gru}
+    factories = {
+        "lstm": recurrax.lstm,
+        "gru": recurrax.gru,
+        "peephole_lstm": lambda h: recurrax.lstm(h, peephole=True),
+        "simple_rnn": recurrax.simple_rnn,
+        "min_gru": recurrax.min_gru,
+    }
     cell = recurrax.lru(H, skip=False) if cell_name == "lru" else factories[cell_name](H)
     k_p, k_x, k_c, k_l, k_w, k_r = jax.random.split(jax.random.key(0), 6)
     params = cell.init(k_p, D)
@@ -119,11 +136,18 @@ def check(cell_name: str, kernel: str, reverse: bool, shape: dict[str, int]) -> 
 
     def loss(params: Any, xs: Any, carry: Any, fused: bool) -> Any:
         # The kernel (fused=True) against the step loop (fused=False, method="sequential").
+        from recurrax.cells import _pallas_linear
+
         method = "parallel" if linear and fused else "sequential"
-        options = recurrax.ScanOptions(reverse=reverse, fused=fused, kernel=kernel, method=method)
-        ys, final = recurrax.scan(
-            cell, params, xs, initial_carry=carry, lengths=lengths, resets=resets, options=options
-        )
+        options = recurrax.ScanOptions(reverse=reverse, fused=fused, kernel=kernel.split(" ")[0], method=method)
+        # The chunk length is read while the call is traced: set for this trace only.
+        saved, _pallas_linear.TIME_CHUNK = _pallas_linear.TIME_CHUNK, max(T // 4, 1) if kernel == CHUNKED else None
+        try:
+            ys, final = recurrax.scan(
+                cell, params, xs, initial_carry=carry, lengths=lengths, resets=resets, options=options
+            )
+        finally:
+            _pallas_linear.TIME_CHUNK = saved
         final_term = sum(jnp.sum(jnp.sin(jnp.real(leaf))) for leaf in jax.tree.leaves(final))
         final_term += sum(jnp.sum(jnp.cos(jnp.imag(leaf))) for leaf in jax.tree.leaves(final) if jnp.iscomplexobj(leaf))
         return jnp.sum(ys * weights) + final_term, (ys, final)
@@ -227,9 +251,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     unknown = sorted(set(kernels) - {"cudnn", "pallas"})
     if unknown:
         raise SystemExit(f"--kernels: unknown {unknown}; choose from ('cudnn', 'pallas')")
-    # cuDNN first (seconds), then its diagnosis, then the Pallas kernels (Triton compiles take longest).
+    # cuDNN first (seconds), then its diagnosis, then the Pallas kernels (Triton compiles take longest); the
+    # rows the GPU script's timed suites depend on before the extra cells and the time-chunked linear kernel,
+    # which a time cap may cut.
+    if "pallas" in kernels:
+        kernels.append(CHUNKED)
     checks = [
-        (c, k, r) for k in ("cudnn", "pallas") if k in kernels for c in cells if k in KERNELS[c] for r in (False, True)
+        (c, k, r)
+        for extra in (False, True)
+        for k in ("cudnn", "pallas", CHUNKED)
+        if k in kernels
+        for c in cells
+        if k in KERNELS[c] and (c in EXTRA_CELLS or k == CHUNKED) is extra
+        for r in (False, True)
     ]
     if "lstm" in cells and "cudnn" in kernels:
         checks[2:2] = [("lstm", DIRECT, r) for r in (False, True)]

@@ -64,6 +64,10 @@ LINEAR_CELLS = ("min_gru", "min_gru_log", "min_lstm", "lru")
 LINEAR_REFERENCES = {"min_gru": "min_gru_linear", "min_gru_log": "min_gru_log"}
 HAND_WRITTEN = "hand-written"
 LINEAR_PALLAS = "parallel (pallas)"
+# The same kernel with time in chunks scanned at once (recurrax.cells._pallas_linear.TIME_CHUNK): more programs
+# for the GPU at small B·H, about three times the memory traffic. Timed beside the whole-sequence kernel.
+LINEAR_PALLAS_CHUNK = 128
+LINEAR_PALLAS_CHUNKED = f"parallel (pallas, {LINEAR_PALLAS_CHUNK}-step chunks)"
 TWO_LAYER = "min_gru ×2 (nn.RNN)"
 MIN_SAMPLE_S = 0.02  # a repeat of a faster call averages several calls
 
@@ -357,7 +361,8 @@ def suite_compile() -> list[dict]:
 def _linear_impls(name: str, mode: str, cfg: Config, x: Any, kernels: tuple[str, ...] = ()) -> list[Impl]:
     """One block of the linear suite: recurrax sequential and parallel, and for minGRU the hand-written scan.
 
-    With ``"pallas"`` in ``kernels`` also the parallel path with ``kernel="pallas"`` (its Pallas kernel).
+    With ``"pallas"`` in ``kernels`` also the parallel path with ``kernel="pallas"`` (its Pallas kernel),
+    whole-sequence and, for T over :data:`LINEAR_PALLAS_CHUNK`, with time in chunks of that many steps.
     """
     import jax
 
@@ -383,6 +388,20 @@ def _linear_impls(name: str, mode: str, cfg: Config, x: Any, kernels: tuple[str,
 
         call = "recurrax.scan(method='parallel', kernel='pallas')"
         impls.append(jax_impl(LINEAR_PALLAS, "recurrax", call, forward_pallas, params, x, mode))
+        if cfg.T > LINEAR_PALLAS_CHUNK:
+
+            def forward_chunked(p: Any, x: Any) -> Any:
+                from recurrax.cells import _pallas_linear
+
+                # The chunk length is read while the call is traced (inside jit): set it for this trace only.
+                saved, _pallas_linear.TIME_CHUNK = _pallas_linear.TIME_CHUNK, LINEAR_PALLAS_CHUNK
+                try:
+                    return forward_pallas(p, x)
+                finally:
+                    _pallas_linear.TIME_CHUNK = saved
+
+            call = f"recurrax.scan(method='parallel', kernel='pallas'), _pallas_linear.TIME_CHUNK={LINEAR_PALLAS_CHUNK}"
+            impls.append(jax_impl(LINEAR_PALLAS_CHUNKED, "recurrax", call, forward_chunked, params, x, mode))
     if name in LINEAR_REFERENCES:
         reference = getattr(linear_reference, LINEAR_REFERENCES[name])
         impls.append(

@@ -40,7 +40,10 @@ KERNEL_VARIANTS = {
 # jax.experimental.rnn runs only the LSTM on cuDNN.
 KERNEL_CELLS = {"pallas": ("lstm", "gru"), "cudnn": ("lstm",)}
 KERNEL_PATHS = {
-    "pallas": "Pallas kernels (Triton on a GPU, interpreted elsewhere): all T steps per kernel, backward kernel",
+    "pallas": (
+        "Pallas kernels (Triton on a GPU, Mosaic on a TPU, interpreted elsewhere): all T steps per kernel, "
+        "backward kernel"
+    ),
     "cudnn": "cuDNN LSTM via jax.experimental.rnn.lstm, weights packed per call",
 }
 
