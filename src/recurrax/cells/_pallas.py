@@ -149,13 +149,6 @@ def gates_to_kernel(a: Array, num_gates: int, batch: int, hidden: int) -> Array:
     return jnp.pad(a, ((0, 0), (0, 0), (0, batch - b), (0, hidden - h)))
 
 
-def gates_from_kernel(a: Array, batch: int, hidden: int) -> Array:
-    """Gate-major, padded ``[T, G, Bp, Hp]`` → ``[T, B, G·H]``."""
-    a = a[:, :, :batch, :hidden]
-    t, g = a.shape[:2]
-    return jnp.moveaxis(a, 1, 2).reshape(t, batch, g * hidden)
-
-
 def weights_to_kernel(w: Array, num_gates: int, hidden: int) -> Array:
     """A recurrent kernel ``[H, G·H]`` → gate-major, padded ``[G, Hp, Hp]``."""
     h = w.shape[0]
