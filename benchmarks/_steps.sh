@@ -1,12 +1,43 @@
 # The steps of a prepared benchmark run (run_gpu.sh, run_tpu.sh): sourced, never run on its own.
 #
+#   install_image_wheels WHEELS           the --image install: the wheels in WHEELS, if any, over the image's (sets PY)
+#   install_wheels WHEELS VENV PYTHON PACKAGES...   a venv (or a --target folder) from WHEELS alone (sets PY)
 #   steps_begin SUMMARY_FILE              start the summary (truncates it)
 #   run NAME CAP_SECONDS MODULE ARGS...   one step in its own process, cut by SIGINT at the cap
 #   usable_kernels KERNEL_JSON CELLS      the kernels the kernel check found right for every one of CELLS
 #   steps_end                             print the summary and what was written
 #
-# The caller sets PY (the Python to run) and OUT (the results folder); KERNEL_COMPILE_S (default 20) and
+# Apart from the installs, the caller sets PY (the Python to run) and OUT (the results folder); KERNEL_COMPILE_S (default 20) and
 # TAR_TO (optional) are read when the functions run.
+
+# install_image_wheels WHEELS: on an image that has the stack, this checkout's pinned wheels (if any) win;
+# --no-deps, since the image supplies the rest. PY is $PYTHON or python3.
+install_image_wheels() {
+    local wheels=$1
+    PY="${PYTHON:-python3}"
+    if compgen -G "$wheels/*.whl" >/dev/null; then
+        "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/recurrax-site "$wheels"/*.whl
+        export PYTHONPATH="/tmp/recurrax-site"
+    fi
+}
+
+# install_wheels WHEELS VENV PYTHON PACKAGES...: PACKAGES from the folder WHEELS only (nothing downloaded)
+# into the venv VENV, made with PYTHON; PY is the venv's Python.
+install_wheels() {
+    local wheels=$1 venv=$2 python=$3
+    shift 3
+    if [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" 2>/dev/null; then
+        PY="$venv/bin/python"
+        "$PY" -m pip install --no-index --find-links "$wheels" --quiet "$@"
+    else
+        # No venv module (Debian's python without python3.X-venv): install into a folder instead.
+        rm -rf "$venv"
+        PY="$python"
+        "$PY" -m pip install --no-index --find-links "$wheels" --quiet --target "$venv/site" "$@"
+        export PYTHONPATH="$venv/site"
+    fi
+}
 
 # steps_begin SUMMARY_FILE: every step's verdict, the kernels left out and why, go to this file.
 steps_begin() {

@@ -67,6 +67,9 @@ export KERAS_BACKEND=jax
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONUNBUFFERED=1
 
+# The installs, run, usable_kernels and the summary: shared with run_tpu.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
+
 if [ "$SMOKE" = 1 ]; then
     # The same steps on tiny shapes with the Python at hand; nothing installed, no GPU required.
     OUT="${OUT:-$(mktemp -d /tmp/recurrax-gpu-smoke.XXXXXX)}"
@@ -79,30 +82,12 @@ if [ "$SMOKE" = 1 ]; then
     XLA_FLAGS="${XLA_FLAGS:-$("$PY" -c 'import sys; sys.path.insert(0, "tests"); import cheap_compile; print(cheap_compile.xla_flags())')}"
     export XLA_FLAGS
 elif [ "$IMAGE" = 1 ]; then
-    WHEELS="${WHEELS:-./.whl}"
     OUT="${OUT:-./benchmarks/results}"
-    PY="${PYTHON:-python3}"
-    if compgen -G "$WHEELS/*.whl" >/dev/null; then
-        "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/recurrax-site "$WHEELS"/*.whl
-        export PYTHONPATH="/tmp/recurrax-site"
-    fi
+    install_image_wheels "${WHEELS:-./.whl}"
 else
-    WHEELS="${WHEELS:-./wheels}"
     OUT="${OUT:-./benchmarks/results}"
-    VENV="${VENV:-/tmp/recurrax-gpu-venv}"
-    PYTHON="${PYTHON:-python3.12}"
-    PACKAGES=("jax[cuda12]" flax optax chex orbax-checkpoint numpy tqdm matplotlib equinox dm-haiku keras torch)
-    if [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        PY="$VENV/bin/python"
-        "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet "${PACKAGES[@]}"
-    else
-        # No venv module (Debian's python3.12 without python3.12-venv): install into a folder instead.
-        rm -rf "$VENV"
-        PY="$PYTHON"
-        "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet --target "$VENV/site" "${PACKAGES[@]}"
-        export PYTHONPATH="$VENV/site"
-    fi
+    install_wheels "${WHEELS:-./wheels}" "${VENV:-/tmp/recurrax-gpu-venv}" "${PYTHON:-python3.12}" \
+        "jax[cuda12]" flax optax chex orbax-checkpoint numpy tqdm matplotlib equinox dm-haiku keras torch
 fi
 if [ "$SMOKE" = 0 ]; then
     COMMON=(--repeats 5)
@@ -123,8 +108,6 @@ PY
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 fi
 
-# run, usable_kernels and the summary: shared with run_tpu.sh.
-source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
 steps_begin "$OUT/gpu_run.txt"
 
 if [ "$SMOKE" = 1 ]; then

@@ -65,6 +65,9 @@ fi
 export KERAS_BACKEND=jax
 export PYTHONUNBUFFERED=1
 
+# The installs, run, usable_kernels and the summary: shared with run_gpu.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
+
 if [ "$SMOKE" = 1 ]; then
     # The same steps on tiny shapes with the Python at hand; nothing installed, no TPU required.
     OUT="${OUT:-$(mktemp -d /tmp/recurrax-tpu-smoke.XXXXXX)}"
@@ -86,30 +89,12 @@ if [ "$SMOKE" = 1 ]; then
     trap 'rm -rf "$NO_TORCH"' EXIT
     export PYTHONPATH="$NO_TORCH${PYTHONPATH:+:$PYTHONPATH}"
 elif [ "$IMAGE" = 1 ]; then
-    WHEELS="${WHEELS:-./.whl}"
     OUT="${OUT:-./benchmarks/results}"
-    PY="${PYTHON:-python3}"
-    if compgen -G "$WHEELS/*.whl" >/dev/null; then
-        "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/recurrax-site "$WHEELS"/*.whl
-        export PYTHONPATH="/tmp/recurrax-site"
-    fi
+    install_image_wheels "${WHEELS:-./.whl}"
 else
-    WHEELS="${WHEELS:-./wheels}"
     OUT="${OUT:-./benchmarks/results}"
-    VENV="${VENV:-/tmp/recurrax-tpu-venv}"
-    PYTHON="${PYTHON:-python3.11}"
-    PACKAGES=("jax[tpu]" flax optax chex orbax-checkpoint numpy tqdm matplotlib equinox dm-haiku keras)
-    if [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        PY="$VENV/bin/python"
-        "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet "${PACKAGES[@]}"
-    else
-        # No venv module (Debian's python without python3.X-venv): install into a folder instead.
-        rm -rf "$VENV"
-        PY="$PYTHON"
-        "$PY" -m pip install --no-index --find-links "$WHEELS" --quiet --target "$VENV/site" "${PACKAGES[@]}"
-        export PYTHONPATH="$VENV/site"
-    fi
+    install_wheels "${WHEELS:-./wheels}" "${VENV:-/tmp/recurrax-tpu-venv}" "${PYTHON:-python3.11}" \
+        "jax[tpu]" flax optax chex orbax-checkpoint numpy tqdm matplotlib equinox dm-haiku keras
 fi
 if [ "$SMOKE" = 0 ]; then
     COMMON=(--repeats 5)
@@ -120,8 +105,6 @@ fi
 export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 
-# run, usable_kernels and the summary: shared with run_gpu.sh.
-source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
 steps_begin "$OUT/tpu_run.txt"
 
 # The backend (a TPU, except in the smoke run) and the TPU generation, first in the summary.
