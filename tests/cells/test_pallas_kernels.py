@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 
 import recurrax
-from recurrax.cells import _kernels, _pallas, _pallas_gated_tpu
+from recurrax.cells import _kernels, _pallas, _pallas_gated, _pallas_gated_tpu
+from recurrax.cells._gru_sequence import gru_gate_update
+from recurrax.cells._lstm_sequence import lstm_gate_update
 
 BATCH, T, D, H = (1, 3), 5, 2, 3
 LENGTHS = jnp.array([[5, 3, 4]])
@@ -96,12 +98,13 @@ class GainRNNCell(recurrax.cells.MatmulGatedCell):
         return (jnp.tanh(gain * (gx[0] + hh[0])) / gain,), {}
 
 
+CELL_OF_A_USER = "a user's MatmulGatedCell"
 CELLS = {
     "lstm": lambda: recurrax.lstm(H),
     "gru": lambda: recurrax.gru(H),
     "peephole lstm": lambda: recurrax.lstm(H, peephole=True),
     "simple rnn": lambda: recurrax.simple_rnn(H),
-    "a user's MatmulGatedCell": lambda: GainRNNCell(H),
+    CELL_OF_A_USER: lambda: GainRNNCell(H),
 }
 
 
@@ -123,6 +126,30 @@ def test_the_kernels_equal_the_step_loop_in_values_and_gradients(results):
     f_ys, f_final = results["pallas forward"]
     for got, want in zip(jax.tree.leaves((f_ys, f_final)), jax.tree.leaves((ys, final)), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_the_kernels_find_which_updates_read_only_the_sums_of_their_gates():
+    # Those whose backward kernel keeps gx + hh and writes one gradient for both (the others, gx and hh).
+    # (update, G gates, S parts of the carry, P unit-parameter rows) as each cell passes them to the kernel:
+    updates = {
+        "lstm": (lstm_gate_update, 4, 2, 0),
+        "gru": (gru_gate_update, 3, 1, 0),
+        "peephole lstm": (lstm_gate_update, 4, 2, 3),
+        "simple rnn": (recurrax.simple_rnn(H).gate_update, 1, 1, 0),
+        CELL_OF_A_USER: (GainRNNCell(H).gate_update, 1, 1, 1),
+    }
+    summed = {name: _pallas_gated.reads_only_sums(*update) for name, update in updates.items()}
+    assert summed == {"lstm": True, "gru": False, "peephole lstm": True, "simple rnn": True, CELL_OF_A_USER: True}
+
+    def reads(update, num_gates=1, num_parts=1):
+        return _pallas_gated.reads_only_sums(update, num_gates, num_parts, 0)
+
+    assert reads(lambda g, r, s, u: (((g[0] + r[0]) * s[0],), {}))
+    assert not reads(lambda g, r, s, u: (((g[0] + r[0]) * g[0],), {}))  # gx read again
+    assert not reads(lambda g, r, s, u: ((g[0] * r[0],), {}))  # not a sum
+    assert not reads(lambda g, r, s, u: ((g[0] + r[1], g[1] + r[0]), {}), 2, 2)  # sums of other gates
+    assert not reads(lambda g, r, s, u: ((jax.jit(jnp.add)(g[0], r[0]),), {}))  # the sum hidden in a jit
+    assert not reads(lambda g, r, s, u: ((g[0],), {}))  # hh unread: the saved sum would be wrong
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
@@ -185,15 +212,16 @@ def test_the_tpu_kernels_lower_through_mosaic(monkeypatch):
     monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
     monkeypatch.setattr(_pallas, "tpu_interpret", lambda: False)
     xs, lengths = jnp.ones((2, 20, 3)), jnp.array([20, 5])
-    cell = recurrax.lstm(32, peephole=True)
-    params = cell.init(jax.random.key(0), 3)
+    # The LSTM's update reads only the sums of its gates, the GRU's does not: both backward kernels' forms.
+    for cell in (recurrax.lstm(32, peephole=True), recurrax.gru(32)):
+        params = cell.init(jax.random.key(0), 3)
 
-    def loss(p, x):
-        ys, _ = recurrax.scan(cell, p, x, lengths=lengths, reverse=True, kernel="pallas", fused=True)
-        return jnp.sum(ys)
+        def loss(p, x, cell=cell):
+            ys, _ = recurrax.scan(cell, p, x, lengths=lengths, reverse=True, kernel="pallas", fused=True)
+            return jnp.sum(ys)
 
-    text = jax.jit(jax.value_and_grad(loss)).trace(params, xs).lower(lowering_platforms=("tpu",)).as_text()
-    assert text.count("tpu_custom_call") == 2  # the forward and the backward kernel
+        text = jax.jit(jax.value_and_grad(loss)).trace(params, xs).lower(lowering_platforms=("tpu",)).as_text()
+        assert text.count("tpu_custom_call") == 2, type(cell).__name__  # the forward and the backward kernel
 
 
 def test_the_tpu_kernels_decline_what_does_not_fit_vmem(monkeypatch):
@@ -249,8 +277,9 @@ def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
     monkeypatch.setattr(_pallas, "interpret_mode", lambda: False)
     monkeypatch.setattr(_pallas, "GPU_HIDDEN_TILE", 16)  # two tiles of the state, as H > 128 has on a GPU
     xs, lengths = jnp.ones((2, 8, 3)), jnp.array([8, 5])
-    # The LSTM with and without per-unit parameters (its peepholes): every cell runs the same kernel pair.
-    for cell in (recurrax.lstm(32), recurrax.lstm(32, peephole=True)):
+    # The LSTM with and without per-unit parameters (its peepholes), and the GRU, whose update reads more
+    # than the sums of its gates: every cell runs the same kernel pair, in one of its two backward forms.
+    for cell in (recurrax.lstm(32), recurrax.lstm(32, peephole=True), recurrax.gru(32)):
         params = cell.init(jax.random.key(0), 3)
 
         def loss(p, x, cell=cell):

@@ -51,7 +51,10 @@ class MatmulGatedCell(ProjectedStepCell):
     ``kernel="pallas"`` (float32, no ``remat``) the whole sequence runs as one
     Pallas kernel over all steps and a backward kernel that differentiates
     ``gate_update`` with :func:`jax.vjp` (``docs/kernels.md``); otherwise the
-    engine's step loop runs the same ``gate_update``.
+    engine's step loop runs the same ``gate_update``. An update that reads
+    each ``gx[k]`` and ``hh[k]`` only as ``gx[k] + hh[k]`` (formed once, in its
+    own code rather than inside a ``jit``) gets a backward kernel that moves
+    half the gate arrays.
     """
 
     #: ``G``: gates computed by the one recurrent matmul.

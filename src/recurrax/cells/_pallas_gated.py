@@ -22,7 +22,12 @@ where storing every intermediate would cost memory) and multiplies the ``hh``
 gradients by ``W_hᵀ``. ``∂W_h``, ``∂b_h`` and the per-unit parameters'
 gradients are then sums over all steps, outside the kernel. The forward
 kernel saves ``hh`` (``[T, G, B, H]``), and the backward pass keeps the
-input projection ``gx`` (an input) for the recomputation.
+input projection ``gx`` (an input) for the recomputation. Most cells (the
+LSTM, the Elman RNN) read ``gx_k`` and ``hh_k`` only through their sum;
+:func:`reads_only_sums` finds that in ``update``'s jaxpr, and then the
+forward kernel saves the sums instead, the backward pass keeps no ``gx``, and
+the backward kernel writes one gradient for both (``∂gx = ∂hh``): half the
+``[T, G, B, H]`` traffic of the backward kernel.
 
 The contract on ``update`` is that it is elementwise over units: the kernel
 calls it on column tiles of the state (``cells/_pallas.py``), so a unit must
@@ -68,6 +73,39 @@ def unsupported(
         batch = math.prod(xs.shape[1:-1])
         reason = _pallas_gated_tpu.unsupported(num_gates, len(state0), batch, state0[0].shape[-1])
     return reason
+
+
+@functools.lru_cache(maxsize=256)
+def reads_only_sums(update: GateUpdate, num_gates: int, num_parts: int, num_units: int) -> bool:
+    """Whether ``update`` reads each ``gx_k`` and ``hh_k`` only through one ``gx_k + hh_k``, per its jaxpr.
+
+    True when each of the ``2G`` gate inputs has exactly one use in the traced
+    update, the ``add`` of the pair, so the new state (and its gradient) is a
+    function of the sums. Conservative: anything else (a ``gx_k`` read twice,
+    the sum formed inside a ``jit``, a cast first) is False, which costs the
+    optimisation and never correctness.
+    """
+    x = jax.ShapeDtypeStruct((2, 2), jnp.float32)
+    closed = jax.make_jaxpr(lambda g, r, s, u: update(g, r, s, u)[0])(
+        (x,) * num_gates, (x,) * num_gates, (x,) * num_parts, (x,) * num_units
+    )
+    jaxpr = closed.jaxpr
+    # Variables by identity (a jaxpr's literals need not be hashable).
+    gates = [id(v) for v in jaxpr.invars[:num_gates]]
+    recurrent = [id(v) for v in jaxpr.invars[num_gates : 2 * num_gates]]
+    uses: dict[int, list[Any]] = {v: [] for v in (*gates, *recurrent)}
+    for eqn in jaxpr.eqns:
+        for v in eqn.invars:
+            if id(v) in uses:
+                uses[id(v)].append(eqn)
+    if any(id(v) in uses for v in jaxpr.outvars):
+        return False
+    for g, r in zip(gates, recurrent, strict=True):
+        if len(uses[g]) != 1 or len(uses[r]) != 1 or uses[g][0] is not uses[r][0]:
+            return False
+        if uses[g][0].primitive.name != "add":
+            return False
+    return True
 
 
 def gated_recurrence(
@@ -124,7 +162,8 @@ def gated_recurrence(
         _pallas.pad_mask(valid, num_steps, bp, default=True),
         _pallas.pad_mask(resets, num_steps, bp, default=False),
     )
-    states = _recurrence((update, num_units, kernels), operands)
+    summed = reads_only_sums(update, num_gates, len(state0), num_units)
+    states = _recurrence((update, num_units, kernels, summed), operands)
     return tuple(s[:, :batch, :hidden] for s in states)
 
 
@@ -153,8 +192,9 @@ def gated_sequence(
     return _kernels.unflatten(ys, batch_shape), tuple(_kernels.unflatten(s[-1], batch_shape) for s in states)
 
 
-#: The kernels' static description of a call: the cell's update, how many unit-parameter rows it reads, the target.
-_Spec = tuple[GateUpdate, int, str]
+#: The kernels' static description of a call: the cell's update, how many unit-parameter rows it reads, the
+#: target ("gpu" or "tpu"), and whether the update reads the gates only as sums (:func:`reads_only_sums`).
+_Spec = tuple[GateUpdate, int, str, bool]
 
 
 class Operands(NamedTuple):
@@ -183,7 +223,7 @@ def _forward(spec: _Spec, operands: Operands, save: bool) -> list[Array]:
     if spec[2] == "tpu":
         return _pallas_gated_tpu.forward(spec, operands, save)
     gx, w, b, state0, units, unit_mask, valid, resets = operands
-    update, num_units, _ = spec
+    update, num_units, _, summed = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
     tiles = _pallas.hidden_tiles(hidden)
@@ -227,7 +267,7 @@ def _forward(spec: _Spec, operands: Operands, save: bool) -> list[Array]:
                     s_refs[part][t, :, cols] = jnp.where(keep, value, before[part])
                 if save:
                     for k in range(num_gates):
-                        out_refs[num_parts][t, k, :, cols] = hh[k]
+                        out_refs[num_parts][t, k, :, cols] = gates[k] + hh[k] if summed else hh[k]
             _pallas.barrier()  # step t's rows written before step t+1 reads them
             return loop_carry
 
@@ -245,24 +285,31 @@ def _forward(spec: _Spec, operands: Operands, save: bool) -> list[Array]:
 def _backward(spec: _Spec, operands: Operands, hh: Array, states: Parts, d_states: Parts) -> list[Array]:
     """``∂gx``, ``∂hh`` per step (``[T, G, B, H]``), ``∂state0``'s parts, each example's ``∂units`` ``[P, B, H]``.
 
-    ``hh`` and ``states`` are what the forward kernel saved and returned; ``d_states`` the states' cotangents.
+    ``hh`` and ``states`` are what the forward kernel saved and returned (``hh``
+    holds ``gx + hh`` when ``spec`` says the update reads only sums: then
+    ``operands.gx`` is not read, and ``∂gx`` is ``∂hh``, one array);
+    ``d_states`` the states' cotangents.
     """
     if spec[2] == "tpu":
         return _pallas_gated_tpu.backward(spec, operands, hh, states, d_states)
     gx, w, _, state0, units, unit_mask, valid, resets = operands
     w_t = jnp.swapaxes(w, 1, 2)
-    update, num_units, _ = spec
-    num_steps, num_gates, batch, hidden = gx.shape
+    update, num_units, _, summed = spec
+    num_steps, num_gates, batch, hidden = hh.shape
     num_parts = len(state0)
     tiles = _pallas.hidden_tiles(hidden)
+    # With sums, one gate array in (the saved sums) and one out (their gradient); otherwise two of each.
+    num_gate_arrays = 1 if summed else 2
 
-    def kernel(w_ref: Any, gx_ref: Any, hh_ref: Any, *refs: Any) -> None:
+    def kernel(w_ref: Any, *refs: Any) -> None:
+        gate_refs, refs = refs[:num_gate_arrays], refs[num_gate_arrays:]
         s_refs, refs = refs[:num_parts], refs[num_parts:]
         s0_refs, refs = refs[:num_parts], refs[num_parts:]
         (u_ref, m_ref, v_ref, r_ref), refs = refs[:4], refs[4:]
         ds_refs, refs = refs[:num_parts], refs[num_parts:]
-        dgx_ref, dhh_ref, refs = refs[0], refs[1], refs[2:]
+        d_gate_refs, refs = refs[:num_gate_arrays], refs[num_gate_arrays:]
         ds0_refs, du_ref = refs[:num_parts], refs[num_parts]
+        dhh_ref = d_gate_refs[-1]
 
         def body(step: Any, carry: tuple[list[list[Array]], ...]) -> tuple[list[list[Array]], ...]:
             # The carry, per part and tile: the cotangent of the state after this step, of state0 so far,
@@ -286,16 +333,20 @@ def _backward(spec: _Spec, operands: Operands, hh: Array, states: Parts, d_state
                     )
                     for part in range(num_parts)
                 )
-                gates = tuple(gx_ref[t, k, :, cols] for k in range(num_gates))
-                recurrent = tuple(hh_ref[t, k, :, cols] for k in range(num_gates))
+                saved = tuple(gate_refs[-1][t, k, :, cols] for k in range(num_gates))
+                if summed:  # update(gx + hh, 0) = update(gx, hh), and ∂gx = ∂hh
+                    gates, recurrent = saved, tuple(zeros for _ in saved)
+                else:
+                    gates, recurrent = tuple(gate_refs[0][t, k, :, cols] for k in range(num_gates)), saved
                 unit = _unit_tiles(u_ref, cols, num_units, zeros.shape[0])
                 _, pullback = jax.vjp(lambda g, r, s, u: update(g, r, s, u)[0], gates, recurrent, starts, unit)
                 d_gates, d_recurrent, d_starts, d_unit = pullback(d_new)
                 # Only a valid step of a real unit has gradients; elsewhere they are exactly zero.
                 real = (m_ref[0, cols][None, :] > 0) & keep
                 for k in range(num_gates):
-                    dgx_ref[t, k, :, cols] = jnp.where(real, d_gates[k], zeros)
-                    dhh_ref[t, k, :, cols] = jnp.where(real, d_recurrent[k], zeros)
+                    if not summed:
+                        d_gate_refs[0][t, k, :, cols] = jnp.where(real, d_gates[k], zeros)
+                    dhh_ref[t, k, :, cols] = jnp.where(real, d_gates[k] if summed else d_recurrent[k], zeros)
                 for part in range(num_parts):
                     direct[part].append(jnp.where(real, d_starts[part], zeros))
                     # An invalid step passed its carry through unchanged.
@@ -334,11 +385,13 @@ def _backward(spec: _Spec, operands: Operands, hh: Array, states: Parts, d_state
             if num_units == 0:
                 du_ref[0, :, cols] = zeros[n]
 
-    inputs = [(w_t, None), (gx, 2), (hh, 2), *((s, 1) for s in states), *((s, 0) for s in state0)]
+    inputs = [(w_t, None), *((g, 2) for g in ([hh] if summed else [gx, hh]))]
+    inputs += [*((s, 1) for s in states), *((s, 0) for s in state0)]
     inputs += [(units, None), (unit_mask, None), (valid, 1), (resets, 1), *((d, 1) for d in d_states)]
-    outputs: list[tuple[tuple[int, ...], int | None]] = [(gx.shape, 2), (gx.shape, 2)]
+    outputs: list[tuple[tuple[int, ...], int | None]] = [(hh.shape, 2)] * num_gate_arrays
     outputs += [((batch, hidden), 0)] * num_parts + [((units.shape[0], batch, hidden), 1)]
-    return _pallas.call(kernel, inputs, outputs, batch, "recurrax_gated_backward")
+    result = _pallas.call(kernel, inputs, outputs, batch, "recurrax_gated_backward")
+    return [result[0], *result] if summed else result
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -348,7 +401,9 @@ def _recurrence(spec: _Spec, operands: Operands) -> Parts:
 
 def _recurrence_fwd(spec: _Spec, operands: Operands) -> tuple[Parts, tuple[Any, ...]]:
     *states, hh = _forward(spec, operands, save=True)
-    return tuple(states), (operands, tuple(states), hh)
+    # With sums saved the backward pass never reads gx: keep the sums in its place, so gx can be freed.
+    kept = operands._replace(gx=hh) if spec[3] else operands
+    return tuple(states), (kept, tuple(states), hh)
 
 
 def _recurrence_bwd(spec: _Spec, residuals: tuple[Any, ...], d_states: Parts) -> tuple[Operands]:

@@ -85,7 +85,8 @@ def vmem_bytes(num_gates: int, num_parts: int, batch: int, hidden: int, chunk: i
     block = min(padded_batch(batch), BATCH_BLOCK)
     hp = padded_hidden(hidden)
     weights = 2 * num_gates * hp * hp * 4
-    # Backward, per step: ∂gx, ∂hh, gx, hh blocks (4G) and the starts, states' cotangents (2S) at most.
+    # Backward, per step: ∂gx, ∂hh, gx, hh blocks (4G; 2G when the update reads only sums) and the starts,
+    # states' cotangents (2S) at most.
     per_step = 2 * (4 * num_gates + 2 * num_parts) * block * hp * 4 + 2 * 2 * block * LANES * 4
     scratch = 3 * num_parts * block * hp * 4
     return weights + chunk * per_step + scratch
@@ -159,14 +160,16 @@ def _call(
     return result
 
 
-def forward(spec: tuple[Any, int, str], operands: Any, save: bool) -> list[Array]:
+def forward(spec: tuple[Any, int, str, bool], operands: Any, save: bool) -> list[Array]:
     """The states after every step (``S × [T, Bp, Hp]``) and, with ``save``, ``hh[T, G, Bp, Hp]``.
+
+    (``gx + hh`` instead when ``spec[3]`` says the update reads only the sums.)
 
     ``operands``: ``cells/_pallas_gated.py``'s ``Operands``, padded for a
     TPU (:func:`padded_batch`, :func:`padded_hidden`).
     """
     gx, w, b, state0, units, unit_mask, valid, resets = operands
-    update, num_units, _ = spec
+    update, num_units, _, summed = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
     padded_steps = math.ceil(num_steps / TIME_CHUNK) * TIME_CHUNK
@@ -204,7 +207,7 @@ def forward(spec: tuple[Any, int, str], operands: Any, save: bool) -> list[Array
                 s_refs[part][t] = value
             if hh_ref is not None:
                 for k in range(num_gates):
-                    hh_ref[t, k] = hh[k]
+                    hh_ref[t, k] = gates[k] + hh[k] if summed else hh[k]
             return loop_carry
 
         jax.lax.fori_loop(0, TIME_CHUNK, body, 0)
@@ -225,13 +228,18 @@ def forward(spec: tuple[Any, int, str], operands: Any, save: bool) -> list[Array
 
 
 def backward(
-    spec: tuple[Any, int, str], operands: Any, hh: Array, states: tuple[Array, ...], d_states: tuple[Array, ...]
+    spec: tuple[Any, int, str, bool], operands: Any, hh: Array, states: tuple[Array, ...], d_states: tuple[Array, ...]
 ) -> list[Array]:
-    """``∂gx``, ``∂hh`` per step, ``∂state0``'s parts and each example's ``∂units`` ``[P, Bp, Hp]``."""
+    """``∂gx``, ``∂hh`` per step, ``∂state0``'s parts and each example's ``∂units`` ``[P, Bp, Hp]``.
+
+    With ``spec[3]`` (the update reads only sums) ``hh`` holds ``gx + hh``,
+    ``operands.gx`` is not read and ``∂gx`` is ``∂hh`` (one array written).
+    """
     gx, w, _, state0, units, unit_mask, valid, resets = operands
     w_t = jnp.swapaxes(w, 1, 2)
-    update, num_units, _ = spec
-    num_steps, num_gates, batch, hidden = gx.shape
+    update, num_units, _, summed = spec
+    num_gate_arrays = 1 if summed else 2
+    num_steps, num_gates, batch, hidden = hh.shape
     num_parts = len(state0)
     num_rows = units.shape[0]
     padded_steps = math.ceil(num_steps / TIME_CHUNK) * TIME_CHUNK
@@ -243,11 +251,12 @@ def backward(
         for s, s0 in zip(states, state0, strict=True)
     )
 
-    def kernel(w_ref: Any, gx_ref: Any, hh_ref: Any, *refs: Any) -> None:
+    def kernel(w_ref: Any, *refs: Any) -> None:
+        gate_refs, refs = refs[:num_gate_arrays], refs[num_gate_arrays:]
         start_refs, refs = refs[:num_parts], refs[num_parts:]
         (u_ref, m_ref, v_ref, r_ref), refs = refs[:4], refs[4:]
         ds_refs, refs = refs[:num_parts], refs[num_parts:]
-        dgx_ref, dhh_ref, refs = refs[0], refs[1], refs[2:]
+        d_gate_refs, refs = refs[:num_gate_arrays], refs[num_gate_arrays:]
         ds0_refs, du_ref, refs = refs[:num_parts], refs[num_parts], refs[num_parts + 1 :]
         d_after, d_initial, d_units = refs[:num_parts], refs[num_parts : 2 * num_parts], refs[2 * num_parts :]
 
@@ -265,8 +274,11 @@ def backward(
             keep, reset = v_ref[t] > 0, r_ref[t] > 0
             d_new = tuple(d_after[part][...] + ds_refs[part][t] for part in range(num_parts))
             zeros = jnp.zeros_like(d_new[0])
-            gates = tuple(gx_ref[t, k] for k in range(num_gates))
-            recurrent = tuple(hh_ref[t, k] for k in range(num_gates))
+            saved = tuple(gate_refs[-1][t, k] for k in range(num_gates))
+            if summed:  # update(gx + hh, 0) = update(gx, hh), and ∂gx = ∂hh
+                gates, recurrent = saved, tuple(zeros for _ in saved)
+            else:
+                gates, recurrent = tuple(gate_refs[0][t, k] for k in range(num_gates)), saved
             start = tuple(start_refs[part][t] for part in range(num_parts))
             _, pullback = jax.vjp(lambda g, r, s, u: update(g, r, s, u)[0], gates, recurrent, start, unit)
             d_gates, d_recurrent, d_start, d_unit = pullback(d_new)
@@ -274,9 +286,10 @@ def backward(
             real = real_units & keep
             d_hh = []
             for k in range(num_gates):
-                dgx_ref[t, k] = jnp.where(real, d_gates[k], zeros)
-                d_hh.append(jnp.where(real, d_recurrent[k], zeros))
-                dhh_ref[t, k] = d_hh[k]
+                if not summed:
+                    d_gate_refs[0][t, k] = jnp.where(real, d_gates[k], zeros)
+                d_hh.append(jnp.where(real, d_gates[k] if summed else d_recurrent[k], zeros))
+                d_gate_refs[-1][t, k] = d_hh[k]
             for p in range(num_units):
                 d_units[p][...] = d_units[p][...] + jnp.where(real, d_unit[p], zeros)
             for part in range(num_parts):
@@ -305,7 +318,8 @@ def backward(
     def pad(a: Array) -> Array:
         return _steps_to_chunks(a, padded_steps)
 
-    inputs = [(w_t, "whole"), (pad(gx), "steps"), (pad(hh), "steps"), *((pad(s), "steps") for s in starts)]
+    inputs = [(w_t, "whole"), *((pad(g), "steps") for g in ([hh] if summed else [gx, hh]))]
+    inputs += [(pad(s), "steps") for s in starts]
     inputs += [
         (units, "whole"),
         (unit_mask, "whole"),
@@ -314,11 +328,12 @@ def backward(
     ]
     inputs += [(pad(d), "steps") for d in d_states]
     gate_shape = (padded_steps, num_gates, batch, hidden)
-    outputs: list[tuple[tuple[int, ...], str]] = [(gate_shape, "steps"), (gate_shape, "steps")]
+    outputs: list[tuple[tuple[int, ...], str]] = [(gate_shape, "steps")] * num_gate_arrays
     outputs += [((batch, hidden), "state")] * num_parts + [((num_rows, batch, hidden), "state")]
     scratch = [(block, hidden)] * (2 * num_parts + num_units)
     vmem = vmem_bytes(num_gates, num_parts, batch, hidden)
-    d_gx, d_hh, *rest = _call(
+    result = _call(
         kernel, inputs, outputs, scratch, padded_steps // TIME_CHUNK, batch, True, vmem, "recurrax_gated_backward_tpu"
     )
-    return [d_gx[:num_steps], d_hh[:num_steps], *rest]
+    d_gates, rest = [d[:num_steps] for d in result[:num_gate_arrays]], result[num_gate_arrays:]
+    return [d_gates[0], *d_gates, *rest] if summed else [*d_gates, *rest]
