@@ -15,7 +15,6 @@ and its forward-only variant.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import ClassVar
 
 import jax
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import gpu_lowering
 import recurrax
 from recurrax.cells import _kernels, _pallas, _pallas_gated, _pallas_gated_tpu
 from recurrax.cells._gru_sequence import gru_gate_update
@@ -205,7 +205,7 @@ def test_the_tpu_kernels_equal_the_step_loop_in_values_and_gradients(name, monke
     assert sorted(set(ran)) == ["backward", "forward"]
 
 
-@pytest.mark.slow  # ~1 s of tracing and lowering, no compile
+# Not slow-marked (~1 s of tracing and lowering, no compile): what lowers changes with the jax version.
 def test_the_tpu_kernels_lower_through_mosaic(monkeypatch):
     # Cross-platform lowering (no TPU needed): Mosaic's lowering rules run in Python, so an operation or
     # a block shape it cannot express fails here. Whether Mosaic then compiles it is known only on a TPU.
@@ -270,7 +270,7 @@ def test_kernel_is_one_of_the_named_choices():
         recurrax.ScanOptions(kernel="triton")
 
 
-@pytest.mark.slow  # ~1 s of tracing and lowering, no compile
+# Not slow-marked (~1 s of tracing and lowering, no compile): what lowers changes with the jax version.
 def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
     # Cross-platform lowering (no GPU needed): catches what Triton cannot express
     # (value slices, unsupported primitives) before a GPU run does.
@@ -286,14 +286,7 @@ def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
             ys, _ = recurrax.scan(cell, p, x, lengths=lengths, reverse=True, kernel="pallas", fused=True)
             return jnp.sum(ys)
 
-        try:
-            with warnings.catch_warnings():
-                # jax 0.12 deprecates Pallas's Triton backend (docs/kernels.md says what that means here).
-                warnings.filterwarnings("ignore", "The Pallas Triton backend is deprecated", DeprecationWarning)
-                lowered = jax.jit(jax.value_and_grad(loss)).trace(params, xs).lower(lowering_platforms=("cuda",))
-        except RuntimeError as error:
-            if "No supported GPU devices" in str(error):  # jax >= 0.12 asks for the GPU's model to lower for
-                pytest.skip(f"this jax lowers Pallas for a GPU only with one present: {error}")
-            raise
+        with gpu_lowering.for_a_cuda_gpu():
+            lowered = jax.jit(jax.value_and_grad(loss)).trace(params, xs).lower(lowering_platforms=("cuda",))
         text = lowered.as_text()
         assert text.count("__gpu$xla.gpu.triton") == 2, type(cell).__name__  # the forward and the backward kernel

@@ -13,13 +13,12 @@ the default carry (batch-major inside, a zero state, no resets).
 
 from __future__ import annotations
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import gpu_lowering
 import recurrax
 from recurrax.cells import _pallas, _pallas_linear
 from recurrax.cells._pallas_linear import linear_scan_pallas
@@ -183,7 +182,7 @@ def test_the_switch_runs_the_kernel_by_name_and_declines_what_it_cannot_run():
         linear_scan_pallas(jnp.ones((T, 2, 3)), jnp.ones((T, 2, 3)), jnp.ones((2, 3)), valid=jnp.ones((2, T), bool))
 
 
-@pytest.mark.slow  # ~1 s of tracing and lowering, no compile
+# Not slow-marked (~1 s of tracing and lowering, no compile): what lowers changes with the jax version.
 def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
     # Cross-platform lowering (no GPU needed), as tests/cells/test_pallas_kernels.py does for the LSTM:
     # catches what Triton cannot express before a GPU run does. Complex, with both masks: every ref the
@@ -195,12 +194,6 @@ def test_the_kernels_lower_through_triton_for_a_cuda_gpu(monkeypatch):
     def loss(a, b, h0):
         return jnp.sum(jnp.abs(linear_scan_pallas(a, b, h0, valid=valid, resets=resets)))
 
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The Pallas Triton backend is deprecated", DeprecationWarning)
-            lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(a, b, h0).lower(lowering_platforms=("cuda",))
-    except RuntimeError as error:
-        if "No supported GPU devices" in str(error):  # jax >= 0.12 asks for the GPU's model to lower for
-            pytest.skip(f"this jax lowers Pallas for a GPU only with one present: {error}")
-        raise
+    with gpu_lowering.for_a_cuda_gpu():
+        lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).trace(a, b, h0).lower(lowering_platforms=("cuda",))
     assert lowered.as_text().count("__gpu$xla.gpu.triton") == 2  # the forward and the backward kernel
