@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import CELLS, MODES, PEER_CONFIGS, Config, Impl, jax_impl, load_average
+from benchmarks.common import CELLS, MODES, PEER_CONFIGS, Config, Impl, jax_impl, load_average, write_record
 from benchmarks.peers.recurrax_peer import LEVER_VARIANTS
 from benchmarks.run import LEVER_CONFIG, build_impls, environment, input_batch, log, measure, with_ratios
 
@@ -226,14 +226,14 @@ def main(argv: list[str] | None = None) -> dict:
         for cell in cells:
             for mode in modes:
                 report["peers"].append(block(before, recurrax, cell, mode, cfg, args.repeats, AB_VARIANTS))
-                _write(report, out)
+                write_record(out, report, markdown)
     if not args.no_levers:
         report["levers"] = [
             block(before, recurrax, "lstm", mode, LEVER_CONFIG, args.repeats, LEVER_VARIANTS) for mode in modes
         ]
     report["meta"]["wall_s"] = time.perf_counter() - t0
     report["meta"]["load_end"] = load_average()
-    _write(report, out)
+    write_record(out, report, markdown)
     return report
 
 
@@ -249,14 +249,6 @@ def _compare_programs(before: Any, after: Any, configs: list, cells: list, modes
             log(f"[programs] {cell} {mode} {cfg.label} {name}: {'same' if equal else 'DIFFERENT'}")
     log(f"{sum(results.values())} of {len(results)} compiled programs are the same before and after")
     return results
-
-
-def _write(report: dict, out: Path) -> None:
-    import json
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
-    out.with_suffix(".md").write_text(markdown(report))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_average
+from benchmarks.common import load_average, write_record
 from benchmarks.run import environment, log
 
 OUT = Path(__file__).parent / "results" / "async_checkpoint"
@@ -222,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     import orbax.checkpoint as ocp
 
     record["environment"]["orbax"] = ocp.__version__
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(render(record))
+    write_record(args.out, record, render)
     print(render(record))
     return 0
 

@@ -43,7 +43,6 @@ The trained LSTM and tanh RNN are kept in ``benchmarks/results/attribution_model
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_average
+from benchmarks.common import load_average, write_record
 from benchmarks.run import environment, log
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -235,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     result, saved = run(args)
     report = {"config": config, **result, "load_average_before": load, "environment": environment()}
     if not args.smoke:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "attribution.json").write_text(json.dumps(report, indent=2) + "\n")
-        (RESULTS / "attribution.md").write_text(render(report))
+        write_record(RESULTS / "attribution", report, render)
         np.savez(RESULTS / "attribution_models.npz", **saved)
     print(render(report))
     return 0

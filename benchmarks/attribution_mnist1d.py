@@ -25,7 +25,6 @@ rounded models.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.attribution import parameters
-from benchmarks.common import load_average
+from benchmarks.common import load_average, write_record
 from benchmarks.run import environment, log
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -181,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     maps, inputs, saved = result.pop("maps"), result.pop("inputs"), result.pop("saved")
     report = {"config": {**config, "ks": ks}, **result, "load_average_before": load, "environment": environment()}
     if not args.smoke:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "attribution_mnist1d.json").write_text(json.dumps(report, indent=2) + "\n")
-        (RESULTS / "attribution_mnist1d.md").write_text(render(report))
+        write_record(RESULTS / "attribution_mnist1d", report, render)
         plot_maps(maps, inputs, RESULTS / "attribution_mnist1d.png")
         np.savez(RESULTS / "attribution_mnist1d_models.npz", **saved)
     print(render(report))

@@ -20,9 +20,11 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import gc
+import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -214,3 +216,15 @@ def summarize(times: list[float]) -> dict[str, float]:
         "min_s": float(np.min(times)),
         "max_s": float(np.max(times)),
     }
+
+
+def write_record(out: Path, record: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> Path:
+    """A benchmark's results pair: ``record`` as ``out.json`` and ``render(record)`` as ``out.md``.
+
+    ``out`` is the path without suffix; its folder is made if missing. Returns the markdown file's path.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    markdown = out.with_suffix(".md")
+    markdown.write_text(render(record))
+    return markdown

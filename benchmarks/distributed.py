@@ -27,7 +27,6 @@ each waited for; ``first_call_s`` the first call, compile included.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import cpu_name, load_average
+from benchmarks.common import cpu_name, load_average, write_record
 
 
 def use_fake_cpu_devices(count: int) -> None:
@@ -214,10 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         print(render(report))
         return
     out = args.out if args.out is not None else RESULTS / f"distributed_{platform}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(report))
-    log(f"[distributed] wrote {out.with_suffix('.md')}")
+    log(f"[distributed] wrote {write_record(out, report, render)}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 import recurrax
+from benchmarks.common import write_record
 from recurrax import interpret, tasks, train
 from recurrax.models import SequenceRegressor
 
@@ -113,9 +114,7 @@ def main() -> None:
     interpret.plot_jacobian_spectrum(
         spectra, IMAGES / "dynamics_spectrum.png", title=f"trained on the adding problem (T = {args.seq_len})"
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dynamics.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / "dynamics.md").write_text(render(record))
+    write_record(RESULTS / "dynamics", record, render)
     print(f"wrote {RESULTS / 'dynamics.json'}, dynamics.md and the figures in {IMAGES}")
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_average
+from benchmarks.common import load_average, write_record
 from benchmarks.run import environment, log
 
 OUT = Path(__file__).parent / "results" / "input_pipeline"
@@ -137,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         args.render.with_suffix(".md").write_text(render(json.loads(args.render.read_text())))
         return 0
     record = measure(args.rounds)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(render(record))
+    write_record(args.out, record, render)
     print(render(record))
     return 0
 

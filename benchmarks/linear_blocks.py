@@ -45,7 +45,6 @@ at delay 10, 1500 steps, lr 2e-3, seed 0: depth 1 0.61, depth 3 0.79.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_average
+from benchmarks.common import load_average, write_record
 from benchmarks.run import environment, log
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -239,9 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # The copy task's record keeps its original name (docs/linear_recurrences.md quotes it as the earlier result).
     out = args.out or RESULTS / ("linear_blocks" if args.task == "copy" else f"linear_blocks_{args.task}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(report))
+    write_record(out, report, render)
     print(render(report))
     return 0
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_average
+from benchmarks.common import load_average, write_record
 from benchmarks.distributed import environment, log, use_fake_cpu_devices
 
 DEVICES = 8
@@ -190,10 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         print(render(report))
         return
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "local_sgd_mnist1d.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "local_sgd_mnist1d.md").write_text(render(report))
-    log(f"[local_sgd_mnist1d] wrote {RESULTS / 'local_sgd_mnist1d.md'}")
+    log(f"[local_sgd_mnist1d] wrote {write_record(RESULTS / 'local_sgd_mnist1d', report, render)}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Writes ``benchmarks/results/precision_cpu.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import time
@@ -41,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.common import load_average
+from benchmarks.common import load_average, write_record
 from recurrax import nn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -209,9 +208,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = run(args.rounds, args.calls)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "precision_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "precision_cpu.md").write_text(markdown(result))
+    write_record(args.out / "precision_cpu", result, markdown)
     print(markdown(result))
 
 

@@ -50,6 +50,7 @@ from benchmarks.common import (
     peak_rss_delta,
     summarize,
     timed,
+    write_record,
 )
 from benchmarks.kernel_check import VARIANTS, use_variant
 from benchmarks.peers import PEERS
@@ -693,9 +694,7 @@ def _ratio(row: dict) -> str:
 
 
 def write(report: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
-    out.with_suffix(".md").write_text(markdown(report))
+    write_record(out, report, markdown)
     log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import load_average, summarize
+from benchmarks.common import load_average, summarize, write_record
 from benchmarks.run import environment, log
 
 STEPS_PER_CALL = (1, 4, 16, 64)
@@ -349,9 +349,7 @@ def markdown(report: dict) -> str:
 
 
 def write(report: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
-    out.with_suffix(".md").write_text(markdown(report))
+    write_record(out, report, markdown)
     log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
 
 
