@@ -45,11 +45,13 @@ from recurrax._types import Array
 GPU_MIN_BLOCK = 16
 # Examples per program on a GPU (the grid runs one program per block of examples).
 GPU_BATCH_BLOCK = 16
-# Columns per tile of the state on a GPU: each Triton dot multiplies a [block, tile] piece of the
-# state by a [tile, tile] block of one gate's weights, staged in shared memory (64 KiB in float32),
-# so no hidden size needs one gate's whole [Hp, Hp] block (256 KiB at 256: more than an H200
-# thread block's 227 KiB).
+# Columns per tile of the state on a GPU, at most: each Triton dot multiplies a [block, tile] piece of
+# the state by a [tile, tile] block of one gate's weights, staged in shared memory, so no hidden size
+# needs one gate's whole [Hp, Hp] block (256 KiB at 256: more than an H200 thread block's 227 KiB).
 GPU_HIDDEN_TILE = 128
+# Shared memory the G gates' weight blocks of one tile may take, counted twice (Triton held two copies
+# per gate on the first H200 run: see `call`): the rest of the 227 KiB was 40-56 KiB there.
+GPU_WEIGHT_BLOCKS_BYTES = 128 * 2**10
 
 
 #: Which kernels run off a GPU and a TPU (interpreted, for tests): ``"triton"`` (Pallas's generic interpret
@@ -105,14 +107,30 @@ def padded_size(n: int) -> int:
     return size if interpret_mode() else max(size, GPU_MIN_BLOCK)
 
 
-def hidden_tiles(padded_hidden: int) -> list[slice]:
-    """The column tiles the kernels split a state ``[B, Hp]`` into for their matmuls.
+def gpu_hidden_tile(num_gates: int) -> int:
+    """The widest tile (a power of two, at most :data:`GPU_HIDDEN_TILE`) whose G weight blocks fit.
 
-    On a GPU tiles of :data:`GPU_HIDDEN_TILE`, so that each Triton ``dot`` stages
-    at most a ``[tile, tile]`` weight block in shared memory; interpreted, two
-    tiles (one when ``Hp = 1``), so the tests run the tiled code.
+    ``2 · G · tile² · 4`` bytes must fit :data:`GPU_WEIGHT_BLOCKS_BYTES`: 128 for
+    the Elman RNN, 64 for the GRU and the LSTM, 32 for G = 5 to 16.
     """
-    tile = min(padded_hidden, GPU_HIDDEN_TILE) if not interpret_mode() else max(padded_hidden // 2, 1)
+    tile = GPU_HIDDEN_TILE
+    while tile > GPU_MIN_BLOCK and 2 * num_gates * tile * tile * 4 > GPU_WEIGHT_BLOCKS_BYTES:
+        tile //= 2
+    return tile
+
+
+def hidden_tiles(padded_hidden: int, num_gates: int) -> list[slice]:
+    """The column tiles the kernels split a state ``[B, Hp]`` into for their matmuls (G gates each).
+
+    On a GPU tiles of :func:`gpu_hidden_tile`, so that each Triton ``dot``
+    stages at most a ``[tile, tile]`` weight block in shared memory and one
+    tile's G blocks fit together; interpreted, two tiles (one when ``Hp = 1``),
+    so the tests run the tiled code.
+    """
+    if interpret_mode():
+        tile = max(padded_hidden // 2, 1)
+    else:
+        tile = min(padded_hidden, gpu_hidden_tile(num_gates))
     return [slice(start, start + tile) for start in range(0, padded_hidden, tile)]
 
 
@@ -204,11 +222,12 @@ def call(
         name=name,
         # Triton, not Mosaic GPU (jax's default GPU lowering since 0.10): Mosaic GPU copies each
         # block into shared memory, and a block here holds all T steps; Triton reads ref[t] from
-        # global memory at each step. num_stages=1: with Triton's default pipelining the first H200
-        # run (benchmarks/results/gpu_kernels.json) asked for 565,376 bytes of shared memory for the
-        # LSTM at H = 128 and 450,560 for the GRU, of 232,448: the G gates' [128, 128] float32 weight
-        # blocks double-buffered (G·64 KiB·2) plus ~40-56 KiB, so the time loop is left unpipelined.
-        # That this fits is inferred from those numbers, not yet seen on a GPU.
+        # global memory at each step. The first H200 run (benchmarks/results/gpu_kernels.json) asked
+        # for 565,376 bytes of shared memory for the LSTM at H = 128 (one 128-wide tile) and 450,560
+        # for the GRU, of 232,448: the G gates' [128, 128] float32 weight blocks twice over
+        # (G·64 KiB·2) plus ~40-56 KiB. Even once over (num_stages=1, no pipelining) the LSTM's four
+        # blocks are 256 KiB, so the tile also narrows with G (gpu_hidden_tile: 64 for the LSTM and
+        # GRU, 2·G·16 KiB). Both are inferred from those two numbers, not yet seen on a GPU.
         compiler_params=None if interpret_mode() else _pallas_triton().CompilerParams(num_warps=4, num_stages=1),
     )
     result: list[Array] = run(*(a for a, _ in inputs))

@@ -226,7 +226,7 @@ def _forward(spec: _Spec, operands: Operands, save: bool) -> list[Array]:
     update, num_units, _, summed = spec
     num_steps, num_gates, batch, hidden = gx.shape
     num_parts = len(state0)
-    tiles = _pallas.hidden_tiles(hidden)
+    tiles = _pallas.hidden_tiles(hidden, num_gates)
 
     def kernel(gx_ref: Any, w_ref: Any, b_ref: Any, *refs: Any) -> None:
         s0_refs, (u_ref, m_ref, v_ref, r_ref), out_refs = (
@@ -297,7 +297,7 @@ def _backward(spec: _Spec, operands: Operands, hh: Array, states: Parts, d_state
     update, num_units, _, summed = spec
     num_steps, num_gates, batch, hidden = hh.shape
     num_parts = len(state0)
-    tiles = _pallas.hidden_tiles(hidden)
+    tiles = _pallas.hidden_tiles(hidden, num_gates)
     # With sums, one gate array in (the saved sums) and one out (their gradient); otherwise two of each.
     num_gate_arrays = 1 if summed else 2
 
