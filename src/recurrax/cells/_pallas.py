@@ -49,9 +49,21 @@ GPU_BATCH_BLOCK = 16
 # the state by a [tile, tile] block of one gate's weights, staged in shared memory, so no hidden size
 # needs one gate's whole [Hp, Hp] block (256 KiB at 256: more than an H200 thread block's 227 KiB).
 GPU_HIDDEN_TILE = 128
-# Shared memory the G gates' weight blocks of one tile may take, counted twice (Triton held two copies
-# per gate on the first H200 run: see `call`): the rest of the 227 KiB was 40-56 KiB there.
-GPU_WEIGHT_BLOCKS_BYTES = 128 * 2**10
+# Shared memory a thread block may have (the opt-in maximum), by CUDA compute capability (CUDA C++
+# Programming Guide, technical specifications); Triton reported 232,448 available on the H200.
+GPU_SHARED_MEMORY_BYTES = {
+    "7.0": 96 * 2**10,
+    "7.5": 64 * 2**10,
+    "8.0": 163 * 2**10,
+    "8.6": 99 * 2**10,
+    "8.7": 163 * 2**10,
+    "8.9": 99 * 2**10,
+    "9.0": 227 * 2**10,
+    "10.0": 227 * 2**10,
+    "12.0": 99 * 2**10,
+}
+# What a kernel took besides the weight blocks on the first H200 run (see `call`): 40-56 KiB.
+GPU_SHARED_MEMORY_RESERVE = 56 * 2**10
 
 
 #: Which kernels run off a GPU and a TPU (interpreted, for tests): ``"triton"`` (Pallas's generic interpret
@@ -107,14 +119,30 @@ def padded_size(n: int) -> int:
     return size if interpret_mode() else max(size, GPU_MIN_BLOCK)
 
 
-def gpu_hidden_tile(num_gates: int) -> int:
+def gpu_shared_memory() -> int:
+    """Shared memory per thread block on this GPU, in bytes (:data:`GPU_SHARED_MEMORY_BYTES`).
+
+    Off a GPU (the tests lower the kernels for one): the H200's, the GPU they
+    were first run on. An unknown compute capability: 99 KiB (``"8.6"``'s).
+    """
+    if jax.default_backend() != "gpu":
+        return GPU_SHARED_MEMORY_BYTES["9.0"]
+    capability = str(getattr(jax.devices()[0], "compute_capability", ""))
+    return GPU_SHARED_MEMORY_BYTES.get(capability, GPU_SHARED_MEMORY_BYTES["8.6"])
+
+
+def gpu_hidden_tile(num_gates: int, shared_memory: int | None = None) -> int:
     """The widest tile (a power of two, at most :data:`GPU_HIDDEN_TILE`) whose G weight blocks fit.
 
-    ``2 · G · tile² · 4`` bytes must fit :data:`GPU_WEIGHT_BLOCKS_BYTES`: 128 for
-    the Elman RNN, 64 for the GRU and the LSTM, 32 for G = 5 to 16.
+    Each of the G gates' ``[tile, tile]`` float32 blocks counted twice (as
+    Triton held them on the first H200 run), plus
+    :data:`GPU_SHARED_MEMORY_RESERVE`, within ``shared_memory`` bytes
+    (default: :func:`gpu_shared_memory`). On an H200: 128 for the Elman RNN,
+    64 for the GRU and the LSTM; on an A100 64 and 32; on a T4 32 and 16.
     """
+    budget = (gpu_shared_memory() if shared_memory is None else shared_memory) - GPU_SHARED_MEMORY_RESERVE
     tile = GPU_HIDDEN_TILE
-    while tile > GPU_MIN_BLOCK and 2 * num_gates * tile * tile * 4 > GPU_WEIGHT_BLOCKS_BYTES:
+    while tile > GPU_MIN_BLOCK and 2 * num_gates * tile * tile * 4 > budget:
         tile //= 2
     return tile
 
@@ -227,7 +255,8 @@ def call(
         # for the GRU, of 232,448: the G gates' [128, 128] float32 weight blocks twice over
         # (G·64 KiB·2) plus ~40-56 KiB. Even once over (num_stages=1, no pipelining) the LSTM's four
         # blocks are 256 KiB, so the tile also narrows with G (gpu_hidden_tile: 64 for the LSTM and
-        # GRU, 2·G·16 KiB). Both are inferred from those two numbers, not yet seen on a GPU.
+        # GRU on an H200, 2·G·16 KiB; narrower on GPUs with less). Both are inferred from those two
+        # numbers, not yet seen on a GPU.
         compiler_params=None if interpret_mode() else _pallas_triton().CompilerParams(num_warps=4, num_stages=1),
     )
     result: list[Array] = run(*(a for a, _ in inputs))
