@@ -24,7 +24,7 @@ import pytest
 
 import gpu_lowering
 import recurrax
-from recurrax.cells import _kernels, _pallas, _pallas_gated, _pallas_gated_tpu
+from recurrax.cells import _gate_update_jaxpr, _kernels, _pallas, _pallas_gated_tpu
 from recurrax.cells._gru_sequence import gru_gate_update
 from recurrax.cells._lstm_sequence import lstm_gate_update
 
@@ -138,11 +138,11 @@ def test_the_kernels_find_which_updates_read_only_the_sums_of_their_gates():
         "simple rnn": (recurrax.simple_rnn(H).gate_update, 1, 1, 0),
         CELL_OF_A_USER: (GainRNNCell(H).gate_update, 1, 1, 1),
     }
-    summed = {name: _pallas_gated.reads_only_sums(*update) for name, update in updates.items()}
+    summed = {name: _gate_update_jaxpr.reads_only_sums(*update) for name, update in updates.items()}
     assert summed == {"lstm": True, "gru": False, "peephole lstm": True, "simple rnn": True, CELL_OF_A_USER: True}
 
     def reads(update, num_gates=1, num_parts=1):
-        return _pallas_gated.reads_only_sums(update, num_gates, num_parts, 0)
+        return _gate_update_jaxpr.reads_only_sums(update, num_gates, num_parts, 0)
 
     assert reads(lambda g, r, s, u: (((g[0] + r[0]) * s[0],), {}))
     assert not reads(lambda g, r, s, u: (((g[0] + r[0]) * g[0],), {}))  # gx read again
@@ -263,6 +263,45 @@ def test_a_matmul_gated_cell_runs_its_kernel_only_when_asked():
     assert "pallas_call" not in str(jaxpr) and "custom_jvp_call" not in str(jaxpr)
     with pytest.raises(ValueError, match=r"kernel='cudnn': peepholes \(cuDNN's LSTM has none\)"):
         recurrax.scan(peephole, p_params, xs, time_major=True, kernel="cudnn", fused=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CenteredRNNCell(recurrax.cells.SimpleRNNCell):
+    """h' = tanh(z - mean over units of z): the mean needs every unit, so a tile of the state computes another."""
+
+    def gate_update(self, gx, hh, state, units):
+        z = gx[0] + hh[0]
+        return (jnp.tanh(z - jnp.mean(z, axis=-1, keepdims=True)),), {}
+
+
+def test_a_cell_whose_update_is_not_elementwise_runs_the_step_loop_or_raises_by_name():
+    cell = CenteredRNNCell(H)
+    params = cell.init(jax.random.key(0), D)
+    xs = jax.random.normal(jax.random.key(1), (T, 2, D))
+    with pytest.raises(ValueError, match=r"CenteredRNNCell: kernel='pallas': its gate_update is not elementwise over "):
+        recurrax.scan(cell, params, xs, time_major=True, kernel="pallas", fused=True)
+    # Without fused=True the step loop runs it: no kernel in the program, and the step loop's numbers.
+    run = jax.jit(lambda p, x, kernel: recurrax.scan(cell, p, x, time_major=True, kernel=kernel), static_argnums=2)
+    assert "pallas_call" not in str(jax.make_jaxpr(run, static_argnums=2)(params, xs, "pallas"))
+    np.testing.assert_array_equal(run(params, xs, "pallas")[0], run(params, xs, "xla")[0])
+
+
+def test_the_kernels_name_what_makes_an_update_not_elementwise():
+    def reason(body, num_units=0):
+        return _gate_update_jaxpr.not_elementwise(lambda g, r, s, u: ((body(g[0] + r[0], *u),), {}), 1, 1, num_units)
+
+    assert reason(lambda z: jnp.tanh(z) / (1 + jnp.exp(-z))) is None
+    assert reason(jax.nn.relu) is None  # a custom_jvp inside a jit: their bodies are read
+    assert reason(lambda z, gain: jnp.tanh(gain * z) / gain, num_units=1) is None
+    assert "(it uses `reduce_sum`)" in reason(lambda z: z - jnp.mean(z, axis=-1, keepdims=True))
+    assert "(it uses `reduce_max`)" in reason(lambda z: z - jnp.max(z, axis=0))  # across examples, too
+    assert "(it uses `rev`)" in reason(lambda z: z[:, ::-1])
+    assert "(it uses `cumsum`)" in reason(lambda z: jnp.cumsum(z, axis=-1))
+    assert "(it uses `iota`)" in reason(lambda z: z * jnp.arange(z.shape[-1], dtype=z.dtype))
+    assert "(it uses `dot_general`)" in reason(lambda z: z @ z)
+    assert "(it uses `reshape`)" in reason(lambda z: z.reshape(z.shape[0], -1, 1)[..., 0])
+    scales = jnp.ones(5)  # one per unit of a 5-unit state: no tile has 5 units
+    assert "cannot be traced on a tile of the state" in reason(lambda z: z * scales)
 
 
 def test_one_tiles_weight_blocks_fit_a_gpus_shared_memory_twice_over():

@@ -23,6 +23,7 @@ from recurrax._options import ScanOptions
 from recurrax._projected_cell import ProjectedStepCell
 from recurrax._types import Array, Carry, Params
 from recurrax.cells import _kernels, _pallas_gated
+from recurrax.cells._gate_update_jaxpr import not_elementwise
 from recurrax.cells._pallas_gated import Parts, gated_sequence
 
 
@@ -47,7 +48,9 @@ class MatmulGatedCell(ProjectedStepCell):
     :meth:`carry_from_parts`); override those for other layouts.
 
     ``gate_update`` must treat every unit on its own (elementwise over H; no
-    layer norm across units): the kernel runs it on tiles of the state. With
+    layer norm across units): the kernel runs it on tiles of the state, and
+    declines an update whose jaxpr has any other operation (the step loop
+    runs it; ``fused=True`` raises naming the operation). With
     ``kernel="pallas"`` (float32, no ``remat``) the whole sequence runs as one
     Pallas kernel over all steps and a backward kernel that differentiates
     ``gate_update`` with :func:`jax.vjp` (``docs/kernels.md``); otherwise the
@@ -108,7 +111,14 @@ class MatmulGatedCell(ProjectedStepCell):
     def _kernels(self, params: Params, carry: Carry, xs: Array, options: ScanOptions) -> dict[str, _kernels.Check]:
         state = self.carry_parts(carry)
         leaves = [xs, *jax.tree.leaves(params), *state]
-        return {"pallas": lambda steps: _pallas_gated.unsupported(leaves, options, xs, self.num_gates, state)}
+        units = self.unit_parameters(params)
+        num_units = 0 if units is None else units.reshape(-1, state[0].shape[-1]).shape[0]
+
+        def pallas(steps: Steps | None) -> str | None:
+            reason = _pallas_gated.unsupported(leaves, options, xs, self.num_gates, state)
+            return reason or not_elementwise(self.gate_update, self.num_gates, len(state), num_units)
+
+        return {"pallas": pallas}
 
     def sequence_unsupported(self, params: Params, carry: Carry, xs: Array, options: ScanOptions) -> str | None:
         own = (

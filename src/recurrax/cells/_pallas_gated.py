@@ -24,7 +24,7 @@ gradients are then sums over all steps, outside the kernel. The forward
 kernel saves ``hh`` (``[T, G, B, H]``), and the backward pass keeps the
 input projection ``gx`` (an input) for the recomputation. Most cells (the
 LSTM, the Elman RNN) read ``gx_k`` and ``hh_k`` only through their sum;
-:func:`reads_only_sums` finds that in ``update``'s jaxpr, and then the
+``cells/_gate_update_jaxpr.py`` finds that in ``update``'s jaxpr, and then the
 forward kernel saves the sums instead, the backward pass keeps no ``gx``, and
 the backward kernel writes one gradient for both (``∂gx = ∂hh``): half the
 ``[T, G, B, H]`` traffic of the backward kernel.
@@ -53,6 +53,7 @@ from recurrax._cell import Internals, Steps
 from recurrax._options import ScanOptions
 from recurrax._types import Array
 from recurrax.cells import _kernels, _pallas, _pallas_gated_tpu
+from recurrax.cells._gate_update_jaxpr import reads_only_sums
 
 #: A tuple of ``[B, H]`` arrays (or ``[B, tile]`` inside the kernels): gates, or the carry's parts.
 Parts = tuple[Array, ...]
@@ -73,39 +74,6 @@ def unsupported(
         batch = math.prod(xs.shape[1:-1])
         reason = _pallas_gated_tpu.unsupported(num_gates, len(state0), batch, state0[0].shape[-1])
     return reason
-
-
-@functools.lru_cache(maxsize=256)
-def reads_only_sums(update: GateUpdate, num_gates: int, num_parts: int, num_units: int) -> bool:
-    """Whether ``update`` reads each ``gx_k`` and ``hh_k`` only through one ``gx_k + hh_k``, per its jaxpr.
-
-    True when each of the ``2G`` gate inputs has exactly one use in the traced
-    update, the ``add`` of the pair, so the new state (and its gradient) is a
-    function of the sums. Conservative: anything else (a ``gx_k`` read twice,
-    the sum formed inside a ``jit``, a cast first) is False, which costs the
-    optimisation and never correctness.
-    """
-    x = jax.ShapeDtypeStruct((2, 2), jnp.float32)
-    closed = jax.make_jaxpr(lambda g, r, s, u: update(g, r, s, u)[0])(
-        (x,) * num_gates, (x,) * num_gates, (x,) * num_parts, (x,) * num_units
-    )
-    jaxpr = closed.jaxpr
-    # Variables by identity (a jaxpr's literals need not be hashable).
-    gates = [id(v) for v in jaxpr.invars[:num_gates]]
-    recurrent = [id(v) for v in jaxpr.invars[num_gates : 2 * num_gates]]
-    uses: dict[int, list[Any]] = {v: [] for v in (*gates, *recurrent)}
-    for eqn in jaxpr.eqns:
-        for v in eqn.invars:
-            if id(v) in uses:
-                uses[id(v)].append(eqn)
-    if any(id(v) in uses for v in jaxpr.outvars):
-        return False
-    for g, r in zip(gates, recurrent, strict=True):
-        if len(uses[g]) != 1 or len(uses[r]) != 1 or uses[g][0] is not uses[r][0]:
-            return False
-        if uses[g][0].primitive.name != "add":
-            return False
-    return True
 
 
 def gated_recurrence(
@@ -193,7 +161,7 @@ def gated_sequence(
 
 
 #: The kernels' static description of a call: the cell's update, how many unit-parameter rows it reads, the
-#: target ("gpu" or "tpu"), and whether the update reads the gates only as sums (:func:`reads_only_sums`).
+#: target ("gpu" or "tpu"), and whether the update reads the gates only as sums (``reads_only_sums``).
 _Spec = tuple[GateUpdate, int, str, bool]
 
 
