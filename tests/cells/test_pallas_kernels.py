@@ -265,6 +265,26 @@ def test_a_matmul_gated_cell_runs_its_kernel_only_when_asked():
         recurrax.scan(peephole, p_params, xs, time_major=True, kernel="cudnn", fused=True)
 
 
+def test_a_gpu_whose_jax_has_no_triton_backend_declines_the_kernels_by_name(monkeypatch):
+    # jax 0.12 deprecates Pallas's Triton backend; a jax without it declines kernel="pallas" on a GPU.
+    def no_triton():
+        raise ImportError("cannot import name 'triton' from 'jax.experimental.pallas'")
+
+    monkeypatch.setattr(_pallas, "interpret_mode", lambda: False)
+    monkeypatch.setattr(_pallas, "_pallas_triton", no_triton)
+    xs = jnp.zeros((T, 2, D))
+    missing = r"kernel='pallas'.*: this jax has no Pallas Triton backend to compile the kernels for a GPU \(cannot"
+    for cell, method in ((recurrax.simple_rnn(H), "sequential"), (recurrax.min_gru(H), "parallel")):
+        params = cell.init(jax.random.key(0), D)
+        with pytest.raises(ValueError, match=missing):
+            recurrax.scan(cell, params, xs, time_major=True, method=method, kernel="pallas", fused=True)
+        # Without fused=True the XLA path runs: no kernel in the program.
+        run = lambda p, x, cell=cell, method=method: recurrax.scan(  # noqa: E731
+            cell, p, x, time_major=True, method=method, kernel="pallas"
+        )
+        assert "pallas_call" not in str(jax.make_jaxpr(run)(params, xs)), type(cell).__name__
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CenteredRNNCell(recurrax.cells.SimpleRNNCell):
     """h' = tanh(z - mean over units of z): the mean needs every unit, so a tile of the state computes another."""

@@ -105,11 +105,30 @@ def unsupported(leaves: Sequence[Any], options: ScanOptions) -> str | None:
     """
     if options.remat:
         return "remat=True (the kernel stores every step's gates)"
+    missing = backend_missing()
+    if missing is not None:
+        return missing
     for a in leaves:
         if not hasattr(a, "dtype"):
             return "inputs, parameters and carry must be arrays"
         if jnp.dtype(a.dtype) != jnp.dtype(jnp.float32):
             return f"an array of dtype {jnp.dtype(a.dtype)} (the Pallas kernels run float32)"
+    return None
+
+
+def backend_missing() -> str | None:
+    """Why this jax cannot compile the kernels for this GPU (None: it can, or they do not run on a GPU here).
+
+    jax 0.12 deprecates Pallas's Triton backend, which the GPU kernels are
+    written for: once a jax no longer has it, ``kernel="pallas"`` on a GPU is
+    declined with this reason (the XLA path runs) rather than failing to import.
+    """
+    if kernel_variant() != "triton" or interpret_mode():
+        return None
+    try:
+        _pallas_triton()
+    except ImportError as error:
+        return f"this jax has no Pallas Triton backend to compile the kernels for a GPU ({error})"
     return None
 
 

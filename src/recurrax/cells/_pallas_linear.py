@@ -146,6 +146,9 @@ class PallasLinearRecurrence(LinearCell):
 
 def unsupported(state: Array) -> str | None:
     """Why the kernel cannot scan a recurrence with this state (None: it can)."""
+    missing = _pallas.backend_missing()
+    if missing is not None:
+        return missing
     if jnp.dtype(state.dtype) not in _PARTS:
         return f"a state of dtype {jnp.dtype(state.dtype)} (the Pallas linear scan runs float32 and complex64)"
     return None
