@@ -52,6 +52,14 @@ def choose(options: ScanOptions, offered: Mapping[str, Check], steps: Steps | No
     return (requested, None) if reason is None else ("xla", reason)
 
 
+def choose_or_raise(options: ScanOptions, offered: Mapping[str, Check], steps: Steps | None = None) -> str:
+    """The kernel to run (:func:`choose`); under ``fused=True``, a requested kernel that cannot run raises."""
+    kernel, reason = choose(options, offered, steps)
+    if reason is not None and options.fused:
+        raise ValueError(f"fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
+    return kernel
+
+
 def declined(options: ScanOptions, offered: Mapping[str, Check], steps: Steps | None = None) -> str | None:
     """Why the cell must decline the call under ``fused=True`` (its requested kernel cannot run it), else None."""
     _, reason = choose(options, offered, steps)

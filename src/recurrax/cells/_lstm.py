@@ -210,9 +210,7 @@ class LSTMCell(ProjectedStepCell):
         self, params: Params, carry: LSTMCarry, xs: Array, steps: Steps, options: ScanOptions
     ) -> tuple[Array, LSTMCarry]:
         offered = self._kernels(params, carry, xs, options)
-        kernel, reason = _kernels.choose(options, offered, steps)
-        if reason is not None and options.fused:
-            raise ValueError(f"fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
+        kernel = _kernels.choose_or_raise(options, offered, steps)
         if kernel == "xla":
             hoisted = self.hoists(options)
             ys, (h, c) = lstm_sequence(

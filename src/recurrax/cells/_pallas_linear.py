@@ -131,10 +131,7 @@ class PallasLinearRecurrence(LinearCell):
 
     def recurrence_kernel(self, state: Array, options: ScanOptions) -> RecurrenceKernel | None:
         offered: dict[str, _kernels.Check] = {"pallas": lambda steps: unsupported(state)}
-        kernel, reason = _kernels.choose(options, offered)
-        if reason is not None and options.fused:
-            raise ValueError(f"fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
-        if kernel != "pallas":
+        if _kernels.choose_or_raise(options, offered) != "pallas":
             return None
         dtype = jnp.dtype(state.dtype)
 
