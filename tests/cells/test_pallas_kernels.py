@@ -205,6 +205,30 @@ def test_the_tpu_kernels_equal_the_step_loop_in_values_and_gradients(name, monke
     assert sorted(set(ran)) == ["backward", "forward"]
 
 
+@pytest.mark.slow  # ~2-3 s per variant: interpreted kernels, vmapped, and their gradients
+@pytest.mark.parametrize("variant", ["triton", "tpu"])
+def test_the_kernels_run_under_vmap_over_parameters(variant, monkeypatch):
+    # An ensemble of two GRUs, vmapped: jax.vmap puts a grid dimension in front of the kernels' own. Each
+    # member equals the step loop's (kernel="xla", same vmap), values and gradients.
+    monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", variant)
+    monkeypatch.setattr(_pallas_gated_tpu, "TIME_CHUNK", 2)  # T = 5: three chunks
+    cell = recurrax.gru(H)
+    params = jax.vmap(lambda k: cell.init(k, D))(jax.random.split(jax.random.key(0), 2))
+    xs = jax.random.normal(jax.random.key(1), (2, *BATCH, T, D))
+
+    def loss(p, x, kernel):
+        ys, _ = recurrax.scan(cell, p, x, lengths=LENGTHS, resets=RESETS, kernel=kernel, fused=kernel == "pallas")
+        return jnp.sum(jnp.sin(ys))
+
+    @jax.jit
+    def both(params, xs):
+        return [jax.vmap(jax.value_and_grad(lambda p, x, k=k: loss(p, x, k)))(params, xs) for k in ("pallas", "xla")]
+
+    got, want = both(params, xs)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, atol=2e-5)
+
+
 # Not slow-marked (~1 s of tracing and lowering, no compile): what lowers changes with the jax version.
 def test_the_tpu_kernels_lower_through_mosaic(monkeypatch):
     # Cross-platform lowering (no TPU needed): Mosaic's lowering rules run in Python, so an operation or

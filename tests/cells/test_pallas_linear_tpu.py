@@ -93,6 +93,24 @@ def test_the_tpu_kernels_equal_the_plain_loop_in_values_and_gradients(tpu_kernel
     assert not np.any(np.asarray(k_grads[0])[3:, 1]), "no gradient reaches a past an example's end"
 
 
+@pytest.mark.slow  # ~2 s: the TPU interpreter, vmapped
+def test_the_tpu_kernels_run_under_vmap(tpu_kernels):
+    # jax.vmap puts a grid dimension in front of the kernels' (blocks, chunks): each member of the vmapped
+    # batch equals its own call, values and gradients.
+    (a, b, h0), valid, resets = _arrays(jnp.float32)
+    stacked = [jnp.stack([jnp.asarray(x), 0.5 * jnp.asarray(x)]) for x in (a, b, h0)]
+
+    def loss(a, b, h0):
+        return jnp.sum(jnp.sin(linear_scan_pallas(a, b, h0, valid=jnp.asarray(valid), resets=jnp.asarray(resets))))
+
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    vmapped = jax.jit(jax.vmap(jax.value_and_grad(loss, argnums=(0, 1, 2))))(*stacked)
+    for member in range(2):
+        one = grad(*(x[member] for x in stacked))
+        for got, want in zip(jax.tree.leaves(vmapped), jax.tree.leaves(one), strict=True):
+            np.testing.assert_allclose(got[member], want, rtol=2e-5, atol=2e-5)
+
+
 def test_the_backend_chooses_the_kernels(monkeypatch):
     # One place chooses: a TPU runs the Mosaic kernels compiled, a GPU the Triton ones, anything else
     # OFF_DEVICE_VARIANT interpreted (Pallas's TPU interpret mode for the TPU kernels).
@@ -100,6 +118,9 @@ def test_the_backend_chooses_the_kernels(monkeypatch):
         monkeypatch.setattr(jax, "default_backend", lambda b=backend: b)
         assert _pallas.kernel_variant() == variant, backend
         assert (_pallas.tpu_interpret() is False) is (backend == "tpu"), backend
+        # Mosaic gets the grid's semantics; the interpreter none (it cannot take them under jax.vmap).
+        semantics = _pallas.tpu_dimension_semantics("parallel", "arbitrary")
+        assert semantics == (("parallel", "arbitrary") if backend == "tpu" else None), backend
     monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
     assert _pallas.kernel_variant() == "triton", "still on a GPU"
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")

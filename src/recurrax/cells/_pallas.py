@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +90,21 @@ def tpu_interpret() -> Any:
     from jax.experimental.pallas import tpu
 
     return tpu.InterpretParams()
+
+
+#: A grid dimension's semantics for Mosaic TPU.
+DimensionSemantics = Literal["parallel", "arbitrary"]
+
+
+def tpu_dimension_semantics(*semantics: DimensionSemantics) -> tuple[DimensionSemantics, ...] | None:
+    """The TPU kernels' ``dimension_semantics``: as given for Mosaic, None in Pallas's TPU interpreter.
+
+    Under :func:`jax.vmap` Pallas puts a grid dimension in front. Mosaic's
+    lowering accounts for it; the interpreter (jax 0.10 to 0.12) zips the grid
+    with the semantics as given and fails on the length. None runs every
+    dimension in order there, which the semantics allow.
+    """
+    return semantics if tpu_interpret() is False else None
 
 
 def interpret_mode() -> bool:

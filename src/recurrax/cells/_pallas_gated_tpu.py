@@ -151,7 +151,8 @@ def _call(
         out_specs=[spec(shape, layout) for shape, layout in outputs],
         scratch_shapes=[tpu.VMEM(shape, jnp.float32) for shape in scratch],
         compiler_params=tpu.CompilerParams(
-            dimension_semantics=("parallel", "arbitrary"), vmem_limit_bytes=int(vmem * 1.25) + 2**20
+            dimension_semantics=_pallas_shared.tpu_dimension_semantics("parallel", "arbitrary"),
+            vmem_limit_bytes=int(vmem * 1.25) + 2**20,
         ),
         interpret=_pallas_shared.tpu_interpret(),
         name=name,

@@ -140,7 +140,9 @@ class _Grid:
             in_specs=[self.spec(layout) for _, layout in inputs],
             out_specs=[self.spec(layout) for _, layout in outputs],
             scratch_shapes=[pltpu.VMEM((self.batch_tile, self.state_tile), jnp.float32)] * num_scratch,
-            compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
+            compiler_params=pltpu.CompilerParams(
+                dimension_semantics=_pallas.tpu_dimension_semantics("parallel", "arbitrary")
+            ),
             interpret=_pallas.tpu_interpret(),
             name=name,
         )
