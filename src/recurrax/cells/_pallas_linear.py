@@ -50,6 +50,7 @@ from recurrax._linear_cell import LinearCell, RecurrenceKernel
 from recurrax._options import ScanOptions
 from recurrax._types import Array
 from recurrax.cells import _kernels, _pallas
+from recurrax.cells._linear_step import Parts, advance, retreat
 from recurrax.cells._pallas_linear_chunked import chunked_linear_scan
 
 # Examples and state units per program on a GPU: one warp's worth (one coalesced 128-byte load per array
@@ -64,8 +65,6 @@ GPU_CHUNK = 8
 #: (``cells/_pallas_linear_chunked.py``): T/L times the programs, about three times the memory traffic.
 #: Off until a GPU measurement says where it wins.
 TIME_CHUNK: int | None = None
-
-Parts = tuple[Array, ...]  # an array's real part, or its real and imaginary parts
 
 
 def linear_scan_pallas(
@@ -203,60 +202,6 @@ def _pad(x: Array, batch: int, hidden: int) -> Array:
     return jnp.pad(x, widths) if any(w for _, w in widths) else x
 
 
-def _mul(x: Parts, y: Parts, *, conjugate: bool = False) -> Parts:
-    """``x ⊙ y`` (``x ⊙ conj(y)`` with ``conjugate``) on real, or real and imaginary, parts."""
-    if len(x) == 1:
-        return (x[0] * y[0],)
-    (xr, xi), (yr, yi) = x, y
-    if conjugate:
-        return xr * yr + xi * yi, xi * yr - xr * yi
-    return xr * yr - xi * yi, xr * yi + xi * yr
-
-
-def _where(mask: Array, x: Parts, y: Parts) -> Parts:
-    return tuple(jnp.where(mask, p, q) for p, q in zip(x, y, strict=True))
-
-
-def _advance(h: Parts, a_t: Parts, b_t: Parts, keep: Array | None, reset: Array | None, start: Parts) -> Parts:
-    """One step forwards: the state after step t from the state ``h`` before it (both kernel variants).
-
-    ``keep``, ``reset``: the step's masks as ``[B, 1]`` booleans, or None.
-    """
-    h_start = h if reset is None else _where(reset, start, h)
-    h_new = tuple(p + q for p, q in zip(_mul(a_t, h_start), b_t, strict=True))
-    return h_new if keep is None else _where(keep, h_new, h)
-
-
-def _retreat(
-    g: Parts,
-    dh0: Parts,
-    a_t: Parts,
-    h_prev: Parts,
-    dh_t: Parts,
-    keep: Array | None,
-    reset: Array | None,
-    start: Parts,
-) -> tuple[Parts, Parts, Parts, Parts]:
-    """One step backwards: ``(∂a_t, ∂b_t, g, dh0)`` with ``g`` the cotangent passed to the state before step t.
-
-    ``g``: the cotangent of the state after step t from later steps; ``dh0``:
-    ``h0``'s, so far; ``h_prev``: the state before step t (``h0`` at t = 0).
-    """
-    g = tuple(p + q for p, q in zip(g, dh_t, strict=True))
-    h_start = h_prev if reset is None else _where(reset, start, h_prev)
-    zeros = tuple(jnp.zeros_like(p) for p in g)
-    da, db, passed = _mul(g, h_start, conjugate=True), g, _mul(g, a_t, conjugate=True)
-    if reset is not None:
-        # A valid step that restarts sends its gradient to h0, not to the step before it.
-        to_h0 = reset if keep is None else jnp.logical_and(reset, keep)
-        dh0 = tuple(p + q for p, q in zip(dh0, _where(to_h0, passed, zeros), strict=True))
-        passed = _where(reset, zeros, passed)
-    if keep is not None:
-        # Past an example's end the state was carried unchanged: its gradient passes through.
-        da, db, passed = _where(keep, da, zeros), _where(keep, db, zeros), _where(keep, passed, g)
-    return da, db, passed, dh0
-
-
 def _tiles(batch: int, hidden: int) -> tuple[int, int]:
     """``(examples, units)`` per program: half of each interpreted (so tests run a 2×2 grid), small on a GPU."""
     if _pallas.interpret_mode():
@@ -361,7 +306,7 @@ def _forward(a: Parts, b: Parts, h0: Parts, valid: Array | None, resets: Array |
 
         def step(t: Any, loaded: Any, h: Parts) -> Parts:
             a_t, b_t, keep, reset = loaded
-            h_new = _advance(h, a_t, b_t, keep, reset, start)
+            h_new = advance(h, a_t, b_t, keep, reset, start)
             for r, p in zip(hs_refs, h_new, strict=True):
                 r[t] = p
             return h_new
@@ -406,7 +351,7 @@ def _backward(
 
         def step(t: Any, loaded: Any, carry: tuple[Parts, Parts]) -> tuple[Parts, Parts]:
             a_t, h_prev, dh_t, keep, reset = loaded
-            da, db, passed, dh0 = _retreat(*carry, a_t, h_prev, dh_t, keep, reset, start)
+            da, db, passed, dh0 = retreat(*carry, a_t, h_prev, dh_t, keep, reset, start)
             for refs_out, parts in ((da_refs, da), (db_refs, db)):
                 for r, p in zip(refs_out, parts, strict=True):
                     r[t] = p
@@ -435,7 +380,7 @@ class _Kernels(NamedTuple):
 
 def _variant(name: str) -> _Kernels:
     if name == "tpu":
-        from recurrax.cells import _pallas_linear_tpu as tpu  # on first use (it imports this module)
+        from recurrax.cells import _pallas_linear_tpu as tpu  # on first use: it imports Pallas's TPU module
 
         return _Kernels(tpu.padded_sizes, tpu.forward, tpu.backward)
     if name != "triton":

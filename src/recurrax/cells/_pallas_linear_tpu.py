@@ -44,7 +44,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from recurrax._types import Array
 from recurrax.cells import _pallas
-from recurrax.cells._pallas_linear import Parts, _advance, _retreat
+from recurrax.cells._linear_step import Parts, advance, retreat
 
 SUBLANES, LANES = 8, 128  # a TPU vreg is [8, 128] 32-bit values; a block's last two dims are multiples
 # Examples and state units per grid step (at most; tiles divide the padded sizes): [8, 512] is four vregs
@@ -186,7 +186,7 @@ def forward(a: Parts, b: Parts, h0: Parts, valid: Array | None, resets: Array | 
             def body(t: Any, h: Parts) -> Parts:
                 a_t, b_t = tuple(r[t] for r in a_refs), tuple(r[t] for r in b_refs)
                 keep, reset = _rows(v_ref, t, start[0].shape), _rows(r_ref, t, start[0].shape)
-                h = _advance(h, a_t, b_t, keep, reset, start)
+                h = advance(h, a_t, b_t, keep, reset, start)
                 for r, p in zip(hs_refs, h, strict=True):
                     r[t] = p
                 return h
@@ -243,7 +243,7 @@ def backward(
             def step(t: Any, h_prev: Parts, carry: tuple[Parts, Parts]) -> tuple[Parts, Parts]:
                 a_t, dh_t = tuple(r[t] for r in a_refs), tuple(r[t] for r in dhs_refs)
                 keep, reset = _rows(v_ref, t, start[0].shape), _rows(r_ref, t, start[0].shape)
-                da, db, g, dh0 = _retreat(*carry, a_t, h_prev, dh_t, keep, reset, start)
+                da, db, g, dh0 = retreat(*carry, a_t, h_prev, dh_t, keep, reset, start)
                 for refs_out, parts in ((da_refs, da), (db_refs, db)):
                     for r, p in zip(refs_out, parts, strict=True):
                         r[t] = p
