@@ -351,6 +351,7 @@ def test_doctor_reports_versions_devices_environment_and_extras(capsys, monkeypa
     assert report["packages"]["jax"] == info.version_of("jax") and report["packages"]["orbax-checkpoint"]
     assert set(report["optional"]) == set(info.OPTIONAL)
     assert report["jax"]["backend"] == "cpu" and report["jax"]["devices"][0]["platform"] == "cpu"
+    assert report["jax"]["pallas"] == "Triton kernels, interpreted (no GPU): for tests, not speed"
     assert report["environment"]["XLA_FLAGS"] == os.environ["XLA_FLAGS"]  # tests/conftest.py sets it
     assert report["environment"]["JAX_PLATFORMS"] == "cpu" and "RECURRAX_TEST_TOKEN" not in report["environment"]
     assert report["extras"]["tasks"] == []  # scikit-learn and mnist1d are test dependencies

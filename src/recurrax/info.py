@@ -83,11 +83,14 @@ def _jax_report(devices: bool) -> dict[str, Any]:
     try:
         import jax
 
+        from recurrax.cells import _pallas
+
         found = jax.devices()
         return {
             "backend": jax.default_backend(),
             "devices": [{"id": d.id, "platform": d.platform, "kind": d.device_kind} for d in found],
             "process_count": jax.process_count(),
+            "pallas": _pallas.describe(),
         }
     except Exception as err:  # noqa: BLE001 — a broken install is what the report is for; say what broke
         return {"error": f"{type(err).__name__}: {err}"}
@@ -137,6 +140,8 @@ def format_report(report: dict[str, Any]) -> str:
         rows.append(("devices", ", ".join(f"{n} x {kind}" for kind, n in kinds.items())))
         if jax_info["process_count"] > 1:
             rows.append(("processes", str(jax_info["process_count"])))
+        if "pallas" in jax_info:
+            rows.append(("pallas kernels", jax_info["pallas"]))
     rows += list(report["environment"].items())
     for name, missing in report["extras"].items():
         rows.append((f"recurrax[{name}]", "usable" if not missing else "missing " + ", ".join(missing)))

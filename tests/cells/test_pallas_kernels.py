@@ -365,6 +365,30 @@ def test_one_tiles_weight_blocks_fit_a_gpus_shared_memory_twice_over():
     assert _pallas.gpu_hidden_tile(4) == 64  # off a GPU, for the H200 the tests lower for
 
 
+def test_the_doctor_says_what_the_kernels_run_on_each_backend(monkeypatch):
+    class GPU:
+        compute_capability = "9.0"
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax, "devices", lambda: [GPU()])
+    h200 = "Triton kernels, compute capability 9.0, 227 KiB shared memory per block: state tiles 64 (LSTM), 64 (GRU)"
+    assert _pallas.describe() == h200 + ", 128 (Elman RNN)"
+    GPU.compute_capability = "7.5"  # a T4
+    assert _pallas.describe().endswith(
+        "64 KiB shared memory per block: state tiles 16 (LSTM), 16 (GRU), 32 (Elman RNN)"
+    )
+    monkeypatch.setattr(_pallas, "_pallas_triton", lambda: (_ for _ in ()).throw(ImportError("no triton")))
+    assert (
+        _pallas.describe()
+        == "declined: this jax has no Pallas Triton backend to compile the kernels for a GPU (no triton)"
+    )
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    assert _pallas.describe() == "Mosaic TPU kernels, compiled"
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(_pallas, "OFF_DEVICE_VARIANT", "tpu")
+    assert _pallas.describe() == "Mosaic TPU kernels, in Pallas's TPU interpreter"
+
+
 def test_kernel_is_one_of_the_named_choices():
     with pytest.raises(ValueError, match=r"kernel must be one of \('auto', 'xla', 'pallas', 'cudnn'\), got 'triton'"):
         recurrax.ScanOptions(kernel="triton")

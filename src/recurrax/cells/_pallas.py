@@ -161,8 +161,30 @@ def gpu_shared_memory() -> int:
     """
     if jax.default_backend() != "gpu":
         return GPU_SHARED_MEMORY_BYTES["9.0"]
-    capability = str(getattr(jax.devices()[0], "compute_capability", ""))
-    return GPU_SHARED_MEMORY_BYTES.get(capability, GPU_SHARED_MEMORY_BYTES["8.6"])
+    return GPU_SHARED_MEMORY_BYTES.get(_gpu_capability(), GPU_SHARED_MEMORY_BYTES["8.6"])
+
+
+def _gpu_capability() -> str:
+    """The first device's CUDA compute capability (``"9.0"``), or ``""`` where it has none."""
+    return str(getattr(jax.devices()[0], "compute_capability", ""))
+
+
+def describe() -> str:
+    """What ``kernel="pallas"`` runs on this backend, in one line (``recurrax doctor`` prints it)."""
+    variant = kernel_variant()
+    if variant == "tpu":
+        return "Mosaic TPU kernels, " + ("compiled" if tpu_interpret() is False else "in Pallas's TPU interpreter")
+    if interpret_mode():
+        return "Triton kernels, interpreted (no GPU): for tests, not speed"
+    missing = backend_missing()
+    if missing is not None:
+        return f"declined: {missing}"
+    memory = gpu_shared_memory()
+    tiles = ", ".join(f"{gpu_hidden_tile(g)} ({name})" for g, name in ((4, "LSTM"), (3, "GRU"), (1, "Elman RNN")))
+    return (
+        f"Triton kernels, compute capability {_gpu_capability() or 'unknown'}, "
+        f"{memory // 2**10} KiB shared memory per block: state tiles {tiles}"
+    )
 
 
 def gpu_hidden_tile(num_gates: int, shared_memory: int | None = None) -> int:
