@@ -2,7 +2,7 @@
 #
 #   install_image_wheels WHEELS           the --image install: the wheels in WHEELS, if any, over the image's (sets PY)
 #   install_wheels WHEELS VENV PYTHON PACKAGES...   a venv (or a --target folder) from WHEELS alone (sets PY)
-#   steps_begin SUMMARY_FILE              start the summary (truncates it)
+#   steps_begin SUMMARY_FILE              start the summary (truncates it), record recurrax doctor beside it
 #   run NAME CAP_SECONDS MODULE ARGS...   one step in its own process, cut by SIGINT at the cap
 #   usable_kernels KERNEL_JSON CELLS      the kernels the kernel check found right for every one of CELLS
 #   steps_end                             print the summary and what was written
@@ -40,9 +40,12 @@ install_wheels() {
 }
 
 # steps_begin SUMMARY_FILE: every step's verdict, the kernels left out and why, go to this file.
+# Also records `recurrax doctor` beside it (X_run.txt -> X_doctor.txt): versions, devices, and what
+# kernel="pallas" runs there (on a GPU the state tiles the kernels use).
 steps_begin() {
     SUMMARY=$1
     : >"$SUMMARY"
+    "$PY" -m recurrax.info >"${SUMMARY%_run.txt}_doctor.txt" 2>&1 || echo "recurrax doctor failed (see the file)" >>"$SUMMARY"
 }
 
 # run NAME CAP_SECONDS MODULE ARGS...: one step in its own process, cut by SIGINT at the cap.
