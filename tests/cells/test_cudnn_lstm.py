@@ -92,7 +92,7 @@ def test_what_cudnn_cannot_run_falls_back_or_raises_by_name(monkeypatch):
             recurrax.scan(cell, params, xs, kernel="cudnn", fused=True)
     monkeypatch.setattr(_cudnn, "unavailable", lambda: None)
     resets = jnp.zeros((BATCH, T), bool).at[0, 2].set(True)
-    with pytest.raises(ValueError, match="kernel='cudnn' cannot run this call: resets"):
+    with pytest.raises(ValueError, match="LSTMCell: fused=True, but kernel='cudnn' cannot run this call: resets"):
         recurrax.scan(cell, params, xs, resets=resets, kernel="cudnn", fused=True)
     with pytest.raises(ValueError, match=r"kernel='cudnn'.*reverse=True \(cuDNN's results"):
         recurrax.scan(cell, params, xs, reverse=True, kernel="cudnn", fused=True)

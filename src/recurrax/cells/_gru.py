@@ -143,7 +143,7 @@ class GRUCell(ProjectedStepCell):
     def sequence(
         self, params: Params, carry: Array, xs: Array, steps: Steps, options: ScanOptions
     ) -> tuple[Array, Array]:
-        kernel = _kernels.choose_or_raise(options, self._kernels(params, carry, xs, options), steps)
+        kernel = _kernels.choose_or_raise(self, options, self._kernels(params, carry, xs, options), steps)
         project = lambda x: self.project_inputs(params, x)  # noqa: E731
         if kernel == "xla":
             return gru_sequence(project, params, carry, xs, steps, options, self.hoists(options))

@@ -52,11 +52,17 @@ def choose(options: ScanOptions, offered: Mapping[str, Check], steps: Steps | No
     return (requested, None) if reason is None else ("xla", reason)
 
 
-def choose_or_raise(options: ScanOptions, offered: Mapping[str, Check], steps: Steps | None = None) -> str:
-    """The kernel to run (:func:`choose`); under ``fused=True``, a requested kernel that cannot run raises."""
+def choose_or_raise(
+    cell: object, options: ScanOptions, offered: Mapping[str, Check], steps: Steps | None = None
+) -> str:
+    """The kernel to run (:func:`choose`); under ``fused=True``, a requested kernel that cannot run raises.
+
+    The error names ``cell``'s class, as the engine's refusals do.
+    """
     kernel, reason = choose(options, offered, steps)
     if reason is not None and options.fused:
-        raise ValueError(f"fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
+        name = type(cell).__name__
+        raise ValueError(f"{name}: fused=True, but kernel={options.kernel!r} cannot run this call: {reason}")
     return kernel
 
 

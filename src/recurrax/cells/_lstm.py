@@ -210,7 +210,7 @@ class LSTMCell(ProjectedStepCell):
         self, params: Params, carry: LSTMCarry, xs: Array, steps: Steps, options: ScanOptions
     ) -> tuple[Array, LSTMCarry]:
         offered = self._kernels(params, carry, xs, options)
-        kernel = _kernels.choose_or_raise(options, offered, steps)
+        kernel = _kernels.choose_or_raise(self, options, offered, steps)
         if kernel == "xla":
             hoisted = self.hoists(options)
             ys, (h, c) = lstm_sequence(

@@ -130,7 +130,7 @@ class PallasLinearRecurrence(LinearCell):
 
     def recurrence_kernel(self, state: Array, options: ScanOptions) -> RecurrenceKernel | None:
         offered: dict[str, _kernels.Check] = {"pallas": lambda steps: unsupported(state)}
-        if _kernels.choose_or_raise(options, offered) != "pallas":
+        if _kernels.choose_or_raise(self, options, offered) != "pallas":
             return None
         dtype = jnp.dtype(state.dtype)
 
