@@ -83,17 +83,21 @@ def _jax_report(devices: bool) -> dict[str, Any]:
     try:
         import jax
 
-        from recurrax.cells import _pallas
-
         found = jax.devices()
-        return {
+        report: dict[str, Any] = {
             "backend": jax.default_backend(),
             "devices": [{"id": d.id, "platform": d.platform, "kind": d.device_kind} for d in found],
             "process_count": jax.process_count(),
-            "pallas": _pallas.describe(),
         }
     except Exception as err:  # noqa: BLE001 — a broken install is what the report is for; say what broke
         return {"error": f"{type(err).__name__}: {err}"}
+    try:
+        from recurrax.cells import _pallas
+
+        report["pallas"] = _pallas.describe()
+    except Exception as err:  # noqa: BLE001 — the devices are still worth reporting
+        report["pallas"] = f"unknown: {type(err).__name__}: {err}"
+    return report
 
 
 def collect(*, devices: bool = True) -> dict[str, Any]:
