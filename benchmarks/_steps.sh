@@ -1,5 +1,7 @@
 # The steps of a prepared benchmark run (run_gpu.sh, run_tpu.sh): sourced, never run on its own.
 #
+#   parse_mode SCRIPT [--smoke | --image] sets SMOKE and IMAGE (0 or 1); anything else: usage, exit 2
+#   smoke_setup NAME                      the --smoke run's OUT (a temporary folder), PY, JAX_PLATFORMS, XLA_FLAGS
 #   install_image_wheels WHEELS           the --image install: the wheels in WHEELS, if any, over the image's (sets PY)
 #   install_wheels WHEELS VENV PYTHON PACKAGES...   a venv (or a --target folder) from WHEELS alone (sets PY)
 #   steps_begin SUMMARY_FILE              start the summary (truncates it), record recurrax doctor beside it
@@ -9,6 +11,34 @@
 #
 # Apart from the installs, the caller sets PY (the Python to run) and OUT (the results folder); KERNEL_COMPILE_S (default 20) and
 # TAR_TO (optional) are read when the functions run.
+
+# parse_mode SCRIPT [ARG]: the script's one optional argument.
+parse_mode() {
+    local script=$1 mode=${2:-}
+    SMOKE=0
+    IMAGE=0
+    if [ "$mode" = "--smoke" ]; then
+        SMOKE=1
+    elif [ "$mode" = "--image" ]; then
+        IMAGE=1
+    elif [ -n "$mode" ]; then
+        echo "usage: bash benchmarks/$script [--smoke | --image]" >&2
+        exit 2
+    fi
+}
+
+# smoke_setup NAME: the same steps on tiny shapes with the Python at hand (.venv's, else python3; or $PY),
+# nothing installed, on the CPU unless JAX_PLATFORMS says otherwise. Smoke sizes measure nothing: compile as
+# cheaply as the tests do (tests/cheap_compile.py).
+smoke_setup() {
+    OUT="${OUT:-$(mktemp -d "/tmp/recurrax-$1-smoke.XXXXXX")}"
+    if [ -z "${PY:-}" ]; then
+        if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+    fi
+    export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
+    XLA_FLAGS="${XLA_FLAGS:-$("$PY" -c 'import sys; sys.path.insert(0, "tests"); import cheap_compile; print(cheap_compile.xla_flags())')}"
+    export XLA_FLAGS
+}
 
 # install_image_wheels WHEELS: on an image that has the stack, this checkout's pinned wheels (if any) win;
 # --no-deps, since the image supplies the rest. PY is $PYTHON or python3.

@@ -51,36 +51,18 @@
 # in 10; the kernel check (Triton failing to compile), linear and scaling were cut.
 set -euo pipefail
 
-SMOKE=0
-IMAGE=0
-if [ "${1:-}" = "--smoke" ]; then
-    SMOKE=1
-elif [ "${1:-}" = "--image" ]; then
-    IMAGE=1
-elif [ -n "${1:-}" ]; then
-    echo "usage: bash benchmarks/run_gpu.sh [--smoke | --image]" >&2
-    exit 2
-fi
+# The argument, the installs, run, usable_kernels and the summary: shared with run_tpu.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
+parse_mode run_gpu.sh "$@"
 
 export KERAS_BACKEND=jax
 # JAX must not take 75% of the GPU up front: PyTorch runs in the same process.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONUNBUFFERED=1
 
-# The installs, run, usable_kernels and the summary: shared with run_tpu.sh.
-source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
-
 if [ "$SMOKE" = 1 ]; then
-    # The same steps on tiny shapes with the Python at hand; nothing installed, no GPU required.
-    OUT="${OUT:-$(mktemp -d /tmp/recurrax-gpu-smoke.XXXXXX)}"
-    if [ -z "${PY:-}" ]; then
-        if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-    fi
+    smoke_setup gpu  # no GPU required
     COMMON=(--smoke --peers floor,recurrax_peer)
-    export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
-    # Smoke sizes measure nothing: compile as cheaply as the tests do (tests/cheap_compile.py).
-    XLA_FLAGS="${XLA_FLAGS:-$("$PY" -c 'import sys; sys.path.insert(0, "tests"); import cheap_compile; print(cheap_compile.xla_flags())')}"
-    export XLA_FLAGS
 elif [ "$IMAGE" = 1 ]; then
     OUT="${OUT:-./benchmarks/results}"
     install_image_wheels "${WHEELS:-./.whl}"

@@ -51,36 +51,19 @@
 # process's start-up: 7.5 minutes). Mosaic compile times are unknown: a cut step keeps what it measured.
 set -euo pipefail
 
-SMOKE=0
-IMAGE=0
-if [ "${1:-}" = "--smoke" ]; then
-    SMOKE=1
-elif [ "${1:-}" = "--image" ]; then
-    IMAGE=1
-elif [ -n "${1:-}" ]; then
-    echo "usage: bash benchmarks/run_tpu.sh [--smoke | --image]" >&2
-    exit 2
-fi
+# The argument, the installs, run, usable_kernels and the summary: shared with run_gpu.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
+parse_mode run_tpu.sh "$@"
 
 export KERAS_BACKEND=jax
 export PYTHONUNBUFFERED=1
 
-# The installs, run, usable_kernels and the summary: shared with run_gpu.sh.
-source "$(dirname "${BASH_SOURCE[0]}")/_steps.sh"
-
 if [ "$SMOKE" = 1 ]; then
-    # The same steps on tiny shapes with the Python at hand; nothing installed, no TPU required.
-    OUT="${OUT:-$(mktemp -d /tmp/recurrax-tpu-smoke.XXXXXX)}"
-    if [ -z "${PY:-}" ]; then
-        if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-    fi
+    smoke_setup tpu  # no TPU required
     # The TPU (Mosaic) kernels in Pallas's TPU interpreter: the option sets recurrax.cells._pallas.OFF_DEVICE_VARIANT.
     COMMON=(--smoke --peers floor,recurrax_peer --kernel-variant tpu)
     # Interpreted kernels compile slowly here; the smoke run checks the plumbing, not compile times.
     KERNEL_COMPILE_S="${KERNEL_COMPILE_S:-120}"
-    export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
-    XLA_FLAGS="${XLA_FLAGS:-$("$PY" -c 'import sys; sys.path.insert(0, "tests"); import cheap_compile; print(cheap_compile.xla_flags())')}"
-    export XLA_FLAGS
     # A TPU VM has no torch: hide this Python's, so the smoke run proves the harness runs without it.
     NO_TORCH="$(mktemp -d /tmp/recurrax-no-torch.XXXXXX)"
     mkdir "$NO_TORCH/torch"
