@@ -29,9 +29,11 @@ kernels that way on CPU). ``--kernels pallas`` leaves cuDNN out (a TPU has none)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,21 @@ def use_variant(variant: str | None) -> str:
     return _pallas.kernel_variant()
 
 
+@contextlib.contextmanager
+def linear_time_chunk(steps: int | None) -> Iterator[None]:
+    """Inside: the linear Pallas scan runs time in chunks of ``steps`` (None: whole) for what is traced here.
+
+    ``_pallas_linear.TIME_CHUNK`` is read while a call is traced, so a call traced inside keeps the setting.
+    """
+    from recurrax.cells import _pallas_linear
+
+    saved, _pallas_linear.TIME_CHUNK = _pallas_linear.TIME_CHUNK, steps
+    try:
+        yield
+    finally:
+        _pallas_linear.TIME_CHUNK = saved
+
+
 def run_facts(kernel: str) -> dict[str, Any]:
     """What ran a row: the backend, and for the Pallas kernels which variant and whether interpreted."""
     import jax
@@ -136,18 +153,12 @@ def check(cell_name: str, kernel: str, reverse: bool, shape: dict[str, int]) -> 
 
     def loss(params: Any, xs: Any, carry: Any, fused: bool) -> Any:
         # The kernel (fused=True) against the step loop (fused=False, method="sequential").
-        from recurrax.cells import _pallas_linear
-
         method = "parallel" if linear and fused else "sequential"
         options = recurrax.ScanOptions(reverse=reverse, fused=fused, kernel=kernel.split(" ")[0], method=method)
-        # The chunk length is read while the call is traced: set for this trace only.
-        saved, _pallas_linear.TIME_CHUNK = _pallas_linear.TIME_CHUNK, max(T // 4, 1) if kernel == CHUNKED else None
-        try:
+        with linear_time_chunk(max(T // 4, 1) if kernel == CHUNKED else None):
             ys, final = recurrax.scan(
                 cell, params, xs, initial_carry=carry, lengths=lengths, resets=resets, options=options
             )
-        finally:
-            _pallas_linear.TIME_CHUNK = saved
         final_term = sum(jnp.sum(jnp.sin(jnp.real(leaf))) for leaf in jax.tree.leaves(final))
         final_term += sum(jnp.sum(jnp.cos(jnp.imag(leaf))) for leaf in jax.tree.leaves(final) if jnp.iscomplexobj(leaf))
         return jnp.sum(ys * weights) + final_term, (ys, final)

@@ -52,7 +52,7 @@ from benchmarks.common import (
     timed,
     write_record,
 )
-from benchmarks.kernel_check import VARIANTS, use_variant
+from benchmarks.kernel_check import VARIANTS, linear_time_chunk, use_variant
 from benchmarks.peers import PEERS
 
 SUITES = ("peers", "levers", "scaling", "compile", "linear")
@@ -392,14 +392,8 @@ def _linear_impls(name: str, mode: str, cfg: Config, x: Any, kernels: tuple[str,
         if cfg.T > LINEAR_PALLAS_CHUNK:
 
             def forward_chunked(p: Any, x: Any) -> Any:
-                from recurrax.cells import _pallas_linear
-
-                # The chunk length is read while the call is traced (inside jit): set it for this trace only.
-                saved, _pallas_linear.TIME_CHUNK = _pallas_linear.TIME_CHUNK, LINEAR_PALLAS_CHUNK
-                try:
+                with linear_time_chunk(LINEAR_PALLAS_CHUNK):  # read while traced, inside jit
                     return forward_pallas(p, x)
-                finally:
-                    _pallas_linear.TIME_CHUNK = saved
 
             call = f"recurrax.scan(method='parallel', kernel='pallas'), _pallas_linear.TIME_CHUNK={LINEAR_PALLAS_CHUNK}"
             impls.append(jax_impl(LINEAR_PALLAS_CHUNKED, "recurrax", call, forward_chunked, params, x, mode))
