@@ -126,3 +126,10 @@ def check_activation(value: Any, name: str = "activation") -> None:
     """Raises unless ``value`` names one of :data:`ACTIVATIONS`."""
     if value not in ACTIVATIONS:
         raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}, got {value!r}")
+
+
+def linear_combine(earlier: tuple[Array, ...], later: tuple[Array, ...]) -> tuple[Array, ...]:
+    """Two steps ``h ↦ a ⊙ h + b`` as one, ``(a, b)`` each (``earlier`` applied first): a linear scan's operator."""
+    a1, b1 = earlier
+    a2, b2 = later
+    return a2 * a1, a2 * b1 + b2

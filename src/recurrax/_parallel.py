@@ -20,7 +20,7 @@ import numpy as np
 
 from recurrax._cell import Steps
 from recurrax._linear_cell import LinearCell, LinearTerms, RecurrenceKernel
-from recurrax._ops import zero_padding
+from recurrax._ops import linear_combine, zero_padding
 from recurrax._options import ScanOptions
 from recurrax._types import Array, Carry, Params
 
@@ -167,12 +167,7 @@ def _linear_states(
         first = (slice(None),) * axis + (0,)
         b = b.at[first].add(a[first] * h0.astype(jnp.result_type(a, b, h0)))
 
-    def combine(earlier: tuple[Array, ...], later: tuple[Array, ...]) -> tuple[Array, ...]:
-        a1, b1 = earlier
-        a2, b2 = later
-        return a2 * a1, a2 * b1 + b2
-
-    _, hs = scan(combine, (a, b), axis)
+    _, hs = scan(linear_combine, (a, b), axis)
     return hs
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from recurrax._ops import linear_combine
 from recurrax._types import Array
 
 #: A linear scan from a zero state, ``(a[T, B, H], b[T, B, H], h0[B, H]) -> hs[T, B, H]``: the kernel.
@@ -91,9 +92,7 @@ def chunked_linear_scan(
     local = from_chunks(scan(a_c, b_c, zeros))  # 1. each chunk from zero
     running = from_chunks(scan(a_c, jnp.zeros_like(b_c), jnp.ones_like(zeros)))  # its running product of a
     # 2. the state after each chunk, h_c = p_c ⊙ h_{c-1} + l_c, and so the state entering it (h_{-1} = 0).
-    _, after = jax.lax.associative_scan(
-        lambda x, y: (y[0] * x[0], y[0] * x[1] + y[1]), (running[:, -1], local[:, -1]), axis=0
-    )
+    _, after = jax.lax.associative_scan(linear_combine, (running[:, -1], local[:, -1]), axis=0)
     entering = jnp.concatenate([jnp.zeros_like(after[:1]), after[:-1]], axis=0)
     # 3. every step: its chunk's local state plus what entered the chunk, carried by the running product.
     hs = local + running * entering[:, None]
